@@ -1,0 +1,249 @@
+"""State of all sources that share one field set: warm-up, frozen ranges, value history,
+new-extreme tracking, alert suppression and the reservoir the NeuroNet trains on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.config import EngineConfig
+from engine.counts import text_hash64
+from engine.state import Groups, Growing, extend, grouped_cummax_before, store_tail, windows_at
+
+
+@dataclass
+class Replay:
+    """Warm-up events of sources whose range was just frozen, to be counted (not scored)."""
+
+    rows: np.ndarray  # source row of each replayed event
+    windows: np.ndarray  # float32 [m, W, C] normalised
+    ts: np.ndarray
+    has_calendar: np.ndarray
+    labels: np.ndarray  # int8, -1 = unknown
+
+
+@dataclass
+class Prepared:
+    """A bank's share of a batch after validation and warm-up handling."""
+
+    late: np.ndarray  # bool per input event: rejected, timestamp went backwards
+    warming: np.ndarray  # bool per input event: consumed by warm-up (score 0)
+    replays: list[np.ndarray]  # chunks of source rows to replay (see Bank.replay)
+    post: np.ndarray  # input indices of scored events, arrival order
+    groups: Groups | None  # grouping of the post events by source
+    windows: np.ndarray  # float32 [len(post), W, C] normalised windows of the post events
+
+
+class Bank:
+    """Per-source arrays for the sources of one field set (same channel count)."""
+
+    REPLAY_CHUNK = 16  # sources replayed per encoder call, bounds replay memory
+
+    def __init__(self, fields: tuple[str, ...], window: int, config: EngineConfig) -> None:
+        self.fields = fields
+        self.channels = c = len(fields)
+        self.window = window
+        self.config = config
+        self.sources: list[str] = []
+        supp = max(config.suppress_window, 1)
+        specs: dict[str, tuple[tuple[int, ...], type, float]] = {
+            "n_seen": ((), np.int64, 0),
+            "last_ts": ((), np.float64, -np.inf),
+            "scope": ((), np.uint64, 0),
+            "lo": ((c,), np.float64, 0.0),
+            "scale": ((c,), np.float64, 1.0),
+            "ext_lo": ((c,), np.float64, 0.0),
+            "ext_hi": ((c,), np.float64, 0.0),
+            "hist": ((window, c), np.float64, 0.0),
+            "warm": ((config.warmup, c), np.float64, 0.0),
+            "warm_ts": ((config.warmup,), np.float64, np.nan),
+            "warm_cal": ((config.warmup,), np.bool_, False),
+            "warm_label": ((config.warmup,), np.int8, -1),
+            "score_hist": ((supp,), np.float64, 0.0),
+        }
+        if config.calibration == "rank":
+            specs["cal_hist"] = ((config.calibration_window,), np.float64, np.nan)
+        if config.neuronet.enabled:
+            specs["res"] = ((config.neuronet.reservoir, c), np.float32, 0.0)
+            specs["res_n"] = ((), np.int64, 0)
+        self.state = Growing(specs)
+
+    def add_source(self, source: str) -> int:
+        """Register a new source; returns its row."""
+        row = int(self.state.add(1)[0])
+        self.sources.append(source)
+        scope = source if self.config.scope == "source" else "global:" + ",".join(self.fields)
+        self.state.scope[row] = text_hash64(scope)
+        return row
+
+    # -- batch preparation -------------------------------------------------------------------
+
+    def prepare(
+        self,
+        rows: np.ndarray,
+        ts: np.ndarray,
+        has_cal: np.ndarray,
+        values: np.ndarray,
+        labels: np.ndarray,
+    ) -> Prepared:
+        """Reject late events, feed warm-up, freeze completed ranges, cut windows for the rest."""
+        st = self.state
+        cfg = self.config
+        n = rows.size
+        g = Groups.of(rows)
+        ts_o = ts[g.order]
+        prev = grouped_cummax_before(st.last_ts[g.rows], g, ts_o)
+        late_o = ts_o < prev - cfg.late_tolerance
+        late = np.zeros(n, dtype=bool)
+        late[g.order[late_o]] = True
+        ok = np.flatnonzero(~late)
+        finite = np.where(np.isnan(ts_o) | late_o, -np.inf, ts_o)
+        st.last_ts[g.rows] = np.maximum(st.last_ts[g.rows], np.maximum.reduceat(finite, g.starts))
+
+        g = Groups.of(rows[ok])
+        idx = ok[g.order]  # accepted events grouped by source, arrival order within a source
+        seen_before = st.n_seen[g.rows].copy()
+        pos = seen_before[g.gid] + g.rank
+        warm_sel = pos < cfg.warmup
+        wi, wp = idx[warm_sel], pos[warm_sel]
+        wr = rows[wi]
+        st.warm[wr, wp] = values[wi]
+        st.warm_ts[wr, wp] = ts[wi]
+        st.warm_cal[wr, wp] = has_cal[wi]
+        st.warm_label[wr, wp] = labels[wi]
+        st.n_seen[g.rows] += g.counts
+        done = g.rows[(seen_before < cfg.warmup) & (st.n_seen[g.rows] >= cfg.warmup)]
+        if done.size:
+            self._freeze(done)
+        warming = np.zeros(n, dtype=bool)
+        warming[wi] = True
+        chunks = [done[i : i + self.REPLAY_CHUNK] for i in range(0, done.size, self.REPLAY_CHUNK)]
+
+        post = np.sort(idx[~warm_sel])
+        if not post.size:
+            empty = np.zeros((0, self.window, self.channels), dtype=np.float32)
+            return Prepared(late, warming, chunks, post, None, empty)
+        pg = Groups.of(rows[post])
+        vals = values[post[pg.order]]
+        ext, vpos = extend(st.hist[pg.rows], pg, vals)
+        store_tail(st.hist, pg, ext, vpos)
+        win = np.empty((post.size, self.window, self.channels), dtype=np.float32)
+        win[pg.order] = windows_at(ext, vpos, self.window)
+        prow = rows[post]
+        win -= st.lo[prow][:, None, :]
+        win /= st.scale[prow][:, None, :]
+        if "res" in st.arrays:
+            self._reserve(pg, win[pg.order][:, -1, :])
+        return Prepared(late, warming, chunks, post, pg, win)
+
+    def _freeze(self, rows: np.ndarray) -> None:
+        """End of warm-up: fix each source's range (min/max widened by range_margin) and seed
+        its history with the warm-up values."""
+        st = self.state
+        m = self.config.range_margin
+        warm = st.warm[rows]  # [r, warmup, C]
+        lo, hi = warm.min(axis=1), warm.max(axis=1)
+        span = hi - lo
+        span = np.where(span > 0, span, np.maximum(np.abs(hi), 1.0) * 0.1)
+        st.lo[rows] = lo - m * span
+        st.scale[rows] = span * (1 + 2 * m)
+        st.ext_lo[rows], st.ext_hi[rows] = lo, hi
+        padded = self._padded_warm(rows)
+        st.hist[rows] = padded[:, -self.window :]
+        if "res" in st.arrays:
+            norm = (warm - st.lo[rows][:, None]) / st.scale[rows][:, None]
+            keep = min(norm.shape[1], st.res.shape[1])
+            st.res[rows, :keep] = norm[:, -keep:]
+            st.res_n[rows] = keep
+
+    def _padded_warm(self, rows: np.ndarray) -> np.ndarray:
+        """Warm-up values preceded by window-1 copies of the first one: [r, W-1+warmup, C]."""
+        warm = self.state.warm[rows]
+        pad = np.repeat(warm[:, :1], self.window - 1, axis=1)
+        return np.concatenate([pad, warm], axis=1)
+
+    def replay(self, rows: np.ndarray) -> Replay:
+        """Windows of the warm-up events of ``rows`` (already frozen), for counting."""
+        st = self.state
+        padded = self._padded_warm(rows)  # [r, W-1+warmup, C]
+        wu = self.config.warmup
+        idx = np.arange(wu)[:, None] + np.arange(self.window)[None, :]  # [warmup, W]
+        win = padded[:, idx]  # [r, warmup, W, C]
+        win = (win - st.lo[rows][:, None, None]) / st.scale[rows][:, None, None]
+        r = rows.size
+        return Replay(
+            rows=np.repeat(rows, wu),
+            windows=win.reshape(r * wu, self.window, self.channels).astype(np.float32),
+            ts=st.warm_ts[rows].ravel(),
+            has_calendar=st.warm_cal[rows].ravel(),
+            labels=st.warm_label[rows].ravel(),
+        )
+
+    def _reserve(self, g: Groups, norm_values: np.ndarray) -> None:
+        """Append normalised values to each source's reservoir ring (newest kept)."""
+        st = self.state
+        cap = st.res.shape[1]
+        slot = (st.res_n[g.rows][g.gid] + g.rank) % cap
+        st.res[g.rows[g.gid], slot] = norm_values
+        st.res_n[g.rows] += g.counts
+
+    def reservoir_series(self, rows: np.ndarray) -> list[np.ndarray]:
+        """Each source's reservoir in time order (normalised): training data for the NeuroNet."""
+        st = self.state
+        cap = st.res.shape[1]
+        out = []
+        for r in rows:
+            n = int(st.res_n[r])
+            if n <= cap:
+                out.append(st.res[r, :n].copy())
+            else:
+                start = n % cap
+                out.append(np.concatenate([st.res[r, start:], st.res[r, :start]]))
+        return out
+
+    # -- rules applied to scores ------------------------------------------------------------
+
+    def extreme(self, p: Prepared, values: np.ndarray) -> np.ndarray:
+        """New-extreme rule: any channel outside the source's seen [min, max] +- margin*range.
+        Updates the seen range. ``values`` are the post events' raw values (arrival order)."""
+        st = self.state
+        g = p.groups
+        assert g is not None
+        v = values[g.order]
+        hi = grouped_cummax_before(st.ext_hi[g.rows], g, v)
+        lo = -grouped_cummax_before(-st.ext_lo[g.rows], g, -v)
+        span = (hi - lo) * self.config.extreme_margin
+        out_o = ((v > hi + span) | (v < lo - span)).any(axis=1)
+        last = g.starts + g.counts - 1
+        st.ext_hi[g.rows] = np.maximum(hi[last], v[last])
+        st.ext_lo[g.rows] = np.minimum(lo[last], v[last])
+        out = np.empty_like(out_o)
+        out[g.order] = out_o
+        return out
+
+    def suppress(self, p: Prepared, score: np.ndarray) -> np.ndarray:
+        """True where a score does not beat the source's previous ``suppress_window`` scores
+        (the same incident alerting again). Updates the score history."""
+        g = p.groups
+        assert g is not None
+        k = self.config.suppress_window
+        if k == 0:
+            return np.zeros(score.size, dtype=bool)
+        ext, vpos = extend(self.state.score_hist[g.rows], g, score[g.order])
+        store_tail(self.state.score_hist, g, ext, vpos)
+        prev = windows_at(ext, vpos - 1, k).max(axis=1)
+        out = np.empty(score.size, dtype=bool)
+        out[g.order] = score[g.order] <= prev
+        return out
+
+    def calibration_history(self, p: Prepared, score: np.ndarray) -> np.ndarray:
+        """Each event's previous ``calibration_window`` scores of its source (NaN = none yet)."""
+        g = p.groups
+        assert g is not None
+        st = self.state
+        ext, vpos = extend(st.cal_hist[g.rows], g, score[g.order])
+        store_tail(st.cal_hist, g, ext, vpos)
+        out = np.empty((score.size, st.cal_hist.shape[1]))
+        out[g.order] = windows_at(ext, vpos - 1, st.cal_hist.shape[1])
+        return out

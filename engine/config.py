@@ -1,0 +1,196 @@
+"""Engine configuration: one typed place, validated, loadable from a mapping (TOML) and from
+``NEUROGATE_*`` environment variables (strings coerced to the field's type)."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from engine.encoder import FixedEncoderConfig
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class NeuroNetSettings:
+    """When and how the NeuroNet is trained and when it may take over a level from fixed codes."""
+
+    enabled: bool = True
+    train_after: int = 20_000  # events (all sources) seen before the first training
+    retrain_every: int = 0  # events between retrainings to a new version; 0 = never
+    reservoir: int = 2048  # recent values kept per source for (re)training and re-counting
+    max_sources: int = 256  # sources sampled into one training run
+    shadow_events: int = 5_000  # events a candidate is shadow-scored before the takeover decision
+    margin: float = 0.02  # required gain in normalised conditional surprise to take over a level
+    levelhold: float = 0.7
+    tunehold: float | None = None
+    max_steps_per_level: int = 300
+    levels: int = 6
+    hidden: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("train_after", "reservoir", "shadow_events", "max_sources", "levels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"neuronet.{name} must be >= 1, got {getattr(self, name)}")
+        if self.retrain_every < 0:
+            raise ConfigError(f"neuronet.retrain_every must be >= 0, got {self.retrain_every}")
+        if not 0 < self.levelhold <= 1:
+            raise ConfigError(f"neuronet.levelhold must be in (0, 1], got {self.levelhold}")
+        if self.tunehold is not None and not 0 < self.tunehold <= 1:
+            raise ConfigError(f"neuronet.tunehold must be in (0, 1], got {self.tunehold}")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Every knob of the detector. Defaults follow EXPERIMENTS.md round 2 (deployable path)."""
+
+    warmup: int = 200  # events per source used to fix its range before it is scored
+    range_margin: float = 0.10  # warm-up range widened by this share on each side
+    late_tolerance: float = 0.0  # seconds a timestamp may go backwards before it is rejected
+    alpha: float = 1.0  # Dirichlet back-off strength for contexts
+    alpha0: float = 0.5  # additive smoothing of the unigram
+    calendar: bool = True  # condition codes on (3-hour bucket x weekend) where timestamps allow
+    calendar_hours: int = 3
+    top_k: int = 2  # levels combined by the mean of the k largest surprises
+    extreme_margin: float = 0.05  # new-extreme rule: outside seen [min,max] +- margin*range -> 1.0
+    extreme_rule: bool = True
+    suppress_window: int = 30  # a score alerts only if it beats the previous N scores; 0 = off
+    threshold: float = 0.93  # set on the built-in demo stream (F1 0.56 there)
+    scope: Literal["source", "global"] = "source"
+    calibration: Literal["none", "rank"] = "none"
+    calibration_window: int = 2000
+    posterior_beta: float = 1.0  # smoothing of class-conditional pattern probabilities
+    label_memory: int = 200_000  # recent events whose pattern keys are kept for late labels
+    seed: int = 0
+    fixed: FixedEncoderConfig = field(default_factory=FixedEncoderConfig)
+    neuronet: NeuroNetSettings = field(default_factory=NeuroNetSettings)
+
+    def __post_init__(self) -> None:
+        if self.warmup < 2:
+            raise ConfigError(f"warmup must be >= 2 events, got {self.warmup}")
+        if self.range_margin < 0 or self.extreme_margin < 0 or self.late_tolerance < 0:
+            raise ConfigError("range_margin, extreme_margin and late_tolerance must be >= 0")
+        if self.alpha <= 0 or self.alpha0 <= 0 or self.posterior_beta <= 0:
+            raise ConfigError("alpha, alpha0 and posterior_beta must be > 0")
+        if not 1 <= self.calendar_hours <= 24 or 24 % self.calendar_hours:
+            raise ConfigError(f"calendar_hours must divide 24, got {self.calendar_hours}")
+        if self.top_k < 1:
+            raise ConfigError(f"top_k must be >= 1, got {self.top_k}")
+        if self.suppress_window < 0:
+            raise ConfigError(f"suppress_window must be >= 0, got {self.suppress_window}")
+        if not 0 < self.threshold <= 1:
+            raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
+        if self.scope not in ("source", "global"):
+            raise ConfigError(f"scope must be 'source' or 'global', got {self.scope!r}")
+        if self.calibration not in ("none", "rank"):
+            raise ConfigError(f"calibration must be 'none' or 'rank', got {self.calibration!r}")
+        if self.calibration_window < 10 or self.label_memory < 0:
+            raise ConfigError("calibration_window must be >= 10 and label_memory >= 0")
+
+    def replace(self, **changes: Any) -> EngineConfig:
+        """A copy with dotted or plain field changes, e.g. replace(threshold=0.9)."""
+        return from_mapping(EngineConfig, changes, base=self)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Convert a TOML/env value to the annotated type, or raise ConfigError naming the field."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
+            return None
+        return _coerce(args[0], value, where)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{where} must be one of {list(allowed)}, got {value!r}")
+        return value
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if tp is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} must be {tp.__name__}, got {value!r}") from None
+    raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def from_mapping(cls: type, data: Mapping[str, Any], *, base: Any = None, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested mapping (or ``a.b`` dotted keys), starting from
+    ``base``; unknown keys are errors so typos don't pass silently."""
+    nested: dict[str, Any] = {}
+    for key, value in data.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        elif isinstance(value, Mapping):
+            nested.setdefault(head, {}).update(value)
+        else:
+            nested[head] = value
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    changes: dict[str, Any] = {}
+    for key, value in nested.items():
+        where = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown setting {where!r}; known: {sorted(names)}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where} must be a table of settings, got {value!r}")
+            sub_base = getattr(base, key) if base is not None else None
+            changes[key] = from_mapping(tp, value, base=sub_base, prefix=f"{where}.")  # type: ignore[arg-type]
+        else:
+            changes[key] = _coerce(tp, value, where)
+    try:
+        return dataclasses.replace(base, **changes) if base is not None else cls(**changes)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def env_overrides(environ: Mapping[str, str], cls: type = EngineConfig) -> dict[str, str]:
+    """``NEUROGATE_THRESHOLD=0.9`` -> {"threshold": "0.9"}; ``NEUROGATE_NEURONET__ENABLED`` ->
+    {"neuronet.enabled": ...}. Only names of this dataclass tree are taken."""
+    known = _field_paths(cls)
+    out = {}
+    for name, value in environ.items():
+        if name.startswith("NEUROGATE_"):
+            path = name[len("NEUROGATE_") :].lower().replace("__", ".")
+            if path in known:
+                out[path] = value
+    return out
+
+
+def _field_paths(cls: type, prefix: str = "") -> set[str]:
+    hints = typing.get_type_hints(cls)
+    paths = set()
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            paths |= _field_paths(tp, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+        else:
+            paths.add(f"{prefix}{f.name}")
+    return paths

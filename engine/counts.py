@@ -1,0 +1,187 @@
+"""64-bit hashing and an in-memory count table keyed by 64-bit pattern keys.
+
+Pattern counts are looked up and incremented tens of keys per event and millions per second, so
+the hash works on whole numpy arrays and the table's loops are compiled with numba.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+from numba import njit
+
+EMPTY = np.uint64(0)
+NCOLS = 3  # count columns per key: n (all events), n0 (labelled normal), n1 (labelled anomaly)
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser on a uint64 array: a fast, well-distributed, platform-stable hash."""
+    x = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = x + _GOLD
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        z = z ^ (z >> np.uint64(31))
+    # 0 marks an empty slot in CountTable; remap the (astronomically rare) zero hash.
+    z[z == EMPTY] = np.uint64(1)
+    return z
+
+
+def text_hash64(text: str) -> np.uint64:
+    """Stable 64-bit hash of a string (source ids, namespaces); unlike hash() it is the same in
+    every process."""
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return np.uint64(int.from_bytes(digest, "little"))
+
+
+@njit(cache=True)
+def _probe(tkeys: np.ndarray, key: np.uint64) -> int:
+    """Slot of ``key``, or of the empty slot where it would go (linear probing)."""
+    mask = np.int64(tkeys.size - 1)
+    slot = np.int64((key ^ (key >> np.uint64(29))) & np.uint64(mask))
+    while True:
+        k = tkeys[slot]
+        if k in (key, EMPTY):
+            return slot
+        slot = (slot + np.int64(1)) & mask
+
+
+@njit(cache=True)
+def _get(tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, out: np.ndarray) -> None:
+    for i in range(keys.size):
+        slot = _probe(tkeys, keys[i])
+        if tkeys[slot] == keys[i]:
+            for j in range(NCOLS):
+                out[i, j] = tvals[slot, j]
+        else:
+            for j in range(NCOLS):
+                out[i, j] = 0
+
+
+@njit(cache=True)
+def _add(tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, deltas: np.ndarray) -> int:
+    """counts[key] += delta row by row; returns how many new keys were inserted."""
+    new = 0
+    for i in range(keys.size):
+        slot = _probe(tkeys, keys[i])
+        if tkeys[slot] == EMPTY:
+            tkeys[slot] = keys[i]
+            new += 1
+        for j in range(NCOLS):
+            tvals[slot, j] += deltas[i, j]
+    return new
+
+
+@njit(cache=True)
+def _score_then_add(
+    tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, deltas: np.ndarray, out: np.ndarray
+) -> int:
+    """Event by event: read the counts of its keys, then add its deltas (prequential)."""
+    new = 0
+    m, k = keys.shape
+    slots = np.empty(k, dtype=np.int64)
+    for i in range(m):
+        for c in range(k):
+            slot = _probe(tkeys, keys[i, c])
+            slots[c] = slot
+            if tkeys[slot] == keys[i, c]:
+                for j in range(NCOLS):
+                    out[i, c, j] = tvals[slot, j]
+            else:
+                for j in range(NCOLS):
+                    out[i, c, j] = 0
+        for c in range(k):
+            slot = slots[c]
+            if tkeys[slot] != keys[i, c] and tkeys[slot] != EMPTY:
+                slot = _probe(tkeys, keys[i, c])  # another key of this event took the slot
+            if tkeys[slot] == EMPTY:
+                tkeys[slot] = keys[i, c]
+                new += 1
+            for j in range(NCOLS):
+                tvals[slot, j] += deltas[i, j]
+    return new
+
+
+class CountTable:
+    """Open-addressing hash table: uint64 key -> int64[NCOLS] counts, loops compiled by numba.
+
+    Linear probing at load factor <= 0.5 keeps probe sequences short; the table doubles before
+    it would pass that. Key 0 is reserved for empty slots (mix64 never returns it).
+    """
+
+    def __init__(self, capacity: int = 1 << 16) -> None:
+        cap = 1 << max(4, int(capacity - 1).bit_length())
+        self._keys = np.zeros(cap, dtype=np.uint64)
+        self._vals = np.zeros((cap, NCOLS), dtype=np.int64)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._keys.nbytes + self._vals.nbytes)
+
+    def _reserve(self, extra: int) -> None:
+        need = self._size + extra
+        if need * 2 <= self._keys.size:
+            return
+        keys, vals = self.items()
+        cap = self._keys.size
+        while need * 2 > cap:
+            cap *= 2
+        self._keys = np.zeros(cap, dtype=np.uint64)
+        self._vals = np.zeros((cap, NCOLS), dtype=np.int64)
+        self._size = _add(self._keys, self._vals, keys, vals)
+
+    def get(self, keys: np.ndarray) -> np.ndarray:
+        """Counts [len(keys), NCOLS] for the given keys; absent keys read as zeros."""
+        keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
+        out = np.empty((keys.size, NCOLS), dtype=np.int64)
+        _get(self._keys, self._vals, keys, out)
+        return out
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """Boolean mask: which keys have a slot (even if their counts are zero)."""
+        keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
+        return _contains(self._keys, keys)
+
+    def add(self, keys: np.ndarray, deltas: np.ndarray) -> None:
+        """counts[key] += delta for every row (duplicate keys accumulate)."""
+        keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
+        deltas = np.ascontiguousarray(deltas, dtype=np.int64).reshape(keys.size, NCOLS)
+        self._reserve(keys.size)
+        self._size += _add(self._keys, self._vals, keys, deltas)
+
+    def score_then_add(self, keys: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+        """For events in order (keys [m, k], one delta row per event [m, NCOLS]): each event's
+        counts as they were just before it, then its own deltas added. Returns [m, k, NCOLS]."""
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        deltas = np.ascontiguousarray(deltas, dtype=np.int64)
+        self._reserve(keys.size)
+        out = np.empty(keys.shape + (NCOLS,), dtype=np.int64)
+        self._size += _score_then_add(self._keys, self._vals, keys, deltas, out)
+        return out
+
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        """All (keys, counts) currently held, in slot order."""
+        occ = self._keys != EMPTY
+        return self._keys[occ].copy(), self._vals[occ].copy()
+
+    def clear(self) -> None:
+        self._keys[:] = EMPTY
+        self._vals[:] = 0
+        self._size = 0
+
+
+@njit(cache=True)
+def _contains(tkeys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    out = np.zeros(keys.size, dtype=np.bool_)
+    for i in range(keys.size):
+        out[i] = tkeys[_probe(tkeys, keys[i])] == keys[i]
+    return out

@@ -1,0 +1,416 @@
+"""The detector: routes a batch of events to per-source state, encodes windows into codes,
+scores each event from the pattern counts of the events before it, then learns from it.
+
+Prequential by construction: ``process_many`` scores every event before its patterns (and its
+label, if it carries one) are counted, event by event, even inside one batch.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.bank import Bank, Prepared, Replay
+from engine.config import EngineConfig
+from engine.counts import NCOLS, CountTable
+from engine.encoder import Encoder, FixedEncoder
+from engine.events import Event
+from engine.patterns import TRI, calendar_bucket, pattern_keys
+from engine.posterior import ClassEvidence, explain, log_odds
+from engine.scoring import rank_calibrate, squash, stream_probabilities, top_k_mean
+from engine.shadow import Lifecycle
+from engine.stores import MemoryStore, PatternStore
+
+
+@dataclass
+class Evidence:
+    """One code stream's share of an event's score."""
+
+    level: int
+    channel: int
+    encoder: str
+    pattern: int  # 64-bit key of the (context -> code) pattern
+    count: int  # times that pattern was seen before this event
+    probability: float
+    surprise: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "channel": self.channel,
+            "encoder": self.encoder,
+            "pattern": f"{self.pattern:016x}",
+            "count": self.count,
+            "probability": round(self.probability, 6),
+            "surprise": round(self.surprise, 4),
+        }
+
+
+@dataclass
+class Result:
+    """The outcome for one input event."""
+
+    event: Event
+    score: float  # 0..1; 0 while the source warms up
+    flagged: bool
+    threshold: float
+    status: str  # "scored", "warming" or "rejected"
+    suppressed: bool = False
+    extreme: bool = False
+    posterior: float | None = None  # ln P(anomaly|x) - ln P(normal|x), once labels exist
+    reason: str | None = None  # why a rejected event was rejected
+    evidence: list[Evidence] = field(default_factory=list)
+    explanation: list[ClassEvidence] = field(default_factory=list)
+    model_version: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        e = self.event
+        out: dict[str, Any] = {
+            "source": e.source,
+            "ts": None if math.isnan(e.ts) else e.ts,
+            "id": e.id,
+            "score": round(self.score, 6),
+            "flagged": self.flagged,
+            "threshold": self.threshold,
+            "status": self.status,
+        }
+        if self.status == "rejected":
+            out["reason"] = self.reason
+            return out
+        out["suppressed"] = self.suppressed
+        out["extreme"] = self.extreme
+        if self.posterior is not None:
+            out["posterior"] = round(self.posterior, 6)
+        if self.evidence:
+            out["evidence"] = [ev.as_dict() for ev in self.evidence]
+        if self.explanation:
+            out["explanation"] = [line.line() for line in self.explanation]
+        out["model_version"] = self.model_version
+        return out
+
+
+@dataclass
+class BatchResult:
+    """Columnar outcome of ``process_many``; iterate it for per-event ``Result`` objects."""
+
+    events: Sequence[Event]
+    score: np.ndarray
+    flagged: np.ndarray
+    status: np.ndarray  # 0 scored, 1 warming, 2 rejected
+    suppressed: np.ndarray
+    extreme: np.ndarray
+    posterior: np.ndarray
+    reasons: dict[int, str]
+    evidence: dict[int, list[Evidence]]
+    explanation: dict[int, list[ClassEvidence]]
+    threshold: float
+    model_version: str
+
+    STATUS = ("scored", "warming", "rejected")
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def result(self, i: int) -> Result:
+        post = self.posterior[i]
+        return Result(
+            event=self.events[i],
+            score=float(self.score[i]),
+            flagged=bool(self.flagged[i]),
+            threshold=self.threshold,
+            status=self.STATUS[int(self.status[i])],
+            suppressed=bool(self.suppressed[i]),
+            extreme=bool(self.extreme[i]),
+            posterior=None if np.isnan(post) else float(post),
+            reason=self.reasons.get(i),
+            evidence=self.evidence.get(i, []),
+            explanation=self.explanation.get(i, []),
+            model_version=self.model_version,
+        )
+
+    def __iter__(self) -> Iterator[Result]:
+        return (self.result(i) for i in range(len(self.events)))
+
+    def flagged_results(self) -> list[Result]:
+        return [self.result(int(i)) for i in np.flatnonzero(self.flagged)]
+
+
+class Detector:
+    """Streaming anomaly detector over many sources; see the module docstring.
+
+    Examples
+    --------
+    >>> import math
+    >>> from engine.config import EngineConfig
+    >>> from engine.events import Event
+    >>> cfg = EngineConfig(warmup=20).replace(**{"neuronet.enabled": False})
+    >>> det = Detector(cfg)
+    >>> stream = [Event("s", float(t), (math.sin(t / 5),)) for t in range(400)]
+    >>> stream.append(Event("s", 400.0, (25.0,)))  # far outside anything seen
+    >>> out = det.process_many(stream)
+    >>> out.result(0).status, out.result(400).flagged
+    ('warming', True)
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        store: PatternStore | None = None,
+        *,
+        flush_every: int = 200_000,
+        preload_limit: int = 5_000_000,
+        progress: bool = False,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.store = store if store is not None else MemoryStore()
+        self.flush_every = flush_every
+        self.progress = progress
+        self.cache = CountTable()
+        self.pending = CountTable()
+        self._pending_events = 0
+        # Fresh or small stores are read whole: then every key not in the cache is truly zero.
+        self._complete = self.store.size() <= preload_limit
+        if self._complete:
+            for keys, counts in self.store.iter_counts():
+                self.cache.add(keys, counts)
+        self.banks: dict[tuple[str, ...], Bank] = {}
+        self.lifecycles: dict[tuple[str, ...], Lifecycle] = {}
+        self._sources: dict[str, tuple[Bank, int]] = {}
+        self.events_seen = 0
+        self.timings: dict[str, float] = {"train_seconds": 0.0}
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def process_many(self, events: Sequence[Event]) -> BatchResult:
+        """Score every event, then learn from it (in order); rejects bad events with a reason."""
+        n = len(events)
+        cfg = self.config
+        out = BatchResult(
+            events=events,
+            score=np.zeros(n),
+            flagged=np.zeros(n, dtype=bool),
+            status=np.zeros(n, dtype=np.int8),
+            suppressed=np.zeros(n, dtype=bool),
+            extreme=np.zeros(n, dtype=bool),
+            posterior=np.full(n, np.nan),
+            reasons={},
+            evidence={},
+            explanation={},
+            threshold=cfg.threshold,
+            model_version="",
+        )
+        by_bank: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
+        for i, e in enumerate(events):
+            entry = self._sources.get(e.source)
+            if entry is None:
+                entry = self._add_source(e)
+            bank, row = entry
+            if e.fields != bank.fields:
+                out.reasons[i] = "schema_mismatch"
+                continue
+            idx, rows = by_bank.setdefault(bank.fields, ([], []))
+            idx.append(i)
+            rows.append(row)
+        for fields, (idx_list, row_list) in by_bank.items():
+            self._process_bank(
+                self.banks[fields], events, np.array(idx_list), np.array(row_list), out
+            )
+        for i in out.reasons:
+            out.status[i] = 2
+            out.score[i] = np.nan
+        self.events_seen += n
+        for fields in by_bank:
+            self.lifecycles[fields].after_batch(self, self.banks[fields])
+        out.model_version = self.model_version()
+        if self._pending_events >= self.flush_every:
+            self.flush()
+        return out
+
+    def score_many(self, events: Sequence[Event]) -> BatchResult:
+        """Alias of ``process_many``: the engine always learns right after scoring (prequential);
+        use ``learn_labels`` for ground truth that arrives later."""
+        return self.process_many(events)
+
+    def process_one(self, event: Event) -> Result:
+        """One-event wrapper of ``process_many``."""
+        return self.process_many([event]).result(0)
+
+    def flush(self, positions: dict[str, int] | None = None) -> None:
+        """Write pending count deltas (and the input positions they cover) to the store."""
+        keys, deltas = self.pending.items()
+        if keys.size or positions:
+            self.store.apply(keys, deltas, positions)
+        self.pending.clear()
+        self._pending_events = 0
+
+    def close(self) -> None:
+        """Flush pending counts; the store stays open (the caller owns it)."""
+        self.flush()
+
+    def save_encoder(self, encoder: Encoder) -> None:
+        """Keep a trained encoder's artifact in the store's registry (for rollback and reuse)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "encoder.pt"
+            encoder.save(path)  # type: ignore[attr-defined]
+            self.store.put_meta(f"encoder/{encoder.name}/{encoder.version}", path.read_bytes())
+
+    def count_only(self, keys: np.ndarray, labels: np.ndarray) -> None:
+        """Count keys [m, streams, NKINDS] of events without scoring them (warming a namespace)."""
+        self._count(keys, labels)
+
+    def model_version(self) -> str:
+        """Which encoder serves each level, e.g. ``fixed:1a2b..[0,1,2]+neuronet:..[3,4]``."""
+        return ";".join(lc.describe() for lc in self.lifecycles.values())
+
+    def status(self) -> dict[str, Any]:
+        """Sources, patterns held and encoder state, for logs and the CLI summary."""
+        return {
+            "events": self.events_seen,
+            "sources": len(self._sources),
+            "patterns_cached": len(self.cache),
+            "encoders": {",".join(f): lc.status() for f, lc in self.lifecycles.items()},
+            "train_seconds": round(self.timings["train_seconds"], 2),
+        }
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _add_source(self, e: Event) -> tuple[Bank, int]:
+        bank = self.banks.get(e.fields)
+        if bank is None:
+            fixed = FixedEncoder(self.config.fixed, channels=len(e.fields))
+            lc = Lifecycle(self.config, fixed, len(e.fields))
+            bank = Bank(e.fields, lc.window, self.config)
+            self.banks[e.fields] = bank
+            self.lifecycles[e.fields] = lc
+        entry = (bank, bank.add_source(e.source))
+        self._sources[e.source] = entry
+        return entry
+
+    def _process_bank(
+        self, bank: Bank, events: Sequence[Event], idx: np.ndarray, rows: np.ndarray,
+        out: BatchResult,
+    ) -> None:
+        evs = [events[i] for i in idx]
+        values = np.array([e.values for e in evs], dtype=np.float64).reshape(len(evs), -1)
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            for j in np.flatnonzero(bad):
+                out.reasons[int(idx[j])] = "non_finite"
+            keep = ~bad
+            idx, rows, values = idx[keep], rows[keep], values[keep]
+            evs = [e for e, k in zip(evs, keep, strict=True) if k]
+        if not idx.size:
+            return
+        ts = np.array([e.ts for e in evs], dtype=np.float64)
+        has_cal = np.array([e.has_calendar for e in evs], dtype=bool)
+        labels = np.array([-1 if e.label is None else e.label for e in evs], dtype=np.int8)
+        p = bank.prepare(rows, ts, has_cal, values, labels)
+        for j in np.flatnonzero(p.late):
+            out.reasons[int(idx[j])] = "out_of_order"
+        out.status[idx[p.warming]] = 1
+        lc = self.lifecycles[bank.fields]
+        for chunk in p.replays:
+            self._learn_replay(bank, lc, bank.replay(chunk))
+        if p.post.size:
+            self._score_post(bank, lc, p, idx, rows, ts, has_cal, values, labels, evs, out)
+
+    def _keys(
+        self, lc: Lifecycle, windows: np.ndarray, scope: np.ndarray, bucket: np.ndarray
+    ) -> np.ndarray:
+        """Keys [m, all active streams, NKINDS] from every active encoder (serving and shadow)."""
+        parts = []
+        for slot in lc.slots:
+            codes = slot.encoder.encode(windows)
+            parts.append(pattern_keys(slot.bases, scope, codes, bucket))
+        return np.concatenate(parts, axis=1)
+
+    def _bucket(self, ts: np.ndarray, has_cal: np.ndarray) -> np.ndarray:
+        if not self.config.calendar:
+            has_cal = np.zeros_like(has_cal)
+        return calendar_bucket(ts, has_cal, self.config.calendar_hours)
+
+    @staticmethod
+    def _deltas(labels: np.ndarray) -> np.ndarray:
+        d = np.zeros((labels.size, NCOLS), dtype=np.int64)
+        d[:, 0] = 1
+        d[labels == 0, 1] = 1
+        d[labels == 1, 2] = 1
+        return d
+
+    def _count(self, keys: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Prequential read-then-add of every event's keys; returns the counts before each event."""
+        m = keys.shape[0]
+        flat = keys.reshape(m, -1)
+        if not self._complete:
+            uniq = np.unique(flat)
+            miss = uniq[~self.cache.contains(uniq)]
+            if miss.size:
+                self.cache.add(miss, self.store.fetch(miss))
+        deltas = self._deltas(labels)
+        counts = self.cache.score_then_add(flat, deltas)
+        self.pending.add(flat, np.repeat(deltas, flat.shape[1], axis=0))
+        self._pending_events += m
+        return counts.reshape(keys.shape + (NCOLS,))
+
+    def _learn_replay(self, bank: Bank, lc: Lifecycle, r: Replay) -> None:
+        scope = bank.state.scope[r.rows]
+        keys = self._keys(lc, r.windows, scope, self._bucket(r.ts, r.has_calendar))
+        self._count(keys, r.labels)
+
+    def _score_post(
+        self, bank: Bank, lc: Lifecycle, p: Prepared, idx: np.ndarray, rows: np.ndarray,
+        ts: np.ndarray, has_cal: np.ndarray, values: np.ndarray, labels: np.ndarray,
+        evs: list[Event], out: BatchResult,
+    ) -> None:
+        cfg = self.config
+        post = p.post
+        prow = rows[post]
+        bucket = self._bucket(ts[post], has_cal[post])
+        keys = self._keys(lc, p.windows, bank.state.scope[prow], bucket)
+        counts = self._count(keys, labels[post])
+        p_uni, p_ctx = stream_probabilities(counts[..., 0], lc.vocab, cfg.alpha, cfg.alpha0)
+        surprise = -np.log(p_ctx)
+        lc.observe(surprise, -np.log(p_uni))
+        cols = lc.serving_columns()
+        raw = squash(top_k_mean(surprise[:, cols], cfg.top_k))
+        extreme = bank.extreme(p, values[post]) if cfg.extreme_rule else np.zeros(post.size, bool)
+        if cfg.calibration == "rank":
+            hist = bank.calibration_history(p, raw)
+            raw = rank_calibrate(raw, hist)
+        score = np.where(extreme, 1.0, raw)
+        suppressed = bank.suppress(p, score)
+        flagged = (score >= cfg.threshold) & ~suppressed
+        target = idx[post]
+        out.score[target] = score
+        out.extreme[target] = extreme
+        out.suppressed[target] = suppressed
+        out.flagged[target] = flagged
+        has_labels = (counts[:, 0, 0, 1:] > 0).all(axis=1)
+        if has_labels.any():
+            sel = np.flatnonzero(has_labels)
+            c_s = counts[sel][:, cols]
+            out.posterior[target[sel]] = log_odds(c_s, p_uni[sel][:, cols], cfg.posterior_beta)
+        for j in np.flatnonzero(flagged):
+            i = int(target[j])
+            out.evidence[i] = [
+                Evidence(
+                    level=spec.level,
+                    channel=spec.channel,
+                    encoder=name,
+                    pattern=int(keys[j, col, TRI]),
+                    count=int(counts[j, col, TRI, 0]),
+                    probability=float(p_ctx[j, col]),
+                    surprise=float(surprise[j, col]),
+                )
+                for col, spec, name in lc.serving_specs()
+            ]
+            if has_labels[j]:
+                out.explanation[i] = explain(
+                    counts[j][cols], p_uni[j][cols], keys[j][cols], cfg.posterior_beta, TRI
+                )

@@ -1,0 +1,121 @@
+"""Encoders turn windows of normalised values into discrete codes, level by level.
+
+Every encoder exposes the same interface: ``streams`` (what each code column means) and
+``encode(windows) -> codes[n, streams, 3]`` giving each stream's codes at t-2d, t-d and t, so the
+pattern layer can count n-grams dilated by the stream's time step d without keeping code history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import numpy as np
+
+ORDER = 3  # codes per stream handed to the pattern layer: t-2d, t-d, t
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One code stream: its level, channel (-1 = joint over channels), time step and vocabulary."""
+
+    level: int
+    channel: int
+    dilation: int
+    vocab: int
+
+
+class Encoder(Protocol):
+    """What the detector needs from an encoder (fixed bins or the NeuroNet)."""
+
+    name: str
+    version: str
+    window: int
+    channels: int
+    streams: list[StreamSpec]
+
+    def encode(self, windows: np.ndarray) -> np.ndarray:
+        """windows float32 [n, window, channels] (last row = now) -> int64 [n, streams, ORDER]."""
+        ...
+
+
+@dataclass(frozen=True)
+class FixedEncoderConfig:
+    """Multi-scale level x trend bins (EXPERIMENTS.md round 2, "N0/N9" codes).
+
+    Level 0 bins the value itself into ``value_bins`` bins over the warm-up range (plus one code
+    below and one above it). Level l >= 1 codes the mean of the last 2**l values into
+    ``level_bins`` bins (plus below/above) crossed with the trend of that mean against the block
+    before it, cut at ``-trend_step, 0, +trend_step``.
+    """
+
+    levels: int = 7
+    value_bins: int = 32
+    level_bins: int = 4
+    trend_step: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.levels <= 10:
+            raise ValueError(f"fixed encoder: levels must be in 1..10, got {self.levels}")
+        if self.value_bins < 2 or self.level_bins < 1:
+            raise ValueError("fixed encoder: value_bins must be >= 2 and level_bins >= 1")
+        if not self.trend_step > 0:
+            raise ValueError(f"fixed encoder: trend_step must be > 0, got {self.trend_step}")
+
+
+class FixedEncoder:
+    """Deterministic multi-scale level x trend codes: the cold-start encoder and the ablation."""
+
+    name = "fixed"
+
+    def __init__(self, config: FixedEncoderConfig | None = None, channels: int = 1) -> None:
+        self.config = config or FixedEncoderConfig()
+        self.channels = channels
+        top = self.config.levels - 1
+        # level l needs the block mean at t-2d (d = 2**l) and the block before it for its trend
+        self.window = max(4, 4 << top)
+        self.streams = [
+            StreamSpec(
+                level=lvl,
+                channel=c,
+                dilation=1 << lvl,
+                vocab=self.config.value_bins + 2 if lvl == 0 else (self.config.level_bins + 2) * 4,
+            )
+            for lvl in range(self.config.levels)
+            for c in range(channels)
+        ]
+        blob = json.dumps({"enc": "fixed/1", "cfg": asdict(self.config), "ch": channels})
+        self.version = hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+
+    @staticmethod
+    def _bin(u: np.ndarray, bins: int) -> np.ndarray:
+        """Bin u in [0,1) into 1..bins; below the range -> 0, at/above its top -> bins+1."""
+        return np.clip(np.floor(u * bins), -1, bins).astype(np.int64) + 1
+
+    def encode(self, windows: np.ndarray) -> np.ndarray:
+        n, w, c = windows.shape
+        if w < self.window or c != self.channels:
+            raise ValueError(
+                f"fixed encoder needs windows [n, >={self.window}, {self.channels}], "
+                f"got {windows.shape}"
+            )
+        cfg = self.config
+        x = windows[:, w - self.window :, :].astype(np.float64)
+        cs = np.concatenate([np.zeros((n, 1, c)), np.cumsum(x, axis=1)], axis=1)
+        last = self.window - 1
+        out = np.empty((n, cfg.levels, c, ORDER), dtype=np.int64)
+        cuts = np.array([-cfg.trend_step, 0.0, cfg.trend_step])
+        for lvl in range(cfg.levels):
+            d = 1 << lvl
+            for k in range(ORDER):
+                pos = last - (ORDER - 1 - k) * d  # t-2d, t-d, t
+                if lvl == 0:
+                    out[:, 0, :, k] = self._bin(x[:, pos, :], cfg.value_bins)
+                    continue
+                mean = (cs[:, pos + 1] - cs[:, pos + 1 - d]) / d
+                prev = (cs[:, pos + 1 - d] - cs[:, pos + 1 - 2 * d]) / d
+                trend = np.digitize(mean - prev, cuts)
+                out[:, lvl, :, k] = self._bin(mean, cfg.level_bins) * 4 + trend
+        return out.reshape(n, cfg.levels * c, ORDER)

@@ -1,0 +1,366 @@
+"""The event contract (BRIEF section 1): the `Event` type and its strict, fast JSON parsing.
+
+Every input path (Kafka messages, JSONL and CSV files, the demo stream) ends in `Event`.
+Bad input raises `BadEvent` whose `.reason` comes from the fixed `REASONS` set, so it can
+label a dead-letter counter without unbounded cardinality.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NoReturn
+
+__all__ = [
+    "MAX_FIELDS",
+    "MAX_ID_LEN",
+    "MAX_SOURCE_LEN",
+    "REASONS",
+    "TS_LIMIT",
+    "BadEvent",
+    "Event",
+    "event_from_dict",
+    "event_to_dict",
+    "events_from_json",
+    "parse_timestamp",
+]
+
+REASONS = (
+    "bad_json",
+    "not_an_object",
+    "missing_field",
+    "bad_type",
+    "non_finite",
+    "bad_timestamp",
+    "oversized",
+    "bad_label",
+    "schema_mismatch",
+    "out_of_order",
+)
+MAX_SOURCE_LEN = 256
+MAX_ID_LEN = 256
+MAX_FIELDS = 256
+TS_LIMIT = 1e11  # |epoch seconds| bound (year 5138): larger values are almost surely milliseconds
+
+_UNIVARIATE = ("value",)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One observation of one source; `event_from_dict` is the validating constructor."""
+
+    source: str
+    ts: float
+    """Epoch seconds UTC (math.nan when unknown); a sequence number when `has_calendar` is False."""
+    values: tuple[float, ...]
+    """One value (univariate) or the values of `fields`, in that order."""
+    fields: tuple[str, ...] = _UNIVARIATE
+    """("value",) for univariate input; otherwise the field names, always sorted (canonical)."""
+    id: str | None = None
+    label: int | None = None
+    """0/1 ground truth when the producer knows it; read only after the event is scored."""
+    has_calendar: bool = True
+    """False when `ts` is a plain sequence number, so calendar features must not be derived."""
+
+
+class BadEvent(ValueError):
+    """Input that breaks the event contract; `.reason` is in `REASONS`, `.index` the array slot."""
+
+    def __init__(self, reason: str, message: str, index: int | None = None) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown BadEvent reason {reason!r}; use one of {REASONS}")
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle with all three arguments (worker processes send these across)."""
+        return (self.__class__, (self.reason, self.message, self.index))
+
+
+def _describe(x: object) -> str:
+    """Short type name for error messages (JSON vocabulary where it applies)."""
+    if x is None:
+        return "null"
+    if isinstance(x, bool):
+        return "boolean"
+    if isinstance(x, str):
+        return "string"
+    if isinstance(x, dict):
+        return "object"
+    if isinstance(x, list | tuple):
+        return "array"
+    return type(x).__name__
+
+
+def _ts_checked(t: float) -> float:
+    """Return `t` if it is a finite epoch-seconds value in range, else raise bad_timestamp."""
+    if t - t != 0.0:
+        raise BadEvent("bad_timestamp", f"ts must be finite, got {t!r}")
+    if -TS_LIMIT < t < TS_LIMIT:
+        return t
+    raise BadEvent(
+        "bad_timestamp",
+        f"ts {t!r} is out of range for epoch seconds (epoch milliseconds? divide by 1000)",
+    )
+
+
+def _ts_from_iso(s: str) -> float:
+    """Parse an ISO-8601 string; a naive time is taken as UTC."""
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        raise BadEvent(
+            "bad_timestamp", f"ts {s[:64]!r} is neither ISO-8601 nor epoch seconds"
+        ) from None
+    if dt.tzinfo is None:
+        return _ts_checked((dt - _EPOCH_NAIVE).total_seconds())
+    return _ts_checked(dt.timestamp())
+
+
+def parse_timestamp(x: object) -> float:
+    """Epoch seconds UTC from an ISO-8601 string (naive = UTC) or epoch seconds (number/string)."""
+    t = type(x)
+    if t is float or t is int:
+        try:
+            return _ts_checked(float(x))  # type: ignore[arg-type]
+        except OverflowError:
+            raise BadEvent("bad_timestamp", "ts integer is too large") from None
+    if t is str:
+        s = x.strip()  # type: ignore[attr-defined]
+        if len(s) > 4 and s[4] == "-":  # YYYY-...: skip the float attempt on the common ISO form
+            return _ts_from_iso(s)
+        try:
+            f = float(s)
+        except ValueError:
+            return _ts_from_iso(s)
+        return _ts_checked(f)
+    if t is not bool and isinstance(x, numbers.Real):  # numpy scalars and other real types
+        return _ts_checked(float(x))
+    raise BadEvent(
+        "bad_timestamp", f"ts must be an ISO-8601 string or epoch seconds, got {_describe(x)}"
+    )
+
+
+def _number(v: object, name: str) -> float:
+    """A finite float from a JSON number; bools, strings and null are bad_type."""
+    t = type(v)
+    if t is float:
+        if v - v == 0.0:  # type: ignore[operator]
+            return v  # type: ignore[return-value]
+        raise BadEvent("non_finite", f"{name} must be finite, got {v!r}")
+    if t is int:
+        try:
+            return float(v)  # type: ignore[arg-type]
+        except OverflowError:
+            raise BadEvent("non_finite", f"{name} integer is too large for a float") from None
+    if t is bool or not isinstance(v, numbers.Real):
+        raise BadEvent("bad_type", f"{name} must be a number, got {_describe(v)}")
+    f = float(v)
+    if f - f == 0.0:
+        return f
+    raise BadEvent("non_finite", f"{name} must be finite, got {v!r}")
+
+
+def _values_from_dict(vs: object) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """Sorted field names and their values from a multivariate "values" object."""
+    if type(vs) is not dict:
+        raise BadEvent(
+            "bad_type", f"values must be an object {{name: number}}, got {_describe(vs)}"
+        )
+    if not vs:
+        raise BadEvent("missing_field", "values is empty; give at least one field")
+    if len(vs) > MAX_FIELDS:
+        raise BadEvent("oversized", f"values has {len(vs)} fields; at most {MAX_FIELDS}")
+    for k in vs:
+        if type(k) is not str or not k:
+            raise BadEvent("bad_type", f"values field names must be non-empty strings, got {k!r}")
+    fields = tuple(sorted(vs))
+    return fields, tuple([_number(vs[k], "values." + k) for k in fields])
+
+
+def _bad_source(source: object) -> NoReturn:
+    """Raise the bad_type error for a source that is not 1..MAX_SOURCE_LEN printable chars."""
+    if type(source) is not str:
+        raise BadEvent("bad_type", f"source must be a string, got {_describe(source)}")
+    raise BadEvent(
+        "bad_type",
+        f"source must be 1..{MAX_SOURCE_LEN} printable characters, got {source[:64]!r}",
+    )
+
+
+def _id(i: object) -> str:
+    """Validate an event id: a string of bounded length, or an integer (turned into a string)."""
+    if type(i) is str:
+        if len(i) > MAX_ID_LEN:  # type: ignore[arg-type]
+            raise BadEvent("oversized", f"id is longer than {MAX_ID_LEN} characters")
+        return i  # type: ignore[return-value]
+    if type(i) is int:
+        return str(i)
+    raise BadEvent("bad_type", f"id must be a string or integer, got {_describe(i)}")
+
+
+def _label(lab: object) -> int:
+    """Validate a label: 0/1, true/false (0.0/1.0 accepted too)."""
+    if (type(lab) is int or type(lab) is bool or type(lab) is float) and lab in (0, 1):
+        return int(lab)  # type: ignore[call-overload, no-any-return]
+    raise BadEvent("bad_label", f"label must be 0, 1, true or false, got {lab!r}"[:120])
+
+
+def event_from_dict(obj: object, *, default_source: str | None = None) -> Event:
+    """Validate one decoded JSON event (BRIEF section 1) into an `Event`; raise `BadEvent`.
+
+    `default_source` (e.g. the Kafka key) is used when "source" is missing or null. Unknown keys
+    are ignored, so producers may add fields. The optional key "calendar": false marks `ts` as a
+    sequence number (what `event_to_dict` writes for such events).
+    """
+    if not isinstance(obj, dict):
+        raise BadEvent("not_an_object", f"an event must be a JSON object, got {_describe(obj)}")
+    get = obj.get
+
+    source = get("source")
+    if source is None:
+        source = default_source
+        if source is None:
+            raise BadEvent("missing_field", "missing or null 'source'")
+    if (
+        type(source) is not str
+        or not source
+        or len(source) > MAX_SOURCE_LEN
+        or not source.isprintable()
+    ):
+        _bad_source(source)
+
+    raw_ts = get("ts")
+    ts: float
+    if isinstance(raw_ts, float):
+        ts = raw_ts if -TS_LIMIT < raw_ts < TS_LIMIT else _ts_checked(raw_ts)  # NaN fails `<`
+    elif raw_ts is None:
+        raise BadEvent("missing_field", "missing or null 'ts'")
+    else:
+        ts = parse_timestamp(raw_ts)
+
+    v = get("value")
+    if v is not None:
+        if "values" in obj:
+            raise BadEvent("schema_mismatch", "give either 'value' or 'values', not both")
+        if type(v) is float:
+            if v - v != 0.0:
+                raise BadEvent("non_finite", f"value must be finite, got {v!r}")
+        else:
+            v = _number(v, "value")
+        fields: tuple[str, ...] = _UNIVARIATE
+        values: tuple[float, ...] = (v,)
+    else:
+        vs = get("values")
+        if vs is None:
+            raise BadEvent("missing_field", "missing or null 'value' (or 'values' object)")
+        fields, values = _values_from_dict(vs)
+
+    i = get("id")
+    if i is not None:
+        i = _id(i)
+    lab = get("label")
+    if lab is not None:
+        lab = _label(lab)
+    cal = get("calendar", True)
+    if cal is not True and cal is not False:
+        raise BadEvent("bad_type", f"calendar must be true or false, got {_describe(cal)}")
+    return Event(source, ts, values, fields, i, lab, cal)
+
+
+def _reject_constant(name: str) -> float:
+    """json.loads hook: NaN/Infinity literals are not JSON numbers, so refuse them."""
+    raise BadEvent("non_finite", f"{name} is not allowed in JSON; send finite numbers")
+
+
+def _json_loads(raw: bytes | str) -> Any:
+    """The standard library parser with NaN/Infinity literals rejected."""
+    return json.loads(raw, parse_constant=_reject_constant)
+
+
+def _make_loads() -> Callable[[bytes | str], Any]:
+    """orjson when installed (fast path), with stdlib re-parse on failure for an exact reason."""
+    try:
+        import orjson
+    except ImportError:
+        return _json_loads
+    fast = orjson.loads
+
+    def loads(raw: bytes | str) -> Any:
+        try:
+            return fast(raw)
+        except ValueError:  # orjson.JSONDecodeError; also >64-bit ints, which stdlib accepts
+            return _json_loads(raw)
+
+    return loads
+
+
+_loads = _make_loads()
+
+
+def events_from_json(
+    raw: bytes | str,
+    *,
+    max_bytes: int = 1_000_000,
+    default_source: str | None = None,
+    errors: list[BadEvent] | None = None,
+) -> list[Event]:
+    """Parse one Kafka message value: one event object or a JSON array of them.
+
+    Whole-message problems (size, JSON syntax, top-level type) always raise `BadEvent`. A bad
+    item of an array raises too, unless `errors` is given: then each bad item's `BadEvent` (with
+    `.index`) is appended there and the good items are still returned, so none is lost.
+    """
+    n = len(raw)
+    if n > max_bytes or (
+        type(raw) is str
+        and n * 4 > max_bytes
+        and len(raw.encode("utf-8", "surrogatepass")) > max_bytes
+    ):
+        raise BadEvent("oversized", f"message is larger than {max_bytes} bytes")
+    try:
+        obj = _loads(raw)
+    except BadEvent:
+        raise
+    except (ValueError, RecursionError) as e:
+        raise BadEvent("bad_json", f"invalid JSON: {str(e)[:200]}") from None
+    if type(obj) is dict:
+        return [event_from_dict(obj, default_source=default_source)]
+    if type(obj) is not list:
+        raise BadEvent(
+            "not_an_object", f"expected a JSON object or array of objects, got {_describe(obj)}"
+        )
+    out: list[Event] = []
+    for k, item in enumerate(obj):
+        try:
+            out.append(event_from_dict(item, default_source=default_source))
+        except BadEvent as e:
+            bad = BadEvent(e.reason, f"item {k}: {e.message}", k)
+            if errors is None:
+                raise bad from None
+            errors.append(bad)
+    return out
+
+
+def event_to_dict(e: Event) -> dict[str, Any]:
+    """The JSON-safe dict for `e`; `event_from_dict` inverts it exactly (fields sorted)."""
+    d: dict[str, Any] = {"source": e.source}
+    if e.ts == e.ts:
+        d["ts"] = e.ts
+    if e.fields == _UNIVARIATE:
+        d["value"] = e.values[0]
+    else:
+        d["values"] = dict(zip(e.fields, e.values, strict=True))
+    if e.id is not None:
+        d["id"] = e.id
+    if e.label is not None:
+        d["label"] = e.label
+    if not e.has_calendar:
+        d["calendar"] = False
+    return d

@@ -1,0 +1,90 @@
+"""The pattern-store interface every back-end implements, and store-independent operations."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from engine.counts import NCOLS
+
+
+class PatternStore(ABC):
+    """Additive pattern counts (uint64 key -> n, n0, n1), input positions and named blobs.
+
+    ``apply`` is atomic: the count deltas and the input positions they came from land together
+    or not at all, which is what makes accumulation exactly-once across restarts.
+    """
+
+    url: str
+
+    @abstractmethod
+    def fetch(self, keys: np.ndarray) -> np.ndarray:
+        """Counts [len(keys), NCOLS] (zeros for unknown keys)."""
+
+    @abstractmethod
+    def apply(
+        self, keys: np.ndarray, deltas: np.ndarray, positions: Mapping[str, int] | None = None
+    ) -> None:
+        """Add ``deltas`` to the counts of ``keys`` and record ``positions``, atomically."""
+
+    @abstractmethod
+    def positions(self) -> dict[str, int]:
+        """The last committed input position of every input (file, partition, ...)."""
+
+    @abstractmethod
+    def size(self) -> int:
+        """Number of distinct keys held."""
+
+    @abstractmethod
+    def iter_counts(self, chunk: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (keys uint64, counts int64[.., NCOLS]) in chunks."""
+
+    @abstractmethod
+    def put_meta(self, name: str, value: bytes) -> None:
+        """Store a named blob (encoder artifacts, registry entries)."""
+
+    @abstractmethod
+    def get_meta(self, name: str) -> bytes | None:
+        """A named blob, or None."""
+
+    @abstractmethod
+    def meta_names(self, prefix: str = "") -> list[str]:
+        """Names of stored blobs starting with ``prefix``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
+        """Release connections; the default has none."""
+
+    def __enter__(self) -> PatternStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def merge_into(dst: PatternStore, *sources: PatternStore) -> int:
+    """Add every count of ``sources`` into ``dst`` (exact: counts are sums). Returns rows read."""
+    rows = 0
+    for src in sources:
+        for keys, counts in src.iter_counts():
+            dst.apply(keys, counts)
+            rows += keys.size
+    return rows
+
+
+def totals(store: PatternStore) -> np.ndarray:
+    """Sum of every count column: a cheap fingerprint for comparing stores."""
+    out = np.zeros(NCOLS, dtype=np.int64)
+    for _, counts in store.iter_counts():
+        out += counts.sum(axis=0)
+    return out
+
+
+def check_keys(keys: np.ndarray, deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and normalise an ``apply`` payload."""
+    keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
+    deltas = np.ascontiguousarray(deltas, dtype=np.int64)
+    if deltas.shape != (keys.size, NCOLS):
+        raise ValueError(f"deltas must be [{keys.size}, {NCOLS}], got {deltas.shape}")
+    return keys, deltas

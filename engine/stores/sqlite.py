@@ -1,0 +1,133 @@
+"""SQLite pattern store: the embedded default, one file, no server."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from engine.counts import NCOLS
+from engine.stores.base import PatternStore, check_keys
+
+SCHEMA_VERSION = 1
+_MIGRATIONS = {
+    1: [
+        "CREATE TABLE IF NOT EXISTS patterns (key INTEGER PRIMARY KEY, n INTEGER NOT NULL,"
+        " n0 INTEGER NOT NULL, n1 INTEGER NOT NULL) WITHOUT ROWID",
+        "CREATE TABLE IF NOT EXISTS positions (input TEXT PRIMARY KEY, position INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    ]
+}
+
+
+class SQLiteStore(PatternStore):
+    """Counts in a SQLite file; keys are stored as signed 64-bit integers (same bits)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        if not self.path.parent.exists():
+            raise FileNotFoundError(
+                f"directory for the pattern store does not exist: {self.path.parent}"
+            )
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(f"{self.path} is not a usable neurogate SQLite store: {exc}") from None
+
+    def _migrate(self) -> None:
+        """Apply pending schema migrations, idempotently, recording PRAGMA user_version."""
+        current = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if current > SCHEMA_VERSION:
+            raise ValueError(
+                f"{self.path} has schema version {current}, newer than this neurogate "
+                f"({SCHEMA_VERSION}); upgrade neurogate"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            self._db.execute("BEGIN IMMEDIATE")
+            for stmt in _MIGRATIONS[version]:
+                self._db.execute(stmt)
+            self._db.execute(f"PRAGMA user_version = {version}")
+            self._db.execute("COMMIT")
+
+    def fetch(self, keys: np.ndarray) -> np.ndarray:
+        keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
+        uniq, inverse = np.unique(keys.view(np.int64), return_inverse=True)
+        found = np.zeros((uniq.size, NCOLS), dtype=np.int64)
+        if uniq.size:
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                db.execute("CREATE TEMP TABLE IF NOT EXISTS want (key INTEGER PRIMARY KEY)")
+                db.execute("DELETE FROM want")
+                db.executemany("INSERT INTO want VALUES (?)", ((k,) for k in uniq.tolist()))
+                rows = db.execute(
+                    "SELECT p.key, p.n, p.n0, p.n1 FROM patterns p JOIN want w ON p.key = w.key"
+                ).fetchall()
+            finally:
+                db.execute("COMMIT")
+            if rows:
+                got = np.array(rows, dtype=np.int64)
+                found[np.searchsorted(uniq, got[:, 0])] = got[:, 1:]
+        return found[inverse]
+
+    def apply(
+        self, keys: np.ndarray, deltas: np.ndarray, positions: Mapping[str, int] | None = None
+    ) -> None:
+        keys, deltas = check_keys(keys, deltas)
+        rows = zip(keys.view(np.int64).tolist(), *deltas.T.tolist(), strict=True)
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO patterns (key, n, n0, n1) VALUES (?, ?, ?, ?) ON CONFLICT(key) DO"
+                " UPDATE SET n = n + excluded.n, n0 = n0 + excluded.n0, n1 = n1 + excluded.n1",
+                rows,
+            )
+            if positions:
+                db.executemany(
+                    "INSERT INTO positions VALUES (?, ?) ON CONFLICT(input) DO UPDATE"
+                    " SET position = excluded.position",
+                    list(positions.items()),
+                )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def positions(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT input, position FROM positions").fetchall())
+
+    def size(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM patterns").fetchone()[0])
+
+    def iter_counts(self, chunk: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        cur = self._db.execute("SELECT key, n, n0, n1 FROM patterns ORDER BY key")
+        while rows := cur.fetchmany(chunk):
+            arr = np.array(rows, dtype=np.int64)
+            yield arr[:, 0].view(np.uint64).copy(), arr[:, 1:].copy()
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        self._db.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            (name, bytes(value)),
+        )
+
+    def get_meta(self, name: str) -> bytes | None:
+        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def meta_names(self, prefix: str = "") -> list[str]:
+        rows = self._db.execute(
+            "SELECT name FROM meta WHERE substr(name, 1, ?) = ? ORDER BY name",
+            (len(prefix), prefix),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        self._db.close()
