@@ -1,0 +1,1 @@
+"""Offline evaluation of detectors against labelled benchmarks (NAB scoring in `evaluation.nab`)."""

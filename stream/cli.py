@@ -1,0 +1,483 @@
+"""The ``neurogate`` command line: embedded runs, explanations, pattern-store maintenance and
+offline encoder training."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+from engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
+from engine.events import Event
+
+EXIT_OK, EXIT_ERROR, EXIT_DIFF = 0, 2, 1
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+def load_config(path: Path | None, sets: Sequence[str], environ: dict[str, str]) -> EngineConfig:
+    """Defaults <- config file's [engine] table <- NEUROGATE_* environment <- --set key=value."""
+    cfg = EngineConfig()
+    if path is not None:
+        if not path.is_file():
+            raise CliError(f"config file not found: {path}")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise CliError(f"{path}: not valid TOML: {exc}") from None
+        unknown = set(data) - {"engine"}
+        if unknown:
+            raise CliError(
+                f"{path}: unknown table(s) {sorted(unknown)}; settings go under [engine]"
+            )
+        cfg = from_mapping(EngineConfig, data.get("engine", {}), base=cfg)
+    cfg = from_mapping(EngineConfig, env_overrides(environ), base=cfg)
+    changes = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--set expects KEY=VALUE, got {item!r}")
+        changes[key.strip()] = value.strip()
+    return from_mapping(EngineConfig, changes, base=cfg)
+
+
+# -- input ---------------------------------------------------------------------------------------
+
+
+def _input_events(args: argparse.Namespace, bad: list[Any]) -> tuple[Iterator[Event], int | None]:
+    """Events from the files (bad records go to ``bad``) or the demo, plus a total if known."""
+    from stream.files import BadRecord, CsvOptions, count_lines, read_events
+
+    if not args.files:
+        from stream.demo import demo_events
+
+        events, truth = demo_events(sources=args.demo_sources, length=args.demo_length,
+                                    seed=args.seed)
+        args.demo_truth = truth
+        return iter(events), len(events)
+    opts = CsvOptions(
+        delimiter=args.delimiter,
+        timestamp_column=args.timestamp_column,
+        value_columns=tuple(args.value_columns.split(",")) if args.value_columns else None,
+        source_column=args.source_column,
+        label_column=args.label_column,
+        id_column=args.id_column,
+    )
+    readers = []
+    total: int | None = 0
+    for name in args.files:
+        path = Path(name)
+        if name != "-" and not path.is_file():
+            raise CliError(f"input file not found: {name}")
+        try:
+            readers.append(read_events(path, fmt=args.format, csv=opts))
+        except (ValueError, FileNotFoundError) as exc:
+            raise CliError(f"{name}: {exc}") from None
+        lines = count_lines(path) if name != "-" else None
+        total = None if total is None or lines is None else total + lines
+
+    def events() -> Iterator[Event]:
+        for item in chain.from_iterable(readers):
+            if isinstance(item, BadRecord):
+                bad.append(item)
+            else:
+                yield item
+
+    return events(), total
+
+
+def _batches(events: Iterator[Event], size: int) -> Iterator[list[Event]]:
+    batch: list[Event] = []
+    for e in events:
+        batch.append(e)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+class Writer:
+    """Writes result records as JSONL or CSV (by extension; ``-`` = stdout JSONL)."""
+
+    CSV_COLUMNS = ("source", "ts", "id", "score", "flagged", "status", "suppressed", "extreme",
+                   "posterior", "reason", "model_version")
+
+    def __init__(self, target: str | None) -> None:
+        self.csv = bool(target) and str(target).endswith(".csv")
+        if not target:
+            self._f = None
+        elif target == "-":
+            self._f = sys.stdout
+        else:
+            parent = Path(target).parent
+            if not parent.exists():
+                raise CliError(f"output directory does not exist: {parent}")
+            self._f = open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        if self._f is not None and self.csv:
+            import csv
+
+            self._csv = csv.DictWriter(self._f, self.CSV_COLUMNS, extrasaction="ignore")
+            self._csv.writeheader()
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._f is None:
+            return
+        if self.csv:
+            self._csv.writerow(record)
+        else:
+            self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        if self._f is not None and self._f is not sys.stdout:
+            self._f.close()
+
+
+# -- golden files --------------------------------------------------------------------------------
+
+
+def _golden_key(r: dict[str, Any]) -> tuple[str, str, str]:
+    return (str(r.get("source")), repr(r.get("ts")), str(r.get("id")))
+
+
+def compare_golden(path: Path, flagged: list[dict[str, Any]], tol: float = 1e-6) -> list[str]:
+    """Readable differences between a golden file of flagged events and this run's flags."""
+    if not path.is_file():
+        raise CliError(f"golden file not found: {path} (create one with --record)")
+    want = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise CliError(f"{path}:{n}: not a JSON line") from None
+            want[_golden_key(rec)] = rec
+    got = {_golden_key(r): r for r in flagged}
+    diff = []
+    for key in sorted(want.keys() - got.keys()):
+        diff.append(f"- missing flag  source={key[0]} ts={key[1]} id={key[2]} "
+                    f"(golden score {want[key]['score']})")
+    for key in sorted(got.keys() - want.keys()):
+        diff.append(f"+ new flag      source={key[0]} ts={key[1]} id={key[2]} "
+                    f"(score {got[key]['score']})")
+    for key in sorted(want.keys() & got.keys()):
+        a, b = want[key]["score"], got[key]["score"]
+        if abs(a - b) > tol:
+            diff.append(f"~ score changed source={key[0]} ts={key[1]} id={key[2]}: {a} -> {b}")
+    return diff
+
+
+def _golden_record(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: rec[k] for k in ("source", "ts", "id", "score")}
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engine.detector import Detector
+    from engine.stores import open_store
+
+    cfg = load_config(args.config, args.set, dict(os.environ))
+    if args.store != "memory://" and not args.append:
+        store_path = Path(args.store.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{store_path}{suffix}").unlink(missing_ok=True)
+    try:
+        store = open_store(args.store)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from None
+    bad: list[Any] = []
+    events, total = _input_events(args, bad)
+    writer = Writer(args.out)
+    det = Detector(cfg, store, progress=not args.quiet)
+    stats: Counter[str] = Counter()
+    rejected: list[tuple[int, Event, str]] = []
+    flagged_records: list[dict[str, Any]] = []
+    seen = 0
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, unit="ev", disable=args.quiet, file=sys.stderr, smoothing=0.1)
+    try:
+        for batch in _batches(events, args.batch_size):
+            out = det.process_many(batch)
+            for i in range(len(batch)):
+                st = out.STATUS[int(out.status[i])]
+                stats[st] += 1
+                if st == "rejected":
+                    rejected.append((seen + i, batch[i], out.reasons[i]))
+                if out.flagged[i] or args.all_scores:
+                    rec = out.result(i).as_dict()
+                    writer.write(rec)
+                    if out.flagged[i]:
+                        flagged_records.append(rec)
+            stats["flagged"] += int(out.flagged.sum())
+            seen += len(batch)
+            bar.update(len(batch))
+        det.close()
+    finally:
+        bar.close()
+        writer.close()
+    elapsed = time.perf_counter() - t0
+    _summary(args, det, stats, seen, elapsed, bad, rejected, flagged_records)
+    store.close()
+    if args.record:
+        Path(args.record).write_text(
+            "".join(json.dumps(_golden_record(r)) + "\n" for r in flagged_records)
+        )
+        print(f"recorded {len(flagged_records)} flagged events to {args.record}", file=sys.stderr)
+    if args.expect:
+        diff = compare_golden(Path(args.expect), [_golden_record(r) for r in flagged_records])
+        if diff:
+            print(f"FLAGS DIFFER from {args.expect} ({len(diff)} differences):", file=sys.stderr)
+            for line in diff[:50]:
+                print("  " + line, file=sys.stderr)
+            if len(diff) > 50:
+                print(f"  ... and {len(diff) - 50} more", file=sys.stderr)
+            return EXIT_DIFF
+        print(f"flags match {args.expect}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _summary(args: argparse.Namespace, det: Any, stats: Counter[str], seen: int, elapsed: float,
+             bad: list[Any], rejected: list[tuple[int, Event, str]],
+             flagged: list[dict[str, Any]]) -> None:
+    err = sys.stderr
+    rate = seen / elapsed if elapsed > 0 else float("nan")
+    train = det.timings["train_seconds"]
+    training = f", of which encoder training {train:.1f} s" if train else ""
+    print(f"events      {seen:,} ({rate:,.0f} events/s, {elapsed:.1f} s{training})", file=err)
+    print(f"scored      {stats['scored']:,}   warming {stats['warming']:,}   "
+          f"flagged {stats['flagged']:,}", file=err)
+    if bad or rejected:
+        reasons = Counter(b.reason for b in bad) + Counter(r for _, _, r in rejected)
+        print(f"bad input   {len(bad) + len(rejected):,} "
+              f"({', '.join(f'{k} {v}' for k, v in reasons.most_common())})", file=err)
+        for b in bad[:10]:
+            print(f"  {b.path}:{b.line}: {b.reason}: {b.message}", file=err)
+        for idx, e, reason in rejected[:10]:
+            print(f"  event #{idx + 1} source={e.source} ts={e.ts}: {reason}", file=err)
+        more = len(bad) + len(rejected) - min(len(bad), 10) - min(len(rejected), 10)
+        if more > 0:
+            print(f"  ... and {more} more", file=err)
+    print(f"encoder     {det.model_version()}", file=err)
+    for fields, status in det.status()["encoders"].items():
+        for line in status["training"]:
+            print(f"  [{fields}] {line}", file=err)
+        for d in status["decisions"]:
+            print(f"  [{fields}] shadow decision: {json.dumps(d['levels'])}", file=err)
+    truth = getattr(args, "demo_truth", None)
+    if truth is not None:
+        ev = truth.evaluate((r["source"], r["ts"]) for r in flagged)
+        print(f"demo truth  incidents detected {ev['detected']}/{ev['incidents']} "
+              f"(recall {ev['recall']:.2f}), precision of flags {ev['precision']:.2f}", file=err)
+        print("            per kind: " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                                   ev["per_kind"].items()), file=err)
+    if args.out:
+        what = "scores" if args.all_scores else "flagged events"
+        print(f"wrote       {what} to {args.out}", file=err)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Pretty-print flagged events (from a run's --out JSONL) with their evidence."""
+    path = Path(args.results)
+    if not path.is_file():
+        raise CliError(f"results file not found: {path}")
+    shown = 0
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise CliError(
+                f"{path}:{n}: not a JSON line (explain reads a run's --out .jsonl)"
+            ) from None
+        if not rec.get("flagged") or (args.source and rec.get("source") != args.source):
+            continue
+        ts = rec.get("ts")
+        print(f"{rec['source']}  ts={ts}  id={rec.get('id')}  score={rec['score']:.4f}"
+              f"{'  NEW EXTREME' if rec.get('extreme') else ''}  model={rec.get('model_version')}")
+        if rec.get("posterior") is not None:
+            print(f"  log-odds anomaly vs normal: {rec['posterior']:.4f}")
+        for ev in rec.get("evidence", []):
+            print(f"  level {ev['level']} ch {ev['channel']} {ev['encoder']:<8} "
+                  f"pattern {ev['pattern']} seen {ev['count']:>6}x  "
+                  f"p={ev['probability']:.3g}  surprise {ev['surprise']:.2f} nats")
+        for text in rec.get("explanation", []):
+            print(f"  {text}")
+        shown += 1
+        if shown >= args.top:
+            break
+    if not shown:
+        suffix = f" for source {args.source}" if args.source else ""
+        print(f"no flagged events in the file{suffix}")
+    return EXIT_OK
+
+
+def cmd_patterns(args: argparse.Namespace) -> int:
+    from engine.stores import merge_into, open_store, totals
+
+    if args.action == "merge":
+        if not args.sources:
+            raise CliError("patterns merge needs at least one source store")
+        try:
+            dst = open_store(args.dest)
+            srcs = [open_store(s) for s in args.sources]
+        except (ValueError, FileNotFoundError) as exc:
+            raise CliError(str(exc)) from None
+        rows = merge_into(dst, *srcs)
+        print(f"merged {rows:,} pattern rows from {len(srcs)} store(s) into {args.dest}; "
+              f"totals now n={totals(dst)[0]:,}")
+        for s in srcs:
+            s.close()
+        dst.close()
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a NeuroNet offline from files; the artifact can seed a run (--encoder)."""
+    import numpy as np
+
+    from engine.neuronet import NeuroNet, NeuroNetConfig
+    from stream.files import BadRecord, CsvOptions, read_events
+
+    cfg = load_config(args.config, args.set, dict(os.environ))
+    by_source: dict[str, list[tuple[float, ...]]] = {}
+    fields: tuple[str, ...] | None = None
+    for name in args.files:
+        if not Path(name).is_file():
+            raise CliError(f"input file not found: {name}")
+        opts = CsvOptions(timestamp_column=args.timestamp_column)
+        for item in read_events(Path(name), csv=opts):
+            if isinstance(item, BadRecord):
+                continue
+            if fields is None:
+                fields = item.fields
+            if item.fields == fields:
+                by_source.setdefault(item.source, []).append(item.values)
+    if not by_source or fields is None:
+        raise CliError("no usable events in the input files")
+    series = []
+    for vals in by_source.values():
+        arr = np.asarray(vals, dtype=np.float64)
+        head = arr[: cfg.warmup]
+        lo, hi = head.min(axis=0), head.max(axis=0)
+        span = np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0) * 0.1)
+        m = cfg.range_margin
+        series.append(((arr - (lo - m * span)) / (span * (1 + 2 * m))).astype(np.float32))
+    nn = cfg.neuronet
+    net = NeuroNet(NeuroNetConfig(channels=len(fields), window=max(4 << nn.levels, 4),
+                                  levels=nn.levels, hidden=nn.hidden), seed=cfg.seed)
+    report = net.fit(series, levelhold=nn.levelhold, tunehold=nn.tunehold,
+                     max_steps_per_level=nn.max_steps_per_level, seed=cfg.seed, progress=True)
+    net.save(args.out)
+    print(report.summary())
+    print(f"saved NeuroNet {net.version} ({len(series)} sources, fields {','.join(fields)}) "
+          f"to {args.out}")
+    return EXIT_OK
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="neurogate", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", type=Path, help="TOML file with an [engine] table")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one engine setting, e.g. --set threshold=0.95")
+
+    r = sub.add_parser("run", help="score files or the built-in demo stream, no servers needed")
+    r.add_argument("files", nargs="*", help="CSV/TSV/JSONL files ('-' = JSONL on stdin); "
+                   "none = built-in demo stream")
+    common(r)
+    r.add_argument("--format", choices=("csv", "jsonl"),
+                   help="input format (default: by extension)")
+    r.add_argument("--delimiter", default=",")
+    r.add_argument("--timestamp-column")
+    r.add_argument("--value-columns", help="comma-separated value columns (default: all numeric)")
+    r.add_argument("--source-column")
+    r.add_argument("--label-column", help="0/1 column, used only after each row is scored")
+    r.add_argument("--id-column")
+    r.add_argument("--store", default="neurogate.db",
+                   help="pattern store: SQLite path (recreated unless --append) or memory://")
+    r.add_argument("--append", action="store_true",
+                   help="add to the counts already in --store instead of starting fresh")
+    r.add_argument("--out", help="write flagged events (or all scores) to .jsonl/.csv, '-' stdout")
+    r.add_argument("--all-scores", action="store_true", help="write every event's score")
+    r.add_argument("--batch-size", type=_positive_int, default=4096)
+    r.add_argument("--record", metavar="GOLDEN", help="write this run's flags as a golden file")
+    r.add_argument("--expect", metavar="GOLDEN", help="compare flags with a golden file; exit 1 "
+                   "with a diff when they differ")
+    r.add_argument("--demo-sources", type=_positive_int, default=8)
+    r.add_argument("--demo-length", type=_positive_int, default=5000)
+    r.add_argument("--seed", type=int, default=0, help="demo stream seed")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("explain", help="show flagged events of a run with their evidence")
+    e.add_argument("results", help="a run's --out .jsonl file")
+    e.add_argument("--source")
+    e.add_argument("--top", type=_positive_int, default=20)
+    e.set_defaults(func=cmd_explain)
+
+    pt = sub.add_parser("patterns", help="pattern-store maintenance")
+    pt.add_argument("action", choices=("merge",))
+    pt.add_argument("dest", help="store to merge into (SQLite path or URL)")
+    pt.add_argument("sources", nargs="*", help="stores whose counts are added")
+    pt.set_defaults(func=cmd_patterns)
+
+    t = sub.add_parser("train", help="train a NeuroNet encoder offline from files")
+    t.add_argument("files", nargs="+")
+    common(t)
+    t.add_argument("--timestamp-column")
+    t.add_argument("--out", required=True, help="artifact path (.pt)")
+    t.set_defaults(func=cmd_train)
+    return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    try:
+        return int(args.func(args))
+    except (CliError, ConfigError) as exc:
+        print(f"neurogate: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("neurogate: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
