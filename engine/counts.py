@@ -40,7 +40,7 @@ def text_hash64(text: str) -> np.uint64:
 
 
 @njit(cache=True)
-def _probe(tkeys: np.ndarray, key: np.uint64) -> int:
+def _probe(tkeys: np.ndarray, key: np.uint64) -> np.int64:
     """Slot of ``key``, or of the empty slot where it would go (linear probing)."""
     mask = np.int64(tkeys.size - 1)
     slot = np.int64((key ^ (key >> np.uint64(29))) & np.uint64(mask))

@@ -298,13 +298,13 @@ class Detector:
     ) -> None:
         evs = [events[i] for i in idx]
         values = np.array([e.values for e in evs], dtype=np.float64).reshape(len(evs), -1)
-        bad = ~np.isfinite(values).all(axis=1)
+        bad = np.asarray(~np.isfinite(values).all(axis=1))
         if bad.any():
             for j in np.flatnonzero(bad):
                 out.reasons[int(idx[j])] = "non_finite"
             keep = ~bad
             idx, rows, values = idx[keep], rows[keep], values[keep]
-            evs = [e for e, k in zip(evs, keep, strict=True) if k]
+            evs = [evs[j] for j in np.flatnonzero(keep)]
         if not idx.size:
             return
         ts = np.array([e.ts for e in evs], dtype=np.float64)
@@ -376,7 +376,7 @@ class Detector:
         counts = self._count(keys, labels[post])
         p_uni, p_ctx = stream_probabilities(counts[..., 0], lc.vocab, cfg.alpha, cfg.alpha0)
         surprise = -np.log(p_ctx)
-        lc.observe(surprise, -np.log(p_uni))
+        lc.observe(surprise, -np.log(p_uni), labels[post])
         cols = lc.serving_columns()
         raw = squash(top_k_mean(surprise[:, cols], cfg.top_k))
         extreme = bank.extreme(p, values[post]) if cfg.extreme_rule else np.zeros(post.size, bool)
@@ -391,7 +391,7 @@ class Detector:
         out.extreme[target] = extreme
         out.suppressed[target] = suppressed
         out.flagged[target] = flagged
-        has_labels = (counts[:, 0, 0, 1:] > 0).all(axis=1)
+        has_labels = np.asarray((counts[:, 0, 0, 1:] > 0).all(axis=1))
         if has_labels.any():
             sel = np.flatnonzero(has_labels)
             c_s = counts[sel][:, cols]

@@ -2,15 +2,18 @@
 from the sources' reservoirs, warmed by re-counting them in its own pattern namespace,
 shadow-scored, and takes over a level only where it proves better on recent data.
 
-"Better" without labels: the level's normalised conditional surprise
-rho = sum(-ln p(code | context)) / sum(-ln p(code)) over the shadow period, i.e. how much of
-the code stream's entropy its context explains. Lower is better; a candidate must beat the
-serving encoder by ``neuronet.margin`` and use its codes (mean unigram surprise >= 0.5 nat,
-so a collapsed code book cannot win by being constant).
+"Better", when the shadow period saw labels of both kinds (at least MIN_POSITIVES anomalies):
+the level's separation d' = (mean surprise on anomalies - mean on normals) / std on normals;
+the candidate must beat the serving encoder's d' by ``neuronet.margin``.
+Without labels: the level's normalised conditional surprise
+rho = sum(-ln p(code | context)) / sum(-ln p(code)), i.e. how much of the code stream's entropy
+its context explains; lower is better, by ``neuronet.margin``, and the candidate must use its
+codes (mean unigram surprise >= 0.5 nat, so a collapsed code book cannot win by being constant).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from engine.detector import Detector
 
 MIN_CODE_ENTROPY = 0.5  # nats of unigram surprise a candidate level must show
+MIN_POSITIVES = 5  # labelled anomalies needed in the shadow period to judge by separation
 
 
 @dataclass
@@ -37,6 +41,8 @@ class EncoderSlot:
     offset: int
     trained_at: int = 0  # events seen when it was trained (0 for fixed)
     sums: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [streams, 2] shadow sums
+    # per label y in (normal, anomaly): [streams, 3] = count, sum, sum of squares of surprise
+    by_label: np.ndarray = field(default_factory=lambda: np.zeros(0))
     shadowed: int = 0  # events observed since it became active
 
     @property
@@ -66,8 +72,9 @@ class Lifecycle:
         if any(s.vocab >= MAX_VOCAB for s in enc.streams):
             raise ValueError(f"encoder {enc.name}: vocabulary must be < {MAX_VOCAB}")
         offset = sum(len(s.encoder.streams) for s in self.slots)
-        slot = EncoderSlot(enc, stream_bases(f"{enc.name}:{enc.version}", len(enc.streams)),
-                           offset, trained_at, np.zeros((len(enc.streams), 2)))
+        k = len(enc.streams)
+        slot = EncoderSlot(enc, stream_bases(f"{enc.name}:{enc.version}", k), offset,
+                           trained_at, np.zeros((k, 2)), np.zeros((2, k, 3)))
         self.slots.append(slot)
         self._refresh()
         return len(self.slots) - 1
@@ -89,12 +96,18 @@ class Lifecycle:
     def serving_columns(self) -> np.ndarray:
         return np.array([c for c, _, _ in self.serving_specs()], dtype=np.int64)
 
-    def observe(self, surprise: np.ndarray, uni_surprise: np.ndarray) -> None:
-        """Accumulate shadow statistics (every active stream, every scored event)."""
+    def observe(self, surprise: np.ndarray, uni_surprise: np.ndarray, labels: np.ndarray) -> None:
+        """Accumulate shadow statistics (every active stream, every scored event); ``labels``
+        are the events' own labels (-1 unknown), known only now that they have been scored."""
         for slot in self.slots:
-            cols = slot.columns
-            slot.sums[:, 0] += surprise[:, cols.start : cols.stop].sum(axis=0)
-            slot.sums[:, 1] += uni_surprise[:, cols.start : cols.stop].sum(axis=0)
+            s = surprise[:, slot.columns.start : slot.columns.stop]
+            slot.sums[:, 0] += s.sum(axis=0)
+            slot.sums[:, 1] += uni_surprise[:, slot.columns.start : slot.columns.stop].sum(axis=0)
+            for y in (0, 1):
+                sy = s[labels == y]
+                slot.by_label[y] += np.stack(
+                    [np.full(s.shape[1], sy.shape[0]), sy.sum(axis=0), (sy**2).sum(axis=0)], 1
+                )
             slot.shadowed += surprise.shape[0]
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -167,12 +180,18 @@ class Lifecycle:
             cur_cols = [k for k, s in enumerate(cur.encoder.streams) if s.level == spec.level]
             if not cur_cols:
                 continue
-            rho_cur = _rho(cur.sums[cur_cols])
-            rho_new = _rho(cand.sums[[j]])
-            uni = cand.sums[j, 1] / max(cand.shadowed, 1)
-            wins = rho_new < rho_cur - margin and uni >= MIN_CODE_ENTROPY
+            if cand.by_label[1, j, 0] >= MIN_POSITIVES and cand.by_label[0, j, 0] > 0:
+                rule = "separation"
+                cur_v = float(np.mean([_separation(cur.by_label[:, c]) for c in cur_cols]))
+                new_v = _separation(cand.by_label[:, j])
+                wins = new_v > cur_v + margin
+            else:
+                rule = "rho"
+                cur_v, new_v = _rho(cur.sums[cur_cols]), _rho(cand.sums[[j]])
+                uni = cand.sums[j, 1] / max(cand.shadowed, 1)
+                wins = new_v < cur_v - margin and uni >= MIN_CODE_ENTROPY
             decision["levels"][spec.level] = {
-                "rho_serving": round(rho_cur, 4), "rho_candidate": round(rho_new, 4),
+                "rule": rule, "serving": round(cur_v, 4), "candidate": round(new_v, 4),
                 "takes_over": bool(wins),
             }
             if wins:
@@ -207,6 +226,14 @@ class Lifecycle:
             "decisions": self.decisions,
             "training": self.reports,
         }
+
+
+def _separation(stats: np.ndarray) -> float:
+    """d' of one stream from per-label [count, sum, sum of squares] rows (normal, anomaly)."""
+    (n0, s0, q0), (n1, s1, _) = stats
+    mean0, mean1 = s0 / n0, s1 / n1
+    std0 = math.sqrt(max(q0 / n0 - mean0**2, 1e-12))
+    return float((mean1 - mean0) / std0)
 
 
 def _rho(sums: np.ndarray) -> float:

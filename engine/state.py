@@ -8,6 +8,7 @@ slicing instead of Python loops.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,7 +93,7 @@ def grouped_cummax_before(init: np.ndarray, groups: Groups, values: np.ndarray) 
 class Growing:
     """A set of per-source arrays that grow (doubling) as new sources appear."""
 
-    def __init__(self, specs: dict[str, tuple[tuple[int, ...], np.dtype | type, float]]) -> None:
+    def __init__(self, specs: Mapping[str, tuple[tuple[int, ...], type, float]]) -> None:
         self._specs = specs
         self._cap = 0
         self.size = 0
@@ -101,7 +102,7 @@ class Growing:
 
     def _resize(self, cap: int) -> None:
         for name, (shape, dtype, fill) in self._specs.items():
-            new = np.full((cap,) + shape, fill, dtype=dtype)
+            new: np.ndarray = np.full((cap,) + shape, fill, dtype=dtype)
             old = self.arrays.get(name)
             if old is not None:
                 new[: self.size] = old[: self.size]
