@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from engine import snapshot
 from engine.bank import Bank, Prepared, Replay
 from engine.config import EngineConfig
 from engine.counts import NCOLS, CountTable
@@ -163,10 +164,13 @@ class Detector:
         config: EngineConfig | None = None,
         store: PatternStore | None = None,
         *,
-        flush_every: int = 200_000,
+        flush_every: int | None = 200_000,
         preload_limit: int = 5_000_000,
         progress: bool = False,
     ) -> None:
+        """``flush_every``: events between automatic flushes (None: only when ``flush`` is
+        called, e.g. by a caller that records input positions). A store holding a state
+        snapshot is resumed from it."""
         self.config = config or EngineConfig()
         self.store = store if store is not None else MemoryStore()
         self.flush_every = flush_every
@@ -184,6 +188,9 @@ class Detector:
         self._sources: dict[str, tuple[Bank, int]] = {}
         self.events_seen = 0
         self.timings: dict[str, float] = {"train_seconds": 0.0}
+        state = self.store.get_meta(snapshot.META_NAME)
+        if state is not None:
+            snapshot.load(self, state)
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -228,7 +235,7 @@ class Detector:
         for fields in by_bank:
             self.lifecycles[fields].after_batch(self, self.banks[fields])
         out.model_version = self.model_version()
-        if self._pending_events >= self.flush_every:
+        if self.flush_every is not None and self._pending_events >= self.flush_every:
             self.flush()
         return out
 
@@ -242,10 +249,10 @@ class Detector:
         return self.process_many([event]).result(0)
 
     def flush(self, positions: dict[str, int] | None = None) -> None:
-        """Write pending count deltas (and the input positions they cover) to the store."""
+        """Write pending count deltas, the input positions they cover and the state snapshot to
+        the store in one transaction: after a crash the store is as of the last flush."""
         keys, deltas = self.pending.items()
-        if keys.size or positions:
-            self.store.apply(keys, deltas, positions)
+        self.store.apply(keys, deltas, positions, {snapshot.META_NAME: snapshot.dump(self)})
         self.pending.clear()
         self._pending_events = 0
 

@@ -57,9 +57,28 @@ def load_config(path: Path | None, sets: Sequence[str], environ: dict[str, str])
 # -- input ---------------------------------------------------------------------------------------
 
 
-def _input_events(args: argparse.Namespace, bad: list[Any]) -> tuple[Iterator[Event], int | None]:
-    """Events from the files (bad records go to ``bad``) or the demo, plus a total if known."""
+def _input_events(
+    args: argparse.Namespace, bad: list[Any], positions: dict[str, int]
+) -> tuple[Iterator[Event], int | None]:
+    """Events from the files (bad records go to ``bad``) or the demo, plus a total if known.
+
+    ``positions`` maps each input to the number of its records consumed so far; it is read
+    for resuming (records up to it are skipped: they were counted before) and kept up to date
+    as events are yielded.
+    """
     from stream.files import BadRecord, CsvOptions, count_lines, read_events
+
+    def tracked(key: str, items: Iterable[Event | BadRecord]) -> Iterator[Event]:
+        skip = positions.get(key, 0)
+        for n, item in enumerate(items, 1):
+            if n <= skip:
+                continue
+            if isinstance(item, BadRecord):
+                bad.append(item)
+                continue
+            if key != "stdin":
+                positions[key] = n
+            yield item
 
     if not args.files:
         from stream.demo import demo_events
@@ -67,7 +86,8 @@ def _input_events(args: argparse.Namespace, bad: list[Any]) -> tuple[Iterator[Ev
         events, truth = demo_events(sources=args.demo_sources, length=args.demo_length,
                                     seed=args.seed)
         args.demo_truth = truth
-        return iter(events), len(events)
+        key = f"demo:seed={args.seed},sources={args.demo_sources},length={args.demo_length}"
+        return tracked(key, events), len(events) - positions.get(key, 0)
     opts = CsvOptions(
         delimiter=args.delimiter,
         timestamp_column=args.timestamp_column,
@@ -76,27 +96,21 @@ def _input_events(args: argparse.Namespace, bad: list[Any]) -> tuple[Iterator[Ev
         label_column=args.label_column,
         id_column=args.id_column,
     )
-    readers = []
+    streams = []
     total: int | None = 0
     for name in args.files:
         path = Path(name)
         if name != "-" and not path.is_file():
             raise CliError(f"input file not found: {name}")
         try:
-            readers.append(read_events(path, fmt=args.format, csv=opts))
+            reader = read_events(path, fmt=args.format, csv=opts)
         except (ValueError, FileNotFoundError) as exc:
             raise CliError(f"{name}: {exc}") from None
+        key = "stdin" if name == "-" else f"file:{path.resolve()}"
+        streams.append(tracked(key, reader))
         lines = count_lines(path) if name != "-" else None
         total = None if total is None or lines is None else total + lines
-
-    def events() -> Iterator[Event]:
-        for item in chain.from_iterable(readers):
-            if isinstance(item, BadRecord):
-                bad.append(item)
-            else:
-                yield item
-
-    return events(), total
+    return chain.from_iterable(streams), total
 
 
 def _batches(events: Iterator[Event], size: int) -> Iterator[list[Event]]:
@@ -206,9 +220,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         raise CliError(str(exc)) from None
     bad: list[Any] = []
-    events, total = _input_events(args, bad)
+    positions = store.positions() if args.append else {}
+    events, total = _input_events(args, bad, positions)
     writer = Writer(args.out)
-    det = Detector(cfg, store, progress=not args.quiet)
+    try:
+        det = Detector(cfg, store, flush_every=None, progress=not args.quiet)
+    except ValueError as exc:
+        raise CliError(f"{args.store}: {exc}") from None
+    since_flush = 0
     stats: Counter[str] = Counter()
     rejected: list[tuple[int, Event, str]] = []
     flagged_records: list[dict[str, Any]] = []
@@ -230,8 +249,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                         flagged_records.append(rec)
             stats["flagged"] += int(out.flagged.sum())
             seen += len(batch)
+            since_flush += len(batch)
+            if since_flush >= args.flush_every:
+                det.flush(dict(positions))  # counts, positions and state in one transaction
+                since_flush = 0
             bar.update(len(batch))
-        det.close()
+        det.flush(dict(positions))
     finally:
         bar.close()
         writer.close()
@@ -422,7 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--store", default="neurogate.db",
                    help="pattern store: SQLite path (recreated unless --append) or memory://")
     r.add_argument("--append", action="store_true",
-                   help="add to the counts already in --store instead of starting fresh")
+                   help="continue from the state and counts in --store instead of starting "
+                   "fresh; inputs resume after the last committed record (nothing counts twice)")
+    r.add_argument("--flush-every", type=_positive_int, default=100_000, metavar="N",
+                   help="commit counts, input positions and state every N events")
     r.add_argument("--out", help="write flagged events (or all scores) to .jsonl/.csv, '-' stdout")
     r.add_argument("--all-scores", action="store_true", help="write every event's score")
     r.add_argument("--batch-size", type=_positive_int, default=4096)

@@ -25,9 +25,14 @@ class PatternStore(ABC):
 
     @abstractmethod
     def apply(
-        self, keys: np.ndarray, deltas: np.ndarray, positions: Mapping[str, int] | None = None
+        self,
+        keys: np.ndarray,
+        deltas: np.ndarray,
+        positions: Mapping[str, int] | None = None,
+        meta: Mapping[str, bytes] | None = None,
     ) -> None:
-        """Add ``deltas`` to the counts of ``keys`` and record ``positions``, atomically."""
+        """Add ``deltas`` to the counts of ``keys``, record ``positions`` and write ``meta``
+        blobs (e.g. the detector's state snapshot), all in one transaction."""
 
     @abstractmethod
     def positions(self) -> dict[str, int]:

@@ -24,11 +24,16 @@ class MemoryStore(PatternStore):
         return self._table.get(keys)
 
     def apply(
-        self, keys: np.ndarray, deltas: np.ndarray, positions: Mapping[str, int] | None = None
+        self,
+        keys: np.ndarray,
+        deltas: np.ndarray,
+        positions: Mapping[str, int] | None = None,
+        meta: Mapping[str, bytes] | None = None,
     ) -> None:
         keys, deltas = check_keys(keys, deltas)
         self._table.add(keys, deltas)
         self._positions.update(positions or {})
+        self._meta.update({k: bytes(v) for k, v in (meta or {}).items()})
 
     def positions(self) -> dict[str, int]:
         return dict(self._positions)

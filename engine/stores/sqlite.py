@@ -77,7 +77,11 @@ class SQLiteStore(PatternStore):
         return found[inverse]
 
     def apply(
-        self, keys: np.ndarray, deltas: np.ndarray, positions: Mapping[str, int] | None = None
+        self,
+        keys: np.ndarray,
+        deltas: np.ndarray,
+        positions: Mapping[str, int] | None = None,
+        meta: Mapping[str, bytes] | None = None,
     ) -> None:
         keys, deltas = check_keys(keys, deltas)
         rows = zip(keys.view(np.int64).tolist(), *deltas.T.tolist(), strict=True)
@@ -95,6 +99,8 @@ class SQLiteStore(PatternStore):
                     " SET position = excluded.position",
                     list(positions.items()),
                 )
+            for name, value in (meta or {}).items():
+                self._put_meta(name, value)
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -113,6 +119,9 @@ class SQLiteStore(PatternStore):
             yield arr[:, 0].view(np.uint64).copy(), arr[:, 1:].copy()
 
     def put_meta(self, name: str, value: bytes) -> None:
+        self._put_meta(name, value)
+
+    def _put_meta(self, name: str, value: bytes) -> None:
         self._db.execute(
             "INSERT INTO meta VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
             (name, bytes(value)),

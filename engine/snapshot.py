@@ -1,0 +1,111 @@
+"""Detector state snapshots: everything besides the pattern counts that scoring depends on
+(per-source arrays, encoder lifecycle), so a restarted process continues exactly where the
+last flush left off. Stored as an ``.npz`` (no pickle) with a JSON header."""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine.bank import Bank
+from engine.encoder import Encoder, FixedEncoder
+from engine.shadow import Lifecycle
+
+if TYPE_CHECKING:
+    from engine.detector import Detector
+
+FORMAT = "neurogate.detector-state/1"
+META_NAME = "detector/state"
+
+
+def dump(det: Detector) -> bytes:
+    """Serialise ``det``'s state (not its counts) to bytes."""
+    arrays: dict[str, np.ndarray] = {}
+    banks = []
+    for b, (fields, bank) in enumerate(det.banks.items()):
+        st = bank.state
+        for name, arr in st.arrays.items():
+            arrays[f"b{b}/{name}"] = arr[: st.size]
+        lc = det.lifecycles[fields]
+        slots = []
+        for s, slot in enumerate(lc.slots):
+            arrays[f"b{b}/slot{s}/sums"] = slot.sums
+            arrays[f"b{b}/slot{s}/by_label"] = slot.by_label
+            slots.append({"name": slot.encoder.name, "version": slot.encoder.version,
+                          "trained_at": slot.trained_at, "shadowed": slot.shadowed})
+        banks.append({
+            "fields": list(fields), "sources": bank.sources, "slots": slots,
+            "serving": {str(k): v for k, v in lc.serving.items()}, "candidate": lc.candidate,
+            "last_train": lc.last_train, "reports": lc.reports, "decisions": lc.decisions,
+        })
+    header = {"format": FORMAT, "config": repr(det.config), "events_seen": det.events_seen,
+              "banks": banks}
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def load(det: Detector, blob: bytes) -> None:
+    """Restore a state written by ``dump`` into a fresh detector with the same configuration."""
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header: dict[str, Any] = json.loads(arrays.pop("header").tobytes())
+    if header.get("format") != FORMAT:
+        raise ValueError(f"unknown detector state format {header.get('format')!r}")
+    if header["config"] != repr(det.config):
+        raise ValueError(
+            "the store holds detector state written with a different engine configuration; "
+            "use the same configuration or start a fresh store"
+        )
+    det.events_seen = int(header["events_seen"])
+    for b, info in enumerate(header["banks"]):
+        fields = tuple(info["fields"])
+        slots = info["slots"]
+        encoders: list[Encoder] = [_encoder(det, s, len(fields)) for s in slots]
+        fixed = encoders[0]
+        assert isinstance(fixed, FixedEncoder)
+        lc = Lifecycle(det.config, fixed, len(fields))
+        for enc, s in zip(encoders[1:], slots[1:], strict=True):
+            lc._add_slot(enc, int(s["trained_at"]))
+        for s, (slot, meta) in enumerate(zip(lc.slots, slots, strict=True)):
+            slot.sums = arrays[f"b{b}/slot{s}/sums"]
+            slot.by_label = arrays[f"b{b}/slot{s}/by_label"]
+            slot.shadowed = int(meta["shadowed"])
+        lc.serving = {int(k): int(v) for k, v in info["serving"].items()}
+        lc.candidate = info["candidate"]
+        lc.last_train = int(info["last_train"])
+        lc.reports = list(info["reports"])
+        lc.decisions = list(info["decisions"])
+        bank = Bank(fields, lc.window, det.config)
+        size = len(info["sources"])
+        bank.state.add(size)
+        for name in bank.state.arrays:
+            bank.state.arrays[name][:size] = arrays[f"b{b}/{name}"]
+        bank.sources = list(info["sources"])
+        det.banks[fields] = bank
+        det.lifecycles[fields] = lc
+        for row, source in enumerate(bank.sources):
+            det._sources[source] = (bank, row)
+
+
+def _encoder(det: Detector, slot: dict[str, Any], channels: int) -> Encoder:
+    if slot["name"] == "fixed":
+        enc = FixedEncoder(det.config.fixed, channels=channels)
+        if enc.version != slot["version"]:
+            raise ValueError("fixed encoder settings changed since the state was written")
+        return enc
+    from engine.neuronet import NeuroNet
+
+    blob = det.store.get_meta(f"encoder/{slot['name']}/{slot['version']}")
+    if blob is None:
+        raise ValueError(f"encoder artifact {slot['name']}/{slot['version']} missing from store")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "encoder.pt"
+        path.write_bytes(blob)
+        return NeuroNet.load(path)
