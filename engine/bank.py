@@ -29,7 +29,8 @@ class Prepared:
 
     late: np.ndarray  # bool per input event: rejected, timestamp went backwards
     warming: np.ndarray  # bool per input event: consumed by warm-up (score 0)
-    replays: list[np.ndarray]  # chunks of source rows to replay (see Bank.replay)
+    done_rows: np.ndarray  # sources whose warm-up ended in this batch (replay them)...
+    done_at: np.ndarray  # ...at these input indices (the event that ended it), ascending
     post: np.ndarray  # input indices of scored events, arrival order
     groups: Groups | None  # grouping of the post events by source
     windows: np.ndarray  # float32 [len(post), W, C] normalised windows of the post events
@@ -37,8 +38,6 @@ class Prepared:
 
 class Bank:
     """Per-source arrays for the sources of one field set (same channel count)."""
-
-    REPLAY_CHUNK = 16  # sources replayed per encoder call, bounds replay memory
 
     def __init__(self, fields: tuple[str, ...], window: int, config: EngineConfig) -> None:
         self.fields = fields
@@ -118,12 +117,14 @@ class Bank:
             self._freeze(done)
         warming = np.zeros(n, dtype=bool)
         warming[wi] = True
-        chunks = [done[i : i + self.REPLAY_CHUNK] for i in range(0, done.size, self.REPLAY_CHUNK)]
+        last = wp == cfg.warmup - 1
+        order = np.argsort(wi[last])
+        done_rows, done_at = wr[last][order], wi[last][order]
 
         post = np.sort(idx[~warm_sel])
         if not post.size:
             empty = np.zeros((0, self.window, self.channels), dtype=np.float32)
-            return Prepared(late, warming, chunks, post, None, empty)
+            return Prepared(late, warming, done_rows, done_at, post, None, empty)
         pg = Groups.of(rows[post])
         vals = values[post[pg.order]]
         ext, vpos = extend(st.hist[pg.rows], pg, vals)
@@ -135,7 +136,7 @@ class Bank:
         win /= st.scale[prow][:, None, :]
         if "res" in st.arrays:
             self._reserve(pg, win[pg.order][:, -1, :])
-        return Prepared(late, warming, chunks, post, pg, win)
+        return Prepared(late, warming, done_rows, done_at, post, pg, win)
 
     def _freeze(self, rows: np.ndarray) -> None:
         """End of warm-up: fix each source's range (min/max widened by range_margin) and seed

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -40,6 +41,8 @@ class NeuroNetSettings:
                 raise ConfigError(f"neuronet.{name} must be >= 1, got {getattr(self, name)}")
         if self.retrain_every < 0:
             raise ConfigError(f"neuronet.retrain_every must be >= 0, got {self.retrain_every}")
+        if not 0 <= self.margin < math.inf:
+            raise ConfigError(f"neuronet.margin must be a finite number >= 0, got {self.margin}")
         if not 0 < self.levelhold <= 1:
             raise ConfigError(f"neuronet.levelhold must be in (0, 1], got {self.levelhold}")
         if self.tunehold is not None and not 0 < self.tunehold <= 1:
@@ -74,10 +77,12 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.warmup < 2:
             raise ConfigError(f"warmup must be >= 2 events, got {self.warmup}")
-        if self.range_margin < 0 or self.extreme_margin < 0 or self.late_tolerance < 0:
-            raise ConfigError("range_margin, extreme_margin and late_tolerance must be >= 0")
-        if self.alpha <= 0 or self.alpha0 <= 0 or self.posterior_beta <= 0:
-            raise ConfigError("alpha, alpha0 and posterior_beta must be > 0")
+        for name in ("range_margin", "extreme_margin", "late_tolerance"):
+            if not getattr(self, name) >= 0:  # also rejects NaN
+                raise ConfigError(f"{name} must be a number >= 0, got {getattr(self, name)}")
+        for name in ("alpha", "alpha0", "posterior_beta"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise ConfigError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
         if not 1 <= self.calendar_hours <= 24 or 24 % self.calendar_hours:
             raise ConfigError(f"calendar_hours must divide 24, got {self.calendar_hours}")
         if self.top_k < 1:

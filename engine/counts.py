@@ -78,6 +78,21 @@ def _add(tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, deltas: np.ndar
 
 
 @njit(cache=True)
+def _add_rows(tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, deltas: np.ndarray) -> int:
+    new = 0
+    m, k = keys.shape
+    for i in range(m):
+        for c in range(k):
+            slot = _probe(tkeys, keys[i, c])
+            if tkeys[slot] == EMPTY:
+                tkeys[slot] = keys[i, c]
+                new += 1
+            for j in range(NCOLS):
+                tvals[slot, j] += deltas[i, j]
+    return new
+
+
+@njit(cache=True)
 def _score_then_add(
     tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, deltas: np.ndarray, out: np.ndarray
 ) -> int:
@@ -114,7 +129,7 @@ class CountTable:
     it would pass that. Key 0 is reserved for empty slots (mix64 never returns it).
     """
 
-    def __init__(self, capacity: int = 1 << 16) -> None:
+    def __init__(self, capacity: int = 1 << 18) -> None:
         cap = 1 << max(4, int(capacity - 1).bit_length())
         self._keys = np.zeros(cap, dtype=np.uint64)
         self._vals = np.zeros((cap, NCOLS), dtype=np.int64)
@@ -155,14 +170,24 @@ class CountTable:
         """counts[key] += delta for every row (duplicate keys accumulate)."""
         keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
         deltas = np.ascontiguousarray(deltas, dtype=np.int64).reshape(keys.size, NCOLS)
+        _check_nonzero(keys)
         self._reserve(keys.size)
         self._size += _add(self._keys, self._vals, keys, deltas)
+
+    def add_rows(self, keys: np.ndarray, deltas: np.ndarray) -> None:
+        """counts[keys[i, j]] += deltas[i] for events i (keys [m, k], deltas [m, NCOLS])."""
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        deltas = np.ascontiguousarray(deltas, dtype=np.int64)
+        _check_nonzero(keys)
+        self._reserve(keys.size)
+        self._size += _add_rows(self._keys, self._vals, keys, deltas)
 
     def score_then_add(self, keys: np.ndarray, deltas: np.ndarray) -> np.ndarray:
         """For events in order (keys [m, k], one delta row per event [m, NCOLS]): each event's
         counts as they were just before it, then its own deltas added. Returns [m, k, NCOLS]."""
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
         deltas = np.ascontiguousarray(deltas, dtype=np.int64)
+        _check_nonzero(keys)
         self._reserve(keys.size)
         out = np.empty(keys.shape + (NCOLS,), dtype=np.int64)
         self._size += _score_then_add(self._keys, self._vals, keys, deltas, out)
@@ -177,6 +202,11 @@ class CountTable:
         self._keys[:] = EMPTY
         self._vals[:] = 0
         self._size = 0
+
+
+def _check_nonzero(keys: np.ndarray) -> None:
+    if (keys == EMPTY).any():
+        raise ValueError("pattern key 0 is reserved (it marks empty slots); keys come from mix64")
 
 
 @njit(cache=True)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from engine import snapshot
-from engine.bank import Bank, Prepared, Replay
+from engine.bank import Bank, Prepared
 from engine.config import EngineConfig
 from engine.counts import NCOLS, CountTable
 from engine.encoder import Encoder, FixedEncoder
@@ -76,7 +76,7 @@ class Result:
             "source": e.source,
             "ts": None if math.isnan(e.ts) else e.ts,
             "id": e.id,
-            "score": round(self.score, 6),
+            "score": None if math.isnan(self.score) else round(self.score, 6),
             "flagged": self.flagged,
             "threshold": self.threshold,
             "status": self.status,
@@ -322,10 +322,13 @@ class Detector:
             out.reasons[int(idx[j])] = "out_of_order"
         out.status[idx[p.warming]] = 1
         lc = self.lifecycles[bank.fields]
-        for chunk in p.replays:
-            self._learn_replay(bank, lc, bank.replay(chunk))
-        if p.post.size:
-            self._score_post(bank, lc, p, idx, rows, ts, has_cal, values, labels, evs, out)
+        replays = []
+        for row, at in zip(p.done_rows, p.done_at, strict=True):
+            r = bank.replay(np.array([row]))
+            bucket = self._bucket(r.ts, r.has_calendar)
+            keys = self._keys(lc, r.windows, bank.state.scope[r.rows], bucket)
+            replays.append((int(at), keys, r.labels))
+        self._score_post(bank, lc, p, idx, rows, ts, has_cal, values, labels, replays, out)
 
     def _keys(
         self, lc: Lifecycle, windows: np.ndarray, scope: np.ndarray, bucket: np.ndarray
@@ -361,26 +364,43 @@ class Detector:
                 self.cache.add(miss, self.store.fetch(miss))
         deltas = self._deltas(labels)
         counts = self.cache.score_then_add(flat, deltas)
-        self.pending.add(flat, np.repeat(deltas, flat.shape[1], axis=0))
+        self.pending.add_rows(flat, deltas)
         self._pending_events += m
         return counts.reshape(keys.shape + (NCOLS,))
 
-    def _learn_replay(self, bank: Bank, lc: Lifecycle, r: Replay) -> None:
-        scope = bank.state.scope[r.rows]
-        keys = self._keys(lc, r.windows, scope, self._bucket(r.ts, r.has_calendar))
-        self._count(keys, r.labels)
+    def _count_in_order(
+        self, keys: np.ndarray, labels: np.ndarray, at: np.ndarray,
+        replays: list[tuple[int, np.ndarray, np.ndarray]],
+    ) -> np.ndarray:
+        """Count scored events (keys/labels at ascending input indices ``at``) and warm-up
+        replays (counted where the warm-up ended) in arrival order, so no event sees counts
+        of anything that arrived after it."""
+        counts = np.empty(keys.shape + (NCOLS,), dtype=np.int64)
+        start = 0
+        for pos, rkeys, rlabels in replays:
+            stop = int(np.searchsorted(at, pos))
+            if stop > start:
+                counts[start:stop] = self._count(keys[start:stop], labels[start:stop])
+            self._count(rkeys, rlabels)
+            start = stop
+        if start < keys.shape[0]:
+            counts[start:] = self._count(keys[start:], labels[start:])
+        return counts
 
     def _score_post(
         self, bank: Bank, lc: Lifecycle, p: Prepared, idx: np.ndarray, rows: np.ndarray,
         ts: np.ndarray, has_cal: np.ndarray, values: np.ndarray, labels: np.ndarray,
-        evs: list[Event], out: BatchResult,
+        replays: list[tuple[int, np.ndarray, np.ndarray]], out: BatchResult,
     ) -> None:
         cfg = self.config
         post = p.post
+        if not post.size:
+            self._count_in_order(np.zeros((0, 0, 0), np.uint64), labels[:0], post, replays)
+            return
         prow = rows[post]
         bucket = self._bucket(ts[post], has_cal[post])
         keys = self._keys(lc, p.windows, bank.state.scope[prow], bucket)
-        counts = self._count(keys, labels[post])
+        counts = self._count_in_order(keys, labels[post], post, replays)
         p_uni, p_ctx = stream_probabilities(counts[..., 0], lc.vocab, cfg.alpha, cfg.alpha0)
         surprise = -np.log(p_ctx)
         lc.observe(surprise, -np.log(p_uni), labels[post])

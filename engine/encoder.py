@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
+from numba import njit
 
 ORDER = 3  # codes per stream handed to the pattern layer: t-2d, t-d, t
 
@@ -89,11 +91,6 @@ class FixedEncoder:
         blob = json.dumps({"enc": "fixed/1", "cfg": asdict(self.config), "ch": channels})
         self.version = hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
 
-    @staticmethod
-    def _bin(u: np.ndarray, bins: int) -> np.ndarray:
-        """Bin u in [0,1) into 1..bins; below the range -> 0, at/above its top -> bins+1."""
-        return np.clip(np.floor(u * bins), -1, bins).astype(np.int64) + 1
-
     def encode(self, windows: np.ndarray) -> np.ndarray:
         n, w, c = windows.shape
         if w < self.window or c != self.channels:
@@ -102,20 +99,41 @@ class FixedEncoder:
                 f"got {windows.shape}"
             )
         cfg = self.config
-        x = windows[:, w - self.window :, :].astype(np.float64)
-        cs = np.concatenate([np.zeros((n, 1, c)), np.cumsum(x, axis=1)], axis=1)
-        last = self.window - 1
         out = np.empty((n, cfg.levels, c, ORDER), dtype=np.int64)
-        cuts = np.array([-cfg.trend_step, 0.0, cfg.trend_step])
-        for lvl in range(cfg.levels):
-            d = 1 << lvl
-            for k in range(ORDER):
-                pos = last - (ORDER - 1 - k) * d  # t-2d, t-d, t
-                if lvl == 0:
-                    out[:, 0, :, k] = self._bin(x[:, pos, :], cfg.value_bins)
-                    continue
-                mean = (cs[:, pos + 1] - cs[:, pos + 1 - d]) / d
-                prev = (cs[:, pos + 1 - d] - cs[:, pos + 1 - 2 * d]) / d
-                trend = np.digitize(mean - prev, cuts)
-                out[:, lvl, :, k] = self._bin(mean, cfg.level_bins) * 4 + trend
+        x = np.ascontiguousarray(windows[:, w - self.window :, :])
+        _fixed_codes(x, cfg.levels, cfg.value_bins, cfg.level_bins, cfg.trend_step, out)
         return out.reshape(n, cfg.levels * c, ORDER)
+
+
+@njit(cache=True)
+def _bin(u: float, bins: int) -> int:
+    """Bin u in [0,1) into 1..bins; below the range -> 0, at/above its top -> bins+1."""
+    f = math.floor(u * bins)
+    return int(min(max(f, -1.0), float(bins))) + 1
+
+
+@njit(cache=True)
+def _fixed_codes(
+    x: np.ndarray, levels: int, value_bins: int, level_bins: int, step: float, out: np.ndarray
+) -> None:
+    """Codes at t-2d, t-d, t of every level and channel, from one prefix sum per window."""
+    n, w, c = x.shape
+    cs = np.empty(w + 1)
+    last = w - 1
+    for i in range(n):
+        for ch in range(c):
+            cs[0] = 0.0
+            for t in range(w):
+                cs[t + 1] = cs[t] + x[i, t, ch]
+            for lvl in range(levels):
+                d = 1 << lvl
+                for k in range(ORDER):
+                    pos = last - (ORDER - 1 - k) * d
+                    if lvl == 0:
+                        out[i, 0, ch, k] = _bin(x[i, pos, ch], value_bins)
+                        continue
+                    mean = (cs[pos + 1] - cs[pos + 1 - d]) / d
+                    prev = (cs[pos + 1 - d] - cs[pos + 1 - 2 * d]) / d
+                    diff = mean - prev
+                    trend = 0 if diff < -step else (1 if diff < 0 else (2 if diff < step else 3))
+                    out[i, lvl, ch, k] = _bin(mean, level_bins) * 4 + trend

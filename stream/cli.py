@@ -105,7 +105,7 @@ def _input_events(
         try:
             reader = read_events(path, fmt=args.format, csv=opts)
         except (ValueError, FileNotFoundError) as exc:
-            raise CliError(f"{name}: {exc}") from None
+            raise CliError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
         key = "stdin" if name == "-" else f"file:{path.resolve()}"
         streams.append(tracked(key, reader))
         lines = count_lines(path) if name != "-" else None
@@ -204,6 +204,26 @@ def _golden_record(rec: dict[str, Any]) -> dict[str, Any]:
 # -- commands ------------------------------------------------------------------------------------
 
 
+def _start_fresh(store: str) -> None:
+    """Remove an earlier run's SQLite store (never anything that is not one)."""
+    if store == "memory://":
+        return
+    if store.startswith(("postgresql://", "redis")):
+        raise CliError(f"{store}: server stores are never wiped; pass --append to add to it")
+    if "://" in store and not store.startswith("sqlite:///"):
+        return  # not a store URL we know: open_store explains
+    path = Path(store.removeprefix("sqlite:///"))
+    if path.is_dir():
+        raise CliError(f"--store {path} is a directory; give a file path such as {path}/run.db")
+    if path.exists():
+        with path.open("rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                raise CliError(f"--store {path} exists and is not a SQLite store; refusing to "
+                               "overwrite it")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -211,17 +231,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     from engine.stores import open_store
 
     cfg = load_config(args.config, args.set, dict(os.environ))
-    if args.store != "memory://" and not args.append:
-        store_path = Path(args.store.removeprefix("sqlite:///"))
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{store_path}{suffix}").unlink(missing_ok=True)
+    if args.expect and not Path(args.expect).is_file():
+        raise CliError(f"golden file not found: {args.expect} (create one with --record)")
+    bad: list[Any] = []
+    positions: dict[str, int] = {}
+    events, total = _input_events(args, bad, positions)  # validates inputs before any write
+    if not args.append:
+        _start_fresh(args.store)
     try:
         store = open_store(args.store)
-    except (ValueError, FileNotFoundError) as exc:
-        raise CliError(str(exc)) from None
-    bad: list[Any] = []
-    positions = store.positions() if args.append else {}
-    events, total = _input_events(args, bad, positions)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        raise CliError(f"cannot open store {args.store}: {exc}") from None
+    if args.append:
+        positions.update(store.positions())
     writer = Writer(args.out)
     try:
         det = Detector(cfg, store, flush_every=None, progress=not args.quiet)

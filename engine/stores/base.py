@@ -92,4 +92,6 @@ def check_keys(keys: np.ndarray, deltas: np.ndarray) -> tuple[np.ndarray, np.nda
     deltas = np.ascontiguousarray(deltas, dtype=np.int64)
     if deltas.shape != (keys.size, NCOLS):
         raise ValueError(f"deltas must be [{keys.size}, {NCOLS}], got {deltas.shape}")
+    if (keys == 0).any():
+        raise ValueError("pattern key 0 is reserved (it marks empty slots); keys come from mix64")
     return keys, deltas

@@ -1,0 +1,442 @@
+"""The ``neurogate`` command line end to end: run (files, demo, outputs, golden files, bad
+input, errors), explain, patterns merge; in-process through ``main`` and as a real process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.stores import SQLiteStore, totals
+from stream.cli import Writer, main
+
+REPO = Path(__file__).resolve().parents[1]
+T0 = 1_700_000_000
+STEP = 300
+N = 400
+SPIKE = 300
+FAST = ("--set", "neuronet.enabled=false", "--set", "warmup=50", "-q")
+
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+
+Cli = Callable[..., Outcome]
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Run in tmp_path (the default store is ./neurogate.db) with no NEUROGATE_* variables."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("NEUROGATE_"):
+            monkeypatch.delenv(name)
+    yield
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    def call(*args: str) -> Outcome:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Outcome(code, captured.out, captured.err)
+
+    return call
+
+
+def ts(step: int) -> int:
+    return T0 + STEP * step
+
+
+def series_values(spike: int | None = SPIKE, n: int = N) -> list[float]:
+    values = [round(10 * math.sin(2 * math.pi * i / 48) + 0.3 * math.sin(i * 1.7), 4)
+              for i in range(n)]
+    if spike is not None:
+        values[spike] += 60
+    return values
+
+
+def write_csv(
+    path: Path,
+    values: Sequence[float],
+    labels: Sequence[int] | None = None,
+    extra: dict[int, str] | None = None,
+) -> Path:
+    """timestamp,value[,is_anomaly] rows; ``extra`` maps a row index to raw lines written before
+    that row (malformed input)."""
+    lines = ["timestamp,value" + (",is_anomaly" if labels is not None else "")]
+    for i, v in enumerate(values):
+        if extra and i in extra:
+            lines.append(extra[i])
+        lines.append(f"{ts(i)},{v}" + (f",{labels[i]}" if labels is not None else ""))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def series(tmp_path: Path) -> Path:
+    return write_csv(tmp_path / "series.csv", series_values())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def store_contents(path: Path) -> dict[int, tuple[int, ...]]:
+    with SQLiteStore(path) as store:
+        return {
+            k: tuple(c)
+            for keys, counts in store.iter_counts()
+            for k, c in zip(keys.tolist(), counts.tolist(), strict=True)
+        }
+
+
+# -- run: outputs ---------------------------------------------------------------------------------
+
+
+def test_run_writes_flagged_events_as_jsonl(cli: Cli, tmp_path: Path, series: Path) -> None:
+    res = cli("run", str(series), "--store", "p.db", "--out", "flags.jsonl", *FAST)
+    assert res.code == 0, res.err
+    flags = read_jsonl(tmp_path / "flags.jsonl")
+    assert flags and all(r["flagged"] and r["status"] == "scored" for r in flags)
+    spike = next(r for r in flags if r["ts"] == ts(SPIKE))
+    assert spike["source"] == "series" and spike["score"] == 1.0 and spike["extreme"]
+    assert spike["evidence"] and spike["model_version"].startswith("fixed:")
+    assert f"events      {N}" in res.err
+    assert f"flagged {len(flags)}" in res.err
+    assert "wrote       flagged events to flags.jsonl" in res.err
+    assert (tmp_path / "p.db").is_file() and not (tmp_path / "neurogate.db").exists()
+
+
+def test_all_scores_as_csv_and_jsonl_agree(cli: Cli, tmp_path: Path, series: Path) -> None:
+    for out in ("scores.csv", "scores.jsonl"):
+        res = cli("run", str(series), "--store", "memory://", "--all-scores", "--out", out, *FAST)
+        assert res.code == 0, res.err
+    with open(tmp_path / "scores.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    records = read_jsonl(tmp_path / "scores.jsonl")
+    assert list(rows[0]) == list(Writer.CSV_COLUMNS)
+    assert len(rows) == len(records) == N
+    assert [r["status"] for r in rows[:50]] == ["warming"] * 50
+    assert all(float(r["score"]) == 0.0 for r in rows[:50])
+    assert [float(r["score"]) for r in rows] == [r["score"] for r in records]
+    assert [r["flagged"] == "True" for r in rows] == [r["flagged"] for r in records]
+    assert rows[SPIKE]["flagged"] == "True" and float(rows[SPIKE]["ts"]) == ts(SPIKE)
+
+
+def test_label_column_gives_posteriors_and_explanations(cli: Cli, tmp_path: Path) -> None:
+    values = series_values(spike=None)
+    labels = [0] * N
+    for k in range(120, N, 40):  # a recurring labelled anomaly
+        values[k] += 25
+        labels[k] = 1
+    path = write_csv(tmp_path / "labelled.csv", values, labels)
+    res = cli("run", str(path), "--label-column", "is_anomaly", "--store", "memory://",
+              "--all-scores", "--out", "scores.jsonl", *FAST)
+    assert res.code == 0, res.err
+    records = read_jsonl(tmp_path / "scores.jsonl")
+    assert len(records) == N
+    assert "posterior" not in records[120] and "posterior" in records[121]
+    assert records[-40]["posterior"] > 0 > records[-41]["posterior"]  # -40 is labelled 1
+    explained = [r for r in records if r.get("explanation")]
+    assert explained and all("prior st(" in line for r in explained for line in r["explanation"])
+    # without the option the column is just another (numeric) value column: no labels at all
+    res = cli("run", str(path), "--store", "memory://", "--all-scores", "--out", "plain.jsonl",
+              *FAST)
+    assert res.code == 0
+    assert not any("posterior" in r for r in read_jsonl(tmp_path / "plain.jsonl"))
+
+
+# -- run: golden files ---------------------------------------------------------------------------
+
+
+def test_record_then_expect(cli: Cli, tmp_path: Path, series: Path) -> None:
+    golden = tmp_path / "golden.jsonl"
+    res = cli("run", str(series), "--store", "p.db", "--record", str(golden), *FAST)
+    assert res.code == 0
+    recorded = read_jsonl(golden)
+    assert f"recorded {len(recorded)} flagged events" in res.err
+    assert {tuple(r) for r in recorded} == {("source", "ts", "id", "score")}
+    assert ts(SPIKE) in [r["ts"] for r in recorded]
+
+    same = cli("run", str(series), "--store", "p.db", "--expect", str(golden), *FAST)
+    assert same.code == 0 and "flags match" in same.err
+
+    write_csv(series, series_values(spike=SPIKE + 20))
+    moved = cli("run", str(series), "--store", "p.db", "--expect", str(golden), *FAST)
+    assert moved.code == 1
+    assert "FLAGS DIFFER from" in moved.err
+    assert f"- missing flag  source=series ts={float(ts(SPIKE))!r} id=None" in moved.err
+    assert f"+ new flag      source=series ts={float(ts(SPIKE + 20))!r} id=None" in moved.err
+
+
+def test_expect_reports_changed_scores(cli: Cli, tmp_path: Path, series: Path) -> None:
+    golden = tmp_path / "golden.jsonl"
+    assert cli("run", str(series), "--store", "memory://", "--record", str(golden), *FAST).code == 0
+    edited = read_jsonl(golden)
+    edited[0]["score"] = round(edited[0]["score"] - 0.01, 6)
+    golden.write_text("".join(json.dumps(r) + "\n" for r in edited))
+    res = cli("run", str(series), "--store", "memory://", "--expect", str(golden), *FAST)
+    assert res.code == 1
+    assert "(1 differences)" in res.err and "~ score changed source=series" in res.err
+    assert f"{edited[0]['score']} -> " in res.err
+
+
+# -- run: bad input and user errors --------------------------------------------------------------
+
+
+def test_malformed_rows_are_reported_with_line_numbers(cli: Cli, tmp_path: Path) -> None:
+    extra = {
+        10: f"{ts(10)},abc",  # file line 12: header is line 1, row i is line i + 2
+        100: f"{ts(100)},",  # line 103 (after one extra line before it)
+        200: f"{ts(200)},1.0,7",  # line 204
+        250: "yesterday,3.0",  # line 255
+    }
+    path = write_csv(tmp_path / "messy.csv", series_values(), extra=extra)
+    res = cli("run", str(path), "--store", "memory://", "--all-scores", "--out", "s.jsonl", *FAST)
+    assert res.code == 0, res.err
+    for line, reason in ((12, "bad_type"), (103, "missing_field"), (204, "schema_mismatch"),
+                         (255, "bad_timestamp")):
+        assert f"{path}:{line}: {reason}: " in res.err
+    assert "bad input   4 (" in res.err
+    records = read_jsonl(tmp_path / "s.jsonl")
+    assert len(records) == N  # every good row was scored
+    assert next(r for r in records if r["ts"] == ts(SPIKE))["flagged"]
+    clean = cli("run", str(write_csv(tmp_path / "clean.csv", series_values())), "--store",
+                "memory://", "--all-scores", "--out", "c.jsonl", *FAST)
+    assert clean.code == 0
+    assert [r["score"] for r in records] == [r["score"] for r in read_jsonl(tmp_path / "c.jsonl")]
+
+
+def test_out_of_order_rows_are_listed_as_rejected_events(cli: Cli, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "late.csv", series_values(), extra={120: f"{ts(5)},1.0"})
+    res = cli("run", str(path), "--store", "memory://", *FAST)
+    assert res.code == 0
+    assert f"event #121 source=late ts={float(ts(5))}: out_of_order" in res.err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "missing.csv"], "input file not found: missing.csv"),
+        (["run", "{series}", "--set", "threshold=abc"], "threshold must be float, got 'abc'"),
+        (["run", "{series}", "--set", "no_such=1"], "unknown setting 'no_such'"),
+        (["run", "{series}", "--set", "threshold"], "--set expects KEY=VALUE"),
+        (["run", "{series}", "--value-columns", "nope"], "'nope' is not a column"),
+        (["run", "{series}", "--label-column", "nope"], "'nope' is not a column"),
+        (["run", "{series}", "--out", "no/dir/x.jsonl"], "output directory does not exist"),
+        (["run", "{series}", "--store", "no/dir/p.db"], "does not exist"),
+        (["run", "{series}", "--store", "postgres://x"], "unsupported store URL"),
+        (["run", "{series}", "--store", "{series}", "--append"], "not a usable neurogate"),
+        (["run", "{series}", "--expect", "absent.jsonl"], "golden file not found"),
+        (["explain", "absent.jsonl"], "results file not found"),
+        (["explain", "{series}"], "not a JSON line"),
+        (["patterns", "merge", "all.db"], "needs at least one source store"),
+        (["patterns", "merge", "all.db", "no/dir/x.db"], "does not exist"),
+    ],
+)
+def test_user_errors_exit_2_with_one_clear_line(
+    cli: Cli, series: Path, args: list[str], message: str
+) -> None:
+    argv = [a.replace("{series}", str(series)) for a in args]
+    if argv[0] == "run" and "--store" not in argv:
+        argv += ["--store", "memory://"]
+    res = cli(*argv, *(FAST if argv[0] == "run" else ()))
+    assert res.code == 2
+    last = res.err.strip().splitlines()[-1]
+    assert last.startswith("neurogate: error: ") and message in last
+    assert "Traceback" not in res.err
+
+
+def test_missing_golden_file_fails_before_scoring(cli: Cli, series: Path) -> None:
+    res = cli("run", str(series), "--store", "memory://", "--expect", "absent.jsonl", *FAST)
+    assert res.code == 2
+    assert res.err.startswith("neurogate: error: golden file not found")
+
+
+def test_failed_run_leaves_an_existing_store_alone(cli: Cli, tmp_path: Path, series: Path) -> None:
+    assert cli("run", str(series), "--store", "p.db", *FAST).code == 0
+    before = store_contents(tmp_path / "p.db")
+    assert before
+    assert cli("run", "missing.csv", "--store", "p.db", *FAST).code == 2
+    assert store_contents(tmp_path / "p.db") == before
+
+
+def test_store_that_is_a_directory_is_a_clear_error(cli: Cli, tmp_path: Path, series: Path) -> None:
+    (tmp_path / "dir.db").mkdir()
+    try:
+        res = cli("run", str(series), "--store", "dir.db", *FAST)
+    except OSError as exc:
+        pytest.fail(f"uncaught {exc!r}")
+    assert res.code == 2 and "dir.db" in res.err
+
+
+def test_file_errors_name_the_file_once(cli: Cli, series: Path) -> None:
+    res = cli("run", str(series), "--value-columns", "nope", "--store", "memory://", *FAST)
+    assert res.code == 2
+    assert res.err.count(str(series)) == 1
+
+
+# -- explain, merge, demo ------------------------------------------------------------------------
+
+
+def test_explain_prints_the_evidence_of_a_run(cli: Cli, tmp_path: Path, series: Path) -> None:
+    assert cli("run", str(series), "--store", "memory://", "--out", "flags.jsonl", *FAST).code == 0
+    flags = read_jsonl(tmp_path / "flags.jsonl")
+    res = cli("explain", "flags.jsonl")
+    assert res.code == 0
+    header = f"series  ts={float(ts(SPIKE))}  id=None  score=1.0000  NEW EXTREME  model=fixed:"
+    assert header in res.out
+    spike = next(r for r in flags if r["ts"] == ts(SPIKE))
+    for ev in spike["evidence"]:
+        assert f"level {ev['level']} ch 0 fixed    pattern {ev['pattern']} seen" in res.out
+    assert res.out.count("  level 0 ch 0 ") == len(flags)
+    assert cli("explain", "flags.jsonl", "--top", "1").out.count("score=") == 1
+    other = cli("explain", "flags.jsonl", "--source", "elsewhere")
+    assert other.code == 0 and "no flagged events in the file for source elsewhere" in other.out
+
+
+def test_explain_shows_posterior_lines(cli: Cli, tmp_path: Path) -> None:
+    values = series_values(spike=None)
+    labels = [0] * N
+    for k in range(120, N, 40):
+        values[k] += 25 + k / 10  # growing jumps: each one is a new extreme and flags
+        labels[k] = 1
+    path = write_csv(tmp_path / "labelled.csv", values, labels)
+    assert cli("run", str(path), "--label-column", "is_anomaly", "--store", "memory://",
+               "--out", "flags.jsonl", *FAST).code == 0
+    res = cli("explain", "flags.jsonl")
+    assert "log-odds anomaly vs normal: " in res.out
+    assert "prior_v(1) posterior(" in res.out and "prior_v(0) posterior(" in res.out
+
+
+def test_patterns_merge_adds_the_counts_of_two_runs(cli: Cli, tmp_path: Path) -> None:
+    a = write_csv(tmp_path / "a.csv", series_values())
+    b = write_csv(tmp_path / "b.csv", series_values(spike=100))
+    for path, store in ((a, "a.db"), (b, "b.db")):
+        assert cli("run", str(path), "--store", store, *FAST).code == 0
+    first, second = store_contents(tmp_path / "a.db"), store_contents(tmp_path / "b.db")
+    res = cli("patterns", "merge", "all.db", "a.db", "sqlite:///" + str(tmp_path / "b.db"))
+    assert res.code == 0
+    assert f"merged {len(first) + len(second):,} pattern rows from 2 store(s)" in res.out
+    merged = store_contents(tmp_path / "all.db")
+    assert merged.keys() == first.keys() | second.keys()
+    zero = (0, 0, 0)
+    for k, c in merged.items():
+        assert c == tuple(x + y for x, y in zip(first.get(k, zero), second.get(k, zero),
+                                                strict=True))
+    with SQLiteStore(tmp_path / "all.db") as store:
+        assert f"totals now n={totals(store)[0]:,}" in res.out
+
+
+def test_append_resumes_after_the_last_committed_record(cli: Cli, tmp_path: Path) -> None:
+    values = series_values()
+    grow = write_csv(tmp_path / "grow.csv", values[:250])
+    assert cli("run", str(grow), "--store", "p.db", *FAST).code == 0
+    write_csv(grow, values)  # 150 more rows arrive
+    res = cli("run", str(grow), "--store", "p.db", "--append", "--all-scores", "--out",
+              "tail.jsonl", "--flush-every", "64", "--batch-size", "32", *FAST)
+    assert res.code == 0, res.err
+    assert "events      150 " in res.err
+    tail = read_jsonl(tmp_path / "tail.jsonl")
+    # one uninterrupted run over the whole file gives the same counts and scores
+    (tmp_path / "once").mkdir()
+    full = write_csv(tmp_path / "once" / "grow.csv", values)  # same name: same source
+    assert cli("run", str(full), "--store", "full.db", "--all-scores", "--out", "full.jsonl",
+               *FAST).code == 0
+    whole = read_jsonl(tmp_path / "full.jsonl")
+    assert [r["ts"] for r in tail] == [ts(i) for i in range(250, N)]
+    assert [r["score"] for r in tail] == [r["score"] for r in whole[250:]]
+    assert store_contents(tmp_path / "p.db") == store_contents(tmp_path / "full.db")
+    # nothing new: nothing is counted twice
+    again = cli("run", str(grow), "--store", "p.db", "--append", *FAST)
+    assert again.code == 0 and "events      0 " in again.err
+    assert store_contents(tmp_path / "p.db") == store_contents(tmp_path / "full.db")
+
+
+def test_without_append_the_store_is_recreated(cli: Cli, tmp_path: Path, series: Path) -> None:
+    assert cli("run", str(series), "--store", "p.db", *FAST).code == 0
+    once = store_contents(tmp_path / "p.db")
+    assert once
+    assert cli("run", str(series), "--store", "p.db", *FAST).code == 0
+    assert store_contents(tmp_path / "p.db") == once
+
+
+def test_append_with_another_configuration_is_refused(
+    cli: Cli, tmp_path: Path, series: Path
+) -> None:
+    assert cli("run", str(series), "--store", "p.db", *FAST).code == 0
+    res = cli("run", str(series), "--store", "p.db", "--append", *FAST, "--set", "warmup=60")
+    assert res.code == 2
+    assert "different engine configuration" in res.err.strip().splitlines()[-1]
+
+
+def test_demo_run_prints_the_truth_summary(cli: Cli) -> None:
+    res = cli("run", "--demo-length", "1500", "--demo-sources", "3", "--store", "memory://",
+              "--set", "neuronet.enabled=false", "-q")
+    assert res.code == 0, res.err
+    assert "events      4,500" in res.err
+    assert "demo truth  incidents detected " in res.err
+    assert "per kind: spike " in res.err
+    detected = res.err.split("incidents detected ")[1].split(" ")[0]
+    hit, total = map(int, detected.split("/"))
+    assert total > 0 and hit > 0
+
+
+# -- real processes ------------------------------------------------------------------------------
+
+
+def subprocess_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("NEUROGATE_")}
+
+
+def test_console_script_matches_the_in_process_run(cli: Cli, tmp_path: Path, series: Path) -> None:
+    assert cli("run", str(series), "--store", "memory://", "--all-scores", "--out",
+               "inproc.jsonl", *FAST).code == 0
+    exe = Path(sys.executable).with_name("neurogate")
+    proc = subprocess.run(
+        [str(exe), "run", str(series), "--store", str(tmp_path / "p.db"), "--all-scores",
+         "--out", "proc.jsonl", *FAST],
+        cwd=tmp_path, capture_output=True, text=True, env=subprocess_env(), timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "proc.jsonl").read_text() == (tmp_path / "inproc.jsonl").read_text()
+    assert "scored      350   warming 50" in proc.stderr
+
+
+def test_module_reads_jsonl_from_stdin_and_fails_cleanly(tmp_path: Path) -> None:
+    lines = [json.dumps({"source": "pump", "ts": ts(i), "value": v})
+             for i, v in enumerate(series_values())]
+    lines.insert(5, '{"source": "pump", "ts": 1, "value": "x"}')
+    base = [sys.executable, "-m", "stream.cli", "run"]
+    proc = subprocess.run(
+        [*base, "-", "--store", "memory://", "--out", "-", *FAST],
+        input="\n".join(lines) + "\n", cwd=REPO, capture_output=True, text=True,
+        env=subprocess_env(), timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    flags = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert ts(SPIKE) in [r["ts"] for r in flags]
+    assert "-:6: bad_type: value must be a number" in proc.stderr
+    failed = subprocess.run(
+        [*base, str(tmp_path / "nothing.csv"), "--store", "memory://"],
+        cwd=REPO, capture_output=True, text=True, env=subprocess_env(), timeout=120,
+    )
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines() == [
+        f"neurogate: error: input file not found: {tmp_path / 'nothing.csv'}"
+    ]
+    assert np.isfinite([r["score"] for r in flags]).all()

@@ -1,0 +1,180 @@
+"""EngineConfig: dotted/nested changes, environment overrides, the CLI's layering, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
+from engine.encoder import FixedEncoderConfig
+from stream.cli import CliError, load_config
+
+ENV = {
+    "NEUROGATE_THRESHOLD": "0.9",
+    "NEUROGATE_NEURONET__ENABLED": "false",
+    "NEUROGATE_FIXED__LEVELS": "5",
+    "NEUROGATE_NOT_A_SETTING": "1",  # other NEUROGATE_* variables are not ours to judge
+    "PATH": "/usr/bin",
+}
+
+
+def test_defaults_are_valid_and_documented_values() -> None:
+    cfg = EngineConfig()
+    assert (cfg.threshold, cfg.warmup, cfg.suppress_window, cfg.scope) == (0.93, 200, 30, "source")
+    assert cfg.neuronet.enabled and cfg.calendar and cfg.extreme_rule
+    assert cfg.fixed == FixedEncoderConfig()
+
+
+def test_env_overrides_pick_our_variables_only() -> None:
+    assert env_overrides(ENV) == {
+        "threshold": "0.9",
+        "neuronet.enabled": "false",
+        "fixed.levels": "5",
+    }
+    cfg = from_mapping(EngineConfig, env_overrides(ENV), base=EngineConfig())
+    assert cfg.threshold == 0.9
+    assert cfg.neuronet.enabled is False
+    assert cfg.fixed.levels == 5
+    assert cfg.neuronet.levels == EngineConfig().neuronet.levels  # siblings keep their values
+
+
+def test_dotted_and_nested_changes() -> None:
+    base = EngineConfig()
+    dotted = base.replace(**{"neuronet.enabled": False, "neuronet.train_after": "500"})
+    nested = base.replace(neuronet={"enabled": "off", "train_after": 500})
+    assert dotted == nested
+    assert dotted.neuronet.train_after == 500 and not dotted.neuronet.enabled
+    assert base.neuronet.enabled  # frozen: replace makes a copy
+    assert base.replace(threshold="0.95", scope="global", calibration="rank").scope == "global"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1", True), ("true", True), ("Yes", True), (" ON ", True),
+     ("0", False), ("false", False), ("NO", False), ("off", False)],
+)
+def test_bool_strings(text: str, value: bool) -> None:
+    assert EngineConfig().replace(calendar=text).calendar is value
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"tunehold": "none"}, None),
+        ({"tunehold": ""}, None),
+        ({"tunehold": "0.8"}, 0.8),
+        ({"tunehold": 0.5}, 0.5),
+    ],
+)
+def test_optional_float(changes: dict[str, Any], expected: float | None) -> None:
+    nn = EngineConfig().replace(**{f"neuronet.{k}": v for k, v in changes.items()}).neuronet
+    assert nn.tunehold == expected
+
+
+def test_integers_accept_integral_floats_only() -> None:
+    assert EngineConfig().replace(warmup=64.0).warmup == 64
+    assert EngineConfig().replace(warmup="64").warmup == 64
+
+
+@pytest.mark.parametrize(
+    ("changes", "names"),
+    [
+        ({"threshhold": 0.9}, ["'threshhold'", "known:", "threshold"]),
+        ({"neuronet.bogus": 1}, ["'neuronet.bogus'"]),
+        ({"fixed": {"level": 3}}, ["'fixed.level'"]),
+        ({"threshold": "high"}, ["threshold must be float", "'high'"]),
+        ({"warmup": "1.5"}, ["warmup must be int"]),
+        ({"warmup": 2.5}, ["warmup must be int"]),
+        ({"warmup": True}, ["warmup must be int"]),
+        ({"neuronet.enabled": "maybe"}, ["neuronet.enabled must be bool"]),
+        ({"neuronet.enabled": 1}, ["neuronet.enabled must be bool"]),
+        ({"neuronet.levels": "many"}, ["neuronet.levels must be int"]),
+        ({"scope": "galaxy"}, ["scope must be one of", "'source'", "'global'"]),
+        ({"calibration": "isotonic"}, ["calibration must be one of"]),
+        ({"neuronet": 3}, ["neuronet must be a table"]),
+        ({"threshold": 0}, ["threshold must be in (0, 1]"]),
+        ({"threshold": "1.5"}, ["threshold"]),
+        ({"warmup": 1}, ["warmup must be >= 2"]),
+        ({"calendar_hours": 5}, ["calendar_hours must divide 24"]),
+        ({"top_k": 0}, ["top_k"]),
+        ({"suppress_window": -1}, ["suppress_window"]),
+        ({"late_tolerance": -1}, ["late_tolerance"]),
+        ({"alpha": 0}, ["alpha"]),
+        ({"neuronet.levelhold": 1.5}, ["neuronet.levelhold"]),
+        ({"neuronet.tunehold": 0}, ["neuronet.tunehold"]),
+        ({"neuronet.reservoir": 0}, ["neuronet.reservoir"]),
+        ({"neuronet.retrain_every": -5}, ["neuronet.retrain_every"]),
+        ({"fixed.levels": 0}, ["levels"]),
+        ({"fixed.trend_step": "-0.1"}, ["trend_step"]),
+    ],
+)
+def test_bad_settings_name_the_field(changes: dict[str, Any], names: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        EngineConfig().replace(**changes)
+    for name in names:
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["range_margin", "extreme_margin", "late_tolerance", "alpha", "alpha0", "posterior_beta",
+     "neuronet.margin"],
+)
+def test_nan_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match=name.split(".")[-1]):
+        EngineConfig().replace(**{name: "nan"})
+
+
+# -- the CLI's layering: defaults <- file [engine] <- NEUROGATE_* <- --set -----------------------
+
+
+def write_toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "neurogate.toml"
+    path.write_text(text)
+    return path
+
+
+def test_layers_in_order_of_precedence(tmp_path: Path) -> None:
+    path = write_toml(
+        tmp_path,
+        "[engine]\nthreshold = 0.5\nwarmup = 64\nsuppress_window = 3\n\n"
+        "[engine.neuronet]\nenabled = true\nlevels = 4\n",
+    )
+    env = {"NEUROGATE_THRESHOLD": "0.9", "NEUROGATE_NEURONET__ENABLED": "false",
+           "NEUROGATE_WARMUP": "100"}
+    cfg = load_config(path, ["warmup=300", "neuronet.levels = 3"], env)
+    assert cfg.threshold == 0.9  # env beats file
+    assert cfg.warmup == 300  # --set beats env and file
+    assert cfg.suppress_window == 3  # file beats defaults
+    assert cfg.neuronet.enabled is False and cfg.neuronet.levels == 3
+    assert load_config(None, [], {}) == EngineConfig()
+
+
+@pytest.mark.parametrize(
+    ("toml", "sets", "env", "error", "message"),
+    [
+        (None, ["threshold"], {}, CliError, "--set expects KEY=VALUE"),
+        (None, ["threshold=abc"], {}, ConfigError, "threshold must be float"),
+        (None, ["nope=1"], {}, ConfigError, "unknown setting 'nope'"),
+        (None, [], {"NEUROGATE_WARMUP": "lots"}, ConfigError, "warmup must be int"),
+        ("[engine]\nthreshold = 2.0\n", [], {}, ConfigError, "threshold"),
+        ("[engine]\nthreshold = \n", [], {}, CliError, "not valid TOML"),
+        ("threshold = 0.9\n", [], {}, CliError, "settings go under [engine]"),
+        ("[engine]\n[engine.neuronet]\nenabld = false\n", [], {}, ConfigError, "neuronet.enabld"),
+    ],
+)
+def test_cli_config_errors(
+    tmp_path: Path, toml: str | None, sets: list[str], env: dict[str, str],
+    error: type[Exception], message: str,
+) -> None:
+    path = None if toml is None else write_toml(tmp_path, toml)
+    with pytest.raises(error) as info:
+        load_config(path, sets, env)
+    assert message in str(info.value)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(CliError, match="config file not found"):
+        load_config(tmp_path / "absent.toml", [], {})

@@ -1,0 +1,232 @@
+"""CountTable (numba open addressing), mix64 and text_hash64 against plain-Python references."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.counts import EMPTY, NCOLS, CountTable, mix64, text_hash64
+
+MASK64 = (1 << 64) - 1
+
+# Small keys collide on purpose: for keys < 2**29 the home slot is key & (capacity - 1), so
+# 1, 17, 33, ... share a slot in a 16-slot table and exercise linear probing and wrap-around.
+small_keys = st.integers(1, 64)
+any_keys = st.integers(1, MASK64)
+keys_strategy = st.one_of(small_keys, any_keys)
+delta_rows = st.lists(st.integers(-5, 5), min_size=NCOLS, max_size=NCOLS)
+
+
+def as_keys(keys: list[int]) -> np.ndarray:
+    return np.array(keys, dtype=np.uint64)
+
+
+def table_dict(table: CountTable) -> dict[int, tuple[int, ...]]:
+    keys, vals = table.items()
+    return {int(k): tuple(int(x) for x in v) for k, v in zip(keys, vals, strict=True)}
+
+
+def splitmix64_reference(x: int) -> int:
+    """The splitmix64 finaliser in plain Python integers (0 remapped to 1 as documented)."""
+    z = (x + 0x9E3779B97F4A7C15) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    z ^= z >> 31
+    return z or 1
+
+
+# -- CountTable ----------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(keys_strategy, delta_rows), max_size=40), max_size=8))
+def test_count_table_matches_dict_reference(batches: list[list[tuple[int, list[int]]]]) -> None:
+    table = CountTable(capacity=16)
+    ref: dict[int, list[int]] = defaultdict(lambda: [0] * NCOLS)
+    for batch in batches:
+        if not batch:
+            continue
+        keys = [k for k, _ in batch]
+        table.add(as_keys(keys), np.array([d for _, d in batch], dtype=np.int64))
+        for k, d in batch:
+            ref[k] = [a + b for a, b in zip(ref[k], d, strict=True)]
+    assert len(table) == len(ref)
+    assert table_dict(table) == {k: tuple(v) for k, v in ref.items()}
+    probe = list(ref) + [123456789, 2**63 + 5]
+    expect = [ref.get(k, [0] * NCOLS) for k in probe]
+    np.testing.assert_array_equal(table.get(as_keys(probe)), np.array(expect))
+    np.testing.assert_array_equal(table.contains(as_keys(probe)), [k in ref for k in probe])
+
+
+def test_growth_past_capacity_keeps_every_count() -> None:
+    table = CountTable(capacity=16)
+    start = table.nbytes
+    keys = mix64(np.arange(5000, dtype=np.uint64))
+    for chunk in np.array_split(np.arange(keys.size), 10):  # grow over several doublings
+        table.add(keys[chunk], np.tile([1, 0, 1], (chunk.size, 1)))
+    table.add(keys[:100], np.tile([2, 2, 0], (100, 1)))
+    assert len(table) == 5000
+    assert table.nbytes > start
+    got = table.get(keys)
+    np.testing.assert_array_equal(got[:100], np.tile([3, 2, 1], (100, 1)))
+    np.testing.assert_array_equal(got[100:], np.tile([1, 0, 1], (4900, 1)))
+
+
+def test_capacity_is_a_power_of_two_and_load_stays_at_most_half() -> None:
+    slot_bytes = 8 * (1 + NCOLS)  # one uint64 key and NCOLS int64 counts per slot
+    table = CountTable(capacity=100)
+    assert table.nbytes == 128 * slot_bytes
+    table.add(np.arange(1, 65, dtype=np.uint64), np.ones((64, NCOLS)))
+    assert table.nbytes == 128 * slot_bytes  # exactly half full: no growth yet
+    table.add(np.array([1000], dtype=np.uint64), np.ones((1, NCOLS)))
+    assert table.nbytes == 256 * slot_bytes
+
+
+def test_clear_empties_the_table() -> None:
+    table = CountTable(capacity=16)
+    table.add(as_keys([1, 17, 33]), np.ones((3, NCOLS)))
+    table.clear()
+    assert len(table) == 0
+    assert table.items()[0].size == 0
+    np.testing.assert_array_equal(table.get(as_keys([1, 17, 33])), np.zeros((3, NCOLS)))
+    table.add(as_keys([17]), np.ones((1, NCOLS)))
+    assert table_dict(table) == {17: (1, 1, 1)}
+
+
+def test_add_checks_delta_shape() -> None:
+    with pytest.raises(ValueError):
+        CountTable().add(as_keys([1, 2]), np.ones((3, NCOLS)))
+
+
+def score_then_add_reference(
+    start: dict[int, list[int]], keys: list[list[int]], deltas: list[list[int]]
+) -> tuple[np.ndarray, dict[int, list[int]]]:
+    """Event by event: read all its keys, then add its delta row once per key occurrence."""
+    counts = defaultdict(lambda: [0] * NCOLS, {k: list(v) for k, v in start.items()})
+    out = []
+    for row, d in zip(keys, deltas, strict=True):
+        out.append([list(counts[k]) if k in counts else [0] * NCOLS for k in row])
+        for k in row:
+            counts[k] = [a + b for a, b in zip(counts[k], d, strict=True)]
+    return np.array(out, dtype=np.int64).reshape(len(keys), -1, NCOLS), dict(counts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 4).flatmap(
+        lambda k: st.tuples(
+            st.lists(st.lists(keys_strategy, min_size=k, max_size=k), min_size=1, max_size=30),
+            st.lists(st.tuples(small_keys, delta_rows), max_size=10),
+        )
+    ),
+    st.data(),
+)
+def test_score_then_add_returns_counts_before_each_event(
+    case: tuple[list[list[int]], list[tuple[int, list[int]]]], data: st.DataObject
+) -> None:
+    keys, preload = case
+    deltas = data.draw(
+        st.lists(delta_rows, min_size=len(keys), max_size=len(keys)), label="deltas"
+    )
+    table = CountTable(capacity=16)
+    start: dict[int, list[int]] = {}
+    if preload:
+        table.add(as_keys([k for k, _ in preload]), np.array([d for _, d in preload]))
+        start = {k: list(v) for k, v in table_dict(table).items()}
+    got = table.score_then_add(as_keys(keys), np.array(deltas, dtype=np.int64))
+    want, final = score_then_add_reference(start, keys, deltas)
+    np.testing.assert_array_equal(got, want)
+    assert table_dict(table) == {k: tuple(v) for k, v in final.items()}
+
+
+def test_score_then_add_sees_earlier_events_and_duplicates_of_the_same_batch() -> None:
+    table = CountTable(capacity=16)
+    keys = as_keys([[5, 5], [5, 21], [21, 5]])  # 5 and 21 share a home slot in 16 slots
+    deltas = np.array([[1, 1, 0], [1, 0, 1], [1, 0, 0]])
+    got = table.score_then_add(keys, deltas)
+    np.testing.assert_array_equal(got[0], [[0, 0, 0], [0, 0, 0]])  # duplicate: both read "before"
+    np.testing.assert_array_equal(got[1], [[2, 2, 0], [0, 0, 0]])  # event 0 counted key 5 twice
+    np.testing.assert_array_equal(got[2], [[1, 0, 1], [3, 2, 1]])
+    assert table_dict(table) == {5: (4, 2, 1), 21: (2, 0, 1)}
+
+
+def test_score_then_add_grows_the_table() -> None:
+    table = CountTable(capacity=16)
+    keys = mix64(np.arange(3000, dtype=np.uint64)).reshape(1000, 3)
+    first = table.score_then_add(keys, np.ones((1000, NCOLS), dtype=np.int64))
+    again = table.score_then_add(keys, np.ones((1000, NCOLS), dtype=np.int64))
+    assert len(table) == 3000
+    assert not first.any()
+    assert (again == 1).all()
+
+
+def test_key_zero_is_refused_or_kept_apart() -> None:
+    table = CountTable(capacity=16)
+    try:
+        table.add(as_keys([0]), np.array([[5, 0, 0]]))
+    except ValueError:
+        return
+    assert len(table) == len(table.items()[0])
+    table.add(as_keys([16]), np.array([[1, 0, 0]]))  # home slot 0, like key 0
+    np.testing.assert_array_equal(table.get(as_keys([16])), [[1, 0, 0]])
+
+
+# -- hashing -------------------------------------------------------------------------------------
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, MASK64), min_size=1, max_size=50))
+def test_mix64_is_splitmix64_and_never_zero(xs: list[int]) -> None:
+    got = mix64(as_keys(xs))
+    assert got.dtype == np.uint64
+    assert [int(v) for v in got] == [splitmix64_reference(x) for x in xs]
+    assert (got != EMPTY).all()
+    np.testing.assert_array_equal(got, mix64(as_keys(xs)))  # deterministic
+
+
+def test_mix64_remaps_the_one_input_that_hashes_to_zero() -> None:
+    # splitmix64's mixing maps 0 to 0, so x = -GOLDEN (mod 2**64) is the only pre-image of 0.
+    zero_preimage = (-0x9E3779B97F4A7C15) & MASK64
+    assert int(mix64(as_keys([zero_preimage]))[0]) == 1
+    assert mix64(as_keys([])).size == 0
+
+
+def test_mix64_known_values_and_shape() -> None:
+    # Pinned values: pattern keys in stores depend on them across releases and platforms.
+    assert [int(v) for v in mix64(as_keys([0, 1, 2**64 - 1]))] == [
+        splitmix64_reference(0),
+        splitmix64_reference(1),
+        splitmix64_reference(2**64 - 1),
+    ]
+    assert int(mix64(as_keys([0]))[0]) == 0xE220A8397B1DCDAF
+    grid = np.arange(12, dtype=np.uint64).reshape(3, 4)
+    assert mix64(grid).shape == (3, 4)
+    assert np.unique(mix64(np.arange(100_000, dtype=np.uint64))).size == 100_000
+
+
+def test_text_hash64_is_stable_across_processes() -> None:
+    here = {s: int(text_hash64(s)) for s in ("", "pump-7", "global:value", "ünïcode")}
+    code = (
+        "from engine.counts import text_hash64;"
+        "print([int(text_hash64(s)) for s in ('', 'pump-7', 'global:value', 'ünïcode')])"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123"},
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert ast.literal_eval(other.stdout.strip()) == list(here.values())
+    assert len(set(here.values())) == 4
+    assert isinstance(text_hash64("x"), np.uint64)
+    assert text_hash64("pump-7") == text_hash64("pump-7")

@@ -1,0 +1,536 @@
+"""The detector end to end on generated streams: determinism, warm-up, detection of planted
+anomalies, the extreme and suppression rules, rejections, stores and the label posterior."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+from engine import snapshot
+from engine.config import EngineConfig
+from engine.detector import BatchResult, Detector
+from engine.events import Event
+from engine.stores import MemoryStore, PatternStore, SQLiteStore, merge_into, totals
+
+if TYPE_CHECKING:
+    from conftest import Planted, SeasonalFactory
+
+WARMUP = 50
+T0 = 1_700_000_000.0
+STEP = 900.0
+
+
+@dataclass
+class Outcome:
+    """Per-event columns of one run, concatenated over its batches."""
+
+    score: np.ndarray
+    flagged: np.ndarray
+    status: np.ndarray
+    suppressed: np.ndarray
+    extreme: np.ndarray
+    posterior: np.ndarray
+    reasons: dict[int, str]
+    records: list[dict]
+
+    def part(self, rows: slice) -> Outcome:
+        """The outcome of a contiguous range of events (reasons re-indexed)."""
+        start = range(len(self.score))[rows].start
+        cols = (self.score, self.flagged, self.status, self.suppressed, self.extreme,
+                self.posterior)
+        reasons = {i - start: r for i, r in self.reasons.items() if i - start in
+                   range(len(self.score))[rows]}
+        return Outcome(*(c[rows] for c in cols), reasons, self.records[rows])
+
+    def assert_same(self, other: Outcome) -> None:
+        for name in ("score", "flagged", "status", "suppressed", "extreme", "posterior"):
+            np.testing.assert_array_equal(getattr(self, name), getattr(other, name), err_msg=name)
+        assert self.reasons == other.reasons
+
+
+def run(
+    events: Sequence[Event],
+    config: EngineConfig,
+    store: PatternStore | None = None,
+    batch: int = 4096,
+    **detector_options: int,
+) -> Outcome:
+    det = Detector(config, store, **detector_options)
+    parts, reasons, records = [], {}, []
+    for start in range(0, len(events), batch):
+        out = det.process_many(events[start : start + batch])
+        parts.append(out)
+        reasons.update({start + i: r for i, r in out.reasons.items()})
+        records.extend(r.as_dict() for r in out)
+    det.close()
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    status = np.array([BatchResult.STATUS[s] for s in cat("status")])
+    return Outcome(
+        cat("score"), cat("flagged"), status, cat("suppressed"), cat("extreme"),
+        cat("posterior"), reasons, records,
+    )
+
+
+def sine_events(source: str, n: int, start: int = 0, amp: float = 10.0) -> list[Event]:
+    """A clean sine (period 40 steps) of one source, steps start..start+n-1."""
+    return [
+        Event(source, T0 + i * STEP, (amp * math.sin(2 * math.pi * i / 40),))
+        for i in range(start, start + n)
+    ]
+
+
+@pytest.fixture
+def staggered(seasonal: SeasonalFactory) -> list[Event]:
+    """Three sources, the third starting 100 steps late (so its warm-up ends mid-stream), with a
+    spike and a level shift in the first source."""
+    planted = seasonal(sources=3, length=300, seed=4, plant=False)
+    out = []
+    for e, step in zip(planted.events, planted.position, strict=True):
+        if e.source == "s2" and step < 100:
+            continue
+        if e.source == "s0" and (step == 200 or 240 <= step < 260):
+            e = Event(e.source, e.ts, (e.values[0] + (30.0 if step == 200 else 12.0),))
+        out.append(e)
+    return out
+
+
+# -- determinism ---------------------------------------------------------------------------------
+
+
+def test_same_events_and_config_give_identical_results(
+    planted: Planted, fast_config: EngineConfig
+) -> None:
+    first = run(planted.events, fast_config)
+    second = run(planted.events, fast_config)
+    first.assert_same(second)
+    assert first.records == second.records
+    assert first.flagged.any()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"calibration": "rank", "calendar": False},
+        {"scope": "global"},
+    ],
+    ids=["default", "rank-no-calendar", "global-scope"],
+)
+def test_results_do_not_depend_on_batch_size(
+    fast_config: EngineConfig, staggered: list[Event], changes: dict[str, str]
+) -> None:
+    config = fast_config.replace(**changes)
+    events = staggered
+    whole = run(events, config, batch=4096)
+    assert whole.flagged.any()
+    for batch in (1, 7):
+        run(events, config, batch=batch).assert_same(whole)
+
+
+# -- warm-up and detection -----------------------------------------------------------------------
+
+
+def test_warmup_events_are_warming_with_score_zero(
+    fast_config: EngineConfig, staggered: list[Event]
+) -> None:
+    events = staggered
+    out = run(events, fast_config)
+    per_source: dict[str, int] = {}
+    for i, e in enumerate(events):
+        k = per_source[e.source] = per_source.get(e.source, 0) + 1
+        if k <= WARMUP:
+            assert (out.status[i], out.score[i], out.flagged[i]) == ("warming", 0.0, False)
+        else:
+            assert out.status[i] == "scored"
+            assert 0.0 <= out.score[i] <= 1.0
+    assert per_source["s2"] == 200  # the late source warmed up on its own
+
+
+def test_scores_rise_on_injected_anomalies(planted: Planted, fast_config: EngineConfig) -> None:
+    out = run(planted.events, fast_config)
+    normal = planted.mask("") & (out.status == "scored")
+    base = out.score[normal].mean()
+    anomalous = planted.kinds != ""
+    assert out.score[anomalous].mean() > base + 0.1
+    for kind in ("spike", "level_shift", "frozen"):
+        assert out.score[planted.mask(kind)].mean() > base + 0.05, kind
+    assert out.flagged[planted.mask("spike")].all()
+    assert out.extreme[planted.mask("spike")].all()
+    # most flags fall on or right after the planted incidents (not a flag on every wiggle)
+    assert out.flagged[normal].mean() < 0.01
+
+
+def test_spike_is_surprising_to_the_patterns_alone(
+    planted: Planted, fast_config: EngineConfig
+) -> None:
+    out = run(planted.events, fast_config.replace(extreme_rule=False))
+    spike = planted.mask("spike")
+    assert not out.extreme.any()
+    normal = planted.mask("") & (out.status == "scored")
+    assert out.score[spike].min() > np.quantile(out.score[normal], 0.99)
+
+
+def test_new_extreme_scores_one(fast_config: EngineConfig) -> None:
+    events = sine_events("a", 200)
+    inside = Event("a", T0 + 200 * STEP, (10.4,))  # above the max (10) but within the 5% margin
+    beyond = Event("a", T0 + 201 * STEP, (100.0,))
+    below = Event("a", T0 + 240 * STEP, (-150.0,))
+    out = run(events + [inside, beyond] + sine_events("a", 38, start=202) + [below], fast_config)
+    assert not out.extreme[:200].any()
+    assert (out.extreme[200], out.extreme[201], out.extreme[-1]) == (False, True, True)
+    assert out.score[201] == out.score[-1] == 1.0
+    assert out.flagged[201] and out.flagged[-1]
+
+
+@pytest.mark.parametrize("second", [100.0, 150.0], ids=["equal-value", "further-out"])
+def test_a_second_extreme_right_after_the_first_is_suppressed(
+    fast_config: EngineConfig, second: float
+) -> None:
+    config = fast_config.replace(threshold=0.9)
+    spike = [Event("a", T0 + (200 + k) * STEP, (v,)) for k, v in enumerate((100.0, second))]
+    events = sine_events("a", 200) + spike
+    out = run(events, config)
+    assert out.flagged[200] and not out.suppressed[200] and out.score[200] == 1.0
+    assert out.suppressed[201] and not out.flagged[201]
+    assert out.extreme[201] == (second > 100.0)
+    unsuppressed = run(events, config.replace(suppress_window=0))
+    assert not unsuppressed.suppressed.any()
+    assert unsuppressed.flagged[201]  # so it is the suppression that keeps it quiet
+    np.testing.assert_array_equal(unsuppressed.score, out.score)
+
+
+def test_extremes_alert_again_once_the_suppression_window_has_passed(
+    fast_config: EngineConfig,
+) -> None:
+    config = fast_config.replace(suppress_window=10)
+    events = (
+        sine_events("a", 200)
+        + [Event("a", T0 + 200 * STEP, (100.0,))]
+        + sine_events("a", 40, start=201)
+        + [Event("a", T0 + 241 * STEP, (200.0,))]
+    )
+    out = run(events, config)
+    assert out.flagged[200] and out.flagged[-1]
+    assert out.score[-1] == 1.0 and not out.suppressed[-1]
+
+
+# -- rejections ----------------------------------------------------------------------------------
+
+
+def two_sources(n: int) -> list[Event]:
+    a, b = sine_events("a", n), sine_events("b", n, amp=3.0)
+    return [e for pair in zip(a, b, strict=True) for e in pair]
+
+
+BAD_EVENTS = {
+    "nan": (Event("a", T0, (math.nan,)), "non_finite"),
+    "inf": (Event("b", T0, (math.inf,)), "non_finite"),
+    "schema": (Event("a", T0, (1.0, 2.0), ("x", "y")), "schema_mismatch"),
+}
+
+
+def with_bad_events(clean: list[Event], at: Sequence[int]) -> tuple[list[Event], dict[int, str]]:
+    """Insert NaN, inf, schema-mismatch and late events before the given clean positions."""
+    out: list[Event] = []
+    expect: dict[int, str] = {}
+    for i, e in enumerate(clean):
+        if i in at:
+            for bad, reason in BAD_EVENTS.values():
+                expect[len(out)] = reason
+                out.append(Event(bad.source, e.ts, bad.values, bad.fields))
+            expect[len(out)] = "out_of_order"
+            out.append(Event("a", e.ts - 10 * STEP, (0.0,)))
+        out.append(e)
+    return out, expect
+
+
+@pytest.mark.parametrize("batch", [4096, 5])
+def test_rejected_events_have_reasons_and_leave_the_rest_alone(
+    fast_config: EngineConfig, batch: int
+) -> None:
+    clean = two_sources(160)
+    clean.append(Event("a", T0 + 170 * STEP, (500.0,)))  # a flag that must survive
+    dirty, expect = with_bad_events(clean, at=(5, 60, 101, 200, 250))
+    got = run(dirty, fast_config, batch=batch)
+    assert got.reasons == expect
+    rejected = np.array(sorted(expect))
+    assert (got.status[rejected] == "rejected").all()
+    assert not got.flagged[rejected].any()
+    for i in rejected:
+        record = got.records[i]
+        assert record["status"] == "rejected" and record["reason"] == expect[i]
+    good = np.setdiff1d(np.arange(len(dirty)), rejected)
+    want = run(clean, fast_config, batch=batch)
+    np.testing.assert_array_equal(got.score[good], want.score)
+    np.testing.assert_array_equal(got.flagged[good], want.flagged)
+    np.testing.assert_array_equal(got.status[good], want.status)
+    assert want.flagged[-1]
+
+
+def test_late_tolerance_accepts_small_steps_back(fast_config: EngineConfig) -> None:
+    events = sine_events("a", 80) + [Event("a", T0 + 79 * STEP - 20, (1.0,))]
+    strict = run(events, fast_config)
+    assert strict.reasons == {80: "out_of_order"}
+    lenient = run(events, fast_config.replace(late_tolerance=30.0))
+    assert lenient.reasons == {} and lenient.status[80] == "scored"
+    too_late = run(events, fast_config.replace(late_tolerance=19.0))
+    assert too_late.reasons == {80: "out_of_order"}
+
+
+def test_rejected_records_are_strict_json(fast_config: EngineConfig) -> None:
+    out = run(sine_events("a", 10) + [BAD_EVENTS["nan"][0]], fast_config)
+    json.dumps(out.records[-1], allow_nan=False)
+
+
+# -- event shapes and calendar -------------------------------------------------------------------
+
+
+def machine_events(n: int, fault_at: int) -> list[Event]:
+    """Two-channel sources (rpm, temp) whose temp alone jumps at ``fault_at``."""
+    out = []
+    for i in range(n):
+        for m in ("m1", "m2"):
+            rpm = 1400 + 100 * math.sin(2 * math.pi * i / 48)
+            temp = 60 + 5 * math.cos(2 * math.pi * i / 48)
+            if m == "m1" and i == fault_at:
+                temp += 60
+            out.append(Event(m, T0 + i * STEP, (rpm, temp), ("rpm", "temp")))
+    return out
+
+
+def test_multivariate_sources_are_scored_per_channel_and_alongside_univariate(
+    fast_config: EngineConfig,
+) -> None:
+    multi = machine_events(200, fault_at=150)
+    uni = sine_events("u", 200)
+    mixed = [e for pair in zip(multi[::2], multi[1::2], uni, strict=True) for e in pair]
+    out = run(mixed, fast_config, batch=97)
+    fault = next(
+        i for i, e in enumerate(mixed) if e.source == "m1" and e.ts == T0 + 150 * STEP
+    )
+    assert out.flagged[fault] and out.extreme[fault]
+    evidence = out.records[fault]["evidence"]
+    assert {ev["channel"] for ev in evidence} == {0, 1}
+    assert {ev["level"] for ev in evidence} == set(range(fast_config.fixed.levels))
+    # banks of different field sets don't interfere: same scores as separate runs
+    alone_multi, alone_uni = run(multi, fast_config), run(uni, fast_config)
+    is_uni = np.array([e.source == "u" for e in mixed])
+    np.testing.assert_array_equal(out.score[is_uni], alone_uni.score)
+    np.testing.assert_array_equal(out.score[~is_uni], alone_multi.score)
+
+
+@pytest.mark.parametrize("calendar", [True, False])
+def test_calendar_on_and_off_both_score(planted: Planted, calendar: bool) -> None:
+    config = EngineConfig(warmup=WARMUP, calendar=calendar).replace(
+        **{"neuronet.enabled": False}
+    )
+    events = planted.events[: 3 * 1600]
+    out = run(events, config)
+    scored = out.status == "scored"
+    assert scored.sum() == len(events) - 3 * WARMUP
+    assert ((out.score[scored] >= 0) & (out.score[scored] <= 1)).all()
+    assert out.flagged[planted.mask("spike")[: len(events)]].all()
+    # without real timestamps the calendar setting can't matter
+    seq = [Event(e.source, float(i), e.values, has_calendar=False) for i, e in enumerate(events)]
+    other = config.replace(calendar=not calendar)
+    run(seq, config).assert_same(run(seq, other))
+
+
+def test_calendar_setting_changes_scores_with_real_timestamps(
+    planted: Planted, fast_config: EngineConfig
+) -> None:
+    events = planted.events[: 3 * 600]
+    on = run(events, fast_config)
+    off = run(events, fast_config.replace(calendar=False))
+    assert not np.array_equal(on.score, off.score)
+
+
+# -- stores --------------------------------------------------------------------------------------
+
+
+def test_sqlite_and_memory_stores_give_identical_scores(
+    tmp_path: Path, planted: Planted, fast_config: EngineConfig
+) -> None:
+    events = planted.events[: 3 * 900]
+    mem_store = MemoryStore()
+    with SQLiteStore(tmp_path / "p.db") as sql_store:
+        # small flush interval: counts reach SQLite in many batches while scoring goes on
+        sql = run(events, fast_config, sql_store, batch=500, flush_every=700)
+        mem = run(events, fast_config, mem_store, batch=500)
+        sql.assert_same(mem)
+        assert sql.records == mem.records
+        assert sql_store.size() == mem_store.size() > 0
+        np.testing.assert_array_equal(totals(sql_store), totals(mem_store))
+
+
+def test_counts_reach_the_store_on_flush_with_positions(fast_config: EngineConfig) -> None:
+    store = MemoryStore()
+    det = Detector(fast_config, store)
+    det.process_many(sine_events("a", 120))
+    assert store.size() == 0  # pending until flushed
+    det.flush({"input.csv": 120})
+    assert store.size() > 0 and store.positions() == {"input.csv": 120}
+    assert store.get_meta(snapshot.META_NAME) is not None  # with the state they belong to
+    n_streams = fast_config.fixed.levels
+    # every event (warm-up replays included) adds 1 to the "total" key of each stream
+    n_keys_per_event = 8 * n_streams
+    assert totals(store)[0] == 120 * n_keys_per_event
+    det.flush()
+    assert totals(store)[0] == 120 * n_keys_per_event  # nothing counted twice
+
+
+def store_copy(src: PatternStore) -> MemoryStore:
+    """A MemoryStore with the same counts, positions and meta blobs (the detector's state)."""
+    copy = MemoryStore()
+    merge_into(copy, src)
+    copy.apply(np.zeros(0, np.uint64), np.zeros((0, 3)), src.positions(),
+               {name: src.get_meta(name) or b"" for name in src.meta_names()})
+    return copy
+
+
+def test_save_and_load_give_identical_scores(
+    tmp_path: Path, planted: Planted, fast_config: EngineConfig
+) -> None:
+    history = planted.events[: 3 * 1000]
+    later = planted.events[3 * 1000 : 3 * 1600]  # includes the spike at step 1500
+    whole = run(history + later, fast_config)
+    path = tmp_path / "saved.db"
+    with SQLiteStore(path) as store:
+        run(history, fast_config, store)
+    reference = MemoryStore()
+    run(history, fast_config, reference)
+    with SQLiteStore(path) as reopened:
+        np.testing.assert_array_equal(totals(reopened), totals(reference))
+        assert reopened.size() == reference.size()
+        assert reopened.get_meta(snapshot.META_NAME) is not None
+        prefilled = store_copy(reopened)
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+
+    want = whole.part(slice(len(history), None))  # as if the first detector had gone on
+    assert want.flagged.any()
+    run(later, fast_config, prefilled).assert_same(want)
+    for preload_limit in (5_000_000, 0):  # read whole, or fetch missing keys lazily
+        copy = tmp_path / f"copy{preload_limit}.db"
+        shutil.copy(path, copy)
+        with SQLiteStore(copy) as store:
+            run(later, fast_config, store, preload_limit=preload_limit).assert_same(want)
+    fresh = run(later, fast_config, MemoryStore())
+    assert not np.array_equal(fresh.score, want.score)  # the saved counts and state do matter
+
+
+@pytest.mark.parametrize("split", [60, 333, 500])  # during and after the warm-ups
+def test_a_restarted_detector_continues_where_the_last_flush_left_off(
+    fast_config: EngineConfig, staggered: list[Event], split: int
+) -> None:
+    whole = run(staggered, fast_config)
+    store = MemoryStore()
+    run(staggered[:split], fast_config, store)  # ends with close(): counts + state flushed
+    run(staggered[split:], fast_config, store).assert_same(whole.part(slice(split, None)))
+
+
+def test_events_after_the_last_flush_are_redelivered_without_double_counting(
+    fast_config: EngineConfig, staggered: list[Event]
+) -> None:
+    whole_store = MemoryStore()
+    whole = run(staggered, fast_config, whole_store)
+    store = MemoryStore()
+    det = Detector(fast_config, store, flush_every=None)
+    for start in range(0, 400, 100):
+        det.process_many(staggered[start : start + 100])
+        if start == 200:
+            det.flush({"input": start + 100})
+    # the process dies here: the 100 events after the flush never reached the store
+    position = store.positions()["input"]
+    assert position == 300
+    resumed = run(staggered[position:], fast_config, store)
+    resumed.assert_same(whole.part(slice(position, None)))
+    np.testing.assert_array_equal(totals(store), totals(whole_store))
+    assert store.size() == whole_store.size()
+
+
+def test_saved_state_is_refused_under_another_configuration(
+    tmp_path: Path, fast_config: EngineConfig
+) -> None:
+    with SQLiteStore(tmp_path / "p.db") as store:
+        run(sine_events("a", 100), fast_config, store)
+        with pytest.raises(ValueError, match="different engine configuration"):
+            Detector(fast_config.replace(warmup=60), store)
+        Detector(fast_config, store)  # the same configuration resumes
+
+
+# -- labels and records --------------------------------------------------------------------------
+
+
+def labelled_events(n: int = 1200) -> tuple[list[Event], np.ndarray]:
+    """A noisy sine whose every 50th step (from step 125) jumps by +3 and is labelled 1; other
+    steps from 30 on are labelled 0 (the first 30 carry no label)."""
+    rng = np.random.default_rng(0)
+    events, labels = [], []
+    for i in range(n):
+        anomaly = i >= 100 and i % 50 == 25
+        value = math.sin(i / 5) + rng.normal(0, 0.05) + (3.0 if anomaly else 0.0)
+        label = int(anomaly) if i >= 30 else None
+        events.append(Event("a", T0 + i * 60.0, (float(value),), label=label))
+        labels.append(-1 if label is None else label)
+    return events, np.array(labels)
+
+
+def test_posterior_appears_once_both_labels_were_seen_and_favours_anomalies(
+    fast_config: EngineConfig,
+) -> None:
+    events, labels = labelled_events()
+    out = run(events, fast_config)
+    first_anomaly = int(np.flatnonzero(labels == 1)[0])
+    has_post = ~np.isnan(out.posterior)
+    assert not has_post[: first_anomaly + 1].any()  # a label counts only after its event
+    assert has_post[first_anomaly + 1 :].all()
+    step = np.arange(len(events))
+    late = step >= 600
+    anomalous = out.posterior[late & (labels == 1)]
+    normal = out.posterior[late & (labels == 0)]
+    assert (anomalous > 0).all() and anomalous.mean() > normal.mean() + 20
+    # events whose windows still hold the jump resemble it; the rest are clearly normal
+    aftermath = (step % 50 > 25) & (step % 50 <= 30)
+    assert anomalous.min() > out.posterior[late & (labels == 0) & ~aftermath].max()
+    explained = [r for r in out.records if r.get("explanation")]
+    assert explained and all(r["flagged"] for r in explained)
+    assert all(len(r["explanation"]) == 2 for r in explained)  # one line per labelled class
+    unlabelled = run([Event(e.source, e.ts, e.values) for e in events], fast_config)
+    assert np.isnan(unlabelled.posterior).all()
+    np.testing.assert_array_equal(unlabelled.score, out.score)  # labels never change scores
+
+
+def test_result_records_have_the_documented_fields(fast_config: EngineConfig) -> None:
+    events = sine_events("a", 120) + [Event("a", T0 + 120 * STEP, (100.0,), id="e-120")]
+    events.append(BAD_EVENTS["nan"][0])
+    out = run(events, fast_config)
+    warming, scored, flagged, rejected = (out.records[i] for i in (0, 119, 120, 121))
+    common = {"source", "ts", "id", "score", "flagged", "threshold", "status"}
+    assert set(warming) == common | {"suppressed", "extreme", "model_version"}
+    assert warming["status"] == "warming" and warming["score"] == 0
+    assert set(scored) == common | {"suppressed", "extreme", "model_version"}
+    assert set(flagged) == common | {"suppressed", "extreme", "model_version", "evidence"}
+    assert set(rejected) == common | {"reason"}
+    assert flagged["id"] == "e-120" and flagged["ts"] == T0 + 120 * STEP
+    assert flagged["threshold"] == fast_config.threshold
+    assert flagged["model_version"].startswith("fixed:")
+    for ev in flagged["evidence"]:
+        assert set(ev) == {"level", "channel", "encoder", "pattern", "count", "probability",
+                           "surprise"}
+        assert len(ev["pattern"]) == 16 and int(ev["pattern"], 16) > 0
+        assert ev["count"] >= 0 and 0 <= ev["probability"] <= 1 and ev["surprise"] >= 0
+    assert Detector(fast_config).process_one(Event("z", math.nan, (1.0,))).as_dict()["ts"] is None
+    events, _ = labelled_events()
+    post = next(r for r in run(events, fast_config).records if r.get("explanation"))
+    assert {"posterior", "explanation"} <= set(post)
