@@ -498,7 +498,7 @@ def run_suite(args: argparse.Namespace) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--events", type=int, default=None, help="events per run (default 200,000)")
+    p.add_argument("--events", type=int, default=None, help="events per run (default 1,000,000)")
     p.add_argument("--sources", default=None, help="comma-separated source counts (1,1000)")
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--seed", type=int, default=0)
@@ -507,7 +507,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--river-events",
         type=int,
         default=None,
-        help="measure River on at most this many events (whole sources); 0 = all (default)",
+        help="measure River on at most this many events (whole sources); 0 = all "
+        "(default 200,000)",
     )
     p.add_argument(
         "--configs",
@@ -534,9 +535,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--one", metavar="CONFIG", help=argparse.SUPPRESS)  # child-process mode
     args = p.parse_args(argv)
     if args.events is None:
-        args.events = 40_000 if args.quick else 200_000
+        # 1,000 events per source at 1,000 sources: 200 warm-up + 800 scored per source
+        args.events = 40_000 if args.quick else 1_000_000
     if args.river_events is None:
-        args.river_events = 20_000 if args.quick else 0
+        args.river_events = 20_000 if args.quick else 200_000
     if args.sources is None:
         args.sources = "1,100" if args.quick else "1,1000"
     if args.repeat < 1:

@@ -164,7 +164,7 @@ class Detector:
         config: EngineConfig | None = None,
         store: PatternStore | None = None,
         *,
-        flush_every: int | None = 200_000,
+        flush_every: int | None = 500_000,
         preload_limit: int = 5_000_000,
         progress: bool = False,
     ) -> None:

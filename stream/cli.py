@@ -469,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--append", action="store_true",
                    help="continue from the state and counts in --store instead of starting "
                    "fresh; inputs resume after the last committed record (nothing counts twice)")
-    r.add_argument("--flush-every", type=_positive_int, default=100_000, metavar="N",
+    r.add_argument("--flush-every", type=_positive_int, default=500_000, metavar="N",
                    help="commit counts, input positions and state every N events")
     r.add_argument("--out", help="write flagged events (or all scores) to .jsonl/.csv, '-' stdout")
     r.add_argument("--all-scores", action="store_true", help="write every event's score")
