@@ -31,7 +31,7 @@ class NeuroNetSettings:
     margin: float = 0.02  # required gain in normalised conditional surprise to take over a level
     levelhold: float = 0.7
     tunehold: float | None = None
-    max_steps_per_level: int = 300
+    max_steps_per_level: int = 150
     levels: int = 6
     hidden: int = 16
 
