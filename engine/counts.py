@@ -64,31 +64,30 @@ def _get(tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, out: np.ndarray
 
 
 @njit(cache=True)
-def _add(tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, deltas: np.ndarray) -> int:
-    """counts[key] += delta row by row; returns how many new keys were inserted."""
+def _bump(tkeys: np.ndarray, tvals: np.ndarray, key: np.uint64, hint: np.int64,
+          delta: np.ndarray) -> int:
+    """counts[key] += delta, inserting the key if new (returns 1 then). ``hint`` is a slot from
+    an earlier probe (-1 for none); it stays valid unless another key took it meanwhile."""
+    slot = hint
+    if slot < 0 or (tkeys[slot] != key and tkeys[slot] != EMPTY):
+        slot = _probe(tkeys, key)
     new = 0
-    for i in range(keys.size):
-        slot = _probe(tkeys, keys[i])
-        if tkeys[slot] == EMPTY:
-            tkeys[slot] = keys[i]
-            new += 1
-        for j in range(NCOLS):
-            tvals[slot, j] += deltas[i, j]
+    if tkeys[slot] == EMPTY:
+        tkeys[slot] = key
+        new = 1
+    for j in range(NCOLS):
+        tvals[slot, j] += delta[j]
     return new
 
 
 @njit(cache=True)
 def _add_rows(tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, deltas: np.ndarray) -> int:
+    """counts[keys[i, c]] += deltas[i] for all i, c; returns how many keys were new."""
     new = 0
     m, k = keys.shape
     for i in range(m):
         for c in range(k):
-            slot = _probe(tkeys, keys[i, c])
-            if tkeys[slot] == EMPTY:
-                tkeys[slot] = keys[i, c]
-                new += 1
-            for j in range(NCOLS):
-                tvals[slot, j] += deltas[i, j]
+            new += _bump(tkeys, tvals, keys[i, c], np.int64(-1), deltas[i])
     return new
 
 
@@ -104,21 +103,11 @@ def _score_then_add(
         for c in range(k):
             slot = _probe(tkeys, keys[i, c])
             slots[c] = slot
-            if tkeys[slot] == keys[i, c]:
-                for j in range(NCOLS):
-                    out[i, c, j] = tvals[slot, j]
-            else:
-                for j in range(NCOLS):
-                    out[i, c, j] = 0
-        for c in range(k):
-            slot = slots[c]
-            if tkeys[slot] != keys[i, c] and tkeys[slot] != EMPTY:
-                slot = _probe(tkeys, keys[i, c])  # another key of this event took the slot
-            if tkeys[slot] == EMPTY:
-                tkeys[slot] = keys[i, c]
-                new += 1
+            found = tkeys[slot] == keys[i, c]
             for j in range(NCOLS):
-                tvals[slot, j] += deltas[i, j]
+                out[i, c, j] = tvals[slot, j] if found else 0
+        for c in range(k):
+            new += _bump(tkeys, tvals, keys[i, c], slots[c], deltas[i])
     return new
 
 
@@ -152,7 +141,7 @@ class CountTable:
             cap *= 2
         self._keys = np.zeros(cap, dtype=np.uint64)
         self._vals = np.zeros((cap, NCOLS), dtype=np.int64)
-        self._size = _add(self._keys, self._vals, keys, vals)
+        self._size = _add_rows(self._keys, self._vals, keys[:, None], vals)
 
     def get(self, keys: np.ndarray) -> np.ndarray:
         """Counts [len(keys), NCOLS] for the given keys; absent keys read as zeros."""
@@ -172,7 +161,7 @@ class CountTable:
         deltas = np.ascontiguousarray(deltas, dtype=np.int64).reshape(keys.size, NCOLS)
         _check_nonzero(keys)
         self._reserve(keys.size)
-        self._size += _add(self._keys, self._vals, keys, deltas)
+        self._size += _add_rows(self._keys, self._vals, keys[:, None], deltas)
 
     def add_rows(self, keys: np.ndarray, deltas: np.ndarray) -> None:
         """counts[keys[i, j]] += deltas[i] for events i (keys [m, k], deltas [m, NCOLS])."""
