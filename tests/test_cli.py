@@ -303,7 +303,9 @@ def test_explain_prints_the_evidence_of_a_run(cli: Cli, tmp_path: Path, series: 
     spike = next(r for r in flags if r["ts"] == ts(SPIKE))
     for ev in spike["evidence"]:
         assert f"level {ev['level']} ch 0 fixed    pattern {ev['pattern']} seen" in res.out
-    assert res.out.count("  level 0 ch 0 ") == len(flags)
+    level0_streams = sum(ev["level"] == 0 for ev in flags[0]["evidence"])  # value + change
+    assert level0_streams == 2
+    assert res.out.count("  level 0 ch 0 ") == level0_streams * len(flags)
     assert cli("explain", "flags.jsonl", "--top", "1").out.count("score=") == 1
     other = cli("explain", "flags.jsonl", "--source", "elsewhere")
     assert other.code == 0 and "no flagged events in the file for source elsewhere" in other.out

@@ -17,6 +17,7 @@ import pytest
 from engine import snapshot
 from engine.config import EngineConfig
 from engine.detector import BatchResult, Detector
+from engine.encoder import FixedEncoder
 from engine.events import Event
 from engine.stores import MemoryStore, PatternStore, SQLiteStore, merge_into, totals
 
@@ -169,6 +170,18 @@ def test_scores_rise_on_injected_anomalies(planted: Planted, fast_config: Engine
     assert out.extreme[planted.mask("spike")].all()
     # most flags fall on or right after the planted incidents (not a flag on every wiggle)
     assert out.flagged[normal].mean() < 0.01
+
+
+def test_a_frozen_sensor_is_flagged_through_the_change_stream(
+    planted: Planted, fast_config: EngineConfig
+) -> None:
+    frozen = planted.mask("frozen")
+    with_change = run(planted.events, fast_config)
+    without = run(planted.events, fast_config.replace(**{"fixed.change_stream": False}))
+    assert with_change.flagged[frozen].sum() > without.flagged[frozen].sum()
+    # the first no-change codes are rare (the run is learned quickly after that)
+    onset = frozen & (planted.position < planted.position[frozen].min() + 3)
+    assert with_change.score[onset].max() > without.score[onset].max() + 0.1
 
 
 def test_spike_is_surprising_to_the_patterns_alone(
@@ -382,7 +395,7 @@ def test_counts_reach_the_store_on_flush_with_positions(fast_config: EngineConfi
     det.flush({"input.csv": 120})
     assert store.size() > 0 and store.positions() == {"input.csv": 120}
     assert store.get_meta(snapshot.META_NAME) is not None  # with the state they belong to
-    n_streams = fast_config.fixed.levels
+    n_streams = len(FixedEncoder(fast_config.fixed).streams)
     # every event (warm-up replays included) adds 1 to the "total" key of each stream
     n_keys_per_event = 8 * n_streams
     assert totals(store)[0] == 120 * n_keys_per_event
