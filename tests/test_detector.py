@@ -181,7 +181,7 @@ def test_a_frozen_sensor_is_flagged_through_the_change_stream(
     assert with_change.flagged[frozen].sum() > without.flagged[frozen].sum()
     # the first no-change codes are rare (the run is learned quickly after that)
     onset = frozen & (planted.position < planted.position[frozen].min() + 3)
-    assert with_change.score[onset].max() > without.score[onset].max() + 0.1
+    assert with_change.score[onset].mean() > without.score[onset].mean() + 0.05
 
 
 def test_spike_is_surprising_to_the_patterns_alone(
