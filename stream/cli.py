@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
 from engine.events import Event
+from stream import cli_store
 
 EXIT_OK, EXIT_ERROR, EXIT_DIFF = 0, 2, 1
 
@@ -489,11 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--top", type=_positive_int, default=20)
     e.set_defaults(func=cmd_explain)
 
-    pt = sub.add_parser("patterns", help="pattern-store maintenance")
-    pt.add_argument("action", choices=("merge",))
-    pt.add_argument("dest", help="store to merge into (SQLite path or URL)")
-    pt.add_argument("sources", nargs="*", help="stores whose counts are added")
-    pt.set_defaults(func=cmd_patterns)
+    pt = sub.add_parser("patterns", help="pattern-store maintenance: merge, export, import")
+    pts = pt.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pm = pts.add_parser("merge", help="add the counts of stores into another (exact)")
+    pm.add_argument("dest", help="store to merge into (SQLite path or URL)")
+    pm.add_argument("sources", nargs="*", help="stores whose counts are added")
+    pm.set_defaults(func=cmd_patterns)
+    cli_store.register_patterns(pts)  # patterns export / patterns import
+    cli_store.register(sub)  # db migrate / db status / db clear-cache
 
     t = sub.add_parser("train", help="train a NeuroNet encoder offline from files")
     t.add_argument("files", nargs="+")
@@ -520,6 +524,11 @@ def main(argv: Iterable[str] | None = None) -> int:
         return int(args.func(args))
     except (CliError, ConfigError) as exc:
         print(f"neurogate: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ConnectionError as exc:  # StoreUnavailable: nothing after the last commit is lost
+        print(f"neurogate: error: {exc}", file=sys.stderr)
+        print("neurogate: counts and input positions are kept up to the last committed flush; "
+              "rerun with --append to resume", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("neurogate: interrupted", file=sys.stderr)

@@ -1,24 +1,73 @@
-"""Pattern stores: in-memory (tests) and SQLite (embedded default) behind one interface."""
+"""Pattern stores: in-memory (tests), SQLite (embedded default), PostgreSQL (shared,
+authoritative) and PostgreSQL behind a Redis cache, all behind one interface."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from engine.stores.base import PatternStore, merge_into, totals
 from engine.stores.memory import MemoryStore
 from engine.stores.sqlite import SQLiteStore
 
-__all__ = ["MemoryStore", "PatternStore", "SQLiteStore", "merge_into", "open_store", "totals"]
+if TYPE_CHECKING:  # the server back-ends import psycopg/redis: loaded only when used
+    from engine.stores.postgres import CommitUnknown, PostgresStore, StoreUnavailable
+    from engine.stores.redis_front import CachedStore
+
+__all__ = ["CachedStore", "CommitUnknown", "MemoryStore", "PatternStore", "PostgresStore",
+           "SQLiteStore", "StoreUnavailable", "merge_into", "open_store", "totals"]
+
+_LAZY = {"PostgresStore": "engine.stores.postgres", "StoreUnavailable": "engine.stores.postgres",
+         "CommitUnknown": "engine.stores.postgres", "CachedStore": "engine.stores.redis_front"}
 
 
-def open_store(url: str) -> PatternStore:
-    """``memory://``, ``sqlite:///path/to/file.db`` or a plain path (SQLite)."""
+def __getattr__(name: str) -> object:
+    """Import the server back-ends on first use, so embedded runs never load their drivers."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def open_store(url: str, *, redis_url: str | None = None) -> PatternStore:
+    """Open a pattern store by URL.
+
+    - ``memory://``: nothing persists;
+    - ``sqlite:///path/to/file.db`` or a plain path: SQLite;
+    - ``postgresql://user@host:5432/db?sslmode=...``: PostgreSQL (a libpq URL; keep passwords
+      in ``~/.pgpass`` or ``PGPASSWORD``); pending schema migrations are applied on open;
+    - ``redis+postgresql://user@host:5432/db``: the same PostgreSQL store behind a Redis cache.
+      Redis is ``redis_url`` if given, else the URL's ``redis`` query parameter
+      (``...?redis=redis://cache:6379/0``, removed before libpq sees the URL), else
+      ``NEUROGATE_REDIS_URL``, else ``redis://127.0.0.1:6379/0``.
+    """
     if url == "memory://":
         return MemoryStore()
     if url.startswith("sqlite:///"):
         return SQLiteStore(url[len("sqlite:///") :])
+    if url.startswith("postgresql://"):
+        from engine.stores.postgres import PostgresStore
+
+        return PostgresStore(url)
+    if url.startswith("redis+postgresql://"):
+        from engine.stores.postgres import PostgresStore
+        from engine.stores.redis_front import CachedStore
+
+        parts = urlsplit(url.removeprefix("redis+"))
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        from_url = [v for k, v in query if k == "redis"]
+        rest = urlencode([(k, v) for k, v in query if k != "redis"])
+        backend = PostgresStore(urlunsplit(parts._replace(query=rest)))
+        try:
+            return CachedStore(backend, redis_url or (from_url[-1] if from_url else None))
+        except BaseException:
+            backend.close()
+            raise
     if "://" in url:
         raise ValueError(
-            f"unsupported store URL {url!r}: use memory://, sqlite:///PATH or a file path"
+            f"unsupported store URL {url!r}: use memory://, sqlite:///PATH, a file path, "
+            "postgresql://HOST/DB or redis+postgresql://HOST/DB"
         )
     return SQLiteStore(Path(url))

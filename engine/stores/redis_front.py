@@ -1,0 +1,386 @@
+"""Redis cache in front of a PostgresStore: reads are pipelined ``HMGET``s, misses are read from
+PostgreSQL and filled in; writes go to PostgreSQL and only after its COMMIT touch Redis.
+
+Counts in Redis are a cache of PostgreSQL, never the source of truth, and are never incremented
+there. A write *invalidates* its keys after the commit (replacing a per-bucket version first, in
+one MULTI), and a fill only lands if its bucket's version is still the one read before the
+PostgreSQL read. So a fill can never put back a value older than a committed write whose
+invalidation already ran, and nothing in Redis can be counted twice: a write is a delta in
+PostgreSQL, a cached value is an absolute copy.
+
+Layout (``P`` = prefix, default ``neurogate:{<store id>}``, one hash slot):
+``P:b:<bucket>`` hashes, field = 8-byte key, value = 24 bytes (n, n0, n1 as little-endian
+int64); ``P:ver`` hash of bucket versions. Memory is bounded twice: a bucket lives at most
+``ttl`` seconds after it was created (``PEXPIRE NX``; also the worst-case staleness after a
+writer crashed between commit and invalidation) and holds at most ``max_keys / buckets`` keys
+(a full bucket is dropped and refilled).
+
+If Redis fails, reads and writes go to PostgreSQL alone (counted in ``stats``), Redis is tried
+again after an exponential backoff, and invalidations that could not be sent are replayed
+before Redis serves anything again (or, past ``max_pending``, the whole cache is cleared).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from engine.counts import NCOLS
+from engine.stores.base import PatternStore, check_keys
+from engine.stores.postgres import EncoderVersion, PostgresStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+_VALUE = np.dtype("<i8")
+_VALUE_BYTES = NCOLS * 8
+_FILL_PAIRS = 2000  # field/value pairs per script call (Lua's unpack limit is ~8000 values)
+_HDEL_FIELDS = 10_000
+_READ_CHUNK = 200_000
+
+# KEYS: bucket hash, versions hash. ARGV: bucket id, expected version, ttl ms, cap, f1, v1, ...
+_FILL = """
+local v = redis.call('HGET', KEYS[2], ARGV[1])
+if not v then v = '0' end
+if v ~= ARGV[2] then return 0 end
+if redis.call('HLEN', KEYS[1]) + (#ARGV - 4) / 2 > tonumber(ARGV[4]) then
+  redis.call('UNLINK', KEYS[1])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('PEXPIRE', KEYS[1], ARGV[3], 'NX')
+return 1
+"""
+
+
+class CachedStore(PatternStore):
+    """A PostgresStore with a Redis read cache; see the module docstring.
+
+    ``stats`` counts keys hit, missed, filled (and not filled because a write raced them) and
+    invalidated, Redis errors, and keys served from PostgreSQL because Redis was down.
+    """
+
+    def __init__(
+        self,
+        backend: PostgresStore,
+        redis_url: str | None = None,
+        *,
+        prefix: str | None = None,
+        ttl: float = 3600.0,
+        max_keys: int = 2_000_000,
+        buckets: int = 64,
+        socket_timeout: float = 2.0,
+        backoff_max: float = 30.0,
+        max_pending: int = 5_000_000,
+        own_backend: bool = True,
+    ) -> None:
+        if buckets < 1 or buckets & (buckets - 1):
+            raise ValueError("buckets must be a power of two")
+        self.backend = backend
+        self.url = "redis+" + backend.url
+        self.prefix = prefix if prefix is not None else f"neurogate:{{{backend.store_id}}}"
+        self.ttl_ms = max(1, int(ttl * 1000))
+        self.cap = max(16, max_keys // buckets)
+        self.buckets = buckets
+        self.backoff_max = backoff_max
+        self.max_pending = max_pending
+        self.own_backend = own_backend
+        self.stats = {"hits": 0, "misses": 0, "fills": 0, "fills_skipped": 0, "invalidated": 0,
+                      "redis_errors": 0, "fallback_keys": 0, "pending_invalidations": 0,
+                      "cache_clears": 0}
+        url = redis_url or os.environ.get("NEUROGATE_REDIS_URL") or DEFAULT_REDIS_URL
+        # No client-side retries: a failure falls back to PostgreSQL at once and we back off.
+        self._r = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
+        )
+        self._fill_script = self._r.register_script(_FILL)
+        self._ver_key = f"{self.prefix}:ver".encode()
+        self._bucket_keys = [f"{self.prefix}:b:{i}".encode() for i in range(buckets)]
+        self._bucket_ids = [str(i).encode() for i in range(buckets)]
+        self._mask = np.uint64(buckets - 1)
+        self._bits = buckets.bit_length() - 1
+        self._retry_at = 0.0
+        self._delay = 0.0
+        self._pending: list[np.ndarray] = []
+        self._must_clear = False
+
+    def __repr__(self) -> str:
+        return f"CachedStore({self.backend.url!r}, prefix={self.prefix!r})"
+
+    # -- Redis health --------------------------------------------------------------------------
+
+    def _usable(self) -> bool:
+        """Whether Redis may serve now: not backing off, and earlier invalidations replayed."""
+        if time.monotonic() < self._retry_at:
+            return False
+        if self._must_clear or self._pending:
+            try:
+                if self._must_clear:
+                    self.clear_cache()
+                    self._must_clear = False
+                    self._pending = []
+                else:
+                    self._send_invalidations(self._unique(np.concatenate(self._pending))[0])
+                    self._pending = []
+                self.stats["pending_invalidations"] = 0
+            except RedisError as exc:
+                self._failed(exc)
+                return False
+        return True
+
+    def _failed(self, exc: Exception) -> None:
+        """Count a Redis failure and back off (0.5 s doubling to ``backoff_max``, jittered)."""
+        self.stats["redis_errors"] += 1
+        if self._delay == 0.0:
+            log.warning("Redis cache unavailable (%s); serving from PostgreSQL", exc)
+        self._delay = min(self.backoff_max, max(0.5, self._delay * 2))
+        self._retry_at = time.monotonic() + self._delay * (0.5 + random.random() / 2)
+
+    def _ok(self) -> None:
+        if self._delay:
+            log.warning("Redis cache reachable again")
+        self._delay = 0.0
+
+    # -- bucket grouping -----------------------------------------------------------------------
+
+    def _groups(self, keys: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]],
+                                                   list[bytes]]:
+        """Order that sorts ``keys`` by bucket, its (bucket, start, end) runs, and the keys'
+        8-byte field names in that order."""
+        bucket = (keys & self._mask).astype(np.int64)
+        if bool((bucket[1:] >= bucket[:-1]).all()):  # already bucket-major (see _unique)
+            order = np.arange(keys.size)
+            sb = bucket
+        else:
+            order = np.argsort(bucket, kind="stable")
+            sb = bucket[order]
+        edges = np.flatnonzero(np.r_[True, sb[1:] != sb[:-1], True])
+        runs = [(int(sb[s]), int(s), int(e)) for s, e in itertools.pairwise(edges.tolist())]
+        fields = np.frombuffer(keys[order].astype("<u8").tobytes(), dtype="V8").tolist()
+        return order, runs, fields
+
+    def _unique(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct keys in bucket-major order, and the inverse index: one sort does both, by
+        sorting the keys rotated so that their bucket bits lead."""
+        keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
+        if self._bits == 0:
+            uniq, inverse = np.unique(keys, return_inverse=True)
+            return uniq, inverse.ravel()
+        lead, rest = np.uint64(64 - self._bits), np.uint64(self._bits)
+        rot, inverse = np.unique((keys << lead) | (keys >> rest), return_inverse=True)
+        return (rot << rest) | (rot >> lead), inverse.ravel()
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def fetch(self, keys: np.ndarray) -> np.ndarray:
+        uniq, inverse = self._unique(keys)
+        found = np.zeros((uniq.size, NCOLS), dtype=np.int64)
+        for i in range(0, uniq.size, _READ_CHUNK):
+            part = uniq[i : i + _READ_CHUNK]
+            found[i : i + part.size] = self._fetch_unique(part)
+        return found[inverse]
+
+    def _fetch_unique(self, keys: np.ndarray) -> np.ndarray:
+        if not self._usable():
+            self.stats["fallback_keys"] += keys.size
+            return self.backend.fetch(keys)
+        order, runs, fields = self._groups(keys)
+        try:
+            pipe = self._r.pipeline(transaction=False)
+            pipe.hmget(self._ver_key, [self._bucket_ids[b] for b, _, _ in runs])
+            for b, s, e in runs:
+                pipe.hmget(self._bucket_keys[b], fields[s:e])
+            replies = pipe.execute()
+        except RedisError as exc:
+            self._failed(exc)
+            self.stats["fallback_keys"] += keys.size
+            return self.backend.fetch(keys)
+        self._ok()
+        versions = {b: v or b"0" for (b, _, _), v in zip(runs, replies[0], strict=True)}
+        flat = np.empty(keys.size, dtype=object)
+        flat[:] = list(itertools.chain.from_iterable(replies[1:]))
+        hit_sorted = flat != None  # noqa: E711 - elementwise on an object array
+        data = b"".join(flat[hit_sorted])
+        if len(data) != _VALUE_BYTES * int(hit_sorted.sum()):  # a foreign value: treat as miss
+            hit_sorted = np.fromiter((v is not None and len(v) == _VALUE_BYTES for v in flat),
+                                     dtype=bool, count=flat.size)
+            data = b"".join(flat[hit_sorted])
+        found = np.zeros((keys.size, NCOLS), dtype=np.int64)
+        found[order[hit_sorted]] = np.frombuffer(data, dtype=_VALUE).reshape(-1, NCOLS)
+        miss = np.zeros(keys.size, dtype=bool)
+        miss[order[~hit_sorted]] = True
+        n_miss = int(miss.sum())
+        self.stats["hits"] += keys.size - n_miss
+        self.stats["misses"] += n_miss
+        if n_miss:
+            got = self.backend.fetch(keys[miss])
+            found[miss] = got
+            self._fill(keys[miss], got, versions)
+        return found
+
+    def _fill(self, keys: np.ndarray, counts: np.ndarray, versions: dict[int, bytes]) -> None:
+        """Cache freshly read counts (zeros too), each bucket only if no write touched it since
+        its version was read; failures are counted, never raised."""
+        order, runs, fields = self._groups(keys)
+        values = np.frombuffer(np.ascontiguousarray(counts[order], dtype=_VALUE).tobytes(),
+                               dtype=f"V{_VALUE_BYTES}").tolist()
+        try:
+            pipe = self._r.pipeline(transaction=False)
+            sizes: list[int] = []
+            for b, s, e in runs:
+                for c in range(s, e, _FILL_PAIRS):
+                    stop = min(e, c + _FILL_PAIRS)
+                    args: list[Any] = [b, versions[b], self.ttl_ms, self.cap]
+                    pairs: list[bytes] = [b""] * (2 * (stop - c))
+                    pairs[0::2] = fields[c:stop]
+                    pairs[1::2] = values[c:stop]
+                    args.extend(pairs)
+                    self._fill_script(keys=[self._bucket_keys[b], self._ver_key], args=args,
+                                      client=pipe)
+                    sizes.append(stop - c)
+            results = pipe.execute()
+        except RedisError as exc:
+            self._failed(exc)
+            return
+        landed = sum(n for n, r in zip(sizes, results, strict=True) if r == 1)
+        self.stats["fills"] += landed
+        self.stats["fills_skipped"] += keys.size - landed
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        keys: np.ndarray,
+        deltas: np.ndarray,
+        positions: Mapping[str, int] | None = None,
+        meta: Mapping[str, bytes] | None = None,
+    ) -> None:
+        keys, deltas = check_keys(keys, deltas)
+        self.backend.apply(keys, deltas, positions, meta)  # raises: Redis is left alone
+        touched, _ = self._unique(keys)
+        if touched.size == 0:
+            return
+        if self._usable():
+            try:
+                self._send_invalidations(touched)
+                return
+            except RedisError as exc:
+                self._failed(exc)
+        self._defer(touched)
+
+    def _send_invalidations(self, keys: np.ndarray) -> None:
+        """One MULTI: give each touched bucket a new version (aborting racing fills), then drop
+        the keys' cached values."""
+        _, runs, fields = self._groups(keys)
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hset(self._ver_key, mapping=self._new_versions(b for b, _, _ in runs))
+        for b, s, e in runs:
+            for c in range(s, e, _HDEL_FIELDS):
+                pipe.hdel(self._bucket_keys[b], *fields[c : min(e, c + _HDEL_FIELDS)])
+        pipe.execute()
+        self._ok()
+        self.stats["invalidated"] += keys.size
+
+    def _new_versions(self, buckets: Iterable[int]) -> dict[Any, Any]:
+        """Fresh random bucket versions: unlike counters they cannot come back to a value a
+        reader saw, even if Redis restarts empty in between."""
+        token = os.urandom(8).hex().encode()
+        return {self._bucket_ids[b]: token for b in buckets}
+
+    def _defer(self, keys: np.ndarray) -> None:
+        """Remember invalidations Redis did not get; past ``max_pending`` clear it all later."""
+        if self._must_clear:
+            return
+        pending = self.stats["pending_invalidations"] + keys.size
+        if pending > self.max_pending:
+            log.warning("over %d invalidations pending; the Redis cache will be cleared when it "
+                        "is back", self.max_pending)
+            self._must_clear = True
+            self._pending = []
+        else:
+            self._pending.append(keys)
+        self.stats["pending_invalidations"] = pending
+
+    def clear_cache(self) -> int:
+        """Drop every cached count of this store (versions replaced first, so racing fills are
+        refused); returns the number of bucket hashes removed."""
+        self._r.hset(self._ver_key, mapping=self._new_versions(range(self.buckets)))
+        removed = 0
+        batch: list[bytes] = []
+        for key in self._r.scan_iter(match=_glob_escape(self.prefix) + ":b:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                removed += int(self._r.unlink(*batch))
+                batch = []
+        if batch:
+            removed += int(self._r.unlink(*batch))
+        self.stats["cache_clears"] += 1
+        return removed
+
+    # -- everything else is PostgreSQL's -------------------------------------------------------
+
+    def positions(self) -> dict[str, int]:
+        return self.backend.positions()
+
+    def size(self) -> int:
+        return self.backend.size()
+
+    def iter_counts(self, chunk: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return self.backend.iter_counts(chunk)
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        self.backend.put_meta(name, value)
+
+    def get_meta(self, name: str) -> bytes | None:
+        return self.backend.get_meta(name)
+
+    def meta_names(self, prefix: str = "") -> list[str]:
+        return self.backend.meta_names(prefix)
+
+    def status(self) -> dict[str, Any]:
+        """PostgreSQL's status plus the cache's counters and prefix."""
+        out = self.backend.status()
+        out["cache"] = {"prefix": self.prefix, **self.stats}
+        return out
+
+    def register_encoder(self, name: str, version: str, artifact: bytes, *,
+                         activate: bool = False) -> EncoderVersion:
+        """See ``PostgresStore.register_encoder``."""
+        return self.backend.register_encoder(name, version, artifact, activate=activate)
+
+    def list_encoders(self, name: str | None = None) -> list[EncoderVersion]:
+        """See ``PostgresStore.list_encoders``."""
+        return self.backend.list_encoders(name)
+
+    def load_encoder(self, name: str, version: str | None = None) -> tuple[str, bytes] | None:
+        """See ``PostgresStore.load_encoder``."""
+        return self.backend.load_encoder(name, version)
+
+    def activate(self, name: str, version: str) -> None:
+        """See ``PostgresStore.activate``."""
+        self.backend.activate(name, version)
+
+    def rollback(self, name: str) -> str:
+        """See ``PostgresStore.rollback``."""
+        return self.backend.rollback(name)
+
+    def close(self) -> None:
+        self._r.close()
+        if self.own_backend:
+            self.backend.close()
+
+
+def _glob_escape(text: str) -> str:
+    """Escape Redis glob metacharacters so a prefix matches literally in SCAN MATCH."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

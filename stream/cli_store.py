@@ -1,0 +1,360 @@
+"""Pattern-database commands: ``db migrate|status|clear-cache`` and ``patterns export|import``.
+
+``register(sub)`` adds ``db`` to the ``neurogate`` command; ``register_patterns(pts)`` adds
+``export`` and ``import`` to the ``patterns`` sub-commands. ``python -m stream.cli_store ...``
+runs them on their own.
+
+Export file (``neurogate.patterns/1``): a zip archive holding ``header.json`` (format, export
+id, source, column names, the source's input positions), chunks ``keys-NNNNNN.npy`` (uint64) and
+``counts-NNNNNN.npy`` (int64 [rows, 3]: n, n0, n1), and ``summary.json`` (rows, chunks, totals),
+which the import checks before it writes anything. Only counts of opaque 64-bit pattern keys
+travel: no raw events. Counts are additive, so sites or partitions that learned separately
+combine exactly; each chunk is applied together with the marker ``import:<export id>`` in the
+destination's positions, so an import is exactly-once: repeating it does nothing, and an
+interrupted one resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import uuid
+import zipfile
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.counts import NCOLS
+
+FORMAT = "neurogate.patterns/1"
+CHUNK_ROWS = 500_000
+EXIT_OK, EXIT_ERROR = 0, 2
+
+
+class StoreCommandError(Exception):
+    """A user-facing error of these commands: one line, exit code 2."""
+
+
+# -- registration --------------------------------------------------------------------------------
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``db migrate``, ``db status`` and ``db clear-cache`` to the top-level commands."""
+    db = sub.add_parser("db", help="PostgreSQL pattern database: migrations, status, cache")
+    dbs = db.add_subparsers(dest="db_action", required=True, metavar="ACTION")
+    store_help = ("postgresql://USER@HOST:PORT/DB (or redis+postgresql://...); default: "
+                  "$NEUROGATE_PG_URL")
+    m = dbs.add_parser("migrate", help="apply pending schema migrations (idempotent; safe while "
+                       "workers run)")
+    m.add_argument("--store", help=store_help)
+    m.set_defaults(func=cmd_db_migrate)
+    s = dbs.add_parser("status", help="schema version, pattern rows, input positions, encoders")
+    s.add_argument("--store", help=store_help)
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_db_status)
+    c = dbs.add_parser("clear-cache", help="drop the Redis cache of a redis+postgresql:// store "
+                       "(e.g. after restoring PostgreSQL from a backup)")
+    c.add_argument("--store", help="redis+postgresql://USER@HOST:PORT/DB[?redis=redis://...]")
+    c.set_defaults(func=cmd_db_clear_cache)
+
+
+def register_patterns(pts: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``export`` and ``import`` to the ``patterns`` sub-commands."""
+    ex = pts.add_parser("export", help="write a store's counts (no raw data) to a portable file")
+    ex.add_argument("store", help="store URL or SQLite path to read")
+    ex.add_argument("file", help="file to write (a zip archive, e.g. site1.patterns.zip)")
+    ex.set_defaults(func=cmd_patterns_export)
+    im = pts.add_parser(
+        "import", help="add an exported file's counts to a store; exactly-once per export "
+        "(a repeated import does nothing, an interrupted one resumes)")
+    im.add_argument("store", help="store URL or SQLite path to add the counts to")
+    im.add_argument("file", help="a file written by `patterns export`")
+    im.add_argument("--again", action="store_true",
+                    help="add the counts even though this export was imported before (doubles "
+                    "them; for deliberately re-weighting a site)")
+    im.set_defaults(func=cmd_patterns_import)
+
+
+# -- db ------------------------------------------------------------------------------------------
+
+
+def _server_url(args: argparse.Namespace) -> str:
+    url = args.store or os.environ.get("NEUROGATE_PG_URL")
+    if not url:
+        raise StoreCommandError("give --store postgresql://... or set NEUROGATE_PG_URL")
+    if not url.startswith(("postgresql://", "redis+postgresql://")):
+        raise StoreCommandError(
+            f"{url}: db commands work on postgresql:// and redis+postgresql:// stores "
+            "(SQLite stores migrate themselves when opened)")
+    return url
+
+
+def _postgres(url: str, *, migrate: bool = True, check_schema: bool = True) -> Any:
+    """A PostgresStore for a postgresql:// or redis+postgresql:// URL (Redis not needed)."""
+    from engine.stores.postgres import PostgresStore
+
+    plain = url.removeprefix("redis+")
+    if "?" in plain:
+        from urllib.parse import parse_qsl, urlencode
+
+        base, query = plain.split("?", 1)
+        rest = urlencode([(k, v) for k, v in parse_qsl(query) if k != "redis"])
+        plain = f"{base}?{rest}" if rest else base
+    return PostgresStore(plain, migrate=migrate, check_schema=check_schema)
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    """Apply pending migrations and say which."""
+    return _guard(_db_migrate, args)
+
+
+def _db_migrate(args: argparse.Namespace) -> int:
+    from engine.stores.postgres import SCHEMA_VERSION
+
+    with _postgres(_server_url(args), migrate=False, check_schema=False) as store:
+        applied = store.migrate()
+        if applied:
+            print(f"{store.url}: applied migration(s) {', '.join(map(str, applied))}; "
+                  f"schema now at version {SCHEMA_VERSION}")
+        else:
+            print(f"{store.url}: schema up to date (version {SCHEMA_VERSION})")
+    return EXIT_OK
+
+
+def cmd_db_status(args: argparse.Namespace) -> int:
+    """Print what an operator checks first."""
+    return _guard(_db_status, args)
+
+
+def _db_status(args: argparse.Namespace) -> int:
+    from engine.stores.postgres import SCHEMA_VERSION
+
+    with _postgres(_server_url(args), migrate=False, check_schema=False) as store:
+        st = store.status()
+    if args.json:
+        print(json.dumps(st, indent=2, default=str))
+        return EXIT_OK
+    pending = st["pending_migrations"]
+    print(f"store            {st['store']}  (id {st['store_id']})")
+    print(f"schema           version {st['schema_version']} of {SCHEMA_VERSION}"
+          + (f"; pending {pending}: run `neurogate db migrate`" if pending else ""))
+    print(f"patterns         {st['patterns']:,} keys; totals n={st['totals'][0]:,} "
+          f"n0={st['totals'][1]:,} n1={st['totals'][2]:,}")
+    print(f"database size    {st['database_bytes'] / 2**20:,.1f} MiB")
+    print(f"blobs            {st['meta_blobs']:,}")
+    enc = st["active_encoders"]
+    print("active encoders  " + (", ".join(f"{k}={v}" for k, v in enc.items()) or "none"))
+    pos = st["positions"]
+    print(f"input positions  {len(pos):,}")
+    for name, value in list(pos.items())[:20]:
+        print(f"  {name}  {value:,}")
+    if len(pos) > 20:
+        print(f"  ... and {len(pos) - 20:,} more")
+    return EXIT_OK
+
+
+def cmd_db_clear_cache(args: argparse.Namespace) -> int:
+    """Drop a Redis-fronted store's cached counts."""
+    return _guard(_db_clear_cache, args)
+
+
+def _db_clear_cache(args: argparse.Namespace) -> int:
+    from engine.stores import open_store
+    from engine.stores.redis_front import CachedStore
+
+    url = _server_url(args)
+    if not url.startswith("redis+"):
+        raise StoreCommandError(f"{url}: not a Redis-fronted store (redis+postgresql://...)")
+    with open_store(url) as store:
+        assert isinstance(store, CachedStore)
+        removed = store.clear_cache()
+        print(f"cleared the Redis cache of {store.backend.url} (prefix {store.prefix}): "
+              f"{removed:,} bucket(s) removed")
+    return EXIT_OK
+
+
+# -- export / import -----------------------------------------------------------------------------
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def export_counts(store: Any, path: Path, chunk_rows: int | None = None) -> dict[str, Any]:
+    """Write every count of ``store`` to ``path`` (atomically: a temp file renamed at the end);
+    returns the summary."""
+    if not path.parent.is_dir():
+        raise StoreCommandError(f"output directory does not exist: {path.parent}")
+    header = {
+        "format": FORMAT,
+        "export_id": str(uuid.uuid4()),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": store.url,
+        "columns": ["n", "n0", "n1"],
+        "keys": "uint64 pattern keys (opaque hashes; encoder namespaces are part of the key)",
+        "source_positions": store.positions(),
+    }
+    totals = np.zeros(NCOLS, dtype=np.int64)
+    rows = chunks = 0
+    tmp = path.with_name(path.name + ".partial")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1,
+                         allowZip64=True) as zf:
+        zf.writestr("header.json", json.dumps(header, indent=2))
+        for keys, counts in store.iter_counts(chunk_rows or CHUNK_ROWS):
+            zf.writestr(f"keys-{chunks:06d}.npy", _npy(keys.astype(np.uint64)))
+            zf.writestr(f"counts-{chunks:06d}.npy", _npy(counts.astype(np.int64)))
+            totals += counts.sum(axis=0)
+            rows += keys.size
+            chunks += 1
+        summary = {"rows": rows, "chunks": chunks, "totals": totals.tolist()}
+        zf.writestr("summary.json", json.dumps(summary))
+    tmp.replace(path)
+    return {**header, **summary}
+
+
+def _chunks(zf: zipfile.ZipFile, n: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for i in range(n):
+        with zf.open(f"keys-{i:06d}.npy") as f:
+            keys = np.lib.format.read_array(f, allow_pickle=False)
+        with zf.open(f"counts-{i:06d}.npy") as f:
+            counts = np.lib.format.read_array(f, allow_pickle=False)
+        if keys.dtype != np.uint64 or keys.ndim != 1 or counts.dtype != np.int64 or \
+                counts.shape != (keys.size, NCOLS):
+            raise StoreCommandError(f"chunk {i} has the wrong shape or type")
+        yield keys, counts
+
+
+def read_export(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and summary of an export, after checking every chunk against the summary."""
+    if not path.is_file():
+        raise StoreCommandError(f"file not found: {path}")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            header = json.loads(zf.read("header.json"))
+            if header.get("format") != FORMAT:
+                raise StoreCommandError(
+                    f"{path}: unknown format {header.get('format')!r} (expected {FORMAT})")
+            summary = json.loads(zf.read("summary.json"))
+            totals = np.zeros(NCOLS, dtype=np.int64)
+            rows = 0
+            for keys, counts in _chunks(zf, int(summary["chunks"])):
+                totals += counts.sum(axis=0)
+                rows += keys.size
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError) as exc:
+        raise StoreCommandError(f"{path}: not a complete neurogate patterns export ({exc})") \
+            from None
+    if rows != summary["rows"] or totals.tolist() != summary["totals"]:
+        raise StoreCommandError(f"{path}: chunks do not add up to the summary; file damaged")
+    return header, summary
+
+
+def import_counts(
+    store: Any, path: Path, *, again: bool = False,
+    checked: tuple[dict[str, Any], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Add an export's counts to ``store`` chunk by chunk, each with its progress marker in the
+    same transaction (``checked``: ``read_export``'s result, if already done). Returns the
+    header, summary, marker, rows applied and chunks skipped as imported before."""
+    header, summary = checked or read_export(path)
+    marker = f"import:{header['export_id']}"
+    if again:
+        marker += f"/again:{uuid.uuid4()}"
+    chunks = int(summary["chunks"])
+    done = min(chunks, int(store.positions().get(marker, -1)))
+    applied = 0
+    with zipfile.ZipFile(path) as zf:
+        for i, (keys, counts) in enumerate(_chunks(zf, chunks)):
+            if i < done:
+                continue
+            store.apply(keys, counts, positions={marker: i + 1})
+            applied += keys.size
+    if chunks == 0 and done < 0:  # an empty export: still remember that it was imported
+        store.apply(np.zeros(0, np.uint64), np.zeros((0, NCOLS), np.int64), {marker: 0})
+    return {"header": header, "summary": summary, "marker": marker, "applied": applied,
+            "skipped": max(done, 0), "already": done == chunks}
+
+
+def cmd_patterns_export(args: argparse.Namespace) -> int:
+    """``patterns export STORE FILE``."""
+    return _guard(_patterns_export, args)
+
+
+def _patterns_export(args: argparse.Namespace) -> int:
+    from engine.stores import open_store
+
+    with open_store(args.store) as store:
+        info = export_counts(store, Path(args.file))
+    t = info["totals"]
+    print(f"exported {info['rows']:,} pattern rows (n={t[0]:,} n0={t[1]:,} n1={t[2]:,}) from "
+          f"{info['source']} to {args.file} (export {info['export_id']})")
+    return EXIT_OK
+
+
+def cmd_patterns_import(args: argparse.Namespace) -> int:
+    """``patterns import STORE FILE``."""
+    return _guard(_patterns_import, args)
+
+
+def _patterns_import(args: argparse.Namespace) -> int:
+    from engine.stores import open_store
+
+    path = Path(args.file)
+    checked = read_export(path)  # a bad file fails before the store is opened (or created)
+    with open_store(args.store) as store:
+        res = import_counts(store, path, again=args.again, checked=checked)
+    header, summary = res["header"], res["summary"]
+    if res["already"]:
+        print(f"{args.file}: export {header['export_id']} was already imported into "
+              f"{args.store}; nothing to do (--again adds it once more)")
+    else:
+        t = summary["totals"]
+        skipped = res["skipped"]
+        resumed = f"; resumed after {skipped} of {summary['chunks']} chunks" if skipped else ""
+        print(f"imported {res['applied']:,} pattern rows from {args.file} into {args.store} "
+              f"(export totals n={t[0]:,} n0={t[1]:,} n1={t[2]:,}{resumed})")
+    return EXIT_OK
+
+
+# -- plumbing ------------------------------------------------------------------------------------
+
+
+def _guard(fn: Any, args: argparse.Namespace) -> int:
+    """Run a command; user errors and unreachable servers become one line and exit code 2."""
+    import psycopg
+    import redis
+
+    from engine.stores.postgres import SchemaError
+
+    try:
+        return int(fn(args))
+    except (StoreCommandError, SchemaError, ValueError, OSError, psycopg.Error,
+            redis.RedisError) as exc:
+        print(f"neurogate: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A parser with only these commands (for ``python -m stream.cli_store`` and tests)."""
+    p = argparse.ArgumentParser(prog="neurogate", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    register(sub)
+    pt = sub.add_parser("patterns", help="pattern export and import")
+    register_patterns(pt.add_subparsers(dest="action", required=True))
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
