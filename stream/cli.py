@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
 from engine.events import Event
-from stream import cli_store
+from stream import cli_eval, cli_store
 
 EXIT_OK, EXIT_ERROR, EXIT_DIFF = 0, 2, 1
 
@@ -498,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     pm.set_defaults(func=cmd_patterns)
     cli_store.register_patterns(pts)  # patterns export / patterns import
     cli_store.register(sub)  # db migrate / db status / db clear-cache
+    cli_eval.register(sub)  # eval nab / creditcard / multivariate ...
 
     t = sub.add_parser("train", help="train a NeuroNet encoder offline from files")
     t.add_argument("files", nargs="+")

@@ -1,0 +1,456 @@
+"""``neurogate eval``: the benchmarks (NAB, credit-card fraud, the generated multivariate set),
+the baselines run through the same harness, and the report's figures.
+
+    neurogate eval nab --data ../shared/data/nab --out results [--detector all] [--range given]
+    neurogate eval creditcard --data creditcard.csv [--mode seed] [--delay 100]
+    neurogate eval creditcard-generate --out synthetic.csv
+    neurogate eval multivariate [--detector all] [--plot docs/img/pr_multivariate.png]
+    neurogate eval plot-nab --data ../shared/data/nab --results results --out docs/img/x.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.config import EngineConfig
+
+
+class EvalError(Exception):
+    """A user error in an eval command (reported like the CLI's other errors)."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``eval`` command and its sub-commands to the ``neurogate`` parser."""
+    ev = sub.add_parser("eval", help="benchmarks and baselines: NAB, credit card, multivariate")
+    es = ev.add_subparsers(dest="eval_command", required=True)
+
+    def common(sp: argparse.ArgumentParser, default: str) -> None:
+        """Options every benchmark command shares."""
+        sp.add_argument("--detector", default=default,
+                        help="detector name, comma-separated names or 'all' "
+                        "(see 'neurogate eval detectors')")
+        sp.add_argument("--config", type=Path, help="TOML file with an [engine] table")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one engine setting (after the benchmark's preset)")
+        sp.add_argument("--batch-size", type=_positive_int, default=1000)
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    nab = es.add_parser("nab", help="prequential NAB run, scored with our NAB scorer")
+    nab.add_argument("--data", type=Path, required=True, help="NAB root (data/, labels/, config/)")
+    nab.add_argument("--out", type=Path, required=True,
+                     help="results directory (NAB layout: <detector>/<category>/...)")
+    common(nab, "neurogate")
+    nab.add_argument("--range", choices=("warmup", "given"), default="warmup",
+                     help="value range from each file's warm-up (deployable, default) or the "
+                     "file's min/max given up front (NAB-comparable: NAB's inputMin/inputMax)")
+    nab.add_argument("--interleave", action="store_true",
+                     help="feed all files at once, a batch of each in turn (concurrent sources)"
+                     " instead of one file after the other")
+    nab.add_argument("--name", help="name in the results layout (one detector only)")
+    nab.add_argument("--only", help="only files whose name contains this text")
+    nab.set_defaults(func=cmd_nab)
+
+    cc = es.add_parser("creditcard", help="credit-card fraud file (Time,V1..V28,Amount,Class)")
+    cc.add_argument("--data", type=Path, required=True)
+    common(cc, "neurogate")
+    cc.add_argument("--mode", choices=("stream", "seed"), default="stream",
+                    help="stream: all rows in time order; seed: the seed's 80/20 split "
+                    "(seed 42), training rows then the first 20,000 test rows")
+    cc.add_argument("--delay", type=_non_negative_int, default=0,
+                    help="rows between a row's scoring and its label reaching the detector")
+    cc.add_argument("--warmup", type=_positive_int, default=1000)
+    cc.add_argument("--test-labels", action="store_true",
+                    help="seed mode: feed the test rows' labels after scoring them too")
+    cc.add_argument("--top", type=_non_negative_int, default=5,
+                    help="flagged rows shown with their explanation lines")
+    cc.add_argument("--out", type=Path, help="write all figures as JSON")
+    cc.add_argument("--plot", type=Path, help="write PR curves (PNG)")
+    cc.set_defaults(func=cmd_creditcard)
+
+    gen = es.add_parser("creditcard-generate",
+                        help="write a generated file of the credit-card schema with frauds")
+    gen.add_argument("--out", type=Path, required=True)
+    gen.add_argument("--rows", type=_positive_int, default=30_000)
+    gen.add_argument("--fraud-rate", type=float, default=0.003)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.set_defaults(func=cmd_generate)
+
+    mv = es.add_parser("multivariate", help="generated labelled multivariate benchmark")
+    common(mv, "neurogate")
+    mv.add_argument("--seed", type=int, default=7)
+    mv.add_argument("--sources", type=_positive_int, default=6)
+    mv.add_argument("--length", type=_positive_int, default=6000)
+    mv.add_argument("--no-labels", action="store_true",
+                    help="do not feed labels back (default: after each row is scored)")
+    mv.add_argument("--out", type=Path, help="write all figures as JSON")
+    mv.add_argument("--plot", type=Path, help="write PR curves (PNG)")
+    mv.set_defaults(func=cmd_multivariate)
+
+    gr = es.add_parser("nab-grid", help="NAB scores of several engine settings, and how much "
+                       "choosing among them on NAB's labels flatters the best (2-fold)")
+    gr.add_argument("--data", type=Path, required=True, help="NAB root")
+    common(gr, "neurogate-fixed")
+    gr.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
+                    help="an engine setting and its values; several --vary make a grid")
+    gr.add_argument("--range", choices=("warmup", "given"), default="warmup")
+    gr.add_argument("--interleave", action="store_true", help="as for 'eval nab'")
+    gr.add_argument("--out", type=Path, help="write the grid's figures as JSON")
+    gr.set_defaults(func=cmd_nab_grid)
+
+    pl = es.add_parser("plot-nab", help="score timelines of NAB files from results directories")
+    pl.add_argument("--data", type=Path, required=True, help="NAB root")
+    pl.add_argument("--results", type=Path, required=True, help="an 'eval nab --out' directory")
+    pl.add_argument("--detectors", required=True, help="comma-separated names in the results")
+    pl.add_argument("--files", required=True,
+                    help="comma-separated file names (category/name.csv) or name fragments")
+    pl.add_argument("--out", type=Path, required=True, help="PNG path")
+    pl.set_defaults(func=cmd_plot_nab)
+
+    ls = es.add_parser("detectors", help="list the detectors the harness can run")
+    ls.set_defaults(func=cmd_detectors)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def engine_config(preset: dict[str, Any], args: argparse.Namespace) -> EngineConfig:
+    """Defaults <- the benchmark's preset <- --config's [engine] table <- NEUROGATE_* <- --set."""
+    from engine.config import env_overrides, from_mapping
+
+    cfg = EngineConfig().replace(**preset) if preset else EngineConfig()
+    if args.config is not None:
+        if not args.config.is_file():
+            raise EvalError(f"config file not found: {args.config}")
+        try:
+            data = tomllib.loads(args.config.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise EvalError(f"{args.config}: not valid TOML: {exc}") from None
+        if set(data) - {"engine"}:
+            raise EvalError(f"{args.config}: settings go under an [engine] table")
+        cfg = from_mapping(EngineConfig, data.get("engine", {}), base=cfg)
+    cfg = from_mapping(EngineConfig, env_overrides(dict(os.environ)), base=cfg)
+    changes = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise EvalError(f"--set expects KEY=VALUE, got {item!r}")
+        changes[key.strip()] = value.strip()
+    return from_mapping(EngineConfig, changes, base=cfg)
+
+
+def _detectors(text: str, supervised_ok: bool = True) -> list[str]:
+    """Detector names from --detector, or a one-line error."""
+    from evaluation.registry import parse_detectors
+
+    try:
+        return parse_detectors(text, supervised_ok)
+    except KeyError as exc:
+        raise EvalError(str(exc.args[0])) from None
+
+
+def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a harness function, turning data problems into one-line user errors."""
+    from evaluation.engine_adapter import DelayedLabelsUnsupported
+
+    try:
+        return func(*args, **kwargs)
+    except (FileNotFoundError, ValueError, DelayedLabelsUnsupported) as exc:
+        raise EvalError(str(exc)) from None
+
+
+def _fail(exc: Exception) -> int:
+    """Print a user error the way the neurogate CLI does; exit code 2."""
+    print(f"neurogate: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Report user errors (bad settings, missing or malformed data) as one line, exit 2."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        """The wrapped command, user errors caught."""
+        from engine.config import ConfigError
+
+        try:
+            return func(args)
+        except (EvalError, ConfigError) as exc:
+            return _fail(exc)
+
+    return run
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+@_guarded
+def cmd_nab(args: argparse.Namespace) -> int:
+    """Run detectors over the NAB corpus, write NAB's results layout, print the scores."""
+    from evaluation.nab import load_corpus, load_profiles
+    from evaluation.nab_eval import format_scores, run_nab, write_nab
+    from evaluation.presets import NAB
+    from evaluation.registry import DETECTORS, build_detector
+
+    names = _detectors(args.detector)
+    if args.name and len(names) > 1:
+        raise EvalError("--name needs exactly one --detector")
+    cfg = engine_config(NAB.engine, args)
+    corpus = _run(load_corpus, args.data)
+    profiles = _run(load_profiles, args.data)
+    if args.only:
+        corpus = [f for f in corpus if args.only in f.name]
+        if not corpus:
+            raise EvalError(f"no NAB file name contains {args.only!r}")
+    given = args.range == "given"
+    summary = {}
+    print(f"{'detector':<22} standard / low_FP / low_FN   detector time   throughput")
+    for name in names:
+        det = build_detector(name, cfg, NAB.baselines)
+        det.name = args.name or (name + ("-given" if given else "")
+                                 + ("-interleaved" if args.interleave else ""))
+        run = _run(run_nab, corpus, det, given_range=given, batch_size=args.batch_size,
+                   profiles=profiles, feed_labels=DETECTORS[name].supervised,
+                   interleave=args.interleave, progress=not args.quiet)
+        write_nab(args.out, run, corpus, {"engine_config": _config_dict(cfg),
+                                          "files": len(corpus)})
+        print(format_scores(run), flush=True)
+        summary[run.detector] = run.summary()
+    path = args.out / "summary.json"
+    if path.is_file():  # runs of other detectors into the same directory stay listed
+        summary = {**json.loads(path.read_text()), **summary}
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return 0
+
+
+@_guarded
+def cmd_nab_grid(args: argparse.Namespace) -> int:
+    """Score every combination of the --vary values on NAB, then the 2-fold selection check."""
+    import itertools
+
+    from engine.config import from_mapping
+    from evaluation.nab import load_corpus
+    from evaluation.nab_eval import PROFILE_NAMES, cross_validated_selection, run_nab
+    from evaluation.presets import NAB
+    from evaluation.registry import build_detector
+
+    names = _detectors(args.detector)
+    if len(names) != 1:
+        raise EvalError("nab-grid runs one --detector")
+    axes = []
+    for item in args.vary:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            raise EvalError(f"--vary expects KEY=V1,V2,..., got {item!r}")
+        axes.append([(key.strip(), v.strip()) for v in values.split(",")])
+    base = engine_config(NAB.engine, args)
+    corpus = _run(load_corpus, args.data)
+    runs, table = {}, {}
+    for combo in itertools.product(*axes) if axes else [()]:
+        cfg = from_mapping(EngineConfig, dict(combo), base=base)
+        label = ",".join(f"{k}={v}" for k, v in combo) or "preset"
+        run = _run(run_nab, corpus, build_detector(names[0], cfg, NAB.baselines),
+                   given_range=args.range == "given", batch_size=args.batch_size,
+                   interleave=args.interleave, progress=not args.quiet)
+        runs[label] = run.scores
+        table[label] = {p: round(run.results[p]["score"], 2) for p in PROFILE_NAMES}
+        print(f"{label:<50} " + " / ".join(f"{table[label][p]:6.2f}" for p in PROFILE_NAMES),
+              flush=True)
+    sel = cross_validated_selection(runs, corpus)
+    for pick in sel["picks"]:
+        print(f"fold {pick['fold']}: chose {pick['chosen']} on the other fold, scores "
+              f"{pick['held_out_score']:.2f} here (best here {pick['best_possible']:.2f})")
+    print(f"chosen on all files: {sel['chosen_on_all']} ({sel['full'][sel['chosen_on_all']]:.2f});"
+          f" mean per-fold score when chosen in-sample {sel['mean_chosen_in_sample']:.2f}, "
+          f"chosen out-of-sample {sel['mean_held_out']:.2f}")
+    if args.out:
+        args.out.write_text(json.dumps({"detector": names[0], "range": args.range,
+                                        "interleave": args.interleave, "scores": table,
+                                        "selection": sel}, indent=2) + "\n")
+    return 0
+
+
+@_guarded
+def cmd_creditcard(args: argparse.Namespace) -> int:
+    """Run detectors over a credit-card file; print figures and top flagged explanations."""
+    from evaluation import creditcard
+    from evaluation.presets import CREDITCARD
+    from evaluation.registry import build_detector
+
+    names = _detectors(args.detector)
+    cfg = engine_config(CREDITCARD.engine, args)
+    data = _run(creditcard.load, args.data)
+    runs = []
+    for name in names:
+        det = build_detector(name, cfg, CREDITCARD.baselines)
+        run = _run(creditcard.evaluate, data, det, mode=args.mode, delay=args.delay,
+                   warmup=args.warmup, test_labels=args.test_labels, top=args.top,
+                   batch_size=args.batch_size, progress=not args.quiet)
+        runs.append(run)
+    print(_cc_table(runs))
+    for run in runs:
+        for row in run.top:
+            print(f"\n{run.detector}: row {row['row']} class {row['class']} "
+                  f"score {row['score']} posterior {row['posterior']}")
+            for line in row["explanation"]:
+                print(f"  {line}")
+    if args.out:
+        args.out.write_text(json.dumps({
+            "mode": args.mode, "delay": args.delay, "runs": [r.summary() for r in runs],
+            "seed_figures": creditcard.SEED_FIGURES, "engine_config": _config_dict(cfg),
+        }, indent=2) + "\n")
+    if args.plot:
+        from evaluation.plots import pr_curves
+
+        curves = {(r.detector if k == "score" else f"{r.detector} posterior"): c
+                  for r in runs for k, c in r.curves.items()}
+        pr_curves(curves, f"credit card ({args.data.name}, {args.mode})", args.plot)
+    return 0
+
+
+def _cc_table(runs: list[Any]) -> str:
+    """The credit-card figures as a fixed-width table."""
+    lines = [f"{'detector':<30} {'prec':>6} {'recall':>6} {'F1':>6} {'PR-AUC':>7} "
+             f"{'ROC-AUC':>7} {'bestF1*':>7}  {'TN':>7} {'FP':>6} {'FN':>5} {'TP':>5}  ev/s"]
+    for run in runs:
+        for kind, r in run.reports.items():
+            c = r["confusion"]
+            label = run.detector if kind == "score" else f"{run.detector} (posterior>0)"
+            eps = run.rows / run.seconds if run.seconds else float("nan")
+            lines.append(
+                f"{label:<30} {r['precision']:6.3f} {r['recall']:6.3f} {r['f1']:6.3f} "
+                f"{r['pr_auc']:7.3f} {r['roc_auc']:7.3f} {r['best_f1']:7.3f}  {c['tn']:7d} "
+                f"{c['fp']:6d} {c['fn']:5d} {c['tp']:5d}  {eps:,.0f}")
+    lines.append("* bestF1 = best F1 over all thresholds (an oracle that reads the labels)")
+    return "\n".join(lines)
+
+
+@_guarded
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Write a generated credit-card file."""
+    from evaluation.creditcard import generate
+
+    if not 0 < args.fraud_rate < 1:
+        raise EvalError(f"--fraud-rate must be in (0, 1), got {args.fraud_rate}")
+    path = generate(args.out, rows=args.rows, fraud_rate=args.fraud_rate, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+@_guarded
+def cmd_multivariate(args: argparse.Namespace) -> int:
+    """Run detectors over the generated multivariate benchmark; print its figures."""
+    from evaluation import multivariate
+    from evaluation.presets import MULTIVARIATE
+    from evaluation.registry import build_detector
+
+    names = _detectors(args.detector)
+    cfg = engine_config(MULTIVARIATE.engine, args)
+    streams = multivariate.generate(multivariate.MvSettings(
+        sources=args.sources, length=args.length, seed=args.seed))
+    results = []
+    for name in names:
+        det = build_detector(name, cfg, MULTIVARIATE.baselines)
+        results.append(_run(multivariate.evaluate, streams, det,
+                            feed_labels=not args.no_labels, batch_size=args.batch_size,
+                            progress=not args.quiet))
+    print(_mv_table(results))
+    if args.out:
+        args.out.write_text(json.dumps({
+            "seed": args.seed, "sources": args.sources, "length": args.length,
+            "labels_fed": not args.no_labels, "results": [r.summary() for r in results],
+            "engine_config": _config_dict(cfg),
+        }, indent=2) + "\n")
+    if args.plot:
+        from evaluation.plots import pr_curves
+
+        curves = {}
+        for r in results:
+            curves[r.detector] = (r.curves["labels"], r.curves["scores"])
+            if "posterior" in r.curves:
+                curves[f"{r.detector} posterior"] = (r.curves["labels"], r.curves["posterior"])
+        pr_curves(curves, f"generated multivariate benchmark (seed {args.seed})", args.plot)
+    return 0
+
+
+def _mv_table(results: list[Any]) -> str:
+    """The multivariate figures as a fixed-width table."""
+    from evaluation.multivariate import KINDS
+
+    head = " ".join(f"{k[:10]:>10}" for k in KINDS)
+    lines = [f"{'detector':<18} {'prec':>6} {'recall':>6} {'F1':>6} {'ROC-AUC':>7} "
+             f"{'PR-AUC':>7} | incidents {'all':>5} {head} | flag prec   ev/s"]
+    for r in results:
+        s = r.summary()
+        kinds = " ".join(f"{r.incident_recall[k]:10.2f}" for k in KINDS)
+        lines.append(
+            f"{r.detector:<18} {s['precision']:6.3f} {s['recall']:6.3f} {s['f1']:6.3f} "
+            f"{s['roc_auc']:7.3f} {s['pr_auc']:7.3f} |           {r.incident_recall['all']:5.2f} "
+            f"{kinds} | {r.flag_precision:9.3f}   {s['events_per_s'] or 0:,.0f}")
+        p = r.posterior_report
+        if p is not None:
+            lines.append(
+                f"{'  (posterior>0)':<18} {p['precision']:6.3f} {p['recall']:6.3f} "
+                f"{p['f1']:6.3f} {p['roc_auc']:7.3f} {p['pr_auc']:7.3f} |")
+    return "\n".join(lines)
+
+
+@_guarded
+def cmd_plot_nab(args: argparse.Namespace) -> int:
+    """Draw score timelines of chosen NAB files from results directories."""
+    from evaluation.nab import load_corpus
+    from evaluation.plots import nab_timelines
+
+    corpus = _run(load_corpus, args.data)
+    files = []
+    for part in (p.strip() for p in args.files.split(",") if p.strip()):
+        hits = [f.name for f in corpus if part in f.name]
+        if len(hits) != 1:
+            raise EvalError(f"--files: {part!r} matches {len(hits)} NAB files, expected one")
+        files.append(hits[0])
+    detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
+    path = _run(nab_timelines, args.results, corpus, detectors, files, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_detectors(args: argparse.Namespace) -> int:
+    """List the registry."""
+    from evaluation.registry import DETECTORS
+
+    for name, d in DETECTORS.items():
+        print(f"{name:<18} {'(labels) ' if d.supervised else ''}{d.description}")
+    return 0
+
+
+def _config_dict(cfg: EngineConfig) -> dict[str, Any]:
+    """The engine configuration as a JSON-ready dict (recorded with the results)."""
+    import dataclasses
+
+    return dataclasses.asdict(cfg)
