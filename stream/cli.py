@@ -18,6 +18,7 @@ from typing import Any
 from engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
 from engine.events import Event
 from stream import cli_eval, cli_store
+from stream.argtypes import positive_int
 
 EXIT_OK, EXIT_ERROR, EXIT_DIFF = 0, 2, 1
 
@@ -470,16 +471,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--append", action="store_true",
                    help="continue from the state and counts in --store instead of starting "
                    "fresh; inputs resume after the last committed record (nothing counts twice)")
-    r.add_argument("--flush-every", type=_positive_int, default=500_000, metavar="N",
+    r.add_argument("--flush-every", type=positive_int, default=500_000, metavar="N",
                    help="commit counts, input positions and state every N events")
     r.add_argument("--out", help="write flagged events (or all scores) to .jsonl/.csv, '-' stdout")
     r.add_argument("--all-scores", action="store_true", help="write every event's score")
-    r.add_argument("--batch-size", type=_positive_int, default=4096)
+    r.add_argument("--batch-size", type=positive_int, default=4096)
     r.add_argument("--record", metavar="GOLDEN", help="write this run's flags as a golden file")
     r.add_argument("--expect", metavar="GOLDEN", help="compare flags with a golden file; exit 1 "
                    "with a diff when they differ")
-    r.add_argument("--demo-sources", type=_positive_int, default=8)
-    r.add_argument("--demo-length", type=_positive_int, default=5000)
+    r.add_argument("--demo-sources", type=positive_int, default=8)
+    r.add_argument("--demo-length", type=positive_int, default=5000)
     r.add_argument("--seed", type=int, default=0, help="demo stream seed")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
@@ -487,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="show flagged events of a run with their evidence")
     e.add_argument("results", help="a run's --out .jsonl file")
     e.add_argument("--source")
-    e.add_argument("--top", type=_positive_int, default=20)
+    e.add_argument("--top", type=positive_int, default=20)
     e.set_defaults(func=cmd_explain)
 
     pt = sub.add_parser("patterns", help="pattern-store maintenance: merge, export, import")
@@ -507,16 +508,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="artifact path (.pt)")
     t.set_defaults(func=cmd_train)
     return p
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def main(argv: Iterable[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import EngineConfig
+from stream.argtypes import non_negative_int, positive_int
 
 
 class EvalError(Exception):
@@ -40,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         sp.add_argument("--config", type=Path, help="TOML file with an [engine] table")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one engine setting (after the benchmark's preset)")
-        sp.add_argument("--batch-size", type=_positive_int, default=1000)
+        sp.add_argument("--batch-size", type=positive_int, default=1000)
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     nab = es.add_parser("nab", help="prequential NAB run, scored with our NAB scorer")
@@ -64,12 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cc.add_argument("--mode", choices=("stream", "seed"), default="stream",
                     help="stream: all rows in time order; seed: the seed's 80/20 split "
                     "(seed 42), training rows then the first 20,000 test rows")
-    cc.add_argument("--delay", type=_non_negative_int, default=0,
+    cc.add_argument("--delay", type=non_negative_int, default=0,
                     help="rows between a row's scoring and its label reaching the detector")
-    cc.add_argument("--warmup", type=_positive_int, default=1000)
+    cc.add_argument("--warmup", type=positive_int, default=1000)
     cc.add_argument("--test-labels", action="store_true",
                     help="seed mode: feed the test rows' labels after scoring them too")
-    cc.add_argument("--top", type=_non_negative_int, default=5,
+    cc.add_argument("--top", type=non_negative_int, default=5,
                     help="flagged rows shown with their explanation lines")
     cc.add_argument("--out", type=Path, help="write all figures as JSON")
     cc.add_argument("--plot", type=Path, help="write PR curves (PNG)")
@@ -78,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     gen = es.add_parser("creditcard-generate",
                         help="write a generated file of the credit-card schema with frauds")
     gen.add_argument("--out", type=Path, required=True)
-    gen.add_argument("--rows", type=_positive_int, default=30_000)
+    gen.add_argument("--rows", type=positive_int, default=30_000)
     gen.add_argument("--fraud-rate", type=float, default=0.003)
     gen.add_argument("--seed", type=int, default=0)
     gen.set_defaults(func=cmd_generate)
@@ -86,8 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     mv = es.add_parser("multivariate", help="generated labelled multivariate benchmark")
     common(mv, "neurogate")
     mv.add_argument("--seed", type=int, default=7)
-    mv.add_argument("--sources", type=_positive_int, default=6)
-    mv.add_argument("--length", type=_positive_int, default=6000)
+    mv.add_argument("--sources", type=positive_int, default=6)
+    mv.add_argument("--length", type=positive_int, default=6000)
     mv.add_argument("--no-labels", action="store_true",
                     help="do not feed labels back (default: after each row is scored)")
     mv.add_argument("--out", type=Path, help="write all figures as JSON")
@@ -119,25 +120,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
 
 
 def engine_config(preset: dict[str, Any], args: argparse.Namespace) -> EngineConfig:
