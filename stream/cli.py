@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
 from engine.events import Event
-from stream import cli_eval, cli_store
+from stream import cli_eval, cli_store, cli_stream
 from stream.argtypes import positive_int
 
 EXIT_OK, EXIT_ERROR, EXIT_DIFF = 0, 2, 1
@@ -40,10 +40,11 @@ def load_config(path: Path | None, sets: Sequence[str], environ: dict[str, str])
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise CliError(f"{path}: not valid TOML: {exc}") from None
-        unknown = set(data) - {"engine"}
+        unknown = set(data) - {"engine", "worker"}
         if unknown:
             raise CliError(
-                f"{path}: unknown table(s) {sorted(unknown)}; settings go under [engine]"
+                f"{path}: unknown table(s) {sorted(unknown)}; "
+                "settings go under [engine] or [worker]"
             )
         cfg = from_mapping(EngineConfig, data.get("engine", {}), base=cfg)
     cfg = from_mapping(EngineConfig, env_overrides(environ), base=cfg)
@@ -500,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_store.register_patterns(pts)  # patterns export / patterns import
     cli_store.register(sub)  # db migrate / db status / db clear-cache
     cli_eval.register(sub)  # eval nab / creditcard / multivariate ...
+    cli_stream.register(sub)  # worker / produce / replay / topics / tail
 
     t = sub.add_parser("train", help="train a NeuroNet encoder offline from files")
     t.add_argument("files", nargs="+")

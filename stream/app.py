@@ -1,0 +1,446 @@
+"""The faust app: one agent over the events and labels topics, micro-batched with ``take``,
+the engine in a worker thread, outputs to the anomalies and dead-letter topics, ``/metrics``,
+``/healthz`` and ``/ready`` on the faust web server.
+
+Run it with ``neurogate worker`` (or ``faust -A stream.app worker -l info``, configured by
+``NEUROGATE_CONFIG`` and ``NEUROGATE_*`` variables; only ``neurogate worker`` exits with 70 after
+a fatal error). ``stream.worker.Processor`` does the work, in its own process by default
+(``stream.engine_process``); this module only connects it to faust:
+
+* the agent takes events without acknowledging them (``noack_take``) and acknowledges a
+  partition's events only after the store commit that covers them, so Kafka offsets never pass
+  uncommitted counts (agent concurrency 1; one thread for the engine, off the event loop);
+* a commit is detached from the detectors by the engine and written by its commit thread (its
+  own store client) while processing goes on; before that, every anomaly and dead-letter
+  record sent so far is awaited (delivered);
+* on revocation every partition is committed first; on assignment the consumer's committed
+  offsets are set to the store's positions before faust seeks to them (the store is the
+  authority, which also repairs faust committing past unprocessed messages, faust#312/#596);
+* ``stream_wait_empty`` is off: a revocation commits instead of waiting for acknowledgements
+  that only a commit produces; faust's per-message monitor is reduced to what its stall
+  warnings need, and its hard-coded 1.5 s fetch wait is ``worker.fetch_max_wait``;
+* a store or producer failure that outlives its retries stops the worker (exit code 70)
+  without committing: a restart resumes from the last commit and counts nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import faust
+from faust.sensors import Monitor
+from faust.types import TP
+
+from engine.config import EngineConfig
+from stream.engine_process import EngineError, EngineProcess, LocalEngine
+from stream.settings import WorkerSettings, load_settings
+
+__all__ = ["EXIT_FATAL", "Runtime", "create_app"]
+
+log = logging.getLogger("neurogate.worker")
+T = TypeVar("T")
+EXIT_FATAL = 70  # EX_SOFTWARE: the worker stopped on an error it cannot recover from itself
+_EXPOSITION_TYPE = "text/plain; version=0.0.4"  # aiohttp adds the charset itself
+
+
+class Runtime:
+    """The worker's state next to the faust app: the engine (a child process or a local
+    thread), unacknowledged events per partition, sends awaiting delivery, health."""
+
+    def __init__(self, app: faust.App, config: EngineConfig, settings: WorkerSettings) -> None:
+        self.app = app
+        self.config = config
+        self.settings = settings
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="neurogate-engine-calls")
+        self.engine: EngineProcess | LocalEngine | None = None
+        self.pending: dict[int, list[Any]] = {}  # processed, not yet in a commit
+        self.awaiting: dict[int, collections.deque[list[Any]]] = {}  # in commits being written
+        self.sends: list[Any] = []
+        self.stream: Any = None
+        self.busy_since: float | None = None
+        self.assigned_once = False
+        self.closed = False
+        self.fatal: BaseException | None = None
+        self.anomalies: Any = None  # faust topics, set by create_app
+        self.deadletter: Any = None
+        self._lock: asyncio.Lock | None = None
+        self._starting: asyncio.Lock | None = None
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking engine call in the engine-call thread, timing it for /healthz."""
+        self.busy_since = time.monotonic()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        finally:
+            self.busy_since = None
+
+    async def ensure_engine(self) -> EngineProcess | LocalEngine:
+        """Start the engine (it opens the store, waiting while it is unreachable)."""
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self.engine is None:
+                kind = EngineProcess if self.settings.engine_process else LocalEngine
+                try:
+                    self.engine = await self.run(kind, self.config, self.settings)
+                except Exception as exc:
+                    await self.die(exc, "starting the engine")
+                    raise
+                log.info("engine ready (%s), store %s",
+                         "own process" if self.settings.engine_process else "in-process",
+                         self.engine.url)
+        return self.engine
+
+    def _highwaters(self) -> dict[tuple[str, int], int]:
+        consumer = self.app.consumer
+        out = {}
+        for tp in consumer.assignment():
+            try:
+                hw = consumer.highwater(tp)
+            except Exception:  # not fetched yet
+                continue
+            if hw is not None:
+                out[(tp.topic, tp.partition)] = hw
+        return out
+
+    # -- batches -----------------------------------------------------------------------------
+
+    async def handle(self, batch: list[Any]) -> None:
+        """Process one ``noack_take`` batch of faust events."""
+        async with self.lock:
+            if self.closed or self.fatal is not None:
+                return
+            engine = await self.ensure_engine()
+            records = [(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+                       for m in (ev.message for ev in batch)]
+            try:
+                out = await self.run(engine.process, records, self._highwaters())
+            except Exception as exc:
+                await self.die(exc, f"processing a batch of {len(records)} messages "
+                               f"({_span(records)})")
+                return
+            try:
+                for key, value in out.anomalies:
+                    self.sends.append(await self.anomalies.send(key=key, value=value))
+                for key, value in out.deadletters:
+                    self.sends.append(await self.deadletter.send(key=key, value=value))
+            except Exception as exc:
+                await self.die(exc, "sending anomaly/dead-letter records")
+                return
+            for i in out.acks:
+                await self.stream.ack(batch[i])
+            for i in out.pending:
+                ev = batch[i]
+                self.pending.setdefault(ev.message.partition, []).append(ev)
+            await self._finished(out.finished)
+            if out.due:
+                await self._commit(force=False)
+
+    async def tick(self) -> None:
+        """Timer: acknowledge written commits and start due ones (also when input is idle)."""
+        if self.engine is None or self.closed or self.fatal is not None or self.lock.locked():
+            return  # a batch is running: it does this itself
+        async with self.lock:
+            if self.closed or self.fatal is not None:
+                return
+            try:
+                finished, due = await self.run(self.engine.tick)
+            except Exception as exc:
+                await self.die(exc, "polling the engine")
+                return
+            await self._finished(finished)
+            if due:
+                await self._commit(force=False)
+
+    async def _commit(self, *, force: bool) -> None:
+        """Deliver the sends so far, then let the engine detach the due partitions' commits
+        (all if ``force``) and write them in its commit thread while processing goes on;
+        ``force`` waits until they are written. Caller holds the lock."""
+        assert self.engine is not None
+        try:
+            if self.sends:
+                sends, self.sends = self.sends, []
+                await asyncio.gather(*sends)
+            started = await self.run(self.engine.start_commit, force)
+            for p in started:
+                self.awaiting.setdefault(p, collections.deque()).append(self.pending.pop(p, []))
+            if force:
+                await self._finished(await self.run(self.engine.drain))
+        except Exception as exc:
+            await self.die(exc, "committing to the store")
+
+    async def _finished(self, finished: list[tuple[int, str | None]]) -> None:
+        """Acknowledge the events of the commits the engine has written."""
+        for p, error in finished:
+            if error is not None:
+                await self.die(EngineError(error), f"committing partition {p} to the store")
+                return
+            for ev in self.awaiting[p].popleft():
+                await self.stream.ack(ev)
+
+    # -- rebalancing and shutdown --------------------------------------------------------------
+
+    async def on_revoked(self, revoked: set[TP]) -> None:
+        """Commit everything and stop processing the revoked partitions."""
+        parts = {tp.partition for tp in revoked if tp.topic == self.settings.events_topic}
+        async with self.lock:
+            if self.engine is None or self.fatal is not None or self.closed:
+                return
+            await self._commit(force=True)
+            if self.fatal is None:
+                try:
+                    await self.run(self.engine.release, sorted(parts))
+                except Exception as exc:
+                    await self.die(exc, "releasing partitions")
+        log.info("partitions revoked: %s", sorted(parts))
+
+    async def on_rebalance_complete(self) -> None:
+        """Take the new assignment and move the consumer to the store's positions (faust seeks
+        to the committed offsets right after this signal)."""
+        consumer = self.app.consumer
+        assignment = set(consumer.assignment())
+        parts = {tp.partition for tp in assignment if tp.topic == self.settings.events_topic}
+        async with self.lock:
+            if self.fatal is not None or self.closed:
+                return
+            engine = await self.ensure_engine()
+            try:
+                rebuilt, positions = await self.run(engine.assign, sorted(parts))
+            except Exception as exc:
+                await self.die(exc, "reading the store for a new assignment")
+                return
+            for p in rebuilt:
+                self.pending.pop(p, None)  # redelivered from the committed position
+            offsets = {TP(t, p): off for (t, p), off in positions.items()
+                       if TP(t, p) in assignment}
+            if offsets:
+                # faust's public commit only commits acknowledged offsets; this sets them
+                await consumer._commit(offsets)
+            if not self.assigned_once:
+                self.assigned_once = True
+                await self.run(engine.set_ready, True)
+        log.info("partitions assigned: %s (resuming at %s)", sorted(parts),
+                 {f"{tp.topic}:{tp.partition}": o for tp, o in sorted(offsets.items())})
+
+    async def on_shutdown(self) -> None:
+        """Graceful stop: commit everything processed (unless a fatal error made it unsafe)."""
+        async with self.lock:
+            if self.engine is not None and self.fatal is None and not self.closed:
+                await self._commit(force=True)
+            self.closed = True
+            if self.engine is not None:
+                await self.run(self.engine.close, self.fatal is None)
+        self.pool.shutdown(wait=False)
+
+    async def die(self, exc: BaseException, what: str) -> None:
+        """Stop the worker without committing: its in-memory state may be half-updated."""
+        if self.fatal is None:
+            self.fatal = exc
+            log.critical("fatal error while %s: %s: %s; stopping without committing (a restart "
+                         "resumes from the last commit)", what, type(exc).__name__, exc,
+                         exc_info=not isinstance(exc, EngineError))
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    # -- health ------------------------------------------------------------------------------
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """Liveness: fails after a fatal error, when the engine process is gone, or when one
+        engine call exceeds ``stall_timeout``."""
+        if self.fatal is not None:
+            return 503, {"status": "failed", "error": f"{type(self.fatal).__name__}: "
+                                                      f"{self.fatal}"[:500]}
+        if self.engine is not None and not self.engine.alive and not self.closed:
+            return 503, {"status": "failed", "error": "the engine process exited"}
+        busy = self.busy_since
+        if busy is not None and time.monotonic() - busy > self.settings.stall_timeout:
+            return 503, {"status": "stalled", "busy_seconds": round(time.monotonic() - busy, 1)}
+        return 200, {"status": "ok"}
+
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        """Ready once the engine has opened the store and the first assignment is taken."""
+        code, body = self.health()
+        ready = code == 200 and self.engine is not None and self.assigned_once and not self.closed
+        body = {"ready": ready, **body}
+        if self.engine is not None and self.engine.alive and not self.closed:
+            try:
+                body.update(self.engine.status())
+            except EngineError as exc:
+                body["error"] = str(exc)
+        return (200 if ready else 503), body
+
+    def exposition(self) -> bytes:
+        """/metrics: the engine's metrics (all of the worker's metrics live there)."""
+        if self.engine is None or self.closed or not self.engine.alive:
+            return b"# the engine is not running\n"
+        return self.engine.exposition()
+
+
+def _span(records: list[tuple[Any, ...]]) -> str:
+    """Partitions and offset ranges of a batch, for error messages."""
+    ranges: dict[tuple[str, int], list[int]] = {}
+    for topic, partition, offset, *_ in records:
+        ranges.setdefault((topic, partition), []).append(offset)
+    return ", ".join(f"{t}[{p}] {min(o)}..{max(o)}" for (t, p), o in sorted(ranges.items()))
+
+
+class _LeanMonitor(Monitor):
+    """faust's monitor keeps per-message statistics that the worker's own metrics already
+    cover, at a cost per message; keep only what faust's stall warnings read."""
+
+    def on_message_in(self, tp: TP, offset: int, message: Any) -> None:
+        pass
+
+    def on_stream_event_in(self, tp: TP, offset: int, stream: Any, event: Any) -> None:
+        self.stream_inbound_time[tp] = time.monotonic()
+
+    def on_stream_event_out(self, tp: TP, offset: int, stream: Any, event: Any,
+                            state: Any = None) -> None:
+        pass
+
+    def on_message_out(self, tp: TP, offset: int, message: Any) -> None:
+        pass
+
+
+class _App(faust.App):
+    """``faust.App`` whose Kafka consumer waits at most ``fetch_max_wait_ms`` for data.
+
+    faust hard-codes 1.5 s. A broker answers a fetch as soon as data is there, so the wait
+    only matters for sparse input or brokers that hold fetches (the Kafka-protocol test broker
+    does): there it bounds the latency a quiet partition adds.
+    """
+
+    fetch_max_wait_ms = 1500
+
+    def _new_transport(self) -> Any:
+        return _transport()(self.conf.broker_consumer, self)
+
+
+def _transport() -> type:
+    """faust's aiokafka transport with ``_App.fetch_max_wait_ms`` applied to its consumer."""
+    from faust.transport.drivers import aiokafka as driver
+
+    class ConsumerThread(driver.AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport: Any) -> Any:
+            consumer = super()._create_worker_consumer(transport)
+            consumer._fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", 1500)
+            return consumer
+
+    class WaitingConsumer(driver.Consumer):
+        def _new_consumer_thread(self) -> Any:
+            return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    class Transport(driver.Transport):
+        Consumer = WaitingConsumer
+
+    return Transport
+
+
+def create_app(config: EngineConfig, settings: WorkerSettings) -> faust.App:
+    """The faust app for these settings; ``app.neurogate`` is its ``Runtime``."""
+    s = settings
+    app = _App(
+        s.group,
+        broker=";".join(f"kafka://{server.strip()}" for server in s.bootstrap.split(",")),
+        value_serializer="raw",
+        key_serializer="raw",
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        topic_disable_leader=True,
+        topic_partitions=s.partitions,
+        topic_replication_factor=s.replication,
+        broker_session_timeout=s.session_timeout,
+        broker_heartbeat_interval=s.heartbeat_interval,
+        broker_max_poll_records=s.max_poll_records,
+        producer_acks=-1,
+        producer_max_request_size=max(1_048_576, 2 * s.deadletter_raw_bytes + 65_536),
+        web_enabled=s.web_enabled,
+        web_bind=s.web_host,
+        web_port=s.web_port,
+        datadir=os.path.join(tempfile.gettempdir(), f"neurogate-faust-{os.getuid()}"),
+        Monitor=_LeanMonitor,
+    )
+    app.fetch_max_wait_ms = int(s.fetch_max_wait * 1000)
+    rt = Runtime(app, config, s)
+    app.neurogate = rt  # type: ignore[attr-defined]
+    inputs = [t for t in (s.events_topic, s.labels_topic) if t]
+    source = app.topic(*inputs)
+    rt.anomalies = app.topic(s.anomalies_topic)
+    rt.deadletter = app.topic(s.deadletter_topic)
+
+    @app.task
+    async def start_engine() -> None:  # while faust joins the group
+        await rt.ensure_engine()
+
+    @app.agent(source, name="neurogate.score", concurrency=1)
+    async def score(stream: Any) -> None:
+        rt.stream = stream
+        async for batch in stream.noack_take(s.batch_size, within=s.batch_within):
+            await rt.handle(batch)
+
+    @app.timer(interval=s.commit_interval, name="neurogate.commit")
+    async def commit_timer() -> None:
+        await rt.tick()
+
+    if s.store_stats_interval > 0:
+        @app.timer(interval=s.store_stats_interval, name="neurogate.store_stats")
+        async def store_stats() -> None:
+            if rt.engine is not None and rt.fatal is None and not rt.closed:
+                await rt.run(rt.engine.refresh_store_size)  # returns at once: a thread counts
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        await rt.on_revoked(revoked)
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
+        await rt.on_rebalance_complete()
+
+    @app.on_before_shutdown.connect
+    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        await rt.on_shutdown()
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(await asyncio.to_thread(rt.exposition), content_type=_EXPOSITION_TYPE)
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        code, body = rt.health()
+        return web.json(body, status=code)
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        code, body = await asyncio.to_thread(rt.readiness)
+        return web.json(body, status=code)
+
+    return app
+
+
+_app: faust.App | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``stream.app.app``, built on first use from ``NEUROGATE_CONFIG`` and the environment
+    (what ``faust -A stream.app worker`` loads)."""
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = create_app(*load_settings())
+        return _app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,428 @@
+"""Streaming commands: ``worker`` (the Kafka worker), ``produce`` and ``replay`` (send events),
+``topics`` (create/list), ``tail`` (read anomalies or dead letters back).
+
+``register(sub)`` adds them to the ``neurogate`` command; ``python -m stream.cli_stream ...``
+runs them on their own. Settings come from ``--config`` (``[engine]`` and ``[worker]`` tables,
+default ``$NEUROGATE_CONFIG``), ``NEUROGATE_*`` variables and ``--set key=value``
+(``worker.``-prefixed keys are worker settings); flags like ``--bootstrap`` override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.config import ConfigError
+from engine.events import Event
+from stream.argtypes import positive_int
+from stream.settings import WorkerSettings, load_settings
+
+EXIT_OK, EXIT_ERROR = 0, 2
+_FLAGS = {"bootstrap": "bootstrap", "store": "store", "group": "group", "web_port": "web_port",
+          "log_level": "log_level"}
+
+
+class StreamCommandError(Exception):
+    """A user-facing error of these commands: one line, exit code 2."""
+
+
+# -- registration --------------------------------------------------------------------------------
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``worker``, ``produce``, ``replay``, ``topics`` and ``tail``."""
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", type=Path, help="TOML file with [engine] and [worker] "
+                       "tables (default: $NEUROGATE_CONFIG)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a setting: threshold=0.95, worker.batch_size=500")
+        p.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,host:port]")
+
+    w = sub.add_parser("worker", help="run the Kafka streaming worker (PostgreSQL + Redis store)")
+    common(w)
+    w.add_argument("--store", help="pattern store URL, e.g. redis+postgresql://user@host/db")
+    w.add_argument("--group", help="consumer group (workers of one group share partitions)")
+    w.add_argument("--web-port", type=int, help="port of /metrics, /healthz and /ready")
+    w.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    w.add_argument("--wait", type=float, default=120.0, metavar="SECONDS",
+                   help="how long to wait for Kafka and the store at start-up (default 120)")
+    w.add_argument("--no-preflight", action="store_true",
+                   help="skip the start-up check of topics and store")
+    w.set_defaults(func=_guarded(cmd_worker))
+
+    def sending(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--per-message", type=positive_int, default=1, metavar="N",
+                       help="events of one source per message (a JSON array when N > 1)")
+        p.add_argument("--rate", type=_positive_float, metavar="EVENTS_PER_S",
+                       help="send at most this many events per second")
+        p.add_argument("--late-labels", type=_nonnegative_int, metavar="N",
+                       help="strip labels from the events and send them to the labels topic "
+                       "N events later")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    def files(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--format", choices=("csv", "tsv", "jsonl"))
+        p.add_argument("--delimiter", default=",")
+        p.add_argument("--timestamp-column")
+        p.add_argument("--value-columns", help="comma-separated value columns")
+        p.add_argument("--source-column")
+        p.add_argument("--label-column")
+        p.add_argument("--id-column")
+
+    pr = sub.add_parser("produce", help="send events from CSV/JSONL files to the events topic")
+    pr.add_argument("files", nargs="+", help="CSV/TSV/JSONL files ('-' = JSONL on stdin)")
+    common(pr)
+    files(pr)
+    sending(pr)
+    pr.set_defaults(func=_guarded(cmd_produce))
+
+    rp = sub.add_parser("replay", help="replay files or the demo stream at their own pace, or "
+                        "re-publish dead letters")
+    rp.add_argument("files", nargs="*", help="CSV/TSV/JSONL files; none = built-in demo stream")
+    common(rp)
+    files(rp)
+    sending(rp)
+    rp.add_argument("--speed", type=_positive_float, default=None,
+                    help="replay at this multiple of the timestamps' pace (e.g. 3600: an hour "
+                    "per second); default: as fast as --rate allows")
+    rp.add_argument("--demo-sources", type=positive_int, default=8)
+    rp.add_argument("--demo-length", type=positive_int, default=5000)
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--deadletter", action="store_true",
+                    help="re-publish dead-lettered records to the topic they came from")
+    rp.add_argument("--reason", action="append", default=[],
+                    help="with --deadletter: only these reasons (repeatable)")
+    rp.add_argument("--timeout", type=_positive_float, default=5.0,
+                    help="with --deadletter: stop after this many idle seconds")
+    rp.set_defaults(func=_guarded(cmd_replay))
+
+    tp = sub.add_parser("topics", help="create or list the neurogate topics")
+    tp.add_argument("action", choices=("create", "list"))
+    common(tp)
+    tp.add_argument("--partitions", type=positive_int,
+                    help="partitions of new topics (default worker.partitions)")
+    tp.add_argument("--replication", type=positive_int,
+                    help="replication factor of new topics (default worker.replication)")
+    tp.set_defaults(func=_guarded(cmd_topics))
+
+    ta = sub.add_parser("tail", help="read anomalies (or dead letters) back from Kafka")
+    common(ta)
+    ta.add_argument("--topic", default="anomalies",
+                    help="anomalies, deadletter, events, labels or a topic name")
+    ta.add_argument("--from-beginning", action="store_true")
+    ta.add_argument("--max", type=positive_int, help="stop after N messages")
+    ta.add_argument("--timeout", type=_positive_float,
+                    help="stop after this many seconds without messages (default: follow)")
+    ta.add_argument("--json", action="store_true", help="print the raw JSON records")
+    ta.set_defaults(func=_guarded(cmd_tail))
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace) -> tuple[Any, WorkerSettings]:
+    sets = list(args.set)
+    for attr, key in _FLAGS.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            sets.append(f"worker.{key}={value}")
+    return load_settings(args.config, sets)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Start the worker; returns when it stops (70 after a fatal error)."""
+    import logging
+
+    from stream.engine_process import LOG_FORMAT
+
+    config, settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    if not args.no_preflight:
+        _preflight(settings, args.wait)
+    import faust
+
+    from stream.app import EXIT_FATAL, create_app
+
+    if not settings.engine_process:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    app = create_app(config, settings)
+    worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False,
+                          override_logging=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    else:  # pragma: no cover - execute_from_commandline always raises SystemExit
+        code = 0
+    if app.neurogate.fatal is not None:  # type: ignore[attr-defined]
+        return EXIT_FATAL
+    return code
+
+
+def _preflight(settings: WorkerSettings, wait: float) -> None:
+    """Check the topics (co-partitioning) and the store (opening it applies pending schema
+    migrations), waiting up to ``wait`` seconds for either to come up."""
+    import logging
+
+    from stream.kafka_tools import KafkaToolError, check_topics
+
+    log = logging.getLogger("neurogate.worker")
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            parts = check_topics(settings)
+            break
+        except KafkaToolError as exc:
+            if "co-partitioned" in str(exc) or time.monotonic() > deadline:
+                raise StreamCommandError(str(exc)) from None
+            log.warning("%s; retrying", exc)
+            time.sleep(2.0)
+    missing = [t for t, n in parts.items() if n is None]
+    if missing:
+        log.warning("topics %s do not exist yet; the worker creates them with %d partitions "
+                    "(or run `neurogate topics create`)", missing, settings.partitions)
+    from engine.stores import open_store
+
+    while True:
+        try:
+            open_store(settings.store).close()
+            return
+        except (ValueError, FileNotFoundError) as exc:
+            raise StreamCommandError(f"cannot open store {settings.store}: {exc}") from None
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise StreamCommandError(f"store unavailable: {exc}") from None
+            log.warning("store unavailable (%s); retrying", exc)
+            time.sleep(2.0)
+
+
+def _file_events(args: argparse.Namespace, bad: list[Any]) -> tuple[Iterator[Event], int | None]:
+    """Events of the input files (bad records collected in ``bad``) and a total if known."""
+    from itertools import chain
+
+    from stream.files import BadRecord, CsvOptions, count_lines, read_events
+
+    opts = CsvOptions(
+        delimiter=args.delimiter, timestamp_column=args.timestamp_column,
+        value_columns=tuple(args.value_columns.split(",")) if args.value_columns else None,
+        source_column=args.source_column, label_column=args.label_column,
+        id_column=args.id_column)
+    readers = []
+    total: int | None = 0
+    for name in args.files:
+        path = Path(name)
+        if name != "-" and not path.is_file():
+            raise StreamCommandError(f"input file not found: {name}")
+        try:
+            readers.append(read_events(path, fmt=args.format, csv=opts))
+        except (ValueError, FileNotFoundError) as exc:
+            raise StreamCommandError(f"{name}: {exc}") from None
+        lines = count_lines(path) if name != "-" else None
+        total = None if total is None or lines is None else total + lines
+
+    def good() -> Iterator[Event]:
+        for item in chain.from_iterable(readers):
+            if isinstance(item, BadRecord):
+                bad.append(item)
+            else:
+                yield item
+
+    return good(), total
+
+
+def _send(args: argparse.Namespace, settings: WorkerSettings, events: Iterator[Event],
+          total: int | None, speed: float | None = None) -> Any:
+    from tqdm import tqdm
+
+    from stream.kafka_tools import make_producer, send_events
+
+    if args.late_labels is not None and not settings.labels_topic:
+        raise StreamCommandError("--late-labels needs worker.labels_topic")
+    producer = make_producer(settings)
+    bar = tqdm(total=total, unit="ev", disable=args.quiet, file=sys.stderr, smoothing=0.1)
+    try:
+        stats = send_events(producer, settings, events, per_message=args.per_message,
+                            rate=args.rate, speed=speed, late_labels=args.late_labels,
+                            progress=bar.update)
+    finally:
+        bar.close()
+        producer.close()
+    rate = stats.events / stats.seconds if stats.seconds else float("nan")
+    labels = f", {stats.labels:,} labels to {settings.labels_topic}" if stats.labels else ""
+    print(f"sent {stats.events:,} events in {stats.messages:,} messages to "
+          f"{settings.events_topic}{labels} ({rate:,.0f} events/s)", file=sys.stderr)
+    return stats
+
+
+def _report_bad(bad: list[Any]) -> None:
+    if not bad:
+        return
+    print(f"skipped {len(bad):,} bad input records (not sent):", file=sys.stderr)
+    for b in bad[:10]:
+        print(f"  {b.path}:{b.line}: {b.reason}: {b.message}", file=sys.stderr)
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    _, settings = _settings(args)
+    bad: list[Any] = []
+    events, total = _file_events(args, bad)
+    _send(args, settings, events, total)
+    _report_bad(bad)
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    _, settings = _settings(args)
+    if args.deadletter:
+        from stream.kafka_tools import make_producer, read_topic, send_deadletters
+
+        producer = make_producer(settings)
+        try:
+            records = read_topic(settings, settings.deadletter_topic, from_beginning=True,
+                                 timeout=args.timeout)
+            stats = send_deadletters(producer, settings, records,
+                                     reasons=set(args.reason) or None, rate=args.rate)
+        finally:
+            producer.close()
+        print(f"re-published {stats.messages:,} dead-lettered records "
+              f"({stats.skipped:,} truncated ones skipped)", file=sys.stderr)
+        return EXIT_OK
+    bad: list[Any] = []
+    if args.files:
+        events, total = _file_events(args, bad)
+    else:
+        from stream.demo import demo_events
+
+        demo, _ = demo_events(sources=args.demo_sources, length=args.demo_length, seed=args.seed)
+        events, total = iter(demo), len(demo)
+    _send(args, settings, events, total, speed=args.speed)
+    _report_bad(bad)
+    return EXIT_OK
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from stream.kafka_tools import check_topics, create_topics
+
+    _, settings = _settings(args)
+    if args.action == "create":
+        for topic, what in create_topics(settings, partitions=args.partitions,
+                                         replication=args.replication).items():
+            print(f"{topic:<32} {what}")
+    check = check_topics(settings)  # raises when events and labels are not co-partitioned
+    if args.action == "list":
+        for topic, parts in check.items():
+            print(f"{topic:<32} {'missing' if parts is None else f'{parts} partitions'}")
+    return EXIT_OK
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from stream.kafka_tools import read_topic
+
+    _, settings = _settings(args)
+    names = {"anomalies": settings.anomalies_topic, "deadletter": settings.deadletter_topic,
+             "events": settings.events_topic, "labels": settings.labels_topic}
+    topic = names.get(args.topic, args.topic)
+    for msg in read_topic(settings, topic, from_beginning=args.from_beginning,
+                          timeout=args.timeout, limit=args.max):
+        text = msg.value.decode("utf-8", "replace") if msg.value is not None else "null"
+        if args.json:
+            print(text, flush=True)
+            continue
+        try:
+            rec = json.loads(text)
+        except ValueError:
+            rec = None
+        print(_describe(rec, text), flush=True)
+    return EXIT_OK
+
+
+def _describe(rec: Any, text: str) -> str:
+    """One readable block per record: an anomaly with its evidence, or a dead letter."""
+    if not isinstance(rec, dict):
+        return text
+    if "reason" in rec and "topic" in rec:
+        return (f"DEAD LETTER {rec['reason']:<16} {rec['topic']}[{rec['partition']}]@"
+                f"{rec['offset']} item {rec.get('index')}: {rec.get('error')}")
+    if "score" in rec:
+        lines = [f"{rec.get('source')}  ts={rec.get('ts')}  id={rec.get('id')}  "
+                 f"score={rec.get('score')}{'  NEW EXTREME' if rec.get('extreme') else ''}  "
+                 f"model={rec.get('model_version')}"]
+        if rec.get("posterior") is not None:
+            lines.append(f"  log-odds anomaly vs normal: {rec['posterior']:.4f}")
+        for ev in rec.get("evidence", []):
+            lines.append(f"  level {ev['level']} ch {ev['channel']} {ev['encoder']:<8} pattern "
+                         f"{ev['pattern']} seen {ev['count']:>6}x  p={ev['probability']:.3g}  "
+                         f"surprise {ev['surprise']:.2f} nats")
+        lines.extend(f"  {line}" for line in rec.get("explanation", []))
+        return "\n".join(lines)
+    return text
+
+
+# -- plumbing ------------------------------------------------------------------------------------
+
+
+def _guarded(fn: Any) -> Any:
+    """Wrap a command: user errors, unreachable servers and bad settings become one line on
+    stderr and exit code 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        from kafka.errors import KafkaError
+
+        from stream.kafka_tools import KafkaToolError
+
+        try:
+            return int(fn(args))
+        except (StreamCommandError, KafkaToolError, ConfigError, KafkaError, OSError) as exc:
+            print(f"neurogate: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+
+    run.__doc__ = fn.__doc__
+    return run
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A parser with only these commands (for ``python -m stream.cli_stream`` and tests)."""
+    p = argparse.ArgumentParser(prog="neurogate", description=__doc__.split("\n\n")[0])
+    register(p.add_subparsers(dest="command", required=True))
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("neurogate: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

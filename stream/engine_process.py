@@ -1,0 +1,289 @@
+"""The worker's engine, in its own process or in a thread of the faust process.
+
+faust spends ~120 µs of Python per consumed message on its event loop and consumer thread; the
+engine needs tens of µs per event. In one process both share one interpreter lock, so a worker
+uses one core (measured: 0.9 cores at ~5,000 single-event messages/s on 2 cores). ``EngineProcess``
+runs the ``Processor`` (detectors, store clients, commit thread, metrics) in a spawned child
+process, so faust and the engine use a core each; the faust side only moves raw records in and
+output records out through a pipe. ``LocalEngine`` is the same interface in-process (for
+``worker.engine_process = false``: one core, no child).
+
+Both expose: ``process(records, highwaters) -> Output``, ``assign``, ``release``,
+``start_commit``, ``tick``, ``drain``, ``status``, ``refresh_store_size``, ``set_ready``,
+``exposition`` (the /metrics text) and ``close``. Records cross the pipe as tuples
+``(topic, partition, offset, key, value, timestamp)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from engine.config import EngineConfig
+from engine.stores import PatternStore, open_store
+from stream.metrics import Metrics
+from stream.settings import WorkerSettings
+from stream.worker import Output, Processor, Record
+
+__all__ = ["EngineError", "EngineProcess", "LocalEngine", "open_stores"]
+
+log = logging.getLogger("neurogate.worker")
+RecordTuple = tuple[str, int, int, bytes | None, bytes | None, float]
+LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+
+
+class EngineError(RuntimeError):
+    """The engine failed (its message says where); the worker must stop without committing."""
+
+
+def open_stores(settings: WorkerSettings, metrics: Metrics,
+                factory: Callable[[str], PatternStore] = open_store,
+                give_up: Callable[[], bool] = lambda: False) -> tuple[PatternStore, PatternStore]:
+    """Two clients of the configured store (engine thread and commit thread: clients are not
+    thread-safe, and two clients behave like two workers, which the store is built for),
+    retrying while it is unreachable; ``memory://`` has one client for both."""
+    delay = 1.0
+    while True:
+        try:
+            store = factory(settings.store)
+            if settings.store.startswith("memory://"):
+                return store, store
+            try:
+                return store, factory(settings.store)
+            except BaseException:
+                store.close()
+                raise
+        except (ValueError, FileNotFoundError):  # a bad URL: retrying cannot help
+            raise
+        except Exception as exc:
+            metrics.store_errors.labels("open").inc()
+            if give_up():
+                raise
+            log.warning("store %s unavailable (%s); retrying in %.0f s",
+                        settings.store.split("@")[-1], exc, delay)
+            time.sleep(delay)
+            delay = min(30.0, delay * 2)
+
+
+class LocalEngine:
+    """The engine in the calling process (its methods run in the caller's engine thread)."""
+
+    def __init__(self, config: EngineConfig, settings: WorkerSettings) -> None:
+        self.metrics = Metrics(metrics_sources=settings.metrics_sources)
+        store, writer = open_stores(settings, self.metrics)
+        self.proc = Processor(config, settings, store, self.metrics, commit_store=writer)
+        self.url = store.url
+        self._counting: threading.Thread | None = None
+
+    def process(self, records: Sequence[RecordTuple],
+                highwaters: Mapping[tuple[str, int], int] | None = None) -> Output:
+        return self.proc.process([Record(*r) for r in records], highwaters)
+
+    def assign(self, partitions: Sequence[int]) -> tuple[set[int], dict[tuple[str, int], int]]:
+        return self.proc.assign(partitions)
+
+    def release(self, partitions: Sequence[int]) -> None:
+        self.proc.release(partitions)
+
+    def start_commit(self, force: bool) -> list[int]:
+        return self.proc.start_commit(force)
+
+    def tick(self) -> tuple[list[tuple[int, str | None]], bool]:
+        return self.proc.tick()
+
+    def drain(self) -> list[tuple[int, str | None]]:
+        return self.proc.drain()
+
+    def status(self) -> dict[str, Any]:
+        return {**self.proc.status(), "store": self.url}
+
+    def refresh_store_size(self) -> None:
+        """Start a count of the store's keys in a thread (a large table takes a while; the
+        engine goes on)."""
+        if self._counting is None or not self._counting.is_alive():
+            self._counting = threading.Thread(target=self.proc.refresh_store_size,
+                                              name="neurogate-store-size", daemon=True)
+            self._counting.start()
+
+    def set_ready(self, ready: bool) -> None:
+        self.metrics.ready.set(int(ready))
+
+    def exposition(self) -> bytes:
+        return self.metrics.exposition()
+
+    def close(self, commit: bool = True) -> None:
+        """Commit everything (unless ``commit`` is false) and close the store clients."""
+        if commit:
+            self.proc.close()
+        for store in {id(s): s for s in (self.proc.store, self.proc.commit_store)}.values():
+            store.close()
+
+    @property
+    def alive(self) -> bool:
+        return True
+
+
+class EngineProcess:
+    """The engine in a spawned child process; see the module docstring.
+
+    Calls are blocking and serialised (one pipe); ``exposition`` and ``status`` use a second
+    pipe served by a thread of the child, so a scrape does not wait for a batch. If the parent
+    dies, the child sees its pipe close and exits without committing.
+    """
+
+    def __init__(self, config: EngineConfig, settings: WorkerSettings,
+                 start_timeout: float = 300.0) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._side, side_child = ctx.Pipe()
+        level = logging.getLogger().getEffectiveLevel()
+        self._proc = ctx.Process(target=_child_main, name="neurogate-engine", daemon=True,
+                                 args=(child, side_child, config, settings, level))
+        self._proc.start()
+        child.close()
+        side_child.close()
+        self._lock = threading.Lock()
+        self._side_lock = threading.Lock()
+        if not self._conn.poll(start_timeout):
+            self._proc.kill()
+            raise EngineError(f"the engine process did not start within {start_timeout:.0f} s")
+        self._unwrap(self._recv())
+        self.url = str(self.call("url"))
+
+    def _recv(self) -> Any:
+        try:
+            return self._conn.recv()
+        except (EOFError, OSError):
+            raise EngineError(f"the engine process exited (code {self._proc.exitcode})") \
+                from None
+
+    @staticmethod
+    def _unwrap(reply: tuple[bool, Any]) -> Any:
+        ok, value = reply
+        if not ok:
+            raise EngineError(value)
+        return value
+
+    def call(self, name: str, *args: Any) -> Any:
+        with self._lock:
+            try:
+                self._conn.send((name, args))
+            except (BrokenPipeError, OSError):
+                raise EngineError(f"the engine process exited (code {self._proc.exitcode})") \
+                    from None
+            return self._unwrap(self._recv())
+
+    def _side_call(self, name: str) -> Any:
+        with self._side_lock:
+            try:
+                self._side.send(name)
+                return self._side.recv()
+            except (EOFError, OSError):
+                raise EngineError("the engine process exited") from None
+
+    def process(self, records: Sequence[RecordTuple],
+                highwaters: Mapping[tuple[str, int], int] | None = None) -> Output:
+        return self.call("process", list(records), dict(highwaters or {}))  # type: ignore[no-any-return]
+
+    def assign(self, partitions: Sequence[int]) -> tuple[set[int], dict[tuple[str, int], int]]:
+        return self.call("assign", sorted(partitions))  # type: ignore[no-any-return]
+
+    def release(self, partitions: Sequence[int]) -> None:
+        self.call("release", sorted(partitions))
+
+    def start_commit(self, force: bool) -> list[int]:
+        return self.call("start_commit", force)  # type: ignore[no-any-return]
+
+    def tick(self) -> tuple[list[tuple[int, str | None]], bool]:
+        return self.call("tick")  # type: ignore[no-any-return]
+
+    def drain(self) -> list[tuple[int, str | None]]:
+        return self.call("drain")  # type: ignore[no-any-return]
+
+    def refresh_store_size(self) -> None:
+        self.call("refresh_store_size")
+
+    def set_ready(self, ready: bool) -> None:
+        self.call("set_ready", ready)
+
+    def status(self) -> dict[str, Any]:
+        return self._side_call("status")  # type: ignore[no-any-return]
+
+    def exposition(self) -> bytes:
+        return self._side_call("exposition")  # type: ignore[no-any-return]
+
+    def close(self, commit: bool = True) -> None:
+        """Commit everything (unless ``commit`` is false) and stop the child."""
+        try:
+            if self._proc.is_alive():
+                self.call("close", commit)
+        except EngineError as exc:
+            log.warning("engine process: %s", exc)
+        self._proc.join(timeout=30)
+        if self._proc.is_alive():
+            self._proc.kill()
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.is_alive()
+
+
+def _child_main(conn: Any, side: Any, config: EngineConfig, settings: WorkerSettings,
+                level: int) -> None:
+    """The child: open the stores, then serve calls until ``close`` or the parent goes away."""
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    try:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+        engine = LocalEngine(config, settings)
+    except Exception as exc:
+        log.exception("the engine process could not start")
+        conn.send((False, f"starting the engine: {type(exc).__name__}: {exc}"))
+        return
+    conn.send((True, None))
+
+    def serve_side() -> None:
+        while True:
+            try:
+                what = side.recv()
+            except (EOFError, OSError):
+                return
+            try:
+                side.send(engine.status() if what == "status" else engine.exposition())
+            except (EOFError, OSError):
+                return
+
+    threading.Thread(target=serve_side, name="neurogate-metrics", daemon=True).start()
+    calls: dict[str, Callable[..., Any]] = {
+        "process": lambda recs, hw: engine.process(recs, hw),
+        "assign": engine.assign, "release": engine.release, "start_commit": engine.start_commit,
+        "tick": engine.tick, "drain": engine.drain, "set_ready": engine.set_ready,
+        "refresh_store_size": engine.refresh_store_size, "url": lambda: engine.url,
+    }
+    while True:
+        try:
+            name, args = conn.recv()
+        except (EOFError, OSError):  # the faust process is gone: stop, commit nothing
+            log.warning("the worker process went away; the engine stops without committing")
+            os._exit(0)
+        if name == "close":
+            try:
+                engine.close(commit=bool(args[0]))
+                conn.send((True, None))
+            except Exception as exc:
+                log.exception("closing the engine failed")
+                conn.send((False, f"closing: {type(exc).__name__}: {exc}"))
+            return
+        try:
+            result = calls[name](*args)
+        except Exception as exc:
+            log.exception("engine call %s failed", name)
+            conn.send((False, f"{name}: {type(exc).__name__}: {exc}"))
+            continue
+        conn.send((True, result))

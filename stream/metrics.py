@@ -1,0 +1,287 @@
+"""Prometheus metrics of the streaming worker.
+
+Names follow the Prometheus conventions: one ``neurogate_`` prefix, base units (seconds),
+``_total`` for counters, ``_info`` for metadata gauges. Every label has a bounded value set:
+``topic`` (the configured topics), ``status`` (scored, warming, rejected), ``reason`` (the
+``engine.events.REASONS`` set), ``outcome`` (label outcomes), ``operation`` (store calls),
+``result`` (hit, miss), ``partition`` (the topic's partitions) and ``source``, which is capped:
+the first ``metrics_sources`` sources a worker sees get their own value, all others share
+``other``.
+
+Counters that the stores already keep (cache hits, Redis errors, PostgreSQL retries) are read at
+scrape time by a collector instead of being counted twice; per-event latencies are observed in
+bulk (``BulkHistogram``), one numpy call per batch instead of one Python call per message.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from engine.events import REASONS
+
+__all__ = ["EXPORTED", "LATENCY_BUCKETS", "BulkHistogram", "Metrics", "SourceLabels",
+           "all_reasons"]
+
+OTHER = "other"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SIZE_BUCKETS = (1, 10, 100, 1_000, 10_000, 100_000)
+
+# Every series the worker exports (histograms as their base name); tests check that the
+# dashboard and the alert rules use nothing else.
+EXPORTED = (
+    "neurogate_build_info",
+    "neurogate_encoder_info",
+    "neurogate_messages_consumed_total",
+    "neurogate_messages_skipped_total",
+    "neurogate_events_total",
+    "neurogate_events_flagged_total",
+    "neurogate_deadletter_records_total",
+    "neurogate_labels_total",
+    "neurogate_batch_duration_seconds",
+    "neurogate_batch_events",
+    "neurogate_end_to_end_latency_seconds",
+    "neurogate_store_commit_duration_seconds",
+    "neurogate_store_errors_total",
+    "neurogate_last_commit_timestamp_seconds",
+    "neurogate_partitions_assigned",
+    "neurogate_offset_gaps_total",
+    "neurogate_patterns_cached",
+    "neurogate_store_patterns",
+    "neurogate_store_fetched_keys_total",
+    "neurogate_store_retries_total",
+    "neurogate_cache_requests_total",
+    "neurogate_cache_errors_total",
+    "neurogate_cache_fallback_keys_total",
+    "neurogate_consumer_lag_messages",
+    "neurogate_ready",
+)
+
+
+class BulkHistogram(Collector):
+    """A histogram fed with whole numpy arrays (``observe_many``); thread-safe, exposed like a
+    ``prometheus_client.Histogram`` (cumulative ``le`` buckets, ``_sum``, ``_count``)."""
+
+    def __init__(self, name: str, documentation: str, buckets: Iterable[float]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = np.array(sorted(buckets), dtype=np.float64)
+        self._counts = np.zeros(self.bounds.size + 1, dtype=np.int64)  # last: > max bound
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe_many(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        if not values.size:
+            return
+        slots = np.searchsorted(self.bounds, values, side="left")  # value <= bound
+        counts = np.bincount(slots, minlength=self.bounds.size + 1)
+        with self._lock:
+            self._counts += counts
+            self._sum += float(values.sum())
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            cumulative = np.cumsum(self._counts)
+            total = self._sum
+        buckets = [(_le(b), float(c)) for b, c in zip(self.bounds, cumulative[:-1], strict=True)]
+        buckets.append(("+Inf", float(cumulative[-1])))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets,
+                                    sum_value=total)
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+class SourceLabels:
+    """Bounded ``source`` label values: the first ``cap`` sources seen keep their name."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._names: dict[str, str] = {}
+
+    def __call__(self, source: str) -> str:
+        name = self._names.get(source)
+        if name is None:
+            name = source if len(self._names) < self.cap else OTHER
+            if len(self._names) < self.cap * 4:  # remember a few "other"s: cheaper next time
+                self._names[source] = name
+        return name
+
+
+class Metrics:
+    """The worker's metrics in their own registry (several workers can live in one test)."""
+
+    def __init__(self, *, metrics_sources: int = 50,
+                 registry: CollectorRegistry | None = None) -> None:
+        disable_created_metrics()  # process-wide: *_created series would double every counter
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.source_label = SourceLabels(metrics_sources)
+        r = self.registry
+        self.build_info = Gauge("neurogate_build_info", "neurogate and Python version",
+                                ["version", "python"], registry=r)
+        self.build_info.labels(_version(), platform.python_version()).set(1)
+        self.messages = Counter("neurogate_messages_consumed_total",
+                                "Kafka messages consumed", ["topic"], registry=r)
+        self.skipped = Counter(
+            "neurogate_messages_skipped_total",
+            "Messages not processed: already_counted (at or below the committed position) or "
+            "not_assigned (arrived after their partition was revoked)", ["reason"], registry=r)
+        self.events = Counter("neurogate_events_total", "Events processed by the detector",
+                              ["source", "status"], registry=r)
+        self.flagged = Counter("neurogate_events_flagged_total",
+                               "Events flagged and published as anomalies", ["source"],
+                               registry=r)
+        self.deadletters = Counter("neurogate_deadletter_records_total",
+                                   "Records sent to the dead-letter topic", ["reason"],
+                                   registry=r)
+        self.labels = Counter("neurogate_labels_total", "Late labels by outcome", ["outcome"],
+                              registry=r)
+        self.batch_seconds = Histogram("neurogate_batch_duration_seconds",
+                                       "Time to parse, score and learn one micro-batch",
+                                       buckets=BATCH_BUCKETS, registry=r)
+        self.batch_events = Histogram("neurogate_batch_events", "Events per micro-batch",
+                                      buckets=SIZE_BUCKETS, registry=r)
+        self.latency = BulkHistogram(
+            "neurogate_end_to_end_latency_seconds",
+            "From a message's Kafka timestamp to its events being scored and their anomalies "
+            "handed to the producer", LATENCY_BUCKETS)
+        r.register(self.latency)
+        self.commit_seconds = Histogram(
+            "neurogate_store_commit_duration_seconds",
+            "One partition's store commit (count deltas, positions, state snapshot)",
+            buckets=BATCH_BUCKETS, registry=r)
+        self.store_errors = Counter("neurogate_store_errors_total",
+                                    "Store calls that failed after their retries",
+                                    ["operation"], registry=r)
+        self.last_commit = Gauge("neurogate_last_commit_timestamp_seconds",
+                                 "Unix time of the last successful store commit", registry=r)
+        self.partitions = Gauge("neurogate_partitions_assigned",
+                                "Partitions of the events topic assigned to this worker",
+                                registry=r)
+        self.gaps = Counter("neurogate_offset_gaps_total",
+                            "Times a partition resumed past its committed position (records "
+                            "missing from the log, e.g. removed by retention)", registry=r)
+        self.ready = Gauge("neurogate_ready", "1 when the worker is ready (see /ready)",
+                           registry=r)
+        self._collector = _ScrapeCollector()
+        r.register(self._collector)
+
+    def on_scrape(self, fn: Callable[[], Iterable[Any]]) -> None:
+        """Add a callable that yields metric families, called at every scrape."""
+        self._collector.sources.append(fn)
+
+    def exposition(self) -> bytes:
+        """The text exposition format of every metric."""
+        return generate_latest(self.registry)
+
+    def count_events(self, sources: list[str], status: np.ndarray,
+                     flagged: np.ndarray) -> None:
+        """Per-source event and flag counters for one scored batch (status codes as in
+        ``BatchResult.STATUS``)."""
+        if self.source_label.cap == 0:
+            for code, n in enumerate(np.bincount(status, minlength=3)):
+                if n:
+                    self.events.labels(OTHER, _STATUS[code]).inc(int(n))
+            if flagged.any():
+                self.flagged.labels(OTHER).inc(int(flagged.sum()))
+            return
+        tally: dict[tuple[str, int], int] = {}
+        label = self.source_label
+        for s, code in zip(sources, status.tolist(), strict=True):
+            key = (label(s), code)
+            tally[key] = tally.get(key, 0) + 1
+        for (name, code), n in tally.items():
+            self.events.labels(name, _STATUS[code]).inc(n)
+        flags: dict[str, int] = {}
+        for i in np.flatnonzero(flagged).tolist():
+            name = label(sources[i])
+            flags[name] = flags.get(name, 0) + 1
+        for name, n in flags.items():
+            self.flagged.labels(name).inc(n)
+
+
+_STATUS = ("scored", "warming", "rejected")
+
+
+class _ScrapeCollector(Collector):
+    """Yields whatever the registered callables report at scrape time."""
+
+    def __init__(self) -> None:
+        self.sources: list[Callable[[], Iterable[Any]]] = []
+
+    def collect(self) -> Iterator[Any]:
+        for fn in self.sources:
+            yield from fn()
+
+
+def store_families(stats: dict[str, int], cached: int, store_size: int | None,
+                   fetched: int, lag: dict[tuple[str, int], int],
+                   encoders: dict[str, int]) -> list[Any]:
+    """Scrape-time metric families from the stores' own counters and the worker's state."""
+    hits = CounterMetricFamily("neurogate_cache_requests_total",
+                               "Pattern keys looked up in the Redis cache", labels=["result"])
+    hits.add_metric(["hit"], stats.get("hits", 0))
+    hits.add_metric(["miss"], stats.get("misses", 0))
+    out: list[Any] = [
+        hits,
+        CounterMetricFamily("neurogate_cache_errors_total", "Redis errors (reads and writes "
+                            "then go to PostgreSQL alone)", value=stats.get("redis_errors", 0)),
+        CounterMetricFamily("neurogate_cache_fallback_keys_total",
+                            "Keys read from PostgreSQL because Redis was unavailable",
+                            value=stats.get("fallback_keys", 0)),
+        CounterMetricFamily("neurogate_store_retries_total",
+                            "PostgreSQL calls retried after a lost connection",
+                            value=stats.get("retries", 0)),
+        CounterMetricFamily("neurogate_store_fetched_keys_total",
+                            "Pattern keys the detectors did not hold and read from the store",
+                            value=fetched),
+        GaugeMetricFamily("neurogate_patterns_cached",
+                          "Pattern keys held in this worker's detectors", value=cached),
+    ]
+    if store_size is not None:
+        out.append(GaugeMetricFamily("neurogate_store_patterns",
+                                     "Pattern keys in the store (read every "
+                                     "store_stats_interval)", value=store_size))
+    info = GaugeMetricFamily("neurogate_encoder_info",
+                             "Encoders serving the score (partitions per version)",
+                             labels=["version"])
+    for version, n in sorted(encoders.items()):
+        info.add_metric([version], n)
+    out.append(info)
+    gauge = GaugeMetricFamily("neurogate_consumer_lag_messages",
+                              "Messages behind the partition's end (where the broker reports "
+                              "it)", labels=["topic", "partition"])
+    for (topic, partition), n in sorted(lag.items()):
+        gauge.add_metric([topic, str(partition)], n)
+    out.append(gauge)
+    return out
+
+
+def _version() -> str:
+    try:
+        return metadata.version("neurogate")
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def all_reasons() -> tuple[str, ...]:
+    """Every value the dead-letter ``reason`` label can take."""
+    return REASONS

@@ -1,0 +1,182 @@
+"""Worker settings (Kafka, topics, batching, store, web endpoint) and the one loader that reads
+them with the engine configuration.
+
+Precedence, lowest first: defaults, the TOML file's ``[engine]`` and ``[worker]`` tables,
+environment variables (``NEUROGATE_THRESHOLD=0.95`` for the engine, ``NEUROGATE_WORKER__BATCH_SIZE
+=500`` for the worker), then ``--set key=value`` (``--set worker.bootstrap=broker:19092``). Bad or
+unknown values fail with a ``ConfigError`` that names the setting.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
+
+__all__ = ["CONFIG_ENV", "WorkerSettings", "load_settings"]
+
+CONFIG_ENV = "NEUROGATE_CONFIG"  # path of the TOML file when no --config is given
+_WORKER_ENV = "NEUROGATE_WORKER__"
+_STORE_SCHEMES = ("memory://", "sqlite:///", "postgresql://", "redis+postgresql://")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything the streaming worker needs besides the engine configuration."""
+
+    bootstrap: str = "localhost:9092"  # Kafka bootstrap servers, comma-separated host:port
+    group: str = "neurogate"  # consumer group (and faust app id): workers of one group share
+    events_topic: str = "neurogate.events"
+    labels_topic: str = "neurogate.labels"  # "" = no label feedback
+    anomalies_topic: str = "neurogate.anomalies"
+    deadletter_topic: str = "neurogate.deadletter"
+    partitions: int = 8  # for topics the worker or `topics create` creates; max useful workers
+    replication: int = 1
+    batch_size: int = 2000  # messages per micro-batch (take)
+    batch_within: float = 0.05  # seconds a micro-batch waits to fill up
+    commit_interval: float = 5.0  # seconds between store commits (then Kafka offsets advance)
+    commit_events: int = 200_000  # events of one partition that force a commit sooner
+    store: str = "redis+postgresql://neurogate@localhost:5432/neurogate"
+    preload_limit: int = 0  # load all counts if the store has <= N keys (0: only an empty store
+    # counts as complete; -1: always read unknown keys from the store, e.g. for scope="global")
+    max_message_bytes: int = 1_000_000  # larger messages are dead-lettered as "oversized"
+    deadletter_raw_bytes: int = 65_536  # the "raw" copy in a dead-letter record is cut to this
+    web_enabled: bool = True
+    web_host: str = "0.0.0.0"
+    web_port: int = 6066  # /metrics, /healthz, /ready
+    session_timeout: float = 30.0  # Kafka consumer-group session timeout, seconds
+    heartbeat_interval: float = 3.0
+    max_poll_records: int = 5000
+    fetch_max_wait: float = 0.05  # seconds a fetch may wait for data (faust hard-codes 1.5)
+    metrics_sources: int = 50  # sources with their own metric label; the rest are "other"
+    store_stats_interval: float = 60.0  # seconds between store size reads (0 = never)
+    stall_timeout: float = 300.0  # /healthz fails when one batch or commit takes longer
+    torch_threads: int = 1
+    engine_process: bool = True  # the engine in its own process: faust and engine get a core each
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        for name in ("bootstrap", "group", "events_topic", "anomalies_topic",
+                     "deadletter_topic", "store"):
+            if not str(getattr(self, name)).strip():
+                raise ConfigError(f"worker.{name} must not be empty")
+        topics = [t for t in (self.events_topic, self.labels_topic, self.anomalies_topic,
+                              self.deadletter_topic) if t]
+        if len(set(topics)) != len(topics):
+            raise ConfigError(f"worker topics must be distinct, got {topics}")
+        for name in ("partitions", "replication", "batch_size", "commit_events",
+                     "max_message_bytes", "deadletter_raw_bytes", "max_poll_records",
+                     "torch_threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"worker.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("batch_within", "commit_interval", "session_timeout",
+                     "heartbeat_interval", "stall_timeout", "fetch_max_wait"):
+            value = getattr(self, name)
+            if not 0 < value < math.inf:
+                raise ConfigError(f"worker.{name} must be a positive number of seconds, "
+                                  f"got {value}")
+        if self.heartbeat_interval * 3 > self.session_timeout:
+            raise ConfigError("worker.heartbeat_interval must be at most a third of "
+                              f"worker.session_timeout ({self.session_timeout} s)")
+        if not 0 <= self.store_stats_interval < math.inf:
+            raise ConfigError("worker.store_stats_interval must be >= 0 seconds")
+        if self.metrics_sources < 0 or self.preload_limit < -1:
+            raise ConfigError("worker.metrics_sources must be >= 0 and worker.preload_limit "
+                              ">= -1")
+        if not 1 <= self.web_port <= 65535:
+            raise ConfigError(f"worker.web_port must be 1..65535, got {self.web_port}")
+        if not self.store.startswith(_STORE_SCHEMES):
+            raise ConfigError(f"worker.store {self.store!r} must start with one of "
+                              f"{list(_STORE_SCHEMES)}")
+        for server in self.bootstrap.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ConfigError(f"worker.bootstrap must be host:port[,host:port...], "
+                                  f"got {self.bootstrap!r}")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+            raise ConfigError(f"worker.log_level must be debug|info|warning|error|critical, "
+                              f"got {self.log_level!r}")
+
+    def position_key(self, topic: str, partition: int) -> str:
+        """The store's input-position name of one partition: ``kafka:<topic>:<partition>``."""
+        return f"kafka:{topic}:{partition}"
+
+
+@dataclass(frozen=True)
+class _Root:
+    """Only for ``env_overrides``: makes ``NEUROGATE_WORKER__X`` map to ``worker.x``."""
+
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+
+
+def _worker_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """``NEUROGATE_WORKER__*`` variables as worker settings; unknown names are errors (typos in
+    a deployment should not pass silently)."""
+    known = env_overrides(environ, _Root)
+    for name in environ:
+        if name.startswith(_WORKER_ENV):
+            path = name[len("NEUROGATE_"):].lower().replace("__", ".")
+            if path not in known:
+                raise ConfigError(f"unknown worker setting in environment variable {name}")
+    return {k.removeprefix("worker."): v for k, v in known.items()}
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(data) - {"engine", "worker"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; use [engine] and "
+                          "[worker]")
+    for table in ("engine", "worker"):
+        if not isinstance(data.get(table, {}), dict):
+            raise ConfigError(f"{path}: {table} must be a table")
+    return data
+
+
+def load_settings(
+    path: Path | None = None,
+    sets: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> tuple[EngineConfig, WorkerSettings]:
+    """The engine configuration and worker settings (see the module docstring for the order).
+
+    ``path`` defaults to ``$NEUROGATE_CONFIG`` when that is set.
+    """
+    environ = os.environ if environ is None else environ
+    if path is None and environ.get(CONFIG_ENV):
+        path = Path(environ[CONFIG_ENV])
+    data = _read_file(path) if path is not None else {}
+    where = f"{path}: " if path is not None else ""
+    try:
+        engine = from_mapping(EngineConfig, data.get("engine", {}), base=EngineConfig())
+        worker = from_mapping(WorkerSettings, data.get("worker", {}), base=WorkerSettings(),
+                              prefix="worker.")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{exc}") from None
+    engine = from_mapping(EngineConfig, env_overrides(environ), base=engine)
+    worker = from_mapping(WorkerSettings, _worker_env(environ), base=worker, prefix="worker.")
+    engine_sets: dict[str, str] = {}
+    worker_sets: dict[str, str] = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        if key.startswith("worker."):
+            worker_sets[key.removeprefix("worker.")] = value.strip()
+        else:
+            engine_sets[key] = value.strip()
+    engine = from_mapping(EngineConfig, engine_sets, base=engine)
+    worker = from_mapping(WorkerSettings, worker_sets, base=worker, prefix="worker.")
+    return engine, worker

@@ -1,0 +1,608 @@
+"""The streaming worker's core, independent of the Kafka client: Kafka records in, anomaly and
+dead-letter records out, counts committed to the pattern store with the offsets they came from.
+
+One detector per partition of the events topic. Sources are the message key, so a source lives
+in one partition and its per-source state and counts move with the partition between workers:
+each partition's detector has its own state snapshot in the store (``detector/state/kafka:
+<topic>:<partition>``) and shares the pattern counts (additive upserts, so workers can write
+concurrently). The labels topic must be co-partitioned with the events topic (same partition
+count, same key), so a source's labels reach the detector that scored its events.
+
+Exactly-once counting: a partition's store commit writes its count deltas, its snapshot and its
+positions (``kafka:<topic>:<partition>`` = next offset to process) in one transaction. Records
+below a committed position are skipped (they are in the counts already); the Kafka consumer is
+moved to the committed positions whenever partitions are assigned, so Kafka's own offsets are
+only a hint. Outputs (anomalies, dead letters) are sent before the commit that covers them: after
+a crash they can be sent again (with the same ``origin``, so readers can drop repeats), counts
+never twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+import orjson
+
+from engine import snapshot
+from engine.config import EngineConfig
+from engine.detector import Detector
+from engine.events import BadEvent, Event, event_to_dict, events_from_json
+from engine.labels import LabelledDetector, labels_from_json
+from engine.stores import PatternStore
+from stream.metrics import Metrics, store_families
+from stream.settings import WorkerSettings
+
+__all__ = ["CommitThread", "Fenced", "Output", "PartitionState", "PartitionView",
+           "PendingCommit", "Processor", "Record", "detach_flush"]
+
+log = logging.getLogger("neurogate.worker")
+ENGINE_BATCH = 4096  # events per detector call: the engine's fastest size on a 2-core machine
+
+
+@dataclass(slots=True)
+class Record:
+    """One consumed Kafka message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float = math.nan  # seconds since the epoch (the message's Kafka timestamp)
+
+
+@dataclass
+class Output:
+    """What one ``Processor.process`` call produced, by record index of its input."""
+
+    anomalies: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    deadletters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)  # processed: ack after their commit
+    acks: list[int] = field(default_factory=list)  # already committed: ack now
+    ignored: list[int] = field(default_factory=list)  # partition not assigned: never ack
+    events: int = 0
+    due: bool = False  # a partition should commit now
+    finished: list[tuple[int, str | None]] = field(default_factory=list)  # commits written
+
+
+class PartitionView(PatternStore):
+    """One partition's window on the shared store: shared counts, positions and encoder
+    artifacts, its own detector state snapshot. Writes go to ``writer`` (the commit thread's
+    own store client; stores are not shared between threads)."""
+
+    def __init__(self, store: PatternStore, name: str, size: Callable[[], int],
+                 writer: PatternStore | None = None) -> None:
+        self.store = store
+        self.writer = writer if writer is not None else store
+        self.url = f"{store.url}#{name}"
+        self.meta_name = f"{snapshot.META_NAME}/{name}"
+        self._size = size
+        self.fetched = 0
+
+    def _name(self, name: str) -> str:
+        return self.meta_name if name == snapshot.META_NAME else name
+
+    def fetch(self, keys: np.ndarray) -> np.ndarray:
+        self.fetched += int(np.size(keys))
+        return self.store.fetch(keys)
+
+    def apply(self, keys: np.ndarray, deltas: np.ndarray,
+              positions: Mapping[str, int] | None = None,
+              meta: Mapping[str, bytes] | None = None) -> None:
+        renamed = {self._name(k): v for k, v in (meta or {}).items()}
+        self.writer.apply(keys, deltas, positions, renamed)
+
+    def positions(self) -> dict[str, int]:
+        return self.store.positions()
+
+    def size(self) -> int:
+        return self._size()
+
+    def iter_counts(self, chunk: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return self.store.iter_counts(chunk)
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        self.store.put_meta(self._name(name), value)
+
+    def get_meta(self, name: str) -> bytes | None:
+        return self.store.get_meta(self._name(name))
+
+    def meta_names(self, prefix: str = "") -> list[str]:
+        return self.store.meta_names(prefix)
+
+
+@dataclass
+class PartitionState:
+    """A partition's detector and where it stands in each topic."""
+
+    partition: int
+    detector: LabelledDetector
+    view: PartitionView
+    next: dict[str, int]  # topic -> next offset to process
+    committed: dict[str, int]  # topic -> position in the store
+    prepared: dict[str, int] = field(default_factory=dict)  # positions of the last commit made
+    dirty: int = 0  # events and labels processed since the last commit
+    since: float = 0.0  # monotonic time of the first uncommitted record
+    model_version: str = ""
+
+
+class Fenced(RuntimeError):
+    """A commit found the partition's positions moved by another worker."""
+
+
+@dataclass
+class PendingCommit:
+    """One partition's commit, detached from its detector: ``apply`` writes it in one store
+    transaction (from any thread, but one commit of a partition after the other)."""
+
+    state: PartitionState
+    keys: np.ndarray
+    deltas: np.ndarray
+    positions: dict[str, int]  # store position names -> next offsets
+    next: dict[str, int]  # topic -> next offset, what ``state.committed`` becomes
+    snapshot: bytes
+    metrics: Metrics
+    expected: dict[str, int | None] = field(default_factory=dict)  # positions before it
+
+    def apply(self) -> None:
+        """Write the commit, unless the store's positions are not the ones this worker left:
+        then another worker owns the partition now (this one lost its group membership), and
+        committing would count events twice (``Fenced``)."""
+        t0 = time.perf_counter()
+        view = self.state.view
+        try:
+            current = view.writer.positions()
+            moved = {k: (v, current.get(k)) for k, v in self.expected.items()
+                     if current.get(k) != v}
+            if moved:
+                raise Fenced(f"partition {self.state.partition} was committed by another "
+                             f"worker (expected, found: {moved}); not committing")
+            view.apply(self.keys, self.deltas, self.positions,
+                       {snapshot.META_NAME: self.snapshot})
+        except Exception:
+            self.metrics.store_errors.labels("commit").inc()
+            raise
+        self.metrics.commit_seconds.observe(time.perf_counter() - t0)
+        self.metrics.last_commit.set(time.time())
+        self.state.committed = self.next
+
+
+def detach_flush(det: Detector) -> tuple[np.ndarray, np.ndarray, bytes]:
+    """What ``Detector.flush`` writes (pending count deltas and the state snapshot), taken out
+    of the detector without writing it. Stop-gap until the detector offers this itself."""
+    keys, deltas = det.pending.items()
+    blob = snapshot.dump(det)
+    det.pending.clear()
+    det._pending_events = 0
+    return keys, deltas, blob
+
+
+class CommitThread:
+    """Writes ``PendingCommit``s in order in its own thread and reports each as ``(partition,
+    None)`` or ``(partition, error)``; after an error it writes nothing more (the caller stops).
+    ``submit`` blocks while more than ``limit`` commits wait, which bounds their memory."""
+
+    def __init__(self, limit: int = 16) -> None:
+        self.limit = limit
+        self._queue: queue.Queue[PendingCommit] = queue.Queue()
+        self._done: collections.deque[tuple[int, str | None]] = collections.deque()
+        self._failed = False
+        self._thread: threading.Thread | None = None
+        self.busy_since: float | None = None
+
+    def submit(self, commits: Sequence[PendingCommit]) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="neurogate-commit",
+                                            daemon=True)
+            self._thread.start()
+        for pc in commits:
+            self._queue.put(pc)
+        while self._queue.qsize() > self.limit and not self._failed:
+            time.sleep(0.005)
+
+    def _run(self) -> None:
+        while True:
+            pc = self._queue.get()
+            try:
+                if self._failed:
+                    continue
+                self.busy_since = time.monotonic()
+                try:
+                    pc.apply()
+                    self._done.append((pc.state.partition, None))
+                except Exception as exc:
+                    self._failed = True
+                    log.error("commit of partition %d failed: %s", pc.state.partition, exc)
+                    self._done.append((pc.state.partition, f"{type(exc).__name__}: {exc}"))
+                finally:
+                    self.busy_since = None
+            finally:
+                self._queue.task_done()
+
+    def finished(self) -> list[tuple[int, str | None]]:
+        """Commits written (or failed) since the last call, in order."""
+        out = []
+        while self._done:
+            out.append(self._done.popleft())
+        return out
+
+    def drain(self) -> list[tuple[int, str | None]]:
+        """Wait until every submitted commit is written; then ``finished``."""
+        self._queue.join()
+        return self.finished()
+
+
+class Processor:
+    """Parses, scores, learns and commits, partition by partition; see the module docstring.
+
+    Not thread-safe: the caller runs every method in one thread (the worker's engine thread),
+    except ``PendingCommit.apply``, which writes through ``commit_store`` (default: ``store``;
+    give a second client of the same store to commit from another thread).
+    """
+
+    def __init__(self, config: EngineConfig, settings: WorkerSettings, store: PatternStore,
+                 metrics: Metrics | None = None,
+                 commit_store: PatternStore | None = None) -> None:
+        self.config = config
+        self.settings = settings
+        self.store = store
+        self.commit_store = commit_store if commit_store is not None else store
+        self.metrics = metrics if metrics is not None else Metrics(
+            metrics_sources=settings.metrics_sources)
+        self.parts: dict[int, PartitionState] = {}
+        self.active: set[int] = set()
+        self.topics = tuple(t for t in (settings.events_topic, settings.labels_topic) if t)
+        # the engine's label_memory is the worker's budget, shared by the partitions it may own
+        self.label_capacity = (max(1000, config.label_memory // settings.partitions)
+                               if settings.labels_topic and config.label_memory else 0)
+        self.store_size: int | None = None
+        self.committer = CommitThread(limit=2 * settings.partitions)
+        self._fetched_closed = 0  # keys fetched by detectors that were dropped since
+        self._highwaters: dict[tuple[str, int], int] = {}  # partition ends, from the consumer
+        self.metrics.on_scrape(self._families)
+
+    # -- assignment ----------------------------------------------------------------------------
+
+    def assign(self, partitions: Iterable[int]) -> tuple[set[int], dict[tuple[str, int], int]]:
+        """Own exactly ``partitions`` of the events topic (and the same labels partitions).
+
+        A detector is kept only if the store still holds what it last committed (nobody else
+        owned the partition meanwhile) and it has no uncommitted work; otherwise it is rebuilt
+        from the store. Returns the partitions rebuilt (their uncommitted records must be
+        redelivered) and the committed positions ``{(topic, partition): offset}`` the Kafka
+        consumer must continue from.
+        """
+        wanted = set(partitions)
+        for p in list(self.parts):
+            if p not in wanted:
+                self._drop(p)
+        stored = self.store.positions() if wanted else {}
+        size: list[int] = []
+
+        def store_size() -> int:  # read once per assignment, only if a detector asks
+            if not size:
+                size.append(self.store.size())
+            return size[0]
+
+        rebuilt: set[int] = set()
+        for p in sorted(wanted):
+            committed = {t: stored[k] for t in self.topics
+                         if (k := self.settings.position_key(t, p)) in stored}
+            st = self.parts.get(p)
+            if st is not None and (st.dirty or st.committed != committed):
+                log.warning("partition %d: state differs from the store (another worker owned "
+                            "it, or uncommitted work); reloading it from the store", p)
+                self._drop(p)
+                st = None
+            if st is None:
+                self.parts[p] = self._open(p, committed, store_size)
+                rebuilt.add(p)
+        self.active = wanted
+        self.metrics.partitions.set(len(wanted))
+        positions = {(t, p): off for p in sorted(wanted)
+                     for t, off in self.parts[p].committed.items()}
+        return rebuilt, positions
+
+    def release(self, partitions: Iterable[int] | None = None) -> None:
+        """Stop processing ``partitions`` (all if None), after committing everything: their next
+        owner starts from the store. Their detectors stay in memory in case they come back."""
+        self.commit(force=True)
+        self.active -= set(self.active if partitions is None else partitions)
+        self.metrics.partitions.set(len(self.active))
+
+    def _open(self, p: int, committed: dict[str, int],
+              store_size: Callable[[], int]) -> PartitionState:
+        name = self.settings.position_key(self.settings.events_topic, p)
+        view = PartitionView(self.store, name, store_size, self.commit_store)
+        det = LabelledDetector(self.config, view, flush_every=None,
+                               preload_limit=self.settings.preload_limit,
+                               label_memory=self.label_capacity)
+        return PartitionState(p, det, view, dict(committed), dict(committed), dict(committed),
+                              model_version=det.model_version())
+
+    def _drop(self, p: int) -> None:
+        st = self.parts.pop(p)
+        self._fetched_closed += st.view.fetched
+
+    # -- processing ----------------------------------------------------------------------------
+
+    def process(self, records: Sequence[Record],
+                highwaters: Mapping[tuple[str, int], int] | None = None) -> Output:
+        """Score and learn the events, apply the labels, collect the outputs (see ``Output``).
+        ``highwaters`` (partition ends, where the consumer knows them) feed the lag metric."""
+        t0 = time.perf_counter()
+        if highwaters is not None:
+            self._highwaters = dict(highwaters)
+        out = Output()
+        now = time.time()
+        events: dict[int, list[Record]] = {}
+        labels: dict[int, list[Record]] = {}
+        consumed: dict[str, int] = {}
+        skipped: dict[str, int] = {}
+        stamps: list[float] = []
+        for i, r in enumerate(records):
+            consumed[r.topic] = consumed.get(r.topic, 0) + 1
+            st = self.parts.get(r.partition) if r.partition in self.active else None
+            if st is None:
+                out.ignored.append(i)
+                skipped["not_assigned"] = skipped.get("not_assigned", 0) + 1
+                continue
+            nxt = st.next.get(r.topic)
+            if nxt is not None and r.offset < nxt:
+                out.acks.append(i)
+                skipped["already_counted"] = skipped.get("already_counted", 0) + 1
+                continue
+            if nxt is not None and r.offset > nxt:
+                self.metrics.gaps.inc()
+                log.warning("%s[%d]: offsets %d..%d are missing from the log (retention or "
+                            "compaction?); continuing at %d", r.topic, r.partition, nxt,
+                            r.offset - 1, r.offset)
+            st.next[r.topic] = r.offset + 1
+            if not st.dirty:
+                st.since = time.monotonic()
+            st.dirty += 1
+            out.pending.append(i)
+            stamps.append(r.timestamp)
+            group = events if r.topic == self.settings.events_topic else labels
+            group.setdefault(r.partition, []).append(r)
+        m = self.metrics
+        for topic, n in consumed.items():
+            m.messages.labels(topic).inc(n)
+        for reason, n in skipped.items():
+            m.skipped.labels(reason).inc(n)
+        for p, recs in events.items():
+            out.events += self._score(self.parts[p], recs, out)
+        for p, recs in labels.items():
+            self._learn(self.parts[p], recs, out)
+        if stamps:
+            lat = now - np.array(stamps)
+            m.latency.observe_many(lat[np.isfinite(lat)].clip(min=0.0))
+        out.due = self.due()
+        out.finished = self.committer.finished()
+        m.batch_seconds.observe(time.perf_counter() - t0)
+        return out
+
+    def _score(self, st: PartitionState, recs: list[Record], out: Output) -> int:
+        evs: list[Event] = []
+        origin: list[tuple[Record, int]] = []
+        for r in recs:
+            errors: list[BadEvent] = []
+            try:
+                got = events_from_json(r.value or b"", max_bytes=self.settings.max_message_bytes,
+                                       default_source=_key_text(r.key), errors=errors)
+            except BadEvent as e:
+                self._dead(out, r, e.reason, e.message, None, r.value or b"")
+                continue
+            good = _good_indexes(len(got), errors)
+            for e in errors:
+                self._dead(out, r, e.reason, e.message, e.index, _item(r.value, e.index))
+            evs.extend(got)
+            origin.extend(zip(repeat(r), good))
+        for start in range(0, len(evs), ENGINE_BATCH):
+            self._detect(st, evs[start : start + ENGINE_BATCH],
+                         origin[start : start + ENGINE_BATCH], out)
+        if evs:
+            self.metrics.batch_events.observe(len(evs))
+        return len(evs)
+
+    def _detect(self, st: PartitionState, evs: list[Event], origin: list[tuple[Record, int]],
+                out: Output) -> None:
+        """Score and learn one chunk of a partition's events; collect rejections and flags."""
+        res = st.detector.process_many(evs)
+        st.model_version = res.model_version
+        for i, reason in res.reasons.items():
+            r, k = origin[i]
+            self._dead(out, r, reason, f"item {k}: rejected by the detector: {reason}", k,
+                       orjson.dumps(event_to_dict(evs[i])))
+        for i in np.flatnonzero(res.flagged).tolist():
+            r, k = origin[i]
+            rec = res.result(i).as_dict()
+            rec["origin"] = {"topic": r.topic, "partition": r.partition, "offset": r.offset,
+                             "index": k}
+            out.anomalies.append((evs[i].source.encode(), orjson.dumps(rec)))
+        self.metrics.count_events([e.source for e in evs], res.status, res.flagged)
+
+    def _learn(self, st: PartitionState, recs: list[Record], out: Output) -> None:
+        got = []
+        for r in recs:
+            errors: list[BadEvent] = []
+            try:
+                got.extend(labels_from_json(r.value or b"",
+                                            max_bytes=self.settings.max_message_bytes,
+                                            default_source=_key_text(r.key), errors=errors))
+            except BadEvent as e:
+                self._dead(out, r, e.reason, e.message, None, r.value or b"")
+                continue
+            for e in errors:
+                self._dead(out, r, e.reason, e.message, e.index, _item(r.value, e.index))
+        if got:
+            for outcome, n in st.detector.learn_labels(got).items():
+                self.metrics.labels.labels(outcome).inc(n)
+
+    def _dead(self, out: Output, r: Record, reason: str, message: str, index: int | None,
+              raw: bytes) -> None:
+        """A dead-letter record: ``{"reason", "topic", "partition", "offset", "index",
+        "error", "raw" | "raw_base64", "truncated"}``, keyed like the original."""
+        limit = self.settings.deadletter_raw_bytes
+        cut = raw[:limit]
+        rec: dict[str, Any] = {"reason": reason, "topic": r.topic, "partition": r.partition,
+                               "offset": r.offset, "index": index, "error": message[:1000]}
+        try:
+            rec["raw"] = cut.decode("utf-8")
+        except UnicodeDecodeError:
+            rec["raw_base64"] = base64.b64encode(cut).decode("ascii")
+        rec["truncated"] = len(raw) > limit
+        out.deadletters.append((r.key, orjson.dumps(rec)))
+        self.metrics.deadletters.labels(reason).inc()
+
+    # -- commits -------------------------------------------------------------------------------
+
+    def due(self) -> bool:
+        """Whether a partition has waited ``commit_interval`` or gathered ``commit_events``."""
+        return any(self._due(st, time.monotonic()) for st in self.parts.values())
+
+    def _due(self, st: PartitionState, now: float) -> bool:
+        s = self.settings
+        return bool(st.dirty) and (st.dirty >= s.commit_events
+                                   or now - st.since >= s.commit_interval)
+
+    def prepare_commit(self, force: bool = False) -> list[PendingCommit]:
+        """Detach the commits of the partitions that are due (all with uncommitted work if
+        ``force``): their count deltas, positions and state snapshot, taken together so that
+        processing can go on while ``PendingCommit.apply`` writes them (in order)."""
+        out = []
+        now = time.monotonic()
+        for p, st in self.parts.items():
+            if not st.dirty or not (force or self._due(st, now)):
+                continue
+            name = self.settings.position_key
+            positions = {name(t, p): off for t, off in st.next.items()}
+            expected = {name(t, p): st.prepared.get(t) for t in st.next}
+            keys, deltas, blob = detach_flush(st.detector)
+            out.append(PendingCommit(st, keys, deltas, positions, dict(st.next), blob,
+                                     self.metrics, expected))
+            st.prepared = dict(st.next)
+            st.dirty = 0
+        return out
+
+    def commit(self, force: bool = False) -> list[int]:
+        """Commit the due partitions now: counts, positions and state in one store transaction
+        each. Returns the partitions committed."""
+        done = []
+        for pc in self.prepare_commit(force):
+            pc.apply()
+            done.append(pc.state.partition)
+        return done
+
+    def start_commit(self, force: bool = False) -> list[int]:
+        """Detach the due commits (all if ``force``) and hand them to the commit thread; returns
+        their partitions. ``finished`` (also in every ``Output``) reports them written."""
+        commits = self.prepare_commit(force)
+        self.committer.submit(commits)
+        return [pc.state.partition for pc in commits]
+
+    def tick(self) -> tuple[list[tuple[int, str | None]], bool]:
+        """Commits written since the last call, and whether a partition is due."""
+        return self.committer.finished(), self.due()
+
+    def drain(self) -> list[tuple[int, str | None]]:
+        """Wait for the commit thread; the commits written since the last report."""
+        return self.committer.drain()
+
+    def close(self) -> None:
+        """Commit everything; the stores stay open (the caller owns them)."""
+        self.committer.drain()
+        self.commit(force=True)
+
+    # -- observability -------------------------------------------------------------------------
+
+    def refresh_store_size(self) -> None:
+        """Read the store's key count for ``neurogate_store_patterns`` (can be slow: a timer
+        calls it every ``store_stats_interval`` from its own thread; ``size`` only reads
+        PostgreSQL, whose client is a thread-safe pool)."""
+        try:
+            self.store_size = self.store.size()
+        except Exception as exc:  # a metric must never take the worker down
+            self.metrics.store_errors.labels("stats").inc()
+            log.warning("could not read the store size: %s", exc)
+
+    def status(self) -> dict[str, Any]:
+        """Partitions, positions and encoders, for /ready and logs."""
+        parts = dict(self.parts)
+        return {
+            "partitions": sorted(self.active),
+            "positions": {str(p): dict(st.next) for p, st in sorted(parts.items())
+                          if p in self.active},
+            "uncommitted": sum(st.dirty for st in parts.values()),
+            "commit_busy_seconds": (None if self.committer.busy_since is None else
+                                    round(time.monotonic() - self.committer.busy_since, 1)),
+            "encoders": sorted({st.model_version for st in parts.values()}),
+        }
+
+    def _families(self) -> list[Any]:
+        parts = list(self.parts.values())
+        stats: dict[str, int] = {}
+        clients = [self.store] if self.commit_store is self.store else [self.store,
+                                                                        self.commit_store]
+        for store in clients:
+            while store is not None:  # CachedStore -> its PostgresStore backend
+                for name, value in dict(getattr(store, "stats", {})).items():
+                    stats[name] = stats.get(name, 0) + value
+                store = getattr(store, "backend", None)
+        encoders: dict[str, int] = {}
+        for st in parts:
+            if st.partition in self.active:
+                encoders[st.model_version] = encoders.get(st.model_version, 0) + 1
+        return store_families(
+            stats, cached=sum(len(st.detector.cache) for st in parts),
+            store_size=self.store_size,
+            fetched=self._fetched_closed + sum(st.view.fetched for st in parts),
+            lag=self.lag(), encoders=encoders)
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Messages between each assigned partition's position and its end, where known."""
+        out = {}
+        for (topic, p), end in self._highwaters.items():
+            st = self.parts.get(p)
+            if st is not None and p in self.active and topic in st.next and end is not None:
+                out[(topic, p)] = max(0, end - st.next[topic])
+        return out
+
+
+def _key_text(key: bytes | None) -> str | None:
+    """The message key as the default source, if it is printable UTF-8."""
+    if not key:
+        return None
+    try:
+        text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if text.isprintable() else None
+
+
+def _good_indexes(n_good: int, errors: list[BadEvent]) -> list[int]:
+    """Array positions of the good items, given the bad ones' (items keep their order)."""
+    if not errors:
+        return list(range(n_good))
+    bad = {e.index for e in errors}
+    return [k for k in range(n_good + len(errors)) if k not in bad]
+
+
+def _item(raw: bytes | None, index: int | None) -> bytes:
+    """The JSON text of one array item of ``raw`` (for its dead-letter record)."""
+    try:
+        return json.dumps(json.loads(raw or b"")[index]).encode()
+    except (ValueError, TypeError, IndexError, KeyError):
+        return raw or b""

@@ -1,0 +1,155 @@
+"""Late labels (``engine.labels``): parsing, the key memory, exact n0/n1 updates, and the
+posterior they feed; and their path through the worker (labels topic -> counts)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+
+from engine.config import EngineConfig
+from engine.counts import NCOLS
+from engine.events import BadEvent, Event
+from engine.labels import (
+    Label,
+    LabelledDetector,
+    LabelMemory,
+    label_from_dict,
+    labels_from_json,
+)
+from engine.patterns import NKINDS
+from engine.stores import MemoryStore, totals
+from stream.settings import WorkerSettings
+from stream.worker import Processor, Record
+
+
+def stream(n: int = 400, source: str = "s") -> list[Event]:
+    return [Event(source, 1_700_000_000.0 + 60 * t, (math.sin(t / 5) + 0.05 * (t % 3),),
+                  id=f"{source}-{t}") for t in range(n)]
+
+
+def test_label_parsing() -> None:
+    assert label_from_dict({"source": "a", "id": 7, "label": True}) == Label("a", 1, id="7")
+    assert label_from_dict({"ts": "2024-01-01T00:00:00Z", "label": 0}, default_source="k") == \
+        Label("k", 0, ts=1_704_067_200.0)
+    for bad, reason in (({"source": "a", "label": 1}, "missing_field"),
+                        ({"source": "a", "id": "x"}, "missing_field"),
+                        ({"source": "a", "id": "x", "label": 3}, "bad_label"),
+                        ({"source": 5, "id": "x", "label": 1}, "bad_type"),
+                        ({"id": "x", "label": 1}, "missing_field"),
+                        ([], "not_an_object")):
+        with pytest.raises(BadEvent) as exc:
+            label_from_dict(bad)
+        assert exc.value.reason == reason
+    errors: list[BadEvent] = []
+    got = labels_from_json(b'[{"source": "a", "id": "1", "label": 1}, {"source": "a"}]',
+                           errors=errors)
+    assert got == [Label("a", 1, id="1")] and errors[0].index == 1
+    with pytest.raises(BadEvent, match="invalid JSON"):
+        labels_from_json(b"{")
+    with pytest.raises(BadEvent) as exc:
+        labels_from_json(b"x" * 20, max_bytes=10)
+    assert exc.value.reason == "oversized"
+
+
+def test_memory_keeps_the_newest_batches() -> None:
+    mem = LabelMemory(capacity=10)
+    keys = np.arange(1, 1 + 4 * 2 * NKINDS, dtype=np.uint64).reshape(4, 2, NKINDS)
+    for b in range(4):
+        evs = [Event("s", float(4 * b + i), (0.0,), id=f"e{4 * b + i}") for i in range(4)]
+        mem.remember(evs, keys, np.full(4, -1, dtype=np.int8))
+    assert len(mem) == 8, "whole batches go, oldest first, until at most capacity remain"
+    assert mem.find(Label("s", 1, id="e7")) is None and mem.find(Label("s", 1, ts=7.0)) is None
+    assert mem.find(Label("s", 1, id="e8")) is not None
+    assert mem.find(Label("s", 1, ts=15.0)) is not None
+    assert mem.find(Label("t", 1, id="e15")) is None, "ids are per source"
+    assert len(mem._index) == 2 * 8, "evicted entries leave the index"
+    big = LabelMemory(2)
+    big.remember([Event("s", float(i), (0.0,)) for i in range(4)], keys,
+                 np.full(4, -1, dtype=np.int8))
+    assert len(big) == 4, "the newest batch is kept even when larger than the capacity"
+    off = LabelMemory(0)
+    off.remember([Event("s", 0.0, (0.0,))], keys[:1], np.array([-1], dtype=np.int8))
+    assert len(off) == 0
+
+
+def test_outcomes_and_exact_count_changes(fast_config: EngineConfig) -> None:
+    store = MemoryStore()
+    det = LabelledDetector(fast_config, store, flush_every=None)
+    events = stream()
+    det.process_many(events[:300])
+    det.process_many(events[300:])
+    det.flush()
+    before = totals(store)
+    row = det.label_memory.find(Label("s", 1, id="s-350"))
+    assert row is not None
+    keys = row[0].keys[row[1]]
+    per_event = keys.size
+    out = det.learn_labels([Label("s", 1, id="s-350"), Label("s", 1, ts=events[351].ts),
+                            Label("s", 1, id="s-350"), Label("s", 0, id="s-10"),
+                            Label("nobody", 1, id="x")])
+    assert dict(out) == {"applied": 2, "duplicate": 1, "unmatched": 2}, \
+        "s-10 was a warm-up event: counted at replay, never scored, so unknown"
+    assert det.cache.get(keys)[:, 2].min() >= 1
+    det.flush()
+    after = totals(store)
+    assert (after - before).tolist() == [0, 0, 2 * per_event]
+    out = det.learn_labels([Label("s", 0, id="s-350")])  # a correction: 1 -> 0
+    assert dict(out) == {"corrected": 1}
+    det.flush()
+    assert (totals(store) - after).tolist() == [0, per_event, -per_event]
+    assert store.fetch(keys)[:, 1:].min() >= 0
+
+
+def test_events_labelled_at_scoring_are_not_labelled_twice(fast_config: EngineConfig) -> None:
+    det = LabelledDetector(fast_config, None, flush_every=None)
+    events = stream(300)
+    events[250] = Event("s", events[250].ts, events[250].values, id="s-250", label=1)
+    det.process_many(events)
+    assert dict(det.learn_labels([Label("s", 1, id="s-250")])) == {"duplicate": 1}
+    assert dict(det.learn_labels([Label("s", 0, id="s-250")])) == {"corrected": 1}
+
+
+def test_late_labels_feed_the_posterior(fast_config: EngineConfig) -> None:
+    """Without labels there is no posterior; after late labels of both classes, scored events
+    get one and flagged events get the explanation line."""
+    cfg = fast_config.replace(threshold=0.5)
+    det = LabelledDetector(cfg, None, flush_every=None)
+    events = stream(1200)
+    out = det.process_many(events[:800])
+    assert np.isnan(out.posterior).all()
+    labels = [Label("s", int(out.flagged[i]), id=events[i].id) for i in range(100, 800)]
+    assert det.learn_labels(labels)["applied"] == 700
+    later = det.process_many(events[800:])
+    assert not np.isnan(later.posterior).any()
+    flagged = later.flagged_results()
+    assert flagged and all(r.explanation for r in flagged)
+    assert "prior st(" in flagged[0].as_dict()["explanation"][0]
+
+
+def test_labels_topic_reaches_the_counts(fast_config: EngineConfig) -> None:
+    settings = WorkerSettings(partitions=1, store="memory://")
+    store = MemoryStore()
+    proc = Processor(fast_config, settings, store)
+    proc.assign([0])
+    ev, lab = settings.events_topic, settings.labels_topic
+    records = [Record(ev, 0, i, b"s", json.dumps({"source": "s", "ts": e.ts, "value": e.values[0],
+                                                  "id": e.id}).encode(), time.time())
+               for i, e in enumerate(stream())]
+    proc.process(records)
+    proc.commit(force=True)
+    before = totals(store)
+    out = proc.process([Record(lab, 0, 0, b"s", b'{"id": "s-399", "label": 1}'),
+                        Record(lab, 0, 1, b"s", b'[{"id": "s-398", "label": 1}, {"id": "q"}]'),
+                        Record(lab, 0, 2, b"s", b"nope")])
+    assert [json.loads(v)["reason"] for _, v in out.deadletters] == ["missing_field", "bad_json"]
+    proc.commit(force=True)
+    assert store.positions()[f"kafka:{lab}:0"] == 3
+    gained = totals(store) - before
+    assert gained[0] == gained[1] == 0 and gained[2] > 0 and gained[2] % 2 == 0
+    text = proc.metrics.exposition().decode()
+    assert 'neurogate_labels_total{outcome="applied"} 2.0' in text
+    assert NCOLS == 3

@@ -1,0 +1,269 @@
+"""ops/ and docker-compose.yml: the dashboard and alert rules use only metrics the worker
+exports, metric names follow the Prometheus conventions with bounded labels, the provisioning
+and compose files are consistent with the code, and promtool accepts the Prometheus files
+(where Debian's ``prometheus`` package provides it)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+
+from engine.config import EngineConfig  # noqa: E402
+from engine.stores import MemoryStore  # noqa: E402
+from stream.metrics import EXPORTED, all_reasons  # noqa: E402
+from stream.settings import WorkerSettings, load_settings  # noqa: E402
+from stream.worker import Processor, Record  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+OPS = ROOT / "ops"
+DASHBOARD = OPS / "grafana" / "dashboards" / "neurogate.json"
+RULES = OPS / "prometheus" / "alerts.yml"
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+FORBIDDEN_LABELS = {"id", "key", "pattern", "event", "event_id", "offset", "ts", "value"}
+
+
+def _exercised_exposition(metrics_sources: int = 3) -> str:
+    """The /metrics text of a processor that has seen events, bad input, labels and a commit."""
+    cfg = EngineConfig(warmup=20).replace(**{"neuronet.enabled": False})
+    settings = WorkerSettings(partitions=2, store="memory://", metrics_sources=metrics_sources)
+    proc = Processor(cfg, settings, MemoryStore())
+    proc.assign([0, 1])
+    recs = []
+    for i in range(300):
+        for s in range(6):
+            value = math.sin(i / 7 + s) + (40.0 if i == 250 else 0.0)
+            body = {"source": f"s{s}", "ts": 1_700_000_000 + 60 * i, "value": value,
+                    "id": f"s{s}-{i}"}
+            recs.append(Record(settings.events_topic, s % 2, len(recs), f"s{s}".encode(),
+                               json.dumps(body).encode(), time.time()))
+    recs.append(Record(settings.events_topic, 0, len(recs), b"s0", b"{oops", time.time()))
+    recs.append(Record(settings.labels_topic, 0, 0, b"s0",
+                       b'{"source": "s0", "id": "s0-250", "label": 1}', time.time()))
+    out = proc.process(recs, highwaters={(settings.events_topic, 0): 5000})
+    assert out.anomalies and out.deadletters
+    proc.process(recs[:10])  # already counted: skipped
+    proc.commit(force=True)
+    proc.refresh_store_size()
+    return proc.metrics.exposition().decode()
+
+
+@pytest.fixture(scope="module")
+def exposition() -> str:
+    return _exercised_exposition()
+
+
+def _families(text: str) -> dict[str, str]:
+    """{family name: type} from the # TYPE lines."""
+    return {m.group(1): m.group(2) for m in re.finditer(r"^# TYPE (\S+) (\S+)$", text, re.M)}
+
+
+def _samples(text: str) -> list[tuple[str, dict[str, str]]]:
+    out = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            head = line.rsplit(" ", 1)[0]
+            name, _, labels = head.partition("{")
+            out.append((name, dict(re.findall(r'(\w+)="([^"]*)"', labels))))
+    return out
+
+
+def _used_metrics(expr: str) -> set[str]:
+    names = set(re.findall(r"\b(neurogate_[a-z0-9_]+)", expr))
+    out = set()
+    for n in names:
+        for suffix in HISTOGRAM_SUFFIXES:
+            if n.endswith(suffix) and n[: -len(suffix)] in EXPORTED:
+                n = n[: -len(suffix)]
+        out.add(n)
+    return out
+
+
+def _dashboard_exprs() -> list[str]:
+    dash = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+
+
+def _rule_exprs() -> list[str]:
+    rules = yaml.safe_load(RULES.read_text())
+    return [r["expr"] for g in rules["groups"] for r in g["rules"]]
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
+
+def test_every_metric_in_dashboard_and_rules_is_exported(exposition: str) -> None:
+    exported = set(_families(exposition))
+    assert exported == set(EXPORTED), "EXPORTED lists exactly what the worker exposes"
+    for where, exprs in (("dashboard", _dashboard_exprs()), ("rules", _rule_exprs())):
+        assert exprs
+        used = set().union(*(_used_metrics(e) for e in exprs))
+        assert used, where
+        assert used <= exported, f"{where} uses metrics the worker does not export: " \
+            f"{sorted(used - exported)}"
+
+
+def test_metric_names_follow_prometheus_conventions(exposition: str) -> None:
+    families = _families(exposition)
+    for name, kind in families.items():
+        assert name.startswith("neurogate_")
+        assert not re.search(r"_(ms|milliseconds|percent|minutes|bytes_total_total)$", name)
+        if kind == "counter":
+            assert name.endswith("_total"), name
+        else:
+            assert not name.endswith("_total"), name
+        if kind == "histogram":
+            assert name.endswith(("_seconds", "_events")), name
+    assert "neurogate_build_info" in families and "neurogate_encoder_info" in families
+    assert not [n for n in exposition.splitlines() if n.startswith("neurogate_") and
+                "_created" in n.split("{")[0]], "no *_created series"
+
+
+def test_labels_are_bounded(exposition: str) -> None:
+    sources = set()
+    for name, labels in _samples(exposition):
+        assert not FORBIDDEN_LABELS & set(labels), (name, labels)
+        if "source" in labels:
+            sources.add(labels["source"])
+        if name == "neurogate_deadletter_records_total":
+            assert labels["reason"] in all_reasons()
+        if name == "neurogate_events_total":
+            assert labels["status"] in ("scored", "warming", "rejected")
+    assert "other" in sources and len(sources) == 4, "3 named sources, the rest share 'other'"
+
+
+# -- Grafana -------------------------------------------------------------------------------------
+
+
+def test_dashboard_is_well_formed() -> None:
+    dash = json.loads(DASHBOARD.read_text())
+    ds = yaml.safe_load((OPS / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    uid = ds["datasources"][0]["uid"]
+    assert ds["apiVersion"] == 1 and {"name", "type", "access"} <= set(ds["datasources"][0])
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    titles = " ".join(p["title"].lower() for p in dash["panels"])
+    for topic in ("throughput", "latency", "flag rate by source", "dead letters by reason",
+                  "cache hit ratio", "pattern counts", "encoder"):
+        assert topic in titles, topic
+    for p in dash["panels"]:
+        assert p["datasource"] == {"type": "prometheus", "uid": uid}
+        assert all(t["datasource"]["uid"] == uid for t in p["targets"])
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24
+    assert "$" not in json.dumps(dash).replace("$instance", "").replace("$__", ""), \
+        "no environment variables in dashboard JSON (Grafana does not expand them there)"
+    exprs = " ".join(_dashboard_exprs())
+    assert "histogram_quantile(0.99" in exprs and "histogram_quantile(0.5" in exprs
+
+
+def test_dashboard_provider_points_at_the_mounted_directory() -> None:
+    prov = yaml.safe_load((OPS / "grafana/provisioning/dashboards/dashboards.yml").read_text())
+    path = prov["providers"][0]["options"]["path"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert f"./ops/grafana/dashboards:{path}:ro" in mounts
+    assert "./ops/grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
+
+
+# -- Prometheus ----------------------------------------------------------------------------------
+
+
+def _promtool() -> str:
+    exe = shutil.which("promtool")
+    if exe is None:
+        pytest.skip("promtool not installed (Debian: apt-get install prometheus)")
+    return exe
+
+
+@pytest.mark.parametrize("args", [
+    ["check", "config", "ops/prometheus/prometheus.yml"],
+    ["check", "rules", "ops/prometheus/alerts.yml"],
+    ["test", "rules", "ops/prometheus/alerts_test.yml"],
+], ids=["check-config", "check-rules", "test-rules"])
+def test_promtool(args: list[str]) -> None:
+    done = subprocess.run([_promtool(), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_alerts_cover_the_operational_risks() -> None:
+    rules = yaml.safe_load(RULES.read_text())
+    names = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    for alert in ("NeurogateWorkerDown", "NeurogateConsumerLagGrowing", "NeurogateLatencyHigh",
+                  "NeurogateDeadLetterRateHigh", "NeurogateFlagRateSpike",
+                  "NeurogateCacheErrors", "NeurogateStoreErrors"):
+        assert alert in names
+        assert names[alert]["labels"]["severity"] in ("critical", "warning", "info")
+        assert names[alert]["annotations"]["summary"]
+    scrape = yaml.safe_load((OPS / "prometheus/prometheus.yml").read_text())
+    job = next(j for j in scrape["scrape_configs"] if j["job_name"] == "neurogate")
+    assert 'up{job="neurogate"}' in names["NeurogateWorkerDown"]["expr"]
+    assert job["dns_sd_configs"][0]["names"] == ["worker"]
+    assert job["dns_sd_configs"][0]["port"] == WorkerSettings().web_port
+
+
+# -- docker-compose and Dockerfile ---------------------------------------------------------------
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())  # type: ignore[no-any-return]
+
+
+def test_compose_services_and_kraft_broker() -> None:
+    services = _compose()["services"]
+    assert {"broker", "postgres", "redis", "worker", "prometheus", "grafana"} <= set(services)
+    broker = services["broker"]
+    assert broker["image"].startswith("apache/kafka:")
+    env = broker["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{env['KAFKA_NODE_ID']}@broker:")
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 1
+    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == 1
+    listeners = dict(x.split("://") for x in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    assert listeners["PLAINTEXT"] == "broker:19092"
+    assert all(name in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+               for name in ("CONTROLLER", "PLAINTEXT", "PLAINTEXT_HOST"))
+
+
+def test_compose_worker_is_scalable_and_configured() -> None:
+    services = _compose()["services"]
+    worker = services["worker"]
+    assert "ports" not in worker, "a fixed host port would break --scale"
+    env = {k: str(v) for k, v in worker["environment"].items()}
+    _, settings = load_settings(None, [], env)  # every NEUROGATE_WORKER__ name is real
+    assert settings.bootstrap == services["broker"]["environment"][
+        "KAFKA_ADVERTISED_LISTENERS"].split("PLAINTEXT://")[1]
+    assert settings.store.startswith("redis+postgresql://") and "@postgres:" in settings.store
+    assert str(settings.web_port) in [str(p) for p in worker["expose"]]
+    assert worker["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert worker["build"]["dockerfile"] == "ops/Dockerfile"
+    assert (ROOT / worker["build"]["dockerfile"]).is_file()
+    for service in ("prometheus", "grafana"):
+        for mount in services[service]["volumes"]:
+            host = mount.split(":")[0]
+            if host.startswith("./"):
+                assert (ROOT / host).exists(), mount
+
+
+def test_dockerfile_is_multi_stage_and_unprivileged() -> None:
+    text = (OPS / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM \S+ AS (\w+)", text, re.M)
+    assert len(stages) >= 2
+    final = text.split(f"AS {stages[-1]}")[1]
+    user = re.findall(r"^USER (\S+)", final, re.M)
+    assert user and user[-1].split(":")[0] not in ("0", "root")
+    assert "COPY --from=" in final and "apt-get" not in final
+    pinned = re.search(r'"torch==([\d.]+)"', (ROOT / "pyproject.toml").read_text())
+    assert pinned and f"torch=={pinned.group(1)}" in text
+    assert "/healthz" in text
+    assert "@app.page(\"/healthz\")" in (ROOT / "stream/app.py").read_text()
