@@ -24,13 +24,9 @@ import numpy as np
 
 from engine.bank import Bank
 from engine.config import EngineConfig
-from engine.detector import Detector
 from engine.events import Event
+from engine.labels import Label, LabelledDetector
 from evaluation.protocol import Batch, Feedback, Output, SourceInfo
-
-
-class DelayedLabelsUnsupported(RuntimeError):
-    """The engine takes a label only with its own event; delayed labels need an engine API."""
 
 
 class _GivenRangeBank(Bank):
@@ -60,8 +56,8 @@ class _GivenRangeBank(Bank):
             st.res[idx, :keep] = norm[:, -keep:]
 
 
-class _RangeDetector(Detector):
-    """The engine's Detector with banks that honour given ranges."""
+class _RangeDetector(LabelledDetector):
+    """The engine's Detector (with late-label memory) with banks that honour given ranges."""
 
     def __init__(self, config: EngineConfig, given: dict[str, tuple[np.ndarray, np.ndarray]],
                  **kwargs: Any) -> None:
@@ -84,8 +80,8 @@ class NeurogateDetector:
         self.name = name
         self.config = config
         self.threshold = config.threshold
-        self._engines: dict[int, Detector] = {}
-        self._of_source: dict[str, Detector] = {}
+        self._engines: dict[int, _RangeDetector] = {}
+        self._of_source: dict[str, _RangeDetector] = {}
         self._calendar: dict[str, bool] = {}
         self._fields: dict[str, tuple[str, ...]] = {}
         self._given: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -107,23 +103,29 @@ class NeurogateDetector:
         )
 
     def process(self, batch: Batch, feedback: Feedback) -> Output:
-        """One ``process_many`` call; labels revealed at their own row ride on their event
-        (the engine reads an event's label only after scoring it)."""
+        """One ``process_many`` call. A label revealed at its own row rides on its event (the
+        engine reads it only after scoring the event); a delayed label is applied after this
+        batch was scored, through the engine's late-label API (events carry ``source:row``
+        ids for that)."""
         engine = self._of_source[batch.source]
-        if np.any(feedback.reveal_at != feedback.rows):
-            raise DelayedLabelsUnsupported(
-                "neurogate takes a label only together with its event; delayed labels need "
-                "an engine API for late labels (Detector.learn_labels), which it lacks"
-            )
         labels: list[int | None] = [None] * len(batch)
-        for r, y in zip(feedback.rows.tolist(), feedback.labels.tolist(), strict=True):
-            labels[r - batch.start] = int(y)
+        late = []
+        for r, y, at in zip(feedback.rows.tolist(), feedback.labels.tolist(),
+                            feedback.reveal_at.tolist(), strict=True):
+            if at == r and batch.start <= r < batch.start + len(batch):
+                labels[r - batch.start] = int(y)
+            else:
+                late.append(Label(batch.source, int(y), id=f"{batch.source}:{r}"))
         cal, fields = self._calendar[batch.source], self._fields[batch.source]
         events = [
-            Event(batch.source, t, tuple(v), fields, label=y, has_calendar=cal)
-            for t, v, y in zip(batch.ts.tolist(), batch.values.tolist(), labels, strict=True)
+            Event(batch.source, t, tuple(v), fields, id=f"{batch.source}:{batch.start + j}",
+                  label=y, has_calendar=cal)
+            for j, (t, v, y) in enumerate(
+                zip(batch.ts.tolist(), batch.values.tolist(), labels, strict=True))
         ]
         out = engine.process_many(events)
+        if late:
+            engine.learn_labels(late)
         quiet = out.suppressed | (out.status == 2)
         score = np.clip(np.nan_to_num(np.where(quiet, 0.0, out.score)), 0.0, 1.0)
         notes = {i: [line.line() for line in lines] for i, lines in out.explanation.items()}

@@ -159,11 +159,9 @@ def _detectors(text: str, supervised_ok: bool = True) -> list[str]:
 
 def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
     """Call a harness function, turning data problems into one-line user errors."""
-    from evaluation.engine_adapter import DelayedLabelsUnsupported
-
     try:
         return func(*args, **kwargs)
-    except (FileNotFoundError, ValueError, DelayedLabelsUnsupported) as exc:
+    except (FileNotFoundError, ValueError) as exc:
         raise EvalError(str(exc)) from None
 
 
