@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import time
-import tomllib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
@@ -19,6 +18,7 @@ from engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
 from engine.events import Event
 from stream import cli_eval, cli_store, cli_stream
 from stream.argtypes import positive_int
+from stream.settings import read_config_file
 
 EXIT_OK, EXIT_ERROR, EXIT_DIFF = 0, 2, 1
 
@@ -34,18 +34,10 @@ def load_config(path: Path | None, sets: Sequence[str], environ: dict[str, str])
     """Defaults <- config file's [engine] table <- NEUROGATE_* environment <- --set key=value."""
     cfg = EngineConfig()
     if path is not None:
-        if not path.is_file():
-            raise CliError(f"config file not found: {path}")
         try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise CliError(f"{path}: not valid TOML: {exc}") from None
-        unknown = set(data) - {"engine", "worker"}
-        if unknown:
-            raise CliError(
-                f"{path}: unknown table(s) {sorted(unknown)}; "
-                "settings go under [engine] or [worker]"
-            )
+            data = read_config_file(path)
+        except ConfigError as exc:
+            raise CliError(str(exc)) from None
         cfg = from_mapping(EngineConfig, data.get("engine", {}), base=cfg)
     cfg = from_mapping(EngineConfig, env_overrides(environ), base=cfg)
     changes = {}

@@ -127,7 +127,8 @@ def _worker_env(environ: Mapping[str, str]) -> dict[str, str]:
     return {k.removeprefix("worker."): v for k, v in known.items()}
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The shared TOML file: only [engine] and [worker] tables, each a table."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -136,8 +137,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     unknown = set(data) - {"engine", "worker"}
     if unknown:
-        raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; use [engine] and "
-                          "[worker]")
+        raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; "
+                          "settings go under [engine] or [worker]")
     for table in ("engine", "worker"):
         if not isinstance(data.get(table, {}), dict):
             raise ConfigError(f"{path}: {table} must be a table")
@@ -156,7 +157,7 @@ def load_settings(
     environ = os.environ if environ is None else environ
     if path is None and environ.get(CONFIG_ENV):
         path = Path(environ[CONFIG_ENV])
-    data = _read_file(path) if path is not None else {}
+    data = read_config_file(path) if path is not None else {}
     where = f"{path}: " if path is not None else ""
     try:
         engine = from_mapping(EngineConfig, data.get("engine", {}), base=EngineConfig())
