@@ -25,6 +25,7 @@ __all__ = [
     "event_from_dict",
     "event_to_dict",
     "events_from_json",
+    "load_message",
     "parse_timestamp",
 ]
 
@@ -304,6 +305,24 @@ def _make_loads() -> Callable[[bytes | str], Any]:
 _loads = _make_loads()
 
 
+def load_message(raw: bytes | str, max_bytes: int) -> Any:
+    """Decode one message value as JSON, refusing oversized messages (measured in UTF-8 bytes)
+    and NaN/Infinity literals; raises `BadEvent` ("oversized", "bad_json", "non_finite")."""
+    n = len(raw)
+    if n > max_bytes or (
+        type(raw) is str
+        and n * 4 > max_bytes
+        and len(raw.encode("utf-8", "surrogatepass")) > max_bytes
+    ):
+        raise BadEvent("oversized", f"message is larger than {max_bytes} bytes")
+    try:
+        return _loads(raw)
+    except BadEvent:
+        raise
+    except (ValueError, RecursionError) as e:
+        raise BadEvent("bad_json", f"invalid JSON: {str(e)[:200]}") from None
+
+
 def events_from_json(
     raw: bytes | str,
     *,
@@ -317,19 +336,7 @@ def events_from_json(
     item of an array raises too, unless `errors` is given: then each bad item's `BadEvent` (with
     `.index`) is appended there and the good items are still returned, so none is lost.
     """
-    n = len(raw)
-    if n > max_bytes or (
-        type(raw) is str
-        and n * 4 > max_bytes
-        and len(raw.encode("utf-8", "surrogatepass")) > max_bytes
-    ):
-        raise BadEvent("oversized", f"message is larger than {max_bytes} bytes")
-    try:
-        obj = _loads(raw)
-    except BadEvent:
-        raise
-    except (ValueError, RecursionError) as e:
-        raise BadEvent("bad_json", f"invalid JSON: {str(e)[:200]}") from None
+    obj = load_message(raw, max_bytes)
     if type(obj) is dict:
         return [event_from_dict(obj, default_source=default_source)]
     if type(obj) is not list:

@@ -44,7 +44,7 @@ from engine.events import (
     _describe,
     _id,
     _label,
-    _loads,
+    load_message,
     parse_timestamp,
 )
 
@@ -90,14 +90,7 @@ def labels_from_json(
 ) -> list[Label]:
     """One label object or a JSON array of them; like ``events_from_json``, bad array items go
     to ``errors`` (with ``.index``) when it is given, whole-message problems raise."""
-    if len(raw) > max_bytes:
-        raise BadEvent("oversized", f"message is larger than {max_bytes} bytes")
-    try:
-        obj = _loads(raw)
-    except BadEvent:
-        raise
-    except (ValueError, RecursionError) as e:
-        raise BadEvent("bad_json", f"invalid JSON: {str(e)[:200]}") from None
+    obj = load_message(raw, max_bytes)
     items = obj if type(obj) is list else [obj]
     out: list[Label] = []
     for k, item in enumerate(items):
