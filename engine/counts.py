@@ -13,6 +13,7 @@ from numba import njit
 
 EMPTY = np.uint64(0)
 NCOLS = 3  # count columns per key: n (all events), n0 (labelled normal), n1 (labelled anomaly)
+# A table that tracks changes keeps, after its NCOLS counts, NCOLS more: the part already stored.
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -66,8 +67,9 @@ def _get(tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, out: np.ndarray
 @njit(cache=True)
 def _bump(tkeys: np.ndarray, tvals: np.ndarray, key: np.uint64, hint: np.int64,
           delta: np.ndarray) -> int:
-    """counts[key] += delta, inserting the key if new (returns 1 then). ``hint`` is a slot from
-    an earlier probe (-1 for none); it stays valid unless another key took it meanwhile."""
+    """counts[key] += delta (its first delta.size columns), inserting the key if new (returns 1
+    then). ``hint`` is a slot from an earlier probe (-1 for none); it stays valid unless another
+    key took it meanwhile."""
     slot = hint
     if slot < 0 or (tkeys[slot] != key and tkeys[slot] != EMPTY):
         slot = _probe(tkeys, key)
@@ -75,7 +77,7 @@ def _bump(tkeys: np.ndarray, tvals: np.ndarray, key: np.uint64, hint: np.int64,
     if tkeys[slot] == EMPTY:
         tkeys[slot] = key
         new = 1
-    for j in range(NCOLS):
+    for j in range(delta.size):
         tvals[slot, j] += delta[j]
     return new
 
@@ -116,12 +118,17 @@ class CountTable:
 
     Linear probing at load factor <= 0.5 keeps probe sequences short; the table doubles before
     it would pass that. Key 0 is reserved for empty slots (mix64 never returns it).
+
+    With ``track_changes`` each slot also holds the counts already stored elsewhere (``load``
+    adds to both), so ``changes`` yields exactly what a store still lacks without a second
+    table, i.e. one hash probe per key on the hot path instead of two.
     """
 
-    def __init__(self, capacity: int = 1 << 18) -> None:
+    def __init__(self, capacity: int = 1 << 18, *, track_changes: bool = False) -> None:
         cap = 1 << max(4, int(capacity - 1).bit_length())
+        self._width = 2 * NCOLS if track_changes else NCOLS
         self._keys = np.zeros(cap, dtype=np.uint64)
-        self._vals = np.zeros((cap, NCOLS), dtype=np.int64)
+        self._vals = np.zeros((cap, self._width), dtype=np.int64)
         self._size = 0
 
     def __len__(self) -> int:
@@ -135,12 +142,13 @@ class CountTable:
         need = self._size + extra
         if need * 2 <= self._keys.size:
             return
-        keys, vals = self.items()
+        occ = self._keys != EMPTY
+        keys, vals = self._keys[occ], self._vals[occ]  # every column, stored part included
         cap = self._keys.size
         while need * 2 > cap:
             cap *= 2
         self._keys = np.zeros(cap, dtype=np.uint64)
-        self._vals = np.zeros((cap, NCOLS), dtype=np.int64)
+        self._vals = np.zeros((cap, self._width), dtype=np.int64)
         self._size = _add_rows(self._keys, self._vals, keys[:, None], vals)
 
     def get(self, keys: np.ndarray) -> np.ndarray:
@@ -162,6 +170,31 @@ class CountTable:
         _check_nonzero(keys)
         self._reserve(keys.size)
         self._size += _add_rows(self._keys, self._vals, keys[:, None], deltas)
+
+    def load(self, keys: np.ndarray, counts: np.ndarray) -> None:
+        """Add counts read from a store: like ``add``, but already stored (not a change)."""
+        keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
+        counts = np.ascontiguousarray(counts, dtype=np.int64).reshape(keys.size, NCOLS)
+        if self._width > NCOLS:
+            counts = np.concatenate([counts, counts], axis=1)
+        _check_nonzero(keys)
+        self._reserve(keys.size)
+        self._size += _add_rows(self._keys, self._vals, keys[:, None], counts)
+
+    def changes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keys, deltas, new) added since the last ``mark_stored``; ``new`` marks the keys
+        with nothing stored yet (stored counts have n >= 1: every event adds to n)."""
+        self._check_tracking()
+        return _changes(self._keys, self._vals)
+
+    def mark_stored(self) -> None:
+        """Everything counted so far is now stored: ``changes`` starts again from empty."""
+        self._check_tracking()
+        _mark_stored(self._vals)
+
+    def _check_tracking(self) -> None:
+        if self._width == NCOLS:
+            raise ValueError("this CountTable was made without track_changes=True")
 
     def add_rows(self, keys: np.ndarray, deltas: np.ndarray) -> None:
         """counts[keys[i, j]] += deltas[i] for events i (keys [m, k], deltas [m, NCOLS])."""
@@ -185,7 +218,7 @@ class CountTable:
     def items(self) -> tuple[np.ndarray, np.ndarray]:
         """All (keys, counts) currently held, in slot order."""
         occ = self._keys != EMPTY
-        return self._keys[occ].copy(), self._vals[occ].copy()
+        return self._keys[occ], self._vals[occ, :NCOLS]
 
     def clear(self) -> None:
         self._keys[:] = EMPTY
@@ -204,3 +237,40 @@ def _contains(tkeys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     for i in range(keys.size):
         out[i] = tkeys[_probe(tkeys, keys[i])] == keys[i]
     return out
+
+
+@njit(cache=True)
+def _differs(row: np.ndarray) -> bool:
+    for j in range(NCOLS):  # noqa: SIM110 - numba compiles no generator expressions
+        if row[j] != row[NCOLS + j]:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _changes(tkeys: np.ndarray, tvals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(keys, count deltas, nothing stored yet) of the slots whose counts differ from their
+    stored part, in two passes over the table (count, then fill)."""
+    n = 0
+    for slot in range(tkeys.size):
+        if tkeys[slot] != EMPTY and _differs(tvals[slot]):
+            n += 1
+    keys = np.empty(n, dtype=np.uint64)
+    deltas = np.empty((n, NCOLS), dtype=np.int64)
+    new = np.empty(n, dtype=np.bool_)
+    i = 0
+    for slot in range(tkeys.size):
+        if tkeys[slot] != EMPTY and _differs(tvals[slot]):
+            keys[i] = tkeys[slot]
+            for j in range(NCOLS):
+                deltas[i, j] = tvals[slot, j] - tvals[slot, NCOLS + j]
+            new[i] = tvals[slot, NCOLS] == 0
+            i += 1
+    return keys, deltas, new
+
+
+@njit(cache=True)
+def _mark_stored(tvals: np.ndarray) -> None:
+    for slot in range(tvals.shape[0]):
+        for j in range(NCOLS):
+            tvals[slot, NCOLS + j] = tvals[slot, j]

@@ -175,14 +175,13 @@ class Detector:
         self.store = store if store is not None else MemoryStore()
         self.flush_every = flush_every
         self.progress = progress
-        self.cache = CountTable()
-        self.pending = CountTable()
+        self.cache = CountTable(track_changes=True)  # counts, and which of them are not stored
         self._pending_events = 0
         # Fresh or small stores are read whole: then every key not in the cache is truly zero.
         self._complete = self.store.size() <= preload_limit
         if self._complete:
             for keys, counts in self.store.iter_counts():
-                self.cache.add(keys, counts)
+                self.cache.load(keys, counts)
         self.banks: dict[tuple[str, ...], Bank] = {}
         self.lifecycles: dict[tuple[str, ...], Lifecycle] = {}
         self._sources: dict[str, tuple[Bank, int]] = {}
@@ -251,10 +250,21 @@ class Detector:
     def flush(self, positions: dict[str, int] | None = None) -> None:
         """Write pending count deltas, the input positions they cover and the state snapshot to
         the store in one transaction: after a crash the store is as of the last flush."""
-        keys, deltas = self.pending.items()
-        self.store.apply(keys, deltas, positions, {snapshot.META_NAME: snapshot.dump(self)})
-        self.pending.clear()
+        keys, deltas, new = self.cache.changes()
+        meta = {snapshot.META_NAME: snapshot.dump(self)}
+        self.store.apply(keys, deltas, positions, meta, new=new)
+        self.cache.mark_stored()
         self._pending_events = 0
+
+    def detach_flush(self) -> tuple[np.ndarray, np.ndarray, bytes]:
+        """What ``flush`` would write (count deltas, state snapshot), taken out without writing
+        it: for a caller that writes it elsewhere (the worker's commit thread) and, if that
+        write fails, discards this detector and resumes from the store."""
+        keys, deltas, _ = self.cache.changes()
+        blob = snapshot.dump(self)
+        self.cache.mark_stored()
+        self._pending_events = 0
+        return keys, deltas, blob
 
     def close(self) -> None:
         """Flush pending counts; the store stays open (the caller owns it)."""
@@ -361,10 +371,9 @@ class Detector:
             uniq = np.unique(flat)
             miss = uniq[~self.cache.contains(uniq)]
             if miss.size:
-                self.cache.add(miss, self.store.fetch(miss))
+                self.cache.load(miss, self.store.fetch(miss))
         deltas = self._deltas(labels)
         counts = self.cache.score_then_add(flat, deltas)
-        self.pending.add_rows(flat, deltas)
         self._pending_events += m
         return counts.reshape(keys.shape + (NCOLS,))
 

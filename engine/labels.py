@@ -168,11 +168,9 @@ class LabelMemory:
         return None
 
 
-def learn_labels(
-    cache: CountTable, pending: CountTable, memory: LabelMemory, labels: Sequence[Label]
-) -> Counter[str]:
-    """Add each label to its event's n0/n1 counts in ``cache`` (what scoring reads) and
-    ``pending`` (what the next flush writes); returns how many labels had each outcome."""
+def learn_labels(cache: CountTable, memory: LabelMemory, labels: Sequence[Label]) -> Counter[str]:
+    """Add each label to its event's n0/n1 counts in ``cache`` (what scoring reads and, as a
+    change, what the next flush writes); returns how many labels had each outcome."""
     outcomes: Counter[str] = Counter()
     keys: list[np.ndarray] = []
     deltas: list[np.ndarray] = []
@@ -197,7 +195,6 @@ def learn_labels(
     if keys:
         flat, flat_deltas = np.concatenate(keys), np.concatenate(deltas)
         cache.add(flat, flat_deltas)
-        pending.add(flat, flat_deltas)
     return outcomes
 
 
@@ -219,7 +216,7 @@ class LabelledDetector(Detector):
 
     def learn_labels(self, labels: Sequence[Label]) -> Counter[str]:
         """Apply late labels (see ``learn_labels``); they are written with the next flush."""
-        return learn_labels(self.cache, self.pending, self.label_memory, labels)
+        return learn_labels(self.cache, self.label_memory, labels)
 
     def _keys(self, *args: Any) -> np.ndarray:
         keys = super()._keys(*args)

@@ -37,7 +37,6 @@ import orjson
 
 from engine import snapshot
 from engine.config import EngineConfig
-from engine.detector import Detector
 from engine.events import BadEvent, Event, event_to_dict, events_from_json
 from engine.labels import LabelledDetector, labels_from_json
 from engine.stores import PatternStore
@@ -45,7 +44,7 @@ from stream.metrics import Metrics, store_families
 from stream.settings import WorkerSettings
 
 __all__ = ["CommitThread", "Fenced", "Output", "PartitionState", "PartitionView",
-           "PendingCommit", "Processor", "Record", "detach_flush"]
+           "PendingCommit", "Processor", "Record"]
 
 log = logging.getLogger("neurogate.worker")
 ENGINE_BATCH = 4096  # events per detector call: the engine's fastest size on a 2-core machine
@@ -100,9 +99,10 @@ class PartitionView(PatternStore):
 
     def apply(self, keys: np.ndarray, deltas: np.ndarray,
               positions: Mapping[str, int] | None = None,
-              meta: Mapping[str, bytes] | None = None) -> None:
+              meta: Mapping[str, bytes] | None = None, *,
+              new: np.ndarray | None = None) -> None:
         renamed = {self._name(k): v for k, v in (meta or {}).items()}
-        self.writer.apply(keys, deltas, positions, renamed)
+        self.writer.apply(keys, deltas, positions, renamed, new=new)
 
     def positions(self) -> dict[str, int]:
         return self.store.positions()
@@ -177,16 +177,6 @@ class PendingCommit:
         self.metrics.commit_seconds.observe(time.perf_counter() - t0)
         self.metrics.last_commit.set(time.time())
         self.state.committed = self.next
-
-
-def detach_flush(det: Detector) -> tuple[np.ndarray, np.ndarray, bytes]:
-    """What ``Detector.flush`` writes (pending count deltas and the state snapshot), taken out
-    of the detector without writing it. Stop-gap until the detector offers this itself."""
-    keys, deltas = det.pending.items()
-    blob = snapshot.dump(det)
-    det.pending.clear()
-    det._pending_events = 0
-    return keys, deltas, blob
 
 
 class CommitThread:
@@ -490,7 +480,7 @@ class Processor:
             name = self.settings.position_key
             positions = {name(t, p): off for t, off in st.next.items()}
             expected = {name(t, p): st.prepared.get(t) for t in st.next}
-            keys, deltas, blob = detach_flush(st.detector)
+            keys, deltas, blob = st.detector.detach_flush()
             out.append(PendingCommit(st, keys, deltas, positions, dict(st.next), blob,
                                      self.metrics, expected))
             st.prepared = dict(st.next)

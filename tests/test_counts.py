@@ -168,6 +168,51 @@ def test_score_then_add_grows_the_table() -> None:
     assert (again == 1).all()
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["load", "add", "score", "stored"]),
+                          st.lists(st.tuples(keys_strategy, delta_rows), max_size=30)),
+                max_size=10))
+def test_changes_are_what_was_added_since_the_last_mark_stored(
+    steps: list[tuple[str, list[tuple[int, list[int]]]]]
+) -> None:
+    """A change-tracking table (growing from 16 slots) against two dicts: all counts, and the
+    counts not yet stored; loaded counts are never changes."""
+    table = CountTable(capacity=16, track_changes=True)
+    total: dict[int, list[int]] = defaultdict(lambda: [0] * NCOLS)
+    unstored: dict[int, list[int]] = defaultdict(lambda: [0] * NCOLS)
+    for op, rows in steps:
+        if op == "stored":
+            table.mark_stored()
+            unstored.clear()
+            continue
+        if not rows:
+            continue
+        keys, deltas = as_keys([k for k, _ in rows]), np.array([d for _, d in rows])
+        if op == "load":
+            table.load(keys, deltas)
+        elif op == "add":
+            table.add(keys, deltas)
+        else:
+            table.score_then_add(keys[:, None], deltas)
+        for k, d in rows:
+            total[k] = [a + b for a, b in zip(total[k], d, strict=True)]
+            if op != "load":
+                unstored[k] = [a + b for a, b in zip(unstored[k], d, strict=True)]
+        ck, cd, new = table.changes()
+        got = {int(k): tuple(int(x) for x in v) for k, v in zip(ck, cd, strict=True)}
+        assert got == {k: tuple(v) for k, v in unstored.items() if any(v)}
+        stored_n = {k: total[k][0] - unstored[k][0] for k in got}
+        assert {int(k) for k in ck[new]} == {k for k, n in stored_n.items() if n == 0}
+    assert table_dict(table) == {k: tuple(v) for k, v in total.items()}
+
+
+def test_changes_need_a_tracking_table() -> None:
+    with pytest.raises(ValueError, match="track_changes"):
+        CountTable().changes()
+    with pytest.raises(ValueError, match="track_changes"):
+        CountTable().mark_stored()
+
+
 def test_key_zero_is_refused_or_kept_apart() -> None:
     table = CountTable(capacity=16)
     try:

@@ -229,6 +229,30 @@ def test_sqlite_store_is_visible_to_a_second_connection_after_each_apply(tmp_pat
         assert reader.positions() == {"f": 1}
 
 
+@settings(max_examples=30, deadline=None)
+@given(count_set_st, count_set_st, st.data())
+def test_a_new_keys_hint_never_changes_the_sums_even_when_wrong(
+    first: Rows, second: Rows, data: st.DataObject
+) -> None:
+    """``apply(..., new=mask)`` lets SQLite insert instead of upsert; any mask, right or wrong
+    (keys already stored, duplicates), must give the same counts as no hint."""
+    with scratch_stores() as made:
+        hinted, plain = made.new("sqlite"), made.new("sqlite")
+        for rows in (first, second):
+            if not rows:
+                continue
+            mask = data.draw(st.lists(st.booleans(), min_size=len(rows), max_size=len(rows)))
+            hinted.apply(*arrays(rows), new=np.array(mask))
+            plain.apply(*arrays(rows))
+        assert contents(hinted) == contents(plain) == reference(first, second)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_new_keys_hint_of_the_wrong_shape_is_refused(stores: Stores, kind: str) -> None:
+    with pytest.raises(ValueError, match="new must be a mask"):
+        stores.new(kind).apply(*arrays([(1, [1, 0, 0])]), new=np.array([True, False]))
+
+
 # -- merging -------------------------------------------------------------------------------------
 
 

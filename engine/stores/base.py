@@ -30,9 +30,13 @@ class PatternStore(ABC):
         deltas: np.ndarray,
         positions: Mapping[str, int] | None = None,
         meta: Mapping[str, bytes] | None = None,
+        *,
+        new: np.ndarray | None = None,
     ) -> None:
         """Add ``deltas`` to the counts of ``keys``, record ``positions`` and write ``meta``
-        blobs (e.g. the detector's state snapshot), all in one transaction."""
+        blobs (e.g. the detector's state snapshot), all in one transaction. ``new`` is a hint:
+        a mask of the keys the caller believes the store does not hold yet, which a store may
+        insert rather than upsert; a wrong hint may cost time, never correctness."""
 
     @abstractmethod
     def positions(self) -> dict[str, int]:
@@ -86,12 +90,17 @@ def totals(store: PatternStore) -> np.ndarray:
     return out
 
 
-def check_keys(keys: np.ndarray, deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validate and normalise an ``apply`` payload."""
+def check_keys(
+    keys: np.ndarray, deltas: np.ndarray, new: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and normalise an ``apply`` payload (and its ``new`` hint, if any)."""
     keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
     deltas = np.ascontiguousarray(deltas, dtype=np.int64)
     if deltas.shape != (keys.size, NCOLS):
         raise ValueError(f"deltas must be [{keys.size}, {NCOLS}], got {deltas.shape}")
     if (keys == 0).any():
         raise ValueError("pattern key 0 is reserved (it marks empty slots); keys come from mix64")
+    if new is not None and np.shape(new) != keys.shape:
+        raise ValueError(f"new must be a mask of {keys.size} keys, got shape {np.shape(new)}")
     return keys, deltas
+

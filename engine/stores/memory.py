@@ -29,8 +29,10 @@ class MemoryStore(PatternStore):
         deltas: np.ndarray,
         positions: Mapping[str, int] | None = None,
         meta: Mapping[str, bytes] | None = None,
+        *,
+        new: np.ndarray | None = None,
     ) -> None:
-        keys, deltas = check_keys(keys, deltas)
+        keys, deltas = check_keys(keys, deltas, new)
         self._table.add(keys, deltas)
         self._positions.update(positions or {})
         self._meta.update({k: bytes(v) for k, v in (meta or {}).items()})

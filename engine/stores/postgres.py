@@ -467,8 +467,10 @@ class PostgresStore(PatternStore):
         deltas: np.ndarray,
         positions: Mapping[str, int] | None = None,
         meta: Mapping[str, bytes] | None = None,
+        *,
+        new: np.ndarray | None = None,
     ) -> None:
-        keys, deltas = check_keys(keys, deltas)
+        keys, deltas = check_keys(keys, deltas, new)
         skeys, sdeltas = _aggregate(keys, deltas)
         pos = sorted((positions or {}).items())
         blobs = sorted((name, bytes(value)) for name, value in (meta or {}).items())

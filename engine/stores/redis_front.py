@@ -265,9 +265,11 @@ class CachedStore(PatternStore):
         deltas: np.ndarray,
         positions: Mapping[str, int] | None = None,
         meta: Mapping[str, bytes] | None = None,
+        *,
+        new: np.ndarray | None = None,
     ) -> None:
-        keys, deltas = check_keys(keys, deltas)
-        self.backend.apply(keys, deltas, positions, meta)  # raises: Redis is left alone
+        keys, deltas = check_keys(keys, deltas, new)
+        self.backend.apply(keys, deltas, positions, meta, new=new)  # raises: Redis is left alone
         touched, _ = self._unique(keys)
         if touched.size == 0:
             return

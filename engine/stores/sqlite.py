@@ -22,6 +22,16 @@ _MIGRATIONS = {
 }
 
 
+_UPSERT = (
+    "INSERT INTO patterns (key, n, n0, n1) VALUES (?, ?, ?, ?) ON CONFLICT(key) DO"
+    " UPDATE SET n = n + excluded.n, n0 = n0 + excluded.n0, n1 = n1 + excluded.n1"
+)
+
+
+def _rows(skeys: np.ndarray, deltas: np.ndarray) -> Iterator[tuple[int, ...]]:
+    return zip(skeys.tolist(), *deltas.T.tolist(), strict=True)
+
+
 class SQLiteStore(PatternStore):
     """Counts in a SQLite file; keys are stored as signed 64-bit integers (same bits)."""
 
@@ -83,19 +93,20 @@ class SQLiteStore(PatternStore):
         deltas: np.ndarray,
         positions: Mapping[str, int] | None = None,
         meta: Mapping[str, bytes] | None = None,
+        *,
+        new: np.ndarray | None = None,
     ) -> None:
-        keys, deltas = check_keys(keys, deltas)
+        keys, deltas = check_keys(keys, deltas, new)
         skeys = keys.view(np.int64)
         order = np.argsort(skeys)  # B-tree inserts in key order are several times faster
-        rows = zip(skeys[order].tolist(), *deltas[order].T.tolist(), strict=True)
+        skeys, deltas = skeys[order], deltas[order]
+        fresh = np.zeros(keys.size, bool) if new is None else np.asarray(new, bool)[order]
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(
-                "INSERT INTO patterns (key, n, n0, n1) VALUES (?, ?, ?, ?) ON CONFLICT(key) DO"
-                " UPDATE SET n = n + excluded.n, n0 = n0 + excluded.n0, n1 = n1 + excluded.n1",
-                rows,
-            )
+            if fresh.any():
+                self._insert_fresh(skeys[fresh], deltas[fresh])
+            db.executemany(_UPSERT, _rows(skeys[~fresh], deltas[~fresh]))
             if positions:
                 db.executemany(
                     "INSERT INTO positions VALUES (?, ?) ON CONFLICT(input) DO UPDATE"
@@ -108,6 +119,19 @@ class SQLiteStore(PatternStore):
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def _insert_fresh(self, skeys: np.ndarray, deltas: np.ndarray) -> None:
+        """Plain INSERT of keys the caller believes are new (about twice as fast as an upsert
+        of a new key); if one already exists after all, upsert them instead."""
+        db = self._db
+        db.execute("SAVEPOINT fresh")
+        try:
+            db.executemany("INSERT INTO patterns (key, n, n0, n1) VALUES (?, ?, ?, ?)",
+                           _rows(skeys, deltas))
+        except sqlite3.IntegrityError:
+            db.execute("ROLLBACK TO fresh")
+            db.executemany(_UPSERT, _rows(skeys, deltas))
+        db.execute("RELEASE fresh")
 
     def positions(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT input, position FROM positions").fetchall())
