@@ -45,11 +45,11 @@ def _probe(tkeys: np.ndarray, key: np.uint64) -> np.int64:
     """Slot of ``key``, or of the empty slot where it would go (linear probing)."""
     mask = np.int64(tkeys.size - 1)
     slot = np.int64((key ^ (key >> np.uint64(29))) & np.uint64(mask))
-    while True:
-        k = tkeys[slot]
-        if k in (key, EMPTY):
-            return slot
+    t = tkeys[slot]
+    while t != key and t != EMPTY:  # (not `t in (key, EMPTY)`: numba makes that 3x slower)
         slot = (slot + np.int64(1)) & mask
+        t = tkeys[slot]
+    return slot
 
 
 @njit(cache=True)
@@ -97,19 +97,36 @@ def _add_rows(tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, deltas: np
 def _score_then_add(
     tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, deltas: np.ndarray, out: np.ndarray
 ) -> int:
-    """Event by event: read the counts of its keys, then add its deltas (prequential)."""
+    """Event by event: read the counts of its keys, then add its deltas (prequential). The hot
+    loop of the engine, so the probes are written out here rather than calling ``_probe``."""
     new = 0
     m, k = keys.shape
+    mask = np.int64(tkeys.size - 1)
     slots = np.empty(k, dtype=np.int64)
     for i in range(m):
-        for c in range(k):
-            slot = _probe(tkeys, keys[i, c])
+        for c in range(k):  # read every key first: duplicates in one event all read "before"
+            key = keys[i, c]
+            slot = np.int64((key ^ (key >> np.uint64(29))) & np.uint64(mask))
+            t = tkeys[slot]
+            while t != key and t != EMPTY:
+                slot = (slot + np.int64(1)) & mask
+                t = tkeys[slot]
             slots[c] = slot
-            found = tkeys[slot] == keys[i, c]
             for j in range(NCOLS):
-                out[i, c, j] = tvals[slot, j] if found else 0
+                out[i, c, j] = tvals[slot, j] if t == key else 0
         for c in range(k):
-            new += _bump(tkeys, tvals, keys[i, c], slots[c], deltas[i])
+            key = keys[i, c]
+            slot = slots[c]
+            t = tkeys[slot]
+            if t != key:  # a new key; another new key of this event may have taken its slot
+                while t != key and t != EMPTY:
+                    slot = (slot + np.int64(1)) & mask
+                    t = tkeys[slot]
+                if t == EMPTY:
+                    tkeys[slot] = key
+                    new += 1
+            for j in range(NCOLS):
+                tvals[slot, j] += deltas[i, j]
     return new
 
 
@@ -191,6 +208,15 @@ class CountTable:
         """Everything counted so far is now stored: ``changes`` starts again from empty."""
         self._check_tracking()
         _mark_stored(self._vals)
+
+    def unstore(self, keys: np.ndarray, deltas: np.ndarray) -> None:
+        """Undo part of a ``mark_stored`` whose write failed: those deltas are changes again."""
+        self._check_tracking()
+        keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
+        rows = np.zeros((keys.size, 2 * NCOLS), dtype=np.int64)
+        rows[:, NCOLS:] = -np.asarray(deltas, dtype=np.int64).reshape(keys.size, NCOLS)
+        self._reserve(keys.size)
+        self._size += _add_rows(self._keys, self._vals, keys[:, None], rows)
 
     def _check_tracking(self) -> None:
         if self._width == NCOLS:

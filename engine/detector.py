@@ -7,9 +7,11 @@ label, if it carries one) are counted, event by event, even inside one batch.
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from engine.posterior import ClassEvidence, explain, log_odds
 from engine.scoring import rank_calibrate, squash, stream_probabilities, top_k_mean
 from engine.shadow import Lifecycle
 from engine.stores import MemoryStore, PatternStore
+
+log = logging.getLogger("neurogate.detector")
 
 
 @dataclass
@@ -168,9 +172,11 @@ class Detector:
         preload_limit: int = 5_000_000,
         progress: bool = False,
     ) -> None:
-        """``flush_every``: events between automatic flushes (None: only when ``flush`` is
-        called, e.g. by a caller that records input positions). A store holding a state
-        snapshot is resumed from it."""
+        """``flush_every``: events between automatic flushes, written in the background while
+        scoring goes on (None: only when ``flush`` is called, e.g. by a caller that records
+        input positions). A store holding a state snapshot is resumed from it. While a
+        background flush runs, its thread uses the store: call ``flush`` or ``close`` before
+        using the store directly."""
         self.config = config or EngineConfig()
         self.store = store if store is not None else MemoryStore()
         self.flush_every = flush_every
@@ -187,6 +193,9 @@ class Detector:
         self._sources: dict[str, tuple[Bank, int]] = {}
         self.events_seen = 0
         self.timings: dict[str, float] = {"train_seconds": 0.0}
+        self.flush_errors = 0
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: tuple[Future[None], np.ndarray, np.ndarray] | None = None
         state = self.store.get_meta(snapshot.META_NAME)
         if state is not None:
             snapshot.load(self, state)
@@ -235,7 +244,7 @@ class Detector:
             self.lifecycles[fields].after_batch(self, self.banks[fields])
         out.model_version = self.model_version()
         if self.flush_every is not None and self._pending_events >= self.flush_every:
-            self.flush()
+            self.flush(wait=False)
         return out
 
     def score_many(self, events: Sequence[Event]) -> BatchResult:
@@ -247,31 +256,65 @@ class Detector:
         """One-event wrapper of ``process_many``."""
         return self.process_many([event]).result(0)
 
-    def flush(self, positions: dict[str, int] | None = None) -> None:
-        """Write pending count deltas, the input positions they cover and the state snapshot to
-        the store in one transaction: after a crash the store is as of the last flush."""
+    def flush(self, positions: dict[str, int] | None = None, *, wait: bool = True) -> None:
+        """Write the counts added since the last flush, the input positions they cover and the
+        state snapshot to the store in one transaction: after a crash the store is as of the
+        last flush that finished. ``wait=False`` writes in a background thread while the
+        caller goes on (one write at a time); if that write fails, its counts stay unstored,
+        the next flush writes them (a warning is logged), and a waiting flush raises."""
+        self._settle()
         keys, deltas, new = self.cache.changes()
         meta = {snapshot.META_NAME: snapshot.dump(self)}
-        self.store.apply(keys, deltas, positions, meta, new=new)
         self.cache.mark_stored()
         self._pending_events = 0
+        if wait:
+            try:
+                self.store.apply(keys, deltas, positions, meta, new=new)
+            except BaseException:
+                self.cache.unstore(keys, deltas)
+                raise
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="neurogate-flush")
+        job = self._writer.submit(self.store.apply, keys, deltas, positions, meta, new=new)
+        self._writing = (job, keys, deltas)
 
     def detach_flush(self) -> tuple[np.ndarray, np.ndarray, bytes]:
         """What ``flush`` would write (count deltas, state snapshot), taken out without writing
         it: for a caller that writes it elsewhere (the worker's commit thread) and, if that
         write fails, discards this detector and resumes from the store."""
+        self._settle()
         keys, deltas, _ = self.cache.changes()
         blob = snapshot.dump(self)
         self.cache.mark_stored()
         self._pending_events = 0
         return keys, deltas, blob
 
-    def close(self) -> None:
-        """Flush pending counts; the store stays open (the caller owns it)."""
-        self.flush()
+    def close(self, positions: dict[str, int] | None = None) -> None:
+        """Flush pending counts (and ``positions``) and wait for them; the store stays open
+        (the caller owns it)."""
+        self.flush(positions)
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
+
+    def _settle(self) -> None:
+        """Wait for the background flush in flight, if any; if it failed, its counts become
+        unstored again so that the next flush writes them (with newer positions and state)."""
+        if self._writing is None:
+            return
+        job, keys, deltas = self._writing
+        self._writing = None
+        exc = job.exception()
+        if exc is not None:
+            self.cache.unstore(keys, deltas)
+            self.flush_errors += 1
+            log.warning("a background flush failed (%s: %s); its counts are kept and written "
+                        "by the next flush", type(exc).__name__, exc)
 
     def save_encoder(self, encoder: Encoder) -> None:
         """Keep a trained encoder's artifact in the store's registry (for rollback and reuse)."""
+        self._settle()
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "encoder.pt"
             encoder.save(path)  # type: ignore[attr-defined]
@@ -371,6 +414,7 @@ class Detector:
             uniq = np.unique(flat)
             miss = uniq[~self.cache.contains(uniq)]
             if miss.size:
+                self._settle()  # the store is not shared with a background flush
                 self.cache.load(miss, self.store.fetch(miss))
         deltas = self._deltas(labels)
         counts = self.cache.score_then_add(flat, deltas)

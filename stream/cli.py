@@ -268,10 +268,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             seen += len(batch)
             since_flush += len(batch)
             if since_flush >= args.flush_every:
-                det.flush(dict(positions))  # counts, positions and state in one transaction
+                # counts, positions and state in one transaction, written while scoring goes on
+                det.flush(dict(positions), wait=False)
                 since_flush = 0
             bar.update(len(batch))
-        det.flush(dict(positions))
+        det.close(dict(positions))
     finally:
         bar.close()
         writer.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -385,6 +386,50 @@ def test_sqlite_and_memory_stores_give_identical_scores(
         assert sql.records == mem.records
         assert sql_store.size() == mem_store.size() > 0
         np.testing.assert_array_equal(totals(sql_store), totals(mem_store))
+
+
+def test_background_flushes_while_missing_keys_are_fetched_give_the_same_store(
+    tmp_path: Path, planted: Planted, fast_config: EngineConfig
+) -> None:
+    """Automatic flushes run in a thread while scoring goes on; a detector that reads missing
+    keys from the same store (preload_limit=0) waits for them, and nothing is lost or doubled."""
+    events = planted.events[: 3 * 900]
+    head, tail = events[:900], events[900:]
+    want_store = MemoryStore()
+    want = run(events, fast_config, want_store, batch=300)
+    with SQLiteStore(tmp_path / "p.db") as store:
+        run(head, fast_config, store, batch=300)
+        got = run(tail, fast_config, store, batch=300, flush_every=400, preload_limit=0)
+        got.assert_same(want.part(slice(900, None)))
+        np.testing.assert_array_equal(totals(store), totals(want_store))
+        assert store.size() == want_store.size()
+
+
+def test_a_failed_background_flush_is_written_again_by_the_next_one(
+    tmp_path: Path, planted: Planted, fast_config: EngineConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another connection holds SQLite's write lock while automatic flushes run: they fail,
+    scoring goes on, and once the lock is gone the next flush writes every count exactly once."""
+    events = planted.events[: 3 * 600]
+    want_store = MemoryStore()
+    want = run(events, fast_config, want_store, batch=300)
+    path = tmp_path / "p.db"
+    with SQLiteStore(path, timeout=0.05) as store:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # holds the write lock
+        det = Detector(fast_config, store, flush_every=300)
+        outs = [det.process_many(events[i : i + 300]) for i in range(0, 1200, 300)]
+        assert det.flush_errors >= 2 and store.size() == 0
+        assert "background flush failed" in caplog.text
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            det.flush()  # a waiting flush says so
+        blocker.execute("ROLLBACK")
+        outs += [det.process_many(events[i : i + 300]) for i in range(1200, len(events), 300)]
+        det.close()
+        np.testing.assert_array_equal(np.concatenate([o.score for o in outs]), want.score)
+        np.testing.assert_array_equal(totals(store), totals(want_store))
+        assert store.size() == want_store.size()
+        blocker.close()
 
 
 def test_counts_reach_the_store_on_flush_with_positions(fast_config: EngineConfig) -> None:

@@ -35,7 +35,8 @@ def _rows(skeys: np.ndarray, deltas: np.ndarray) -> Iterator[tuple[int, ...]]:
 class SQLiteStore(PatternStore):
     """Counts in a SQLite file; keys are stored as signed 64-bit integers (same bits)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, timeout: float = 5.0) -> None:
+        """``timeout``: seconds to wait for another writer's lock before an error."""
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
         if not self.path.parent.exists():
@@ -43,7 +44,9 @@ class SQLiteStore(PatternStore):
                 f"directory for the pattern store does not exist: {self.path.parent}"
             )
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
+            # A detector's background flush writes from its own thread, one call at a time.
+            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
+                                       check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA cache_size=-262144")  # 256 MiB page cache for upserts
