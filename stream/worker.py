@@ -39,7 +39,7 @@ from engine import snapshot
 from engine.config import EngineConfig
 from engine.events import BadEvent, Event, event_to_dict, events_from_json
 from engine.labels import LabelledDetector, labels_from_json
-from engine.stores import PatternStore
+from engine.stores import PatternStore, PositionsMoved
 from stream.metrics import Metrics, store_families
 from stream.settings import WorkerSettings
 
@@ -100,9 +100,10 @@ class PartitionView(PatternStore):
     def apply(self, keys: np.ndarray, deltas: np.ndarray,
               positions: Mapping[str, int] | None = None,
               meta: Mapping[str, bytes] | None = None, *,
-              new: np.ndarray | None = None) -> None:
+              new: np.ndarray | None = None,
+              expect: Mapping[str, int | None] | None = None) -> None:
         renamed = {self._name(k): v for k, v in (meta or {}).items()}
-        self.writer.apply(keys, deltas, positions, renamed, new=new)
+        self.writer.apply(keys, deltas, positions, renamed, new=new, expect=expect)
 
     def positions(self) -> dict[str, int]:
         return self.store.positions()
@@ -163,14 +164,12 @@ class PendingCommit:
         t0 = time.perf_counter()
         view = self.state.view
         try:
-            current = view.writer.positions()
-            moved = {k: (v, current.get(k)) for k, v in self.expected.items()
-                     if current.get(k) != v}
-            if moved:
-                raise Fenced(f"partition {self.state.partition} was committed by another "
-                             f"worker (expected, found: {moved}); not committing")
             view.apply(self.keys, self.deltas, self.positions,
-                       {snapshot.META_NAME: self.snapshot})
+                       {snapshot.META_NAME: self.snapshot}, expect=self.expected)
+        except PositionsMoved as exc:
+            self.metrics.store_errors.labels("commit").inc()
+            raise Fenced(f"partition {self.state.partition} was committed by another worker; "
+                         f"not committing: {exc}") from exc
         except Exception:
             self.metrics.store_errors.labels("commit").inc()
             raise

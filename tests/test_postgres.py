@@ -20,6 +20,7 @@ from engine.detector import Detector
 from engine.events import Event
 from engine.stores import (
     MemoryStore,
+    PositionsMoved,
     PostgresStore,
     SQLiteStore,
     StoreUnavailable,
@@ -85,6 +86,46 @@ def test_agrees_with_the_memory_store_on_random_apply_sequences(store: PostgresS
     probe = np.array([*list(want)[:6], 2**63, 12345678, *list(want)[:2]], dtype=np.uint64)
     np.testing.assert_array_equal(store.fetch(probe), mem.fetch(probe))
     np.testing.assert_array_equal(totals(store), totals(mem))
+
+
+def test_fenced_applies_race_and_exactly_one_wins(pg_url: str) -> None:
+    """Two writers (two clients, like a zombie worker and the partition's new owner) both
+    expect the same position and apply at once, many times: each round exactly one lands."""
+    stores = [PostgresStore(pg_url, retry_seconds=10) for _ in range(2)]
+    key, delta = np.array([7], dtype=np.uint64), np.array([[1, 0, 0]])
+    try:
+        stores[0].apply(key[:0], delta[:0], {"t/0": 0})
+        wins = []
+        for rnd in range(20):
+            barrier = threading.Barrier(2)
+            landed: list[int] = []
+
+            def write(i: int, rnd: int = rnd, barrier: threading.Barrier = barrier,
+                      landed: list[int] = landed) -> None:
+                barrier.wait()
+                try:
+                    stores[i].apply(key, delta, {"t/0": rnd + 1}, expect={"t/0": rnd})
+                    landed.append(i)
+                except PositionsMoved:
+                    pass
+
+            threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert len(landed) == 1, landed
+            wins.append(landed[0])
+        assert contents(stores[0]) == {7: (20, 0, 0)}
+        assert stores[1].positions() == {"t/0": 20}
+        with pytest.raises(PositionsMoved, match="t/0"):  # absent positions are fenced too
+            stores[1].apply(key, delta, {"t/1": 5}, expect={"t/1": None, "t/0": 3})
+        assert contents(stores[0]) == {7: (20, 0, 0)}
+        stores[1].apply(key, delta, {"t/1": 5}, expect={"t/1": None, "t/0": 20})
+        assert stores[0].positions() == {"t/0": 20, "t/1": 5}
+    finally:
+        for s in stores:
+            s.close()
 
 
 def test_fetch_handles_unknown_duplicate_and_empty_keys(store: PostgresStore) -> None:

@@ -14,7 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.counts import NCOLS
-from engine.stores import MemoryStore, PatternStore, SQLiteStore, merge_into, open_store, totals
+from engine.stores import (
+    MemoryStore,
+    PatternStore,
+    PositionsMoved,
+    SQLiteStore,
+    merge_into,
+    open_store,
+    totals,
+)
 from engine.stores.sqlite import SCHEMA_VERSION
 
 KINDS = ("memory", "sqlite")
@@ -251,6 +259,21 @@ def test_a_new_keys_hint_never_changes_the_sums_even_when_wrong(
 def test_a_new_keys_hint_of_the_wrong_shape_is_refused(stores: Stores, kind: str) -> None:
     with pytest.raises(ValueError, match="new must be a mask"):
         stores.new(kind).apply(*arrays([(1, [1, 0, 0])]), new=np.array([True, False]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_apply_expecting_other_positions_writes_nothing(stores: Stores, kind: str) -> None:
+    store = stores.new(kind)
+    store.apply(*arrays([(5, [1, 0, 0])]), positions={"t/0": 10})
+    with pytest.raises(PositionsMoved, match="t/0"):
+        store.apply(*arrays([(5, [1, 0, 0])]), {"t/0": 20}, {"m": b"x"}, expect={"t/0": 9})
+    with pytest.raises(PositionsMoved, match="t/1"):
+        store.apply(*arrays([(5, [1, 0, 0])]), {"t/1": 1}, expect={"t/0": 10, "t/1": 0})
+    assert contents(store) == {5: (1, 0, 0)} and store.positions() == {"t/0": 10}
+    assert store.get_meta("m") is None
+    store.apply(*arrays([(5, [1, 0, 0])]), {"t/0": 20, "t/1": 1},
+                expect={"t/0": 10, "t/1": None})
+    assert contents(store) == {5: (2, 0, 0)} and store.positions() == {"t/0": 20, "t/1": 1}
 
 
 # -- merging -------------------------------------------------------------------------------------

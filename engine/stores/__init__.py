@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from engine.stores.base import PatternStore, merge_into, totals
+from engine.stores.base import PatternStore, PositionsMoved, merge_into, totals
 from engine.stores.memory import MemoryStore
 from engine.stores.sqlite import SQLiteStore
 
@@ -15,8 +15,9 @@ if TYPE_CHECKING:  # the server back-ends import psycopg/redis: loaded only when
     from engine.stores.postgres import CommitUnknown, PostgresStore, StoreUnavailable
     from engine.stores.redis_front import CachedStore
 
-__all__ = ["CachedStore", "CommitUnknown", "MemoryStore", "PatternStore", "PostgresStore",
-           "SQLiteStore", "StoreUnavailable", "merge_into", "open_store", "totals"]
+__all__ = ["CachedStore", "CommitUnknown", "MemoryStore", "PatternStore", "PositionsMoved",
+           "PostgresStore", "SQLiteStore", "StoreUnavailable", "merge_into", "open_store",
+           "totals"]
 
 _LAZY = {"PostgresStore": "engine.stores.postgres", "StoreUnavailable": "engine.stores.postgres",
          "CommitUnknown": "engine.stores.postgres", "CachedStore": "engine.stores.redis_front"}

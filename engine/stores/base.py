@@ -10,6 +10,11 @@ import numpy as np
 from engine.counts import NCOLS
 
 
+class PositionsMoved(RuntimeError):
+    """An ``apply`` found input positions other than the ones it expected: another writer
+    committed them (e.g. a worker that now owns the partition); nothing was written."""
+
+
 class PatternStore(ABC):
     """Additive pattern counts (uint64 key -> n, n0, n1), input positions and named blobs.
 
@@ -32,11 +37,14 @@ class PatternStore(ABC):
         meta: Mapping[str, bytes] | None = None,
         *,
         new: np.ndarray | None = None,
+        expect: Mapping[str, int | None] | None = None,
     ) -> None:
         """Add ``deltas`` to the counts of ``keys``, record ``positions`` and write ``meta``
         blobs (e.g. the detector's state snapshot), all in one transaction. ``new`` is a hint:
         a mask of the keys the caller believes the store does not hold yet, which a store may
-        insert rather than upsert; a wrong hint may cost time, never correctness."""
+        insert rather than upsert; a wrong hint may cost time, never correctness. ``expect``
+        fences the write: the positions the store must hold first (None: absent); if any
+        differs (another writer committed meanwhile), ``PositionsMoved`` and nothing written."""
 
     @abstractmethod
     def positions(self) -> dict[str, int]:
@@ -104,3 +112,11 @@ def check_keys(
         raise ValueError(f"new must be a mask of {keys.size} keys, got shape {np.shape(new)}")
     return keys, deltas
 
+
+
+def check_expected(expect: Mapping[str, int | None] | None, found: Mapping[str, int]) -> None:
+    """Raise ``PositionsMoved`` unless every expected position is the one ``found``."""
+    moved = {k: (v, found.get(k)) for k, v in (expect or {}).items() if found.get(k) != v}
+    if moved:
+        raise PositionsMoved("input positions moved since this writer last committed "
+                             f"(expected, found): {moved}; not writing")

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from engine.counts import CountTable
-from engine.stores.base import PatternStore, check_keys
+from engine.stores.base import PatternStore, check_expected, check_keys
 
 
 class MemoryStore(PatternStore):
@@ -31,8 +31,10 @@ class MemoryStore(PatternStore):
         meta: Mapping[str, bytes] | None = None,
         *,
         new: np.ndarray | None = None,
+        expect: Mapping[str, int | None] | None = None,
     ) -> None:
         keys, deltas = check_keys(keys, deltas, new)
+        check_expected(expect, self._positions)
         self._table.add(keys, deltas)
         self._positions.update(positions or {})
         self._meta.update({k: bytes(v) for k, v in (meta or {}).items()})

@@ -33,7 +33,7 @@ from psycopg.pq import Format
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from engine.counts import NCOLS, text_hash64
-from engine.stores.base import PatternStore, check_keys
+from engine.stores.base import PatternStore, check_expected, check_keys
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,18 @@ def _configure(conn: Conn) -> None:
     """Pool hook: numpy array adapters on every new connection."""
     conn.adapters.register_dumper(Int8Array, Int8ArrayDumper)
     conn.adapters.register_loader(INT8_ARRAY_OID, Int8ArrayLoader)
+
+
+def _check_positions(cur: psycopg.Cursor[Any], expect: Mapping[str, int | None]) -> None:
+    """Fence a write: lock the expected positions' names (transaction advisory locks, in name
+    order so two writers cannot deadlock; absent rows cannot be locked with FOR UPDATE), then
+    compare them with what the store holds."""
+    names = sorted(expect)
+    for name in names:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)",
+                    (int(text_hash64("position:" + name).view(np.int64)),))
+    cur.execute("SELECT input, position FROM neurogate_positions WHERE input = ANY(%s)", (names,))
+    check_expected(expect, dict(cur.fetchall()))
 
 
 def _aggregate(keys: np.ndarray, deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -469,6 +481,7 @@ class PostgresStore(PatternStore):
         meta: Mapping[str, bytes] | None = None,
         *,
         new: np.ndarray | None = None,
+        expect: Mapping[str, int | None] | None = None,
     ) -> None:
         keys, deltas = check_keys(keys, deltas, new)
         skeys, sdeltas = _aggregate(keys, deltas)
@@ -477,6 +490,8 @@ class PostgresStore(PatternStore):
         batch = uuid.uuid4()
 
         def body(cur: psycopg.Cursor[Any]) -> None:
+            if expect:
+                _check_positions(cur, expect)
             for i in range(0, skeys.size, _CHUNK):
                 d = sdeltas[i : i + _CHUNK]
                 cur.execute(_UPSERT, (Int8Array(skeys[i : i + _CHUNK]), Int8Array(d[:, 0]),

@@ -267,9 +267,11 @@ class CachedStore(PatternStore):
         meta: Mapping[str, bytes] | None = None,
         *,
         new: np.ndarray | None = None,
+        expect: Mapping[str, int | None] | None = None,
     ) -> None:
         keys, deltas = check_keys(keys, deltas, new)
-        self.backend.apply(keys, deltas, positions, meta, new=new)  # raises: Redis is left alone
+        # raises: Redis is left alone
+        self.backend.apply(keys, deltas, positions, meta, new=new, expect=expect)
         touched, _ = self._unique(keys)
         if touched.size == 0:
             return

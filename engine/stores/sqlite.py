@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.counts import NCOLS
-from engine.stores.base import PatternStore, check_keys
+from engine.stores.base import PatternStore, check_expected, check_keys
 
 SCHEMA_VERSION = 1
 _MIGRATIONS = {
@@ -98,6 +98,7 @@ class SQLiteStore(PatternStore):
         meta: Mapping[str, bytes] | None = None,
         *,
         new: np.ndarray | None = None,
+        expect: Mapping[str, int | None] | None = None,
     ) -> None:
         keys, deltas = check_keys(keys, deltas, new)
         skeys = keys.view(np.int64)
@@ -105,8 +106,10 @@ class SQLiteStore(PatternStore):
         skeys, deltas = skeys[order], deltas[order]
         fresh = np.zeros(keys.size, bool) if new is None else np.asarray(new, bool)[order]
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")  # the write lock: positions cannot move until COMMIT
         try:
+            if expect:
+                check_expected(expect, self.positions())
             if fresh.any():
                 self._insert_fresh(skeys[fresh], deltas[fresh])
             db.executemany(_UPSERT, _rows(skeys[~fresh], deltas[~fresh]))
