@@ -15,6 +15,7 @@ bulk (``BulkHistogram``), one numpy call per batch instead of one Python call pe
 
 from __future__ import annotations
 
+import collections
 import platform
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -203,11 +204,11 @@ class Metrics:
             if flagged.any():
                 self.flagged.labels(OTHER).inc(int(flagged.sum()))
             return
-        tally: dict[tuple[str, int], int] = {}
         label = self.source_label
-        for s, code in zip(sources, status.tolist(), strict=True):
-            key = (label(s), code)
-            tally[key] = tally.get(key, 0) + 1
+        tally: collections.Counter[tuple[str, int]] = collections.Counter()
+        # count (source, status) pairs in C first: one label lookup per source, not per event
+        for (s, code), n in collections.Counter(zip(sources, status.tolist(), strict=True)).items():
+            tally[label(s), code] += n
         for (name, code), n in tally.items():
             self.events.labels(name, _STATUS[code]).inc(n)
         flags: dict[str, int] = {}
