@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup tools demo test lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,10 +17,21 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 setup: $(VENV)/.installed
 
+# promtool (from Debian's prometheus package, unpacked into the venv, not installed system-wide)
+# lets the tests run `promtool check config|rules` and the alert unit tests; best effort.
+$(BIN)/promtool: | $(BIN)/python
+	@tmp=$$(mktemp -d) && cd $$tmp && \
+	  if apt-get download prometheus >/dev/null 2>&1 && dpkg-deb -x prometheus_*.deb x; then \
+	    cp x/usr/bin/promtool $(abspath $(BIN))/promtool; \
+	  else echo "promtool unavailable (no Debian prometheus package): its tests will skip"; fi; \
+	  rm -rf $$tmp
+
+tools: $(BIN)/promtool
+
 demo: setup  ## run the main job on the built-in demo stream (no servers)
 	$(BIN)/neurogate run --out flagged.jsonl
 
-test: setup  ## lint, type-check the engine, run the test suite
+test: setup tools  ## lint, type-check the engine, run the test suite
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q
