@@ -49,6 +49,12 @@ class NeuroNetSettings:
             raise ConfigError(f"neuronet.tunehold must be in (0, 1], got {self.tunehold}")
 
 
+# Settings read only when an event is scored or admitted, never kept in the detector's state:
+# they may differ between the run that wrote a store and the one that resumes it.
+SCORING_ONLY = frozenset({"threshold", "alpha", "alpha0", "top_k", "extreme_rule",
+                          "extreme_margin", "posterior_beta", "label_memory", "late_tolerance"})
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Every knob of the detector. Defaults follow EXPERIMENTS.md round 2 (deployable path)."""
@@ -97,6 +103,19 @@ class EngineConfig:
             raise ConfigError(f"calibration must be 'none' or 'rank', got {self.calibration!r}")
         if self.calibration_window < 10 or self.label_memory < 0:
             raise ConfigError("calibration_window must be >= 10 and label_memory >= 0")
+
+    def state_settings(self) -> dict[str, Any]:
+        """Every setting that shapes the learned state (dotted names -> values): a store's
+        saved state only resumes under the same ones. ``SCORING_ONLY`` settings are left out,
+        so e.g. the threshold can be changed on a running store."""
+        flat: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                flat.update({f"{f.name}.{k}": v for k, v in dataclasses.asdict(value).items()})
+            elif f.name not in SCORING_ONLY:
+                flat[f.name] = value
+        return flat
 
     def replace(self, **changes: Any) -> EngineConfig:
         """A copy with dotted or plain field changes, e.g. replace(threshold=0.9)."""

@@ -43,8 +43,8 @@ def dump(det: Detector) -> bytes:
             "serving": {str(k): v for k, v in lc.serving.items()}, "candidate": lc.candidate,
             "last_train": lc.last_train, "reports": lc.reports, "decisions": lc.decisions,
         })
-    header = {"format": FORMAT, "config": repr(det.config), "events_seen": det.events_seen,
-              "banks": banks}
+    header = {"format": FORMAT, "settings": det.config.state_settings(),
+              "events_seen": det.events_seen, "banks": banks}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)  # type: ignore[arg-type]  # uncompressed: flushes stay fast
@@ -58,11 +58,7 @@ def load(det: Detector, blob: bytes) -> None:
     header: dict[str, Any] = json.loads(arrays.pop("header").tobytes())
     if header.get("format") != FORMAT:
         raise ValueError(f"unknown detector state format {header.get('format')!r}")
-    if header["config"] != repr(det.config):
-        raise ValueError(
-            "the store holds detector state written with a different engine configuration; "
-            "use the same configuration or start a fresh store"
-        )
+    _check_settings(header, det)
     det.events_seen = int(header["events_seen"])
     for b, info in enumerate(header["banks"]):
         fields = tuple(info["fields"])
@@ -92,6 +88,24 @@ def load(det: Detector, blob: bytes) -> None:
         det.lifecycles[fields] = lc
         for row, source in enumerate(bank.sources):
             det._sources[source] = (bank, row)
+
+
+def _check_settings(header: dict[str, Any], det: Detector) -> None:
+    """Refuse a state written under other state-shaping settings, naming each one."""
+    if "settings" not in header:  # written before settings were compared one by one
+        if header.get("config") != repr(det.config):
+            raise ValueError("the store holds detector state written with a different engine "
+                             "configuration; use the same configuration or start a fresh store")
+        return
+    saved = header["settings"]
+    now = json.loads(json.dumps(det.config.state_settings()))  # as the header stores them
+    diff = [f"{k} (stored {saved.get(k)!r}, now {now.get(k)!r})"
+            for k in sorted(saved.keys() | now.keys()) if saved.get(k) != now.get(k)]
+    if diff:
+        raise ValueError(
+            "the store holds detector state learned under other settings: " + "; ".join(diff)
+            + ". These shape the learned state: use the stored values or start a fresh store "
+            "(scoring-only settings such as threshold may change freely)")
 
 
 def _encoder(det: Detector, slot: dict[str, Any], channels: int) -> Encoder:

@@ -522,9 +522,32 @@ def test_saved_state_is_refused_under_another_configuration(
 ) -> None:
     with SQLiteStore(tmp_path / "p.db") as store:
         run(sine_events("a", 100), fast_config, store)
-        with pytest.raises(ValueError, match="different engine configuration"):
+        with pytest.raises(ValueError, match=r"warmup \(stored 50, now 60\).*fresh store"):
             Detector(fast_config.replace(warmup=60), store)
+        with pytest.raises(ValueError, match=r"fixed\.levels .*; neuronet\.enabled"):
+            Detector(fast_config.replace(**{"fixed.levels": 5, "neuronet.enabled": True}),
+                     store)
         Detector(fast_config, store)  # the same configuration resumes
+
+
+def test_scoring_only_settings_may_change_on_a_saved_state(
+    fast_config: EngineConfig, staggered: list[Event]
+) -> None:
+    """A restart with another threshold (or smoothing, top-k, ...) resumes the saved state: a new
+    threshold gives the same scores with other flags; other scoring settings change scores,
+    still computed from the saved counts (unlike a fresh detector's)."""
+    saved = MemoryStore()
+    run(staggered[:300], fast_config, saved)
+    later = staggered[300:]
+    same = run(later, fast_config, store_copy(saved))
+    lower = run(later, fast_config.replace(threshold=0.5), store_copy(saved))
+    np.testing.assert_array_equal(lower.score, same.score)
+    assert lower.flagged.sum() > same.flagged.sum()
+    changed = fast_config.replace(top_k=1, alpha=2.0, extreme_rule=False)
+    resumed = run(later, changed, store_copy(saved))
+    fresh = run(later, changed, MemoryStore())
+    assert not np.array_equal(resumed.score, same.score)
+    assert not np.array_equal(resumed.score, fresh.score)
 
 
 # -- labels and records --------------------------------------------------------------------------
