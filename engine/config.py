@@ -111,7 +111,7 @@ class EngineConfig:
         flat: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if dataclasses.is_dataclass(value):
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
                 flat.update({f"{f.name}.{k}": v for k, v in dataclasses.asdict(value).items()})
             elif f.name not in SCORING_ONLY:
                 flat[f.name] = value

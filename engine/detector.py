@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from engine.config import EngineConfig
 from engine.counts import NCOLS, CountTable
 from engine.encoder import Encoder, FixedEncoder
 from engine.events import Event
+from engine.labels import Label, LabelMemory, learn_labels
 from engine.patterns import TRI, calendar_bucket, pattern_keys
 from engine.posterior import ClassEvidence, explain, log_odds
 from engine.scoring import rank_calibrate, squash, stream_probabilities, top_k_mean
@@ -171,12 +173,14 @@ class Detector:
         flush_every: int | None = 500_000,
         preload_limit: int = 5_000_000,
         progress: bool = False,
+        label_memory: int = 0,
     ) -> None:
         """``flush_every``: events between automatic flushes, written in the background while
         scoring goes on (None: only when ``flush`` is called, e.g. by a caller that records
         input positions). A store holding a state snapshot is resumed from it. While a
         background flush runs, its thread uses the store: call ``flush`` or ``close`` before
-        using the store directly."""
+        using the store directly. ``label_memory``: how many recent scored events keep their
+        pattern keys for ``learn_labels`` (0: none; labels that come with events need none)."""
         self.config = config or EngineConfig()
         self.store = store if store is not None else MemoryStore()
         self.flush_every = flush_every
@@ -194,6 +198,7 @@ class Detector:
         self.events_seen = 0
         self.timings: dict[str, float] = {"train_seconds": 0.0}
         self.flush_errors = 0
+        self.label_memory = LabelMemory(label_memory) if label_memory else None
         self._writer: ThreadPoolExecutor | None = None
         self._writing: tuple[Future[None], np.ndarray, np.ndarray] | None = None
         state = self.store.get_meta(snapshot.META_NAME)
@@ -255,6 +260,15 @@ class Detector:
     def process_one(self, event: Event) -> Result:
         """One-event wrapper of ``process_many``."""
         return self.process_many([event]).result(0)
+
+    def learn_labels(self, labels: Sequence[Label]) -> Counter[str]:
+        """Apply labels that arrived after their events were scored: each adds to the n0/n1
+        counts of its event's patterns (written with the next flush). Returns how many had
+        each outcome (``engine.labels.OUTCOMES``)."""
+        if self.label_memory is None:
+            raise ValueError("this detector keeps no keys for late labels: create it with "
+                             "label_memory=N (recent events to remember)")
+        return learn_labels(self.cache, self.label_memory, labels)
 
     def flush(self, positions: dict[str, int] | None = None, *, wait: bool = True) -> None:
         """Write the counts added since the last flush, the input positions they cover and the
@@ -451,9 +465,12 @@ class Detector:
             self._count_in_order(np.zeros((0, 0, 0), np.uint64), labels[:0], post, replays)
             return
         prow = rows[post]
+        target = idx[post]
         bucket = self._bucket(ts[post], has_cal[post])
         keys = self._keys(lc, p.windows, bank.state.scope[prow], bucket)
         counts = self._count_in_order(keys, labels[post], post, replays)
+        if self.label_memory is not None:
+            self.label_memory.remember([out.events[i] for i in target], keys, labels[post])
         p_uni, p_ctx = stream_probabilities(counts[..., 0], lc.vocab, cfg.alpha, cfg.alpha0)
         surprise = -np.log(p_ctx)
         lc.observe(surprise, -np.log(p_uni), labels[post])
@@ -466,7 +483,6 @@ class Detector:
         score = np.where(extreme, 1.0, raw)
         suppressed = bank.suppress(p, score)
         flagged = (score >= cfg.threshold) & ~suppressed
-        target = idx[post]
         out.score[target] = score
         out.extreme[target] = extreme
         out.suppressed[target] = suppressed

@@ -11,15 +11,16 @@ Outcomes (a bounded set, for metrics): ``applied`` (first label of the event), `
 (same label again: nothing changes), ``unmatched`` (the event is unknown: too old, never
 scored, still warming up, or scored by another process).
 
-Until ``Detector`` has the hook itself (see ``LabelledDetector``), the subclass here records
-the keys; ``learn_labels`` works with any detector that has a ``label_memory``.
+``Detector(..., label_memory=N)`` keeps such a memory and offers ``learn_labels``.
 
 Examples
 --------
 >>> import math
 >>> from engine.config import EngineConfig
+>>> from engine.detector import Detector
 >>> from engine.events import Event
->>> det = LabelledDetector(EngineConfig(warmup=20).replace(**{"neuronet.enabled": False}))
+>>> cfg = EngineConfig(warmup=20).replace(**{"neuronet.enabled": False})
+>>> det = Detector(cfg, label_memory=1000)
 >>> _ = det.process_many([Event("s", float(t), (math.sin(t / 5),)) for t in range(100)])
 >>> dict(det.learn_labels([Label("s", 1, ts=99.0), Label("s", 1, ts=99.0), Label("x", 0)]))
 {'applied': 1, 'duplicate': 1, 'unmatched': 1}
@@ -36,7 +37,6 @@ from typing import Any
 import numpy as np
 
 from engine.counts import NCOLS, CountTable
-from engine.detector import BatchResult, Detector
 from engine.events import (
     MAX_SOURCE_LEN,
     BadEvent,
@@ -48,8 +48,8 @@ from engine.events import (
     parse_timestamp,
 )
 
-__all__ = ["OUTCOMES", "Label", "LabelMemory", "LabelledDetector", "label_from_dict",
-           "labels_from_json", "learn_labels"]
+__all__ = ["OUTCOMES", "Label", "LabelMemory", "label_from_dict", "labels_from_json",
+           "learn_labels"]
 
 OUTCOMES = ("applied", "corrected", "duplicate", "unmatched")
 
@@ -196,39 +196,3 @@ def learn_labels(cache: CountTable, memory: LabelMemory, labels: Sequence[Label]
         flat, flat_deltas = np.concatenate(keys), np.concatenate(deltas)
         cache.add(flat, flat_deltas)
     return outcomes
-
-
-class LabelledDetector(Detector):
-    """A ``Detector`` that remembers the keys of its scored events for late labels.
-
-    Stop-gap until ``Detector`` does this itself: it captures the keys ``_score_post`` computes
-    through the ``_keys`` override (the last ``_keys`` call inside ``_score_post`` is the one
-    for the scored events). Warm-up events are counted at replay time without being scored;
-    they are not remembered, so their late labels are ``unmatched``.
-    """
-
-    def __init__(self, *args: Any, label_memory: int | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.label_memory = LabelMemory(
-            self.config.label_memory if label_memory is None else label_memory
-        )
-        self._captured: np.ndarray | None = None
-
-    def learn_labels(self, labels: Sequence[Label]) -> Counter[str]:
-        """Apply late labels (see ``learn_labels``); they are written with the next flush."""
-        return learn_labels(self.cache, self.label_memory, labels)
-
-    def _keys(self, *args: Any) -> np.ndarray:
-        keys = super()._keys(*args)
-        self._captured = keys
-        return keys
-
-    def _score_post(self, *args: Any) -> None:
-        bank, lc, p, idx, rows, ts, has_cal, values, labels, replays, out = args
-        self._captured = None
-        super()._score_post(*args)
-        keys, self._captured = self._captured, None
-        if keys is not None and p.post.size:
-            assert isinstance(out, BatchResult)
-            events = out.events
-            self.label_memory.remember([events[i] for i in idx[p.post]], keys, labels[p.post])

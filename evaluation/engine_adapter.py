@@ -24,8 +24,9 @@ import numpy as np
 
 from engine.bank import Bank
 from engine.config import EngineConfig
+from engine.detector import Detector
 from engine.events import Event
-from engine.labels import Label, LabelledDetector
+from engine.labels import Label
 from evaluation.protocol import Batch, Feedback, Output, SourceInfo
 
 
@@ -56,7 +57,7 @@ class _GivenRangeBank(Bank):
             st.res[idx, :keep] = norm[:, -keep:]
 
 
-class _RangeDetector(LabelledDetector):
+class _RangeDetector(Detector):
     """The engine's Detector (with late-label memory) with banks that honour given ranges."""
 
     def __init__(self, config: EngineConfig, given: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -90,7 +91,8 @@ class NeurogateDetector:
         """Route the source to the engine of its warm-up length (created on first use)."""
         engine = self._engines.get(info.warmup)
         if engine is None:
-            engine = _RangeDetector(self.config.replace(warmup=info.warmup), self._given)
+            engine = _RangeDetector(self.config.replace(warmup=info.warmup), self._given,
+                                    label_memory=self.config.label_memory)
             self._engines[info.warmup] = engine
         if info.value_range is not None:
             lo, hi = (np.asarray(v, dtype=np.float64).reshape(-1) for v in info.value_range)

@@ -37,8 +37,9 @@ import orjson
 
 from engine import snapshot
 from engine.config import EngineConfig
+from engine.detector import Detector
 from engine.events import BadEvent, Event, event_to_dict, events_from_json
-from engine.labels import LabelledDetector, labels_from_json
+from engine.labels import labels_from_json
 from engine.stores import PatternStore, PositionsMoved
 from stream.metrics import Metrics, store_families
 from stream.settings import WorkerSettings
@@ -129,7 +130,7 @@ class PartitionState:
     """A partition's detector and where it stands in each topic."""
 
     partition: int
-    detector: LabelledDetector
+    detector: Detector
     view: PartitionView
     next: dict[str, int]  # topic -> next offset to process
     committed: dict[str, int]  # topic -> position in the store
@@ -315,9 +316,9 @@ class Processor:
               store_size: Callable[[], int]) -> PartitionState:
         name = self.settings.position_key(self.settings.events_topic, p)
         view = PartitionView(self.store, name, store_size, self.commit_store)
-        det = LabelledDetector(self.config, view, flush_every=None,
-                               preload_limit=self.settings.preload_limit,
-                               label_memory=self.label_capacity)
+        det = Detector(self.config, view, flush_every=None,
+                       preload_limit=self.settings.preload_limit,
+                       label_memory=self.label_capacity)
         return PartitionState(p, det, view, dict(committed), dict(committed), dict(committed),
                               model_version=det.model_version())
 

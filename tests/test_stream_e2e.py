@@ -20,8 +20,9 @@ from typing import Any
 import orjson
 import pytest
 
+from engine.detector import Detector
 from engine.events import Event, event_to_dict
-from engine.labels import Label, LabelledDetector
+from engine.labels import Label
 from engine.stores import MemoryStore
 from engine.stores.postgres import PostgresStore
 from tests import kafka_fixtures as kf
@@ -90,7 +91,7 @@ def reference(env: StreamEnv, events: list[Event], labels: list[Label] = ()
     """Counts and flags of one in-process detector over the same events (then labels)."""
     config, settings = env.settings()
     store = MemoryStore()
-    det = LabelledDetector(config, store, flush_every=None, label_memory=100_000)
+    det = Detector(config, store, flush_every=None, label_memory=100_000)
     out = det.process_many(events)
     flagged = {(events[i].source, events[i].ts) for i in range(len(events)) if out.flagged[i]}
     if labels:

@@ -12,10 +12,10 @@ import pytest
 
 from engine.config import EngineConfig
 from engine.counts import NCOLS
+from engine.detector import Detector
 from engine.events import BadEvent, Event
 from engine.labels import (
     Label,
-    LabelledDetector,
     LabelMemory,
     label_from_dict,
     labels_from_json,
@@ -78,7 +78,7 @@ def test_memory_keeps_the_newest_batches() -> None:
 
 def test_outcomes_and_exact_count_changes(fast_config: EngineConfig) -> None:
     store = MemoryStore()
-    det = LabelledDetector(fast_config, store, flush_every=None)
+    det = Detector(fast_config, store, flush_every=None, label_memory=fast_config.label_memory)
     events = stream()
     det.process_many(events[:300])
     det.process_many(events[300:])
@@ -105,7 +105,7 @@ def test_outcomes_and_exact_count_changes(fast_config: EngineConfig) -> None:
 
 
 def test_events_labelled_at_scoring_are_not_labelled_twice(fast_config: EngineConfig) -> None:
-    det = LabelledDetector(fast_config, None, flush_every=None)
+    det = Detector(fast_config, None, flush_every=None, label_memory=fast_config.label_memory)
     events = stream(300)
     events[250] = Event("s", events[250].ts, events[250].values, id="s-250", label=1)
     det.process_many(events)
@@ -117,7 +117,7 @@ def test_late_labels_feed_the_posterior(fast_config: EngineConfig) -> None:
     """Without labels there is no posterior; after late labels of both classes, scored events
     get one and flagged events get the explanation line."""
     cfg = fast_config.replace(threshold=0.5)
-    det = LabelledDetector(cfg, None, flush_every=None)
+    det = Detector(cfg, None, flush_every=None, label_memory=cfg.label_memory)
     events = stream(1200)
     out = det.process_many(events[:800])
     assert np.isnan(out.posterior).all()
@@ -153,3 +153,11 @@ def test_labels_topic_reaches_the_counts(fast_config: EngineConfig) -> None:
     text = proc.metrics.exposition().decode()
     assert 'neurogate_labels_total{outcome="applied"} 2.0' in text
     assert NCOLS == 3
+
+
+def test_late_labels_need_a_label_memory(fast_config: EngineConfig) -> None:
+    det = Detector(fast_config, None, flush_every=None)  # the default keeps no keys
+    det.process_many(stream(300))
+    assert det.label_memory is None
+    with pytest.raises(ValueError, match="label_memory=N"):
+        det.learn_labels([Label("s", 1, id="s-250")])

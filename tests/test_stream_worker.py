@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from engine.config import EngineConfig
+from engine.detector import Detector
 from engine.events import Event, event_to_dict
-from engine.labels import LabelledDetector
 from engine.stores import MemoryStore, PatternStore
 from stream.settings import WorkerSettings
 from stream.worker import Fenced, Processor, Record
@@ -40,7 +40,7 @@ def counts(store: PatternStore) -> dict[int, tuple[int, ...]]:
 def reference(cfg: EngineConfig, events: Sequence[Event]) -> tuple[dict[int, tuple[int, ...]],
                                                                   set[tuple[str, float]]]:
     store = MemoryStore()
-    det = LabelledDetector(cfg, store, flush_every=None)
+    det = Detector(cfg, store, flush_every=None, label_memory=cfg.label_memory)
     out = det.process_many(list(events))
     det.flush()
     return counts(store), {(events[i].source, events[i].ts) for i in np.flatnonzero(out.flagged)}
