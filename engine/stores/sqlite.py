@@ -22,6 +22,7 @@ _MIGRATIONS = {
 }
 
 
+_FETCH_CHUNK = 900
 _UPSERT = (
     "INSERT INTO patterns (key, n, n0, n1) VALUES (?, ?, ?, ?) ON CONFLICT(key) DO"
     " UPDATE SET n = n + excluded.n, n0 = n0 + excluded.n0, n1 = n1 + excluded.n1"
@@ -74,17 +75,18 @@ class SQLiteStore(PatternStore):
         uniq, inverse = np.unique(keys.view(np.int64), return_inverse=True)
         found = np.zeros((uniq.size, NCOLS), dtype=np.int64)
         if uniq.size:
-            db = self._db
-            db.execute("BEGIN")
+            # IN-lists of bound keys: ~4x faster than joining a temp table of the keys; 900
+            # stays under the smallest SQLITE_MAX_VARIABLE_NUMBER (999) of older builds
+            rows = []
+            self._db.execute("BEGIN")  # one snapshot for all chunks
             try:
-                db.execute("CREATE TEMP TABLE IF NOT EXISTS want (key INTEGER PRIMARY KEY)")
-                db.execute("DELETE FROM want")
-                db.executemany("INSERT INTO want VALUES (?)", ((k,) for k in uniq.tolist()))
-                rows = db.execute(
-                    "SELECT p.key, p.n, p.n0, p.n1 FROM patterns p JOIN want w ON p.key = w.key"
-                ).fetchall()
+                for i in range(0, uniq.size, _FETCH_CHUNK):
+                    chunk = uniq[i : i + _FETCH_CHUNK].tolist()
+                    rows += self._db.execute(
+                        "SELECT key, n, n0, n1 FROM patterns WHERE key IN "
+                        f"({','.join('?' * len(chunk))})", chunk).fetchall()
             finally:
-                db.execute("COMMIT")
+                self._db.execute("COMMIT")
             if rows:
                 got = np.array(rows, dtype=np.int64)
                 found[np.searchsorted(uniq, got[:, 0])] = got[:, 1:]
