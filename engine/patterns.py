@@ -4,8 +4,9 @@ needs (code n-grams, their contexts, the calendar-conditioned code and the strea
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
-from engine.counts import mix64, text_hash64
+from engine.counts import _GOLD, _M1, _M2, EMPTY, mix64, text_hash64
 
 # Key kinds, in the order of the last axis of ``pattern_keys``.
 TOTAL, UNI, CALCTX, CAL, BICTX, BI, TRICTX, TRI = range(8)
@@ -52,21 +53,46 @@ def pattern_keys(
     bases: np.ndarray, scope: np.ndarray, codes: np.ndarray, bucket: np.ndarray
 ) -> np.ndarray:
     """Keys [n, streams, NKINDS] for codes [n, streams, 3] (t-2d, t-d, t) of events with scope
-    hashes [n] and calendar buckets [n]."""
+    hashes [n] and calendar buckets [n].
+
+    Key = mix64(mix64(scope ^ stream base) ^ mix64(payload)); the payload packs the kind (bits
+    60+) and, per ``_USES``, the bucket, c2, c1, c0 in 16-bit fields (``_SENT`` where unused).
+    """
     n, k, _ = codes.shape
-    base = mix64(scope[:, None] ^ bases[None, :])  # [n, k]
-    c = codes.astype(np.uint64)
-    parts = [
-        np.broadcast_to(bucket[:, None], (n, k)),
-        c[:, :, 0],
-        c[:, :, 1],
-        c[:, :, 2],
-    ]
-    shifts = (np.uint64(48), np.uint64(32), np.uint64(16), np.uint64(0))
-    payload = np.zeros((n, k, NKINDS), dtype=np.uint64)
+    out = np.empty((n, k, NKINDS), dtype=np.uint64)
+    _pattern_keys(np.ascontiguousarray(bases, dtype=np.uint64),
+                  np.ascontiguousarray(scope, dtype=np.uint64),
+                  np.ascontiguousarray(codes, dtype=np.int64),
+                  np.ascontiguousarray(bucket, dtype=np.uint64), _USES, out)
+    return out
+
+
+@njit(cache=True)
+def _mix(x: np.uint64) -> np.uint64:
+    """mix64 of one value (splitmix64 finaliser, 0 remapped to 1)."""
+    z = x + _GOLD
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    z = z ^ (z >> np.uint64(31))
+    return z if z != EMPTY else np.uint64(1)
+
+
+@njit(cache=True)
+def _pattern_keys(bases: np.ndarray, scope: np.ndarray, codes: np.ndarray, bucket: np.ndarray,
+                  uses: np.ndarray, out: np.ndarray) -> None:
+    n, k = codes.shape[0], codes.shape[1]
     sent = np.uint64(_SENT)
-    for j, part in enumerate(parts):
-        use = _USES[:, j]
-        payload |= np.where(use[None, None, :], part[:, :, None], sent) << shifts[j]
-    payload |= np.arange(NKINDS, dtype=np.uint64)[None, None, :] << np.uint64(60)
-    return mix64(base[:, :, None] ^ mix64(payload))
+    parts = np.empty(4, dtype=np.uint64)
+    shifts = np.array([48, 32, 16, 0], dtype=np.uint64)
+    for i in range(n):
+        parts[0] = bucket[i]
+        for s in range(k):
+            base = _mix(scope[i] ^ bases[s])
+            parts[1] = np.uint64(codes[i, s, 0])
+            parts[2] = np.uint64(codes[i, s, 1])
+            parts[3] = np.uint64(codes[i, s, 2])
+            for kind in range(NKINDS):
+                payload = np.uint64(kind) << np.uint64(60)
+                for j in range(4):
+                    payload |= (parts[j] if uses[kind, j] else sent) << shifts[j]
+                out[i, s, kind] = _mix(base ^ _mix(payload))
