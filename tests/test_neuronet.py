@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.encoder import StreamSpec
-from engine.neuronet import NeuroNet, NeuroNetConfig, TrainReport
+from engine.neuronet import NeuroNet, NeuroNetConfig, TrainReport, _shifted_predecessors
 
 SMALL = NeuroNetConfig(window=64, levels=3)
 
@@ -85,6 +85,49 @@ def test_lookup_tables_match_float_path(trained: tuple[NeuroNet, TrainReport]) -
     big = NeuroNet(NeuroNetConfig(window=64, levels=3, fsq_dims=3, fsq_levels=8))
     assert big._lookup_tables() is None  # 512**4 entries: encode uses the float path
     assert big.encode(x.numpy()).max() < 512
+
+
+def sliding_windows(series: list[np.ndarray], window: int) -> np.ndarray:
+    """Every window of each series, the series interleaved event by event (as a batch of many
+    sources' events arrives), [n, window, 1]."""
+    per = [np.lib.stride_tricks.sliding_window_view(s[:, 0], window) for s in series]
+    n = min(len(w) for w in per)
+    return np.stack([w[i] for i in range(n) for w in per]).astype(np.float32)[:, :, None]
+
+
+@pytest.mark.parametrize("kernel", [3, 4, 5])
+def test_level1_reuse_gives_the_full_computation(kernel: int) -> None:
+    """Windows that are earlier ones moved on by two steps reuse their level-1 codes: the codes
+    equal the full float computation, for one source, interleaved sources, flat stretches
+    (many equal windows) and a batch with nothing to reuse."""
+    net = NeuroNet(NeuroNetConfig(window=64, levels=3, kernel=kernel))
+    rng = np.random.default_rng(kernel)
+    flat = np.concatenate([np.full(90, 0.5), rng.uniform(0, 1, 60), np.full(90, 0.2)])
+    cases = [
+        sliding_windows(sines(1, 400), 64),
+        sliding_windows(sines(3, 300, seed=2), 64),
+        sliding_windows([flat.astype(np.float32)[:, None]], 64),
+        rng.uniform(0, 1, (50, 64, 1)).astype(np.float32),
+    ]
+    with torch.inference_mode():
+        for x in cases:
+            t = torch.from_numpy(x)
+            first = net.levels[0]
+            want = first.codes(torch.round(first.scaled(first.columns(t))))
+            assert torch.equal(net._level1_codes(t), want)
+    pred = _shifted_predecessors(cases[1].view(np.uint32))
+    assert (pred[6:] == np.arange(6, len(pred)) - 6).all()  # 3 sources: 2 steps = 6 rows back
+
+
+@pytest.mark.parametrize("kernel", [3, 4, 5])
+def test_compiled_upper_levels_match_the_float_path(kernel: int) -> None:
+    """Levels 2..L by lookup tables in one compiled pass equal the float forward pass."""
+    net = NeuroNet(NeuroNetConfig(window=64, levels=4, kernel=kernel))
+    x = torch.from_numpy(sliding_windows(sines(2, 200, seed=kernel), 64))
+    with torch.inference_mode():
+        tables = net._lookup_tables()
+        assert tables is not None
+        assert torch.equal(net._tail_codes(x, tables), net._tail_codes(x, None))
 
 
 def test_fit_is_deterministic() -> None:
