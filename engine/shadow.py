@@ -134,10 +134,10 @@ class Lifecycle:
         from engine.neuronet import NeuroNet, NeuroNetConfig
 
         nn = self.config.neuronet
-        self.last_train = det.events_seen
         ready = np.flatnonzero(bank.state.res_n[: bank.state.size] >= self.window // 4)
-        if not ready.size:
+        if not ready.size:  # every source still warming up (many sources): try again later
             return
+        self.last_train = det.events_seen
         pick = ready[np.linspace(0, ready.size - 1, min(nn.max_sources, ready.size)).astype(int)]
         series = bank.reservoir_series(np.unique(pick))
         net = NeuroNet(

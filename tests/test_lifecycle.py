@@ -53,6 +53,16 @@ def test_fixed_codes_serve_until_a_neuronet_is_trained_then_it_shadows(cfg: Engi
     assert len(names) == 1 and names[0].split("/")[-1] in versions[-1]
 
 
+def test_training_waits_for_sources_past_their_warm_up(cfg: EngineConfig) -> None:
+    """Many sources arriving in turn: at ``train_after`` events every source is still warming
+    up, so there is nothing to train on yet; training happens once some source has data."""
+    det = Detector(cfg.replace(**{"neuronet.train_after": 300}))
+    versions = run(det, stream(150, sources=8))  # 1,200 events; warm-ups end at ~800
+    assert "neuronet" not in versions[1]  # 512 events seen, nothing ready: no training
+    assert "neuronet:" in versions[-1]
+    assert det.timings["train_seconds"] > 0
+
+
 def test_scheduled_retraining_makes_new_versions_with_their_own_namespace(
     cfg: EngineConfig,
 ) -> None:
