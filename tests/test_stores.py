@@ -255,6 +255,24 @@ def test_a_new_keys_hint_never_changes_the_sums_even_when_wrong(
         assert contents(hinted) == contents(plain) == reference(first, second)
 
 
+@pytest.mark.parametrize("hint", ["none", "right", "all"])
+def test_large_applies_span_many_statements_exactly(tmp_path: Path, hint: str) -> None:
+    """Thousands of rows (many multi-row statements, a partial last one, duplicate keys across
+    statement boundaries) sum exactly, with no hint, a right one or an all-new one."""
+    rng = np.random.default_rng(3)
+    store, want = SQLiteStore(tmp_path / "p.db"), MemoryStore()
+    for size in (1234, 4001, 200):
+        keys = rng.choice(np.arange(1, 3000, dtype=np.uint64), size)
+        keys[::7] = np.uint64(2**64 - 5)  # high bit set, repeated
+        deltas = rng.integers(-2, 9, (size, NCOLS))
+        held = np.isin(keys, np.array(list(contents(store)), dtype=np.uint64))
+        new = {"none": None, "right": ~held, "all": np.ones(size, bool)}[hint]
+        store.apply(keys, deltas, new=new)
+        want.apply(keys, deltas)
+    assert contents(store) == contents(want)
+    store.close()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_new_keys_hint_of_the_wrong_shape_is_refused(stores: Stores, kind: str) -> None:
     with pytest.raises(ValueError, match="new must be a mask"):
