@@ -35,6 +35,7 @@ from engine.patterns import MAX_VOCAB
 FORMAT = "neurogate.neuronet/1"
 _CHUNK = 16384  # windows per encode / evaluation batch: bounds memory
 _FLOAT_CHUNK = 1024  # windows per float forward in encode: keeps the hidden layer cache-warm
+_CARRY = 8192  # windows (and their level-1 codes) kept from earlier encode calls for reuse
 _EVAL_EVERY = 20  # training steps between held-out accuracy checks
 _RECON_WEIGHT = 0.1
 _HELDOUT = 0.1  # share of each series' windows (its most recent ones, at least one) held out
@@ -376,6 +377,7 @@ class NeuroNet:
         self.version = self._hash()
         self._tables: list[torch.Tensor] | None = None  # built from the weights on first use
         self._np_tables: np.ndarray | None = None
+        self._carry = (np.zeros((0, 0, 0), np.uint32), np.zeros((0, 0), np.int64))
 
     def _hash(self) -> str:
         """16 hex chars of sha256 over the format, the config and every weight tensor."""
@@ -435,10 +437,11 @@ class NeuroNet:
     def _level1_codes(self, x: torch.Tensor) -> torch.Tensor:
         """Level-1 codes [B, W/2] of windows x [B, W, C] on the float path.
 
-        A window that is an earlier row's window moved on by two steps (a source's next-but-one
-        event) has the same level-1 outputs, one position along (stride 2), except its padded
-        first and its new last ones: only those are computed and the rest is copied, which
-        cuts the float work ~60x when a batch holds runs of one source's events.
+        A window that is an earlier one moved on by two steps (a source's next-but-one event)
+        has the same level-1 outputs, one position along (stride 2), except its padded first
+        and its new last ones: only those are computed and the rest is copied. Earlier windows
+        are looked for in this call and among the last ``_CARRY`` windows of the previous calls
+        (many sources interleave: a source's previous events sit thousands of rows back).
         """
         first = self.levels[0]
 
@@ -448,21 +451,30 @@ class NeuroNet:
 
         if x.device.type != "cpu" or len(x) < 3:
             return full(x)
-        pred = _shifted_predecessors(np.ascontiguousarray(x.numpy()).view(np.uint32))
-        follow = np.flatnonzero(pred >= 0)
-        if follow.size == 0:
-            return full(x)
-        heads = np.flatnonzero(pred < 0)
-        npad = (self.config.kernel - 1) // 2  # leading outputs that read the padding
         half = x.shape[1] // 2
-        edge_cols = torch.tensor([*range(npad), half - 1])
-        edges = first.columns(x[torch.from_numpy(follow)])[:, edge_cols]  # [F, npad + 1, C*k]
-        out = np.zeros((len(x), half), dtype=np.int64)
-        out[heads] = full(x[torch.from_numpy(heads)]).numpy()
-        edge_codes = np.zeros((len(x), npad + 1), dtype=np.int64)
-        edge_codes[follow] = first.codes(torch.round(first.scaled(edges))).numpy()
-        _fill_shifted(out, pred, edge_codes, npad)
-        return torch.from_numpy(out)
+        bits = np.ascontiguousarray(x.numpy()).view(np.uint32)
+        carry_bits, carry_codes = self._carry
+        if carry_bits.shape[1:] != bits.shape[1:]:
+            carry_bits, carry_codes = bits[:0], np.zeros((0, half), dtype=np.int64)
+        r = len(carry_bits)
+        every = np.concatenate([carry_bits, bits])
+        pred = _shifted_predecessors(every)
+        pred[:r] = -1  # carried rows are known already
+        out = np.zeros((r + len(x), half), dtype=np.int64)
+        out[:r] = carry_codes
+        follow = np.flatnonzero(pred[r:] >= 0)
+        heads = np.flatnonzero(pred[r:] < 0)
+        if heads.size:
+            out[r + heads] = full(x[torch.from_numpy(heads)]).numpy()
+        if follow.size:
+            npad = (self.config.kernel - 1) // 2  # leading outputs that read the padding
+            edge_cols = torch.tensor([*range(npad), half - 1])
+            edges = first.columns(x[torch.from_numpy(follow)])[:, edge_cols]  # [F, npad+1, Ck]
+            edge_codes = np.zeros((len(out), npad + 1), dtype=np.int64)
+            edge_codes[r + follow] = first.codes(torch.round(first.scaled(edges))).numpy()
+            _fill_shifted(out, pred, edge_codes, npad)
+        self._carry = (every[-_CARRY:].copy(), out[-_CARRY:].copy())
+        return torch.from_numpy(out[r:])
 
     def _cpu_tables(self, tables: list[torch.Tensor]) -> np.ndarray:
         """The lookup tables as one int64 array [levels - 1, vocab**kernel] (cached)."""
@@ -545,6 +557,7 @@ class NeuroNet:
         """
         t0 = time.perf_counter()
         self._tables = self._np_tables = None  # the weights change: so do the tables
+        self._carry = (np.zeros((0, 0, 0), np.uint32), np.zeros((0, 0), np.int64))
         cfg = self.config
         data = _Windows(series, cfg)
         rng = np.random.default_rng(seed)

@@ -115,6 +115,9 @@ def test_level1_reuse_gives_the_full_computation(kernel: int) -> None:
             first = net.levels[0]
             want = first.codes(torch.round(first.scaled(first.columns(t))))
             assert torch.equal(net._level1_codes(t), want)
+            # in small calls, predecessors are found among the windows of earlier calls
+            got = torch.cat([net._level1_codes(c) for c in t.split(7)])
+            assert torch.equal(got, want)
     pred = _shifted_predecessors(cases[1].view(np.uint32))
     assert (pred[6:] == np.arange(6, len(pred)) - 6).all()  # 3 sources: 2 steps = 6 rows back
 
