@@ -440,8 +440,9 @@ class NeuroNet:
         A window that is an earlier one moved on by two steps (a source's next-but-one event)
         has the same level-1 outputs, one position along (stride 2), except its padded first
         and its new last ones: only those are computed and the rest is copied. Earlier windows
-        are looked for in this call and among the last ``_CARRY`` windows of the previous calls
-        (many sources interleave: a source's previous events sit thousands of rows back).
+        are looked for in this call and among up to ``_CARRY`` windows of earlier calls that no
+        later window continued (the ends of each source's runs: with many sources interleaved,
+        a source's previous events sit thousands of rows back).
         """
         first = self.levels[0]
 
@@ -473,7 +474,10 @@ class NeuroNet:
             edge_codes = np.zeros((len(out), npad + 1), dtype=np.int64)
             edge_codes[r + follow] = first.codes(torch.round(first.scaled(edges))).numpy()
             _fill_shifted(out, pred, edge_codes, npad)
-        self._carry = (every[-_CARRY:].copy(), out[-_CARRY:].copy())
+        ends = np.ones(len(every), dtype=bool)  # windows no later window has moved on from:
+        ends[pred[pred >= 0]] = False  # only these can precede a future window
+        keep = np.flatnonzero(ends)[-_CARRY:]
+        self._carry = (every[keep], out[keep])
         return torch.from_numpy(out[r:])
 
     def _cpu_tables(self, tables: list[torch.Tensor]) -> np.ndarray:
