@@ -225,22 +225,9 @@ class Detector:
             threshold=cfg.threshold,
             model_version="",
         )
-        by_bank: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
-        for i, e in enumerate(events):
-            entry = self._sources.get(e.source)
-            if entry is None:
-                entry = self._add_source(e)
-            bank, row = entry
-            if e.fields != bank.fields:
-                out.reasons[i] = "schema_mismatch"
-                continue
-            idx, rows = by_bank.setdefault(bank.fields, ([], []))
-            idx.append(i)
-            rows.append(row)
-        for fields, (idx_list, row_list) in by_bank.items():
-            self._process_bank(
-                self.banks[fields], events, np.array(idx_list), np.array(row_list), out
-            )
+        by_bank = self._route(events, out)
+        for fields, (idx, rows) in by_bank.items():
+            self._process_bank(self.banks[fields], events, idx, rows, out)
         for i in out.reasons:
             out.status[i] = 2
             out.score[i] = np.nan
@@ -353,6 +340,36 @@ class Detector:
         }
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _route(self, events: Sequence[Event], out: BatchResult
+               ) -> dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]]:
+        """Each event's bank and source row, grouped by bank (input order kept); new sources
+        are added in order of first appearance; an event whose fields differ from its source's
+        is rejected (schema_mismatch). List comprehensions: this runs for every event."""
+        get = self._sources.get
+        entries = [get(e.source) for e in events]
+        if None in entries:
+            for i, e in enumerate(events):
+                if entries[i] is None:
+                    entries[i] = get(e.source) or self._add_source(e)
+        mismatch = [i for i, (e, en) in enumerate(zip(events, entries, strict=True))
+                    if e.fields is not en[0].fields and e.fields != en[0].fields]  # type: ignore[index]
+        for i in mismatch:
+            out.reasons[i] = "schema_mismatch"
+        rows = np.array([en[1] for en in entries], dtype=np.int64)  # type: ignore[index]
+        ok = np.ones(len(events), dtype=bool)
+        ok[mismatch] = False
+        if len(self.banks) == 1:
+            (fields,) = self.banks
+            idx = np.flatnonzero(ok)
+            return {fields: (idx, rows[idx])} if idx.size else {}
+        bank_of = np.array([id(en[0]) for en in entries], dtype=np.int64)  # type: ignore[index]
+        groups = []
+        for fields, bank in self.banks.items():
+            idx = np.flatnonzero(ok & (bank_of == id(bank)))
+            if idx.size:
+                groups.append((int(idx[0]), fields, idx))
+        return {fields: (idx, rows[idx]) for _, fields, idx in sorted(groups)}  # first seen first
 
     def _add_source(self, e: Event) -> tuple[Bank, int]:
         bank = self.banks.get(e.fields)
