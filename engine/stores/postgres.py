@@ -308,11 +308,7 @@ class PostgresStore(PatternStore):
         COMMIT went through (its acknowledgement may be what was lost)."""
         budget = _Budget(self, what)
         while True:
-            try:
-                conn = self._connect(budget)
-            except _RETRYABLE as exc:
-                budget.failed(exc)
-                continue
+            conn = self._connect(budget)
             try:
                 if batch is not None and budget.commit_unknown:
                     if _batch_committed(conn, batch):
@@ -332,16 +328,21 @@ class PostgresStore(PatternStore):
             budget.failed(error)
 
     def _connect(self, budget: _Budget) -> Conn:
-        """A pooled connection; if the pool has none ready within a second (after an outage it
-        reconnects in the background on its own, slower schedule) a direct one, so that a
-        retry is a real connection attempt and recovery is prompt."""
-        try:
-            return self._pool.getconn(timeout=min(1.0, budget.connect_timeout()))
-        except PoolTimeout:
-            conn = psycopg.connect(self._conninfo, **self._kwargs)
-            _configure(conn)
-            self._direct.add(conn)
-            return conn
+        """A pooled connection, retried with backoff until ``budget`` is spent; if the pool has
+        none ready within a second (after an outage it reconnects in the background on its
+        own, slower schedule) a direct one, so that a retry is a real connection attempt and
+        recovery is prompt."""
+        while True:
+            try:
+                try:
+                    return self._pool.getconn(timeout=min(1.0, budget.connect_timeout()))
+                except PoolTimeout:
+                    conn = psycopg.connect(self._conninfo, **self._kwargs)
+                    _configure(conn)
+                    self._direct.add(conn)
+                    return conn
+            except _RETRYABLE as exc:
+                budget.failed(exc)
 
     def _release(self, conn: Conn) -> None:
         """Back to the pool (which replaces a broken one), or close a direct connection."""
@@ -522,11 +523,7 @@ class PostgresStore(PatternStore):
             raise ValueError("chunk must be >= 1")
         budget = _Budget(self, "start reading counts")
         while True:
-            try:
-                conn = self._connect(budget)
-            except _RETRYABLE as exc:
-                budget.failed(exc)
-                continue
+            conn = self._connect(budget)
             try:
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 conn.execute("SELECT 1 FROM neurogate_patterns LIMIT 1")  # snapshot taken here
