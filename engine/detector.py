@@ -263,11 +263,8 @@ class Detector:
         last flush that finished. ``wait=False`` writes in a background thread while the
         caller goes on (one write at a time); if that write fails, its counts stay unstored,
         the next flush writes them (a warning is logged), and a waiting flush raises."""
-        self._settle()
-        keys, deltas, new = self.cache.changes()
-        meta = {snapshot.META_NAME: snapshot.dump(self)}
-        self.cache.mark_stored()
-        self._pending_events = 0
+        keys, deltas, new, blob = self._take_changes()
+        meta = {snapshot.META_NAME: blob}
         if wait:
             try:
                 self.store.apply(keys, deltas, positions, meta, new=new)
@@ -284,12 +281,18 @@ class Detector:
         """What ``flush`` would write (count deltas, state snapshot), taken out without writing
         it: for a caller that writes it elsewhere (the worker's commit thread) and, if that
         write fails, discards this detector and resumes from the store."""
+        keys, deltas, _, blob = self._take_changes()
+        return keys, deltas, blob
+
+    def _take_changes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, bytes]:
+        """(keys, deltas, new-key mask, state snapshot) of everything not yet stored, now
+        counted as stored (a failed write puts the deltas back with ``cache.unstore``)."""
         self._settle()
-        keys, deltas, _ = self.cache.changes()
+        keys, deltas, new = self.cache.changes()
         blob = snapshot.dump(self)
         self.cache.mark_stored()
         self._pending_events = 0
-        return keys, deltas, blob
+        return keys, deltas, new, blob
 
     def close(self, positions: dict[str, int] | None = None) -> None:
         """Flush pending counts (and ``positions``) and wait for them; the store stays open

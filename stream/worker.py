@@ -167,12 +167,11 @@ class PendingCommit:
         try:
             view.apply(self.keys, self.deltas, self.positions,
                        {snapshot.META_NAME: self.snapshot}, expect=self.expected)
-        except PositionsMoved as exc:
+        except Exception as exc:
             self.metrics.store_errors.labels("commit").inc()
-            raise Fenced(f"partition {self.state.partition} was committed by another worker; "
-                         f"not committing: {exc}") from exc
-        except Exception:
-            self.metrics.store_errors.labels("commit").inc()
+            if isinstance(exc, PositionsMoved):
+                raise Fenced(f"partition {self.state.partition} was committed by another "
+                             f"worker; not committing: {exc}") from exc
             raise
         self.metrics.commit_seconds.observe(time.perf_counter() - t0)
         self.metrics.last_commit.set(time.time())
