@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from evaluation import creditcard
 from evaluation.presets import CREDITCARD
 from evaluation.protocol import Batch, Feedback, Output, SourceInfo
 from evaluation.registry import build_detector
-from stream.cli_eval import register
+from tests.eval_cli import cli
 
 ROWS = 4000
 
@@ -24,14 +23,6 @@ ROWS = 4000
 def card_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cc") / "creditcard.csv"
     return creditcard.generate(path, rows=ROWS, fraud_rate=0.02, seed=1)
-
-
-def cli(*argv: str) -> int:
-    p = argparse.ArgumentParser(prog="neurogate")
-    sub = p.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = p.parse_args(list(argv))
-    return int(args.func(args))
 
 
 class Probe:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -13,17 +12,9 @@ from engine.config import EngineConfig
 from evaluation import multivariate as mv
 from evaluation.presets import MULTIVARIATE
 from evaluation.registry import build_detector
-from stream.cli_eval import register
+from tests.eval_cli import cli
 
 SMALL = mv.MvSettings(sources=2, length=2400, incidents=4, seed=11)
-
-
-def cli(*argv: str) -> int:
-    p = argparse.ArgumentParser(prog="neurogate")
-    sub = p.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = p.parse_args(list(argv))
-    return int(args.func(args))
 
 
 def test_same_seed_same_data_other_seed_other_data() -> None:

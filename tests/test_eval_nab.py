@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -15,7 +14,7 @@ from evaluation.baselines import BaselineSettings
 from evaluation.nab import load_corpus
 from evaluation.nab_eval import run_nab, source_info, window_labels, write_nab
 from evaluation.registry import build_detector
-from stream.cli_eval import register
+from tests.eval_cli import cli
 
 PROFILES_JSON = {
     "standard": {"CostMatrix": {"tpWeight": 1.0, "fpWeight": 0.11, "fnWeight": 1.0,
@@ -59,14 +58,6 @@ def nab_root(tmp_path: Path) -> Path:
     (root / "config").mkdir()
     (root / "config" / "profiles.json").write_text(json.dumps(PROFILES_JSON))
     return root
-
-
-def cli(*argv: str) -> int:
-    p = argparse.ArgumentParser(prog="neurogate")
-    sub = p.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = p.parse_args(list(argv))
-    return int(args.func(args))
 
 
 FAST = ("--set", "neuronet.enabled=false", "-q")

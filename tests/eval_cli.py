@@ -1,0 +1,16 @@
+"""The `neurogate eval ...` commands in-process, for the evaluation tests."""
+
+from __future__ import annotations
+
+import argparse
+
+from stream.cli_eval import register
+
+
+def cli(*argv: str) -> int:
+    """Parse ``argv`` as `neurogate eval ...` arguments and run the command; its exit code."""
+    p = argparse.ArgumentParser(prog="neurogate")
+    sub = p.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = p.parse_args(list(argv))
+    return int(args.func(args))
