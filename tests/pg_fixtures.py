@@ -120,10 +120,11 @@ def terminate_backends(url: str) -> int:
     return len(rows)
 
 
-def contents(store: PatternStore) -> dict[int, tuple[int, ...]]:
-    """Every key's counts, checking that no key comes twice."""
+def contents(store: PatternStore, chunk: int = 1000) -> dict[int, tuple[int, ...]]:
+    """Every key's counts (keys with all-zero counts are kept: they are rows of the store),
+    read in chunks of ``chunk``, checking that no key comes twice."""
     out: dict[int, tuple[int, ...]] = {}
-    for keys, counts in store.iter_counts(chunk=1000):
+    for keys, counts in store.iter_counts(chunk=chunk):
         assert keys.dtype == np.uint64 and counts.shape == (keys.size, NCOLS)
         for k, c in zip(keys.tolist(), counts.tolist(), strict=True):
             assert k not in out, "iter_counts returned a key twice"

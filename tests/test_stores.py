@@ -24,6 +24,7 @@ from engine.stores import (
     totals,
 )
 from engine.stores.sqlite import SCHEMA_VERSION
+from tests.pg_fixtures import contents as store_contents
 
 KINDS = ("memory", "sqlite")
 MASK64 = (1 << 64) - 1
@@ -43,14 +44,8 @@ def arrays(rows: Rows) -> tuple[np.ndarray, np.ndarray]:
 
 
 def contents(store: PatternStore) -> dict[int, tuple[int, ...]]:
-    """Every key's counts; keys with all-zero counts are kept (they are rows of the store)."""
-    out: dict[int, tuple[int, ...]] = {}
-    for keys, counts in store.iter_counts(chunk=7):
-        assert keys.dtype == np.uint64 and counts.shape == (keys.size, NCOLS)
-        for k, c in zip(keys.tolist(), counts.tolist(), strict=True):
-            assert k not in out, "iter_counts returned a key twice"
-            out[k] = tuple(c)
-    return out
+    """Every key's counts, in chunks of 7 keys so that chunking is exercised too."""
+    return store_contents(store, chunk=7)
 
 
 def reference(*count_sets: Rows) -> dict[int, tuple[int, ...]]:
