@@ -14,7 +14,9 @@ Phases:
    produced first; then the raw ceiling (aiokafka ``getmany`` + ``orjson.loads`` of the same
    messages, nothing else), the engine alone in this process (same events, no Kafka, memory
    store), and the worker (``neurogate worker`` subprocess: faust, PostgreSQL + Redis store)
-   timed from its first to its last processed event (read from its /metrics).
+   timed from its first to its last processed event (read from its /metrics). "engine busy" is
+   the share of that time the engine spent in batches (``neurogate_batch_duration_seconds``):
+   near 100% means the engine is the bottleneck, lower means the Kafka side is.
 2. single: the same with one event per message.
 3. latency: the worker running, events sent one per message at ``--rate`` events/s with an
    anomaly every ``--spike-every`` events per source; latency = when the anomaly is read back
@@ -291,23 +293,33 @@ def engine_alone(events: list[dict[str, Any]], with_neuronet: bool) -> float:
 
 
 def worker_throughput(phase: Phase, n_events: int, timeout: float) -> dict[str, float]:
-    """Start the worker on the produced backlog; time its first to last processed event."""
+    """Start the worker on the produced backlog and time it from the end of its first batch to
+    the end of its last (its event counter moves when a batch ends, so the first batch's events
+    are left out of the rate: counting them would flatter it)."""
     t_start = time.perf_counter()
     phase.start_worker()
-    t_first: float | None = None
+    first: tuple[float, float, float] | None = None  # time, events, engine-busy seconds
     done = 0.0
     deadline = time.monotonic() + timeout
     while done < n_events:
         if time.monotonic() > deadline or (phase.worker and phase.worker.poll() is not None):
             raise RuntimeError(f"worker did not finish ({done:.0f}/{n_events}):\n{phase.tail()}")
         done = phase.metric("neurogate_events_total")
-        if done > 0 and t_first is None:
-            t_first = time.perf_counter()
+        if done > 0 and first is None:
+            first = (time.perf_counter(), done,
+                     phase.metric("neurogate_batch_duration_seconds_sum"))
         time.sleep(0.05)
     t_end = time.perf_counter()
-    assert t_first is not None
-    return {"events_per_s": n_events / (t_end - t_first), "seconds": t_end - t_first,
-            "startup_seconds": t_first - t_start}
+    assert first is not None
+    t_first, done_first, busy_first = first
+    if done_first >= n_events:
+        raise RuntimeError("the worker took the whole backlog in one batch: give more --events "
+                           "or a smaller --batch-size to measure a rate")
+    busy = phase.metric("neurogate_batch_duration_seconds_sum") - busy_first
+    return {"events_per_s": (n_events - done_first) / (t_end - t_first),
+            "seconds": t_end - t_first, "startup_seconds": t_first - t_start,
+            "engine_busy_share": busy / (t_end - t_first),
+            "batches": phase.metric("neurogate_batch_duration_seconds_count")}
 
 
 def latency_run(phase: Phase, args: argparse.Namespace) -> dict[str, float]:
@@ -382,7 +394,9 @@ def backlog_phase(args: argparse.Namespace, bootstrap: str, name: str, n: int,
             "worker_events_per_s": w["events_per_s"],
             "worker_share_of_raw": w["events_per_s"] / raw,
             "worker_share_of_engine": w["events_per_s"] / eng,
-            "worker_startup_seconds": w["startup_seconds"]}
+            "worker_startup_seconds": w["startup_seconds"],
+            "worker_engine_busy_share": w["engine_busy_share"],
+            "worker_events_per_batch": n / max(w["batches"], 1.0)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -392,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   "postgresql://postgres@127.0.0.1:5432/postgres"))
     p.add_argument("--redis", default=os.environ.get("NEUROGATE_REDIS_URL",
                                                      "redis://127.0.0.1:6379/0"))
-    p.add_argument("--events", type=int, default=300_000, help="batched phase events")
+    p.add_argument("--events", type=int, default=1_000_000, help="batched phase events")
     p.add_argument("--per-message", type=int, default=100)
     p.add_argument("--single-events", type=int, default=60_000, help="single-event phase")
     p.add_argument("--sources", type=int, default=100)
@@ -415,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     if args.quick:
-        args.events, args.single_events, args.latency_seconds = 100_000, 20_000, 15.0
+        args.events, args.single_events, args.latency_seconds = 300_000, 20_000, 15.0
     broker = None if args.bootstrap else Broker()
     bootstrap = args.bootstrap or broker.bootstrap  # type: ignore[union-attr]
     results: dict[str, Any] = {"machine": {"python": platform.python_version(),
@@ -452,14 +466,15 @@ def report(r: dict[str, Any]) -> None:
     print(f"\nneurogate stream benchmark (Python {r['machine']['python']}, "
           f"{r['machine']['cpus']} CPUs, load {r['machine']['load'][0]:.2f})")
     print(f"{'phase':<9} {'events':>8} {'msgs':>8} {'raw ev/s':>11} {'engine ev/s':>12} "
-          f"{'worker ev/s':>12} {'of raw':>7} {'of engine':>10}")
+          f"{'worker ev/s':>12} {'of raw':>7} {'of engine':>10} {'engine busy':>12}")
     for name in ("batched", "single"):
         if name not in r:
             continue
         b = r[name]
         print(f"{name:<9} {k(b['events']):>8} {k(b['messages']):>8} {k(b['raw_events_per_s']):>11}"
               f" {k(b['engine_events_per_s']):>12} {k(b['worker_events_per_s']):>12}"
-              f" {b['worker_share_of_raw']:>7.1%} {b['worker_share_of_engine']:>10.1%}")
+              f" {b['worker_share_of_raw']:>7.1%} {b['worker_share_of_engine']:>10.1%}"
+              f" {b['worker_engine_busy_share']:>12.1%}")
     lat = r.get("latency")
     if lat:
         print(f"latency at {lat['rate_sent']:,.0f} events/s (one per message): "

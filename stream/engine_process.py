@@ -16,6 +16,7 @@ Both expose: ``process(records, highwaters) -> Output``, ``assign``, ``release``
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -242,6 +243,9 @@ def _child_main(conn: Any, side: Any, config: EngineConfig, settings: WorkerSett
 
         torch.set_num_threads(settings.torch_threads)
         engine = LocalEngine(config, settings)
+        # what is loaded by now (torch, numba, the stores) lives as long as the process: keep
+        # it out of the cycle collector's full passes, which otherwise walk it again and again
+        gc.freeze()
     except Exception as exc:
         log.exception("the engine process could not start")
         conn.send((False, f"starting the engine: {type(exc).__name__}: {exc}"))
