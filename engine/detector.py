@@ -490,7 +490,8 @@ class Detector:
         keys = self._keys(lc, p.windows, bank.state.scope[prow], bucket)
         counts = self._count_in_order(keys, labels[post], post, replays)
         if self.label_memory is not None:
-            self.label_memory.remember([out.events[i] for i in target], keys, labels[post])
+            events = out.events
+            self.label_memory.remember([events[i] for i in target.tolist()], keys, labels[post])
         p_uni, p_ctx = stream_probabilities(counts[..., 0], lc.vocab, cfg.alpha, cfg.alpha0)
         surprise = -np.log(p_ctx)
         lc.observe(surprise, -np.log(p_uni), labels[post])

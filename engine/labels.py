@@ -29,10 +29,8 @@ Examples
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import repeat
-from typing import Any
 
 import numpy as np
 
@@ -103,28 +101,82 @@ def labels_from_json(
     return out
 
 
+def _names(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """64-bit names of (source hash, ts bits or id hash) pairs (a splitmix64-style mix)."""
+    x = first.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    x ^= second.view(np.uint64)
+    x ^= x >> np.uint64(31)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(29)
+    return x
+
+
+def _hashes(items: Iterable[object], n: int) -> np.ndarray:
+    return np.fromiter(map(hash, items), dtype=np.int64, count=n)
+
+
 class _Chunk:
-    """The keys of one batch of remembered events (all rows have the same key width)."""
+    """The keys of one batch of remembered events (all rows have the same key width), with
+    each event's source, ts and id, and their names sorted for lookups."""
 
-    __slots__ = ("keys", "labels", "names")
+    __slots__ = ("keys", "labels", "sources", "ts", "ids", "_by_ts", "_by_id")
 
-    def __init__(self, keys: np.ndarray, labels: np.ndarray, names: list[Any]) -> None:
+    def __init__(self, keys: np.ndarray, labels: np.ndarray, events: Sequence[Event]) -> None:
+        m = len(events)
         self.keys = keys  # [m, k] uint64
         self.labels = labels  # [m] int8, -1 = no label yet
-        self.names = names  # index entries pointing into this chunk
+        sources, ts, _, _, ids, _, _ = zip(*events, strict=True)  # columns in one C pass
+        self.sources: Sequence[str] = sources
+        self.ts = np.array(ts, dtype=np.float64) + 0.0  # -0.0 is 0.0
+        self.ids: Sequence[str | None] = ids
+        src = _hashes(sources, m)
+        self._by_ts = _sorted_names(_names(src, self.ts), np.arange(m))
+        with_id: Sequence[str | None] = ids
+        rows = np.arange(m)
+        if None in ids:
+            rows = np.array([k for k, i in enumerate(ids) if i is not None], dtype=np.int64)
+            with_id = [ids[k] for k in rows.tolist()]
+        self._by_id = _sorted_names(_names(src[rows], _hashes(with_id, rows.size)), rows)
+
+    def lookup(self, names: np.ndarray, by_id: bool) -> np.ndarray:
+        """The newest row with each name (-1: none). A hit is still to be checked: names are
+        hashes."""
+        sorted_names, rows = self._by_id if by_id else self._by_ts
+        j = np.searchsorted(sorted_names, names, side="right") - 1
+        hit = j >= 0
+        hit[hit] = sorted_names[j[hit]] == names[hit]
+        return np.where(hit, rows[np.maximum(j, 0)] if rows.size else -1, -1)
+
+    def holds(self, row: int, label: Label, by_id: bool) -> bool:
+        """Whether ``row`` is the labelled event (not another one whose name collides)."""
+        same = self.ids[row] == label.id if by_id else self.ts[row] == label.ts
+        return bool(same) and self.sources[row] == label.source
+
+
+def _sorted_names(names: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Names in ascending order and their rows (a stable sort: the newest of equal names last)."""
+    order = np.argsort(names, kind="stable")
+    return names[order], rows[order]
 
 
 class LabelMemory:
     """The pattern keys of up to the last ``capacity`` scored events (whole batches are
     evicted, oldest first; the newest batch is always kept). Memory: 8 bytes x keys per event
-    (512 B for one channel with the fixed encoder) plus two index entries per event."""
+    (512 B for one channel with the fixed encoder) plus ~50 B to find it.
+
+    Events are found by 64-bit names of ``(source, id)`` and ``(source, ts)``, kept per batch in
+    sorted numpy arrays: remembering a batch costs a sort, forgetting one nothing, and nothing
+    per event reaches the cycle collector (a dict of tuples made full collections walk two
+    objects per event). A name's hit is checked against the event's source and id or ts, so a
+    collision never applies a label to the wrong event; at worst (odds ~ capacity / 2**64) the
+    older of two events with the same name within one batch is not found.
+    """
 
     def __init__(self, capacity: int) -> None:
         if capacity < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
         self.capacity = capacity
         self._chunks: deque[_Chunk] = deque()
-        self._index: dict[tuple[Any, ...], tuple[_Chunk, int]] = {}
         self._rows = 0
 
     def __len__(self) -> int:
@@ -135,37 +187,34 @@ class LabelMemory:
         if self.capacity == 0 or not len(events):
             return
         m = len(events)
-        chunk = _Chunk(keys.reshape(m, -1), np.array(labels, dtype=np.int8), [])
-        rows = list(zip(repeat(chunk), range(m)))
-        # whole-list operations: this runs for every scored event
-        names: list[tuple[Any, ...]] = list(zip(repeat("t"), [e.source for e in events],
-                                                [e.ts for e in events]))
-        index = self._index
-        index.update(zip(names, rows, strict=True))
-        with_id = [(("i", e.source, e.id), r) for e, r in zip(events, rows, strict=True)
-                   if e.id is not None]
-        if with_id:
-            index.update(with_id)
-            names.extend(n for n, _ in with_id)
-        chunk.names = names
-        self._chunks.append(chunk)
-        self._rows += len(events)
+        self._chunks.append(_Chunk(keys.reshape(m, -1), np.array(labels, dtype=np.int8), events))
+        self._rows += m
         while self._rows > self.capacity and len(self._chunks) > 1:
-            old = self._chunks.popleft()
-            self._rows -= old.labels.size
-            for name in old.names:
-                if index.get(name, (None,))[0] is old:
-                    del index[name]
+            self._rows -= self._chunks.popleft().labels.size
 
     def find(self, label: Label) -> tuple[_Chunk, int] | None:
         """Where the labelled event's keys are, by id first, then by timestamp."""
-        if label.id is not None:
-            hit = self._index.get(("i", label.source, label.id))
-            if hit is not None:
-                return hit
-        if label.ts is not None:
-            return self._index.get(("t", label.source, label.ts))
-        return None
+        return self.find_many([label])[0]
+
+    def find_many(self, labels: Sequence[Label]) -> list[tuple[_Chunk, int] | None]:
+        """``find`` for each label: by id first, then by timestamp; the newest event wins."""
+        hits: list[tuple[_Chunk, int] | None] = [None] * len(labels)
+        for by_id in (True, False):
+            want = [k for k, lab in enumerate(labels)
+                    if hits[k] is None and (lab.id if by_id else lab.ts) is not None]
+            if not want:
+                continue
+            wanted = [labels[k] for k in want]
+            other = (_hashes((lab.id for lab in wanted), len(want)) if by_id else
+                     np.array([lab.ts for lab in wanted], dtype=np.float64) + 0.0)
+            names = _names(_hashes((lab.source for lab in wanted), len(want)), other)
+            for chunk in reversed(self._chunks):
+                rows = chunk.lookup(names, by_id)
+                for j in np.flatnonzero(rows >= 0).tolist():
+                    k, row = want[j], int(rows[j])
+                    if hits[k] is None and chunk.holds(row, labels[k], by_id):
+                        hits[k] = (chunk, row)
+        return hits
 
 
 def learn_labels(cache: CountTable, memory: LabelMemory, labels: Sequence[Label]) -> Counter[str]:
@@ -174,8 +223,7 @@ def learn_labels(cache: CountTable, memory: LabelMemory, labels: Sequence[Label]
     outcomes: Counter[str] = Counter()
     keys: list[np.ndarray] = []
     deltas: list[np.ndarray] = []
-    for lab in labels:
-        hit = memory.find(lab)
+    for lab, hit in zip(labels, memory.find_many(labels), strict=True):
         if hit is None:
             outcomes["unmatched"] += 1
             continue

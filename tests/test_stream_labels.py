@@ -66,7 +66,6 @@ def test_memory_keeps_the_newest_batches() -> None:
     assert mem.find(Label("s", 1, id="e8")) is not None
     assert mem.find(Label("s", 1, ts=15.0)) is not None
     assert mem.find(Label("t", 1, id="e15")) is None, "ids are per source"
-    assert len(mem._index) == 2 * 8, "evicted entries leave the index"
     big = LabelMemory(2)
     big.remember([Event("s", float(i), (0.0,)) for i in range(4)], keys,
                  np.full(4, -1, dtype=np.int8))
@@ -74,6 +73,47 @@ def test_memory_keeps_the_newest_batches() -> None:
     off = LabelMemory(0)
     off.remember([Event("s", 0.0, (0.0,))], keys[:1], np.array([-1], dtype=np.int8))
     assert len(off) == 0
+
+
+def test_memory_never_finds_the_wrong_event_and_costs_the_collector_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names are hashes: with every name colliding (patched to one value), a lookup finds
+    the right event or none, never another; a repeated (source, ts) finds the newest event;
+    remembered events add no objects for the cycle collector to walk."""
+    import gc
+
+    import engine.labels as labels_mod
+
+    keys = np.arange(1, 1 + 3 * NKINDS, dtype=np.uint64).reshape(3, 1, NKINDS)
+    none = np.full(3, -1, dtype=np.int8)
+    batch = [Event("s", 1.0, (0.0,), id="a"), Event("s", 2.0, (0.0,), id="b"),
+             Event("s", 2.0, (0.0,), id="c")]
+    mem = LabelMemory(capacity=10)
+    mem.remember(batch, keys, none)
+    hit = mem.find(Label("s", 1, ts=2.0))
+    assert hit is not None and hit[0].ids[hit[1]] == "c", "the newest event with that ts"
+    assert mem.find(Label("s", 1, ts=-0.0)) is None and mem.find(Label("t", 1, id="a")) is None
+
+    monkeypatch.setattr(labels_mod, "_names", lambda a, b: np.zeros(a.size, dtype=np.uint64))
+    clash = LabelMemory(capacity=10)
+    clash.remember(batch, keys, none)
+    clash.remember([Event("s", 9.0, (0.0,), id="z")], keys[:1], none[:1])
+    for lab, want in [(Label("s", 1, id="a"), None), (Label("s", 1, ts=1.0), None),
+                      (Label("s", 1, id="c"), "c"), (Label("s", 1, ts=9.0), "z")]:
+        hit = clash.find(lab)
+        assert (None if hit is None else hit[0].ids[hit[1]]) == want, lab
+    monkeypatch.undo()
+
+    big = LabelMemory(capacity=100_000)
+    many = [Event(f"s{i % 7}", float(i), (0.0,), id=str(i)) for i in range(20_000)]
+    wide = np.zeros((20_000, 1, NKINDS), dtype=np.uint64)
+    gc.collect()
+    before = len(gc.get_objects())
+    for k in range(0, 20_000, 4000):
+        big.remember(many[k : k + 4000], wide[k : k + 4000], np.full(4000, -1, np.int8))
+    assert len(gc.get_objects()) - before < 100, "per batch, not per event"
+    hit = big.find(Label(f"s{12345 % 7}", 1, id="12345"))
+    assert hit is not None and hit[0].ts[hit[1]] == 12345.0
 
 
 def test_outcomes_and_exact_count_changes(fast_config: EngineConfig) -> None:
