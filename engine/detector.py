@@ -24,7 +24,7 @@ from engine.bank import Bank, Prepared
 from engine.config import EngineConfig
 from engine.counts import NCOLS, CountTable
 from engine.encoder import Encoder, FixedEncoder
-from engine.events import Event
+from engine.events import Event, EventBatch
 from engine.labels import Label, LabelMemory, learn_labels
 from engine.patterns import TRI, calendar_bucket, pattern_keys
 from engine.posterior import ClassEvidence, explain, log_odds
@@ -155,7 +155,7 @@ class Detector:
     --------
     >>> import math
     >>> from engine.config import EngineConfig
-    >>> from engine.events import Event
+    >>> from engine.events import Event, EventBatch
     >>> cfg = EngineConfig(warmup=20).replace(**{"neuronet.enabled": False})
     >>> det = Detector(cfg)
     >>> stream = [Event("s", float(t), (math.sin(t / 5),)) for t in range(400)]
@@ -208,11 +208,14 @@ class Detector:
     # -- public API ----------------------------------------------------------------------------
 
     def process_many(self, events: Sequence[Event]) -> BatchResult:
-        """Score every event, then learn from it (in order); rejects bad events with a reason."""
-        n = len(events)
+        """Score every event, then learn from it (in order); rejects bad events with a reason.
+        ``events`` may be an ``EventBatch`` (columns, e.g. from ``batch_from_json``): the
+        detector reads columns, so a batch skips turning events into them."""
+        batch = EventBatch.from_events(events)
+        n = len(batch)
         cfg = self.config
         out = BatchResult(
-            events=events,
+            events=batch,
             score=np.zeros(n),
             flagged=np.zeros(n, dtype=bool),
             status=np.zeros(n, dtype=np.int8),
@@ -225,9 +228,9 @@ class Detector:
             threshold=cfg.threshold,
             model_version="",
         )
-        by_bank = self._route(events, out)
+        by_bank = self._route(batch, out)
         for fields, (idx, rows) in by_bank.items():
-            self._process_bank(self.banks[fields], events, idx, rows, out)
+            self._process_bank(self.banks[fields], batch, idx, rows, out)
         for i in out.reasons:
             out.status[i] = 2
             out.score[i] = np.nan
@@ -344,23 +347,24 @@ class Detector:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _route(self, events: Sequence[Event], out: BatchResult
+    def _route(self, batch: EventBatch, out: BatchResult
                ) -> dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]]:
         """Each event's bank and source row, grouped by bank (input order kept); new sources
         are added in order of first appearance; an event whose fields differ from its source's
         is rejected (schema_mismatch). List comprehensions: this runs for every event."""
         get = self._sources.get
-        entries = [get(e.source) for e in events]
+        sources, event_fields = batch.sources, batch.fields
+        entries = [get(s) for s in sources]
         if None in entries:
-            for i, e in enumerate(events):
+            for i, s in enumerate(sources):
                 if entries[i] is None:
-                    entries[i] = get(e.source) or self._add_source(e)
-        mismatch = [i for i, (e, en) in enumerate(zip(events, entries, strict=True))
-                    if e.fields is not en[0].fields and e.fields != en[0].fields]  # type: ignore[index]
+                    entries[i] = get(s) or self._add_source(s, event_fields[i])
+        mismatch = [i for i, (f, en) in enumerate(zip(event_fields, entries, strict=True))
+                    if f is not en[0].fields and f != en[0].fields]  # type: ignore[index]
         for i in mismatch:
             out.reasons[i] = "schema_mismatch"
         rows = np.array([en[1] for en in entries], dtype=np.int64)  # type: ignore[index]
-        ok = np.ones(len(events), dtype=bool)
+        ok = np.ones(len(sources), dtype=bool)
         ok[mismatch] = False
         if len(self.banks) == 1:
             (fields,) = self.banks
@@ -374,36 +378,34 @@ class Detector:
                 groups.append((int(idx[0]), fields, idx))
         return {fields: (idx, rows[idx]) for _, fields, idx in sorted(groups)}  # first seen first
 
-    def _add_source(self, e: Event) -> tuple[Bank, int]:
-        bank = self.banks.get(e.fields)
+    def _add_source(self, source: str, fields: tuple[str, ...]) -> tuple[Bank, int]:
+        bank = self.banks.get(fields)
         if bank is None:
-            fixed = FixedEncoder(self.config.fixed, channels=len(e.fields))
-            lc = Lifecycle(self.config, fixed, len(e.fields))
-            bank = Bank(e.fields, lc.window, self.config)
-            self.banks[e.fields] = bank
-            self.lifecycles[e.fields] = lc
-        entry = (bank, bank.add_source(e.source))
-        self._sources[e.source] = entry
+            fixed = FixedEncoder(self.config.fixed, channels=len(fields))
+            lc = Lifecycle(self.config, fixed, len(fields))
+            bank = Bank(fields, lc.window, self.config)
+            self.banks[fields] = bank
+            self.lifecycles[fields] = lc
+        entry = (bank, bank.add_source(source))
+        self._sources[source] = entry
         return entry
 
     def _process_bank(
-        self, bank: Bank, events: Sequence[Event], idx: np.ndarray, rows: np.ndarray,
+        self, bank: Bank, batch: EventBatch, idx: np.ndarray, rows: np.ndarray,
         out: BatchResult,
     ) -> None:
-        evs = [events[i] for i in idx]
-        values = np.array([e.values for e in evs], dtype=np.float64).reshape(len(evs), -1)
+        values = batch.value_rows(idx)
         bad = np.asarray(~np.isfinite(values).all(axis=1))
         if bad.any():
             for j in np.flatnonzero(bad):
                 out.reasons[int(idx[j])] = "non_finite"
             keep = ~bad
             idx, rows, values = idx[keep], rows[keep], values[keep]
-            evs = [evs[j] for j in np.flatnonzero(keep)]
         if not idx.size:
             return
-        ts = np.array([e.ts for e in evs], dtype=np.float64)
-        has_cal = np.array([e.has_calendar for e in evs], dtype=bool)
-        labels = np.array([-1 if e.label is None else e.label for e in evs], dtype=np.int8)
+        ts = batch.ts[idx]
+        has_cal = batch.has_calendar[idx]
+        labels = batch.labels[idx]
         p = bank.prepare(rows, ts, has_cal, values, labels)
         for j in np.flatnonzero(p.late):
             out.reasons[int(idx[j])] = "out_of_order"
@@ -490,8 +492,9 @@ class Detector:
         keys = self._keys(lc, p.windows, bank.state.scope[prow], bucket)
         counts = self._count_in_order(keys, labels[post], post, replays)
         if self.label_memory is not None:
-            events = out.events
-            self.label_memory.remember([events[i] for i in target.tolist()], keys, labels[post])
+            batch = out.events
+            assert isinstance(batch, EventBatch)
+            self.label_memory.remember(batch.take(target), keys, labels[post])
         p_uni, p_ctx = stream_probabilities(counts[..., 0], lc.vocab, cfg.alpha, cfg.alpha0)
         surprise = -np.log(p_ctx)
         lc.observe(surprise, -np.log(p_uni), labels[post])

@@ -39,6 +39,7 @@ from engine.events import (
     MAX_SOURCE_LEN,
     BadEvent,
     Event,
+    EventBatch,
     _describe,
     _id,
     _label,
@@ -125,10 +126,11 @@ class _Chunk:
         m = len(events)
         self.keys = keys  # [m, k] uint64
         self.labels = labels  # [m] int8, -1 = no label yet
-        sources, ts, _, _, ids, _, _ = zip(*events, strict=True)  # columns in one C pass
-        self.sources: Sequence[str] = sources
-        self.ts = np.array(ts, dtype=np.float64) + 0.0  # -0.0 is 0.0
-        self.ids: Sequence[str | None] = ids
+        batch = EventBatch.from_events(events)
+        sources, ids = batch.sources, batch.ids
+        self.sources = sources
+        self.ts = batch.ts + 0.0  # -0.0 is 0.0
+        self.ids = ids
         src = _hashes(sources, m)
         self._by_ts = _sorted_names(_names(src, self.ts), np.arange(m))
         with_id: Sequence[str | None] = ids

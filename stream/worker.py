@@ -20,6 +20,7 @@ never twice.
 from __future__ import annotations
 
 import base64
+import bisect
 import collections
 import contextlib
 import gc
@@ -31,7 +32,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,7 @@ import orjson
 from engine import snapshot
 from engine.config import EngineConfig
 from engine.detector import Detector
-from engine.events import BadEvent, Event, event_to_dict, events_from_json
+from engine.events import BadEvent, EventBatch, batch_from_json, event_to_dict
 from engine.labels import labels_from_json
 from engine.stores import PatternStore, PositionsMoved
 from stream.metrics import Metrics, store_families
@@ -391,44 +391,58 @@ class Processor:
         return out
 
     def _score(self, st: PartitionState, recs: list[Record], out: Output) -> int:
-        evs: list[Event] = []
-        origin: list[tuple[Record, int]] = []
+        """Parse a partition's messages (bad items are dead-lettered) and run the good events
+        through its detector in chunks of whole messages, about ``ENGINE_BATCH`` events each."""
+        chunk: list[tuple[Record, EventBatch, list[int]]] = []
+        size = total = 0
         for r in recs:
             errors: list[BadEvent] = []
             try:
-                got = events_from_json(r.value or b"", max_bytes=self.settings.max_message_bytes,
-                                       default_source=_key_text(r.key), errors=errors)
+                got = batch_from_json(r.value or b"", max_bytes=self.settings.max_message_bytes,
+                                      default_source=_key_text(r.key), errors=errors)
             except BadEvent as e:
                 self._dead(out, r, e.reason, e.message, None, r.value or b"")
                 continue
-            good = _good_indexes(len(got), errors)
             for e in errors:
                 self._dead(out, r, e.reason, e.message, e.index, _item(r.value, e.index))
-            evs.extend(got)
-            origin.extend(zip(repeat(r), good))
-        for start in range(0, len(evs), ENGINE_BATCH):
-            self._detect(st, evs[start : start + ENGINE_BATCH],
-                         origin[start : start + ENGINE_BATCH], out)
-        if evs:
-            self.metrics.batch_events.observe(len(evs))
-        return len(evs)
+            if len(got):
+                chunk.append((r, got, _good_indexes(len(got), errors)))
+                size += len(got)
+            if size >= ENGINE_BATCH:
+                total += self._detect(st, chunk, out)
+                chunk, size = [], 0
+        if chunk:
+            total += self._detect(st, chunk, out)
+        if total:
+            self.metrics.batch_events.observe(total)
+        return total
 
-    def _detect(self, st: PartitionState, evs: list[Event], origin: list[tuple[Record, int]],
-                out: Output) -> None:
-        """Score and learn one chunk of a partition's events; collect rejections and flags."""
-        res = st.detector.process_many(evs)
+    def _detect(self, st: PartitionState, chunk: list[tuple[Record, EventBatch, list[int]]],
+                out: Output) -> int:
+        """Score and learn one chunk of a partition's messages (their good events, with each
+        event's array index in its message); collect rejections and flags."""
+        batch = EventBatch.concat(b for _, b, _ in chunk)
+        starts = np.cumsum([0] + [len(b) for _, b, _ in chunk[:-1]]).tolist()
+
+        def origin(i: int) -> tuple[Record, int]:  # event i -> its message and array index
+            m = bisect.bisect_right(starts, i) - 1
+            r, _, good = chunk[m]
+            return r, good[i - starts[m]]
+
+        res = st.detector.process_many(batch)
         st.model_version = res.model_version
         for i, reason in res.reasons.items():
-            r, k = origin[i]
+            r, k = origin(i)
             self._dead(out, r, reason, f"item {k}: rejected by the detector: {reason}", k,
-                       orjson.dumps(event_to_dict(evs[i])))
+                       orjson.dumps(event_to_dict(batch[i])))
         for i in np.flatnonzero(res.flagged).tolist():
-            r, k = origin[i]
+            r, k = origin(i)
             rec = res.result(i).as_dict()
             rec["origin"] = {"topic": r.topic, "partition": r.partition, "offset": r.offset,
                              "index": k}
-            out.anomalies.append((evs[i].source.encode(), orjson.dumps(rec)))
-        self.metrics.count_events([e.source for e in evs], res.status, res.flagged)
+            out.anomalies.append((batch.sources[i].encode(), orjson.dumps(rec)))
+        self.metrics.count_events(batch.sources, res.status, res.flagged)
+        return len(batch)
 
     def _learn(self, st: PartitionState, recs: list[Record], out: Output) -> None:
         got = []

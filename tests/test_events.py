@@ -7,8 +7,9 @@ import math
 import pickle
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.events import (
@@ -17,6 +18,8 @@ from engine.events import (
     TS_LIMIT,
     BadEvent,
     Event,
+    EventBatch,
+    batch_from_json,
     event_from_dict,
     event_to_dict,
     events_from_json,
@@ -322,3 +325,95 @@ def test_event_is_frozen() -> None:
     e = Event("s", 1.0, (2.0,))
     with pytest.raises(AttributeError):
         e.ts = 2.0  # type: ignore[misc]
+
+
+# -- columns ---------------------------------------------------------------------------------
+
+_ITEM_VALUES = st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=32),
+                         st.integers(-10**6, 10**6), st.just(10**400), st.just(True),
+                         st.none(), st.just("1.5"))
+_ITEMS = st.fixed_dictionaries(
+    {"value": _ITEM_VALUES},
+    optional={
+        "source": st.one_of(st.sampled_from(["a", "b", "pump-7"]), st.none(), st.just(""),
+                            st.just("x" * 300), st.just("tab\there"), st.just(5)),
+        "ts": st.one_of(st.floats(-2e11, 2e11, allow_nan=False), st.integers(0, 2 * 10**9),
+                        st.just("2024-01-01T00:00:00Z"), st.none(), st.just(False)),
+        "id": st.one_of(st.text(max_size=5), st.integers(0, 99), st.just("i" * 300),
+                        st.none()),
+        "label": st.one_of(st.sampled_from([0, 1, True, False, 0.0, 1.0, 2, "1"]), st.none()),
+        "calendar": st.booleans(),
+        "values": st.just({"a": 1.0}),
+        "extra": st.just([1]),
+    })
+
+
+_PLAIN = st.fixed_dictionaries(
+    {"value": st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers())},
+    optional={"source": st.sampled_from(["a", "b", "pump-7"]),
+              "ts": st.one_of(st.floats(-1.5e11, 1.5e11), st.integers(-2 * 10**11, 2 * 10**11)),
+              "id": st.one_of(st.text(max_size=5), st.none()),
+              "label": st.sampled_from([0, 1, True, False, 0.0, 1.0, None]),
+              "extra": st.just([1])})
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.lists(_PLAIN, min_size=1, max_size=8),
+                 st.lists(st.one_of(_PLAIN, _ITEMS), min_size=1, max_size=8)),
+       st.sampled_from([None, "key-1"]))
+def test_batch_from_json_gives_what_events_from_json_gives(
+        items: list[dict[str, object]], key: str | None) -> None:
+    """The column path (plain arrays) and the item path (anything else) agree with
+    ``events_from_json`` on every event and every error, for any mix of good and bad items."""
+    raw = json.dumps(items).encode()
+    want_errors: list[BadEvent] = []
+    want = events_from_json(raw, default_source=key, errors=want_errors)
+    got_errors: list[BadEvent] = []
+    got = batch_from_json(raw, default_source=key, errors=got_errors)
+    assert list(got) == want
+    assert [(e.reason, e.index, e.message) for e in got_errors] == \
+        [(e.reason, e.index, e.message) for e in want_errors]
+
+
+_EDGES = [
+    {"ts": 1e11}, {"ts": -1e11}, {"ts": 99_999_999_999.0}, {"ts": 10**11}, {"ts": 10**400},
+    {"ts": "2024-01-01T00:00:00Z"}, {"ts": "1700000000"}, {"ts": True}, {"ts": None}, {"ts": -0.0},
+    {"value": 10**400}, {"value": True}, {"value": "1"}, {"value": None}, {"value": 1e308},
+    {"value": -0.0}, {"value": 3}, {"source": ""}, {"source": "x" * 256}, {"source": "x" * 257},
+    {"source": "tab\there"}, {"source": 5}, {"source": None}, {"source": "ünï"},
+    {"id": "i" * 256}, {"id": "i" * 257}, {"id": 5}, {"id": ""}, {"id": None}, {"id": 1.5},
+    {"label": 2}, {"label": "1"}, {"label": 0.5}, {"label": True}, {"label": 1.0},
+    {"label": None}, {"label": -1}, {"calendar": True}, {"calendar": False},
+    {"values": {"a": 1.0}, "value": None}, {"values": {"a": 1.0}}, {"extra": {"nested": [1]}},
+]
+
+
+@pytest.mark.parametrize("key", [None, "k"])
+@pytest.mark.parametrize("edge", _EDGES, ids=[json.dumps(e)[:40] for e in _EDGES])
+def test_batch_from_json_edge_items(edge: dict[str, object], key: str | None) -> None:
+    """Each check of the column path, at and beyond its limit, next to plain items."""
+    items = [{"source": "a", "ts": 1.7e9 + k, "value": 0.5, "id": str(k)} for k in range(3)]
+    items.insert(1, {"source": "b", "ts": 1.7e9, "value": 1.0, "id": "e", **edge})
+    raw = json.dumps(items)
+    want_errors: list[BadEvent] = []
+    want = events_from_json(raw, default_source=key, errors=want_errors)
+    got_errors: list[BadEvent] = []
+    got = batch_from_json(raw, default_source=key, errors=got_errors)
+    assert list(got) == want
+    assert [str(e) for e in got_errors] == [str(e) for e in want_errors]
+
+
+def test_plain_arrays_take_the_column_path() -> None:
+    """A plain array comes back with its values as one float array (no per-event tuples),
+    sources from the key where missing; a batch reads like the events it holds."""
+    items = [{"source": "a", "ts": 1.7e9 + k, "value": k, "id": str(k), "label": k % 2}
+             for k in range(5)] + [{"ts": 1.7e9, "value": 0.5}]
+    batch = batch_from_json(json.dumps(items), default_source="key")
+    assert isinstance(batch.values, np.ndarray) and batch.values.shape == (6, 1)
+    assert list(batch) == events_from_json(json.dumps(items), default_source="key")
+    assert batch[-1] == Event("key", 1.7e9, (0.5,))
+    assert list(batch[1:3]) == list(batch)[1:3]
+    both = EventBatch.concat([batch, EventBatch.from_events([Event("m", 1.0, (1.0, 2.0),
+                                                                   ("x", "y"))])])
+    assert list(both) == list(batch) + [Event("m", 1.0, (1.0, 2.0), ("x", "y"))]
+    assert both.value_rows(np.array([6])).tolist() == [[1.0, 2.0]]
