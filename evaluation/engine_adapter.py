@@ -65,9 +65,9 @@ class _RangeDetector(Detector):
         self._given = given
         super().__init__(config, **kwargs)
 
-    def _add_source(self, e: Event) -> tuple[Bank, int]:
+    def _add_source(self, source: str, fields: tuple[str, ...]) -> tuple[Bank, int]:
         """The engine's source registration, with the bank switched to honour given ranges."""
-        bank, row = super()._add_source(e)
+        bank, row = super()._add_source(source, fields)
         if type(bank) is Bank:
             bank.__class__ = _GivenRangeBank
             bank.given = self._given  # type: ignore[attr-defined]
