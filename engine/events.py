@@ -12,6 +12,7 @@ import numbers
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from itertools import repeat
+from operator import itemgetter
 from typing import Any, NamedTuple, NoReturn, overload
 
 import numpy as np
@@ -541,10 +542,15 @@ class EventBatch(Sequence[Event]):
         """The events ``idx`` (an integer array), as a batch."""
         pick = idx.tolist()
         vals = self.values
-        return EventBatch([self.sources[i] for i in pick], self.ts[idx],
-                          vals[idx] if type(vals) is np.ndarray else [vals[i] for i in pick],
-                          [self.fields[i] for i in pick], [self.ids[i] for i in pick],
+        return EventBatch(_gather(self.sources, pick), self.ts[idx],
+                          vals[idx] if isinstance(vals, np.ndarray) else _gather(vals, pick),
+                          _gather(self.fields, pick), _gather(self.ids, pick),
                           self.labels[idx], self.has_calendar[idx])
+
+
+def _gather(seq: Sequence[Any], pick: list[int]) -> Sequence[Any]:
+    """``[seq[i] for i in pick]``, gathered in C."""
+    return itemgetter(*pick)(seq) if len(pick) > 1 else [seq[i] for i in pick]
 
 
 def event_to_dict(e: Event) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import platform
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -193,7 +193,7 @@ class Metrics:
         """The text exposition format of every metric."""
         return generate_latest(self.registry)
 
-    def count_events(self, sources: list[str], status: np.ndarray,
+    def count_events(self, sources: Sequence[str], status: np.ndarray,
                      flagged: np.ndarray) -> None:
         """Per-source event and flag counters for one scored batch (status codes as in
         ``BatchResult.STATUS``)."""
@@ -207,7 +207,10 @@ class Metrics:
         label = self.source_label
         tally: collections.Counter[tuple[str, int]] = collections.Counter()
         # count (source, status) pairs in C first: one label lookup per source, not per event
-        for (s, code), n in collections.Counter(zip(sources, status.tolist(), strict=True)).items():
+        pairs: Iterable[tuple[tuple[str, int], int]] = (
+            collections.Counter(zip(sources, status.tolist(), strict=True)).items()
+            if status.any() else (((s, 0), n) for s, n in collections.Counter(sources).items()))
+        for (s, code), n in pairs:
             tally[label(s), code] += n
         for (name, code), n in tally.items():
             self.events.labels(name, _STATUS[code]).inc(n)
