@@ -22,6 +22,10 @@ Phases:
    anomaly every ``--spike-every`` events per source; latency = when the anomaly is read back
    from the anomalies topic minus when its event was sent.
 
+``--workers N`` runs N workers in one group for phases 1 and 2 (started, and their partitions
+assigned, before the backlog is produced) and reports their sum: how far scaling out goes on
+this machine.
+
 Targets (issue #5): worker >= 50% of the raw ceiling with batched messages, >= 5,000 events/s
 with one event per message, p99 < 500 ms at 1,000 events/s. Printed, not asserted.
 """
@@ -144,7 +148,8 @@ class Phase:
         self.store = f"redis+{self.pg_url}?redis={args.redis}"
         self.topics = {k: f"{self.prefix}.{k}" for k in ("events", "labels", "anomalies",
                                                          "deadletter")}
-        self.web_port = _free_port()
+        self.web_ports = [_free_port() for _ in range(args.workers)]
+        self.web_port = self.web_ports[0]
         self.config = Path(tempfile.gettempdir()) / f"{self.prefix}.toml"
         w = {"bootstrap": bootstrap, "group": self.prefix, "partitions": args.partitions,
              "store": self.store, "web_port": self.web_port, "session_timeout": 6.0,
@@ -159,42 +164,61 @@ class Phase:
         from stream.settings import load_settings
 
         create_topics(load_settings(self.config, [], {})[1])
-        self.worker: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
 
     def start_worker(self) -> None:
-        self.log = Path(tempfile.gettempdir()) / f"{self.prefix}-worker.log"
+        """Start ``--workers`` workers in one consumer group (each its own web port)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEUROGATE_WORKER__")}
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli_stream", "worker", "--config", str(self.config)],
-            cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        for n, port in enumerate(self.web_ports):
+            log = Path(tempfile.gettempdir()) / f"{self.prefix}-worker{n}.log"
+            self.logs.append(log)
+            self.workers.append(subprocess.Popen(
+                [sys.executable, "-m", "stream.cli_stream", "worker", "--config",
+                 str(self.config)], cwd=ROOT, env={**env, "NEUROGATE_WORKER__WEB_PORT": str(port)},
+                stdout=log.open("wb"), stderr=subprocess.STDOUT))
 
-    def metric(self, name: str) -> float:
-        """Sum of one metric's samples on the worker's /metrics (0 if not up yet)."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics",
-                                        timeout=2) as r:
-                text = r.read().decode()
-        except OSError:
-            return 0.0
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name + "{") or line.startswith(name + " "))
+    def exited(self) -> bool:
+        return any(w.poll() is not None for w in self.workers)
+
+    def metric(self, name: str, port: int | None = None) -> float:
+        """Sum of one metric's samples on the workers' /metrics (or one worker's; 0 where not
+        up yet)."""
+        total = 0.0
+        for at in self.web_ports if port is None else [port]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{at}/metrics", timeout=2) as r:
+                    text = r.read().decode()
+            except OSError:
+                continue
+            total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                         if line.startswith(name + "{") or line.startswith(name + " "))
+        return total
 
     def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until every worker is ready and the partitions are all assigned."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.worker is not None and self.worker.poll() is None, self.tail()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/ready",
-                                            timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
+            assert not self.exited(), self.tail()
+            ready = 0
+            for port in self.web_ports:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready",
+                                                timeout=2) as r:
+                        ready += r.status == 200
+                except OSError:
+                    pass
+            parts = [self.metric("neurogate_partitions_assigned", port)
+                     for port in self.web_ports]
+            if ready == len(self.web_ports) and sum(parts) == self.args.partitions \
+                    and (min(parts) >= 1 or len(parts) > self.args.partitions):
+                return
             time.sleep(0.2)
-        raise RuntimeError(f"worker not ready: {self.tail()}")
+        raise RuntimeError(f"workers not ready: {self.tail()}")
 
     def tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+        return "\n".join(f"--- {log.name}\n" + "\n".join(
+            log.read_text(errors="replace").splitlines()[-40:]) for log in self.logs)
 
     def close(self) -> None:
         """Stop the worker, remove the store's Redis keys, drop its database."""
@@ -202,12 +226,14 @@ class Phase:
 
         from engine.stores.postgres import PostgresStore, drop_database
 
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.terminate()
+        for w in self.workers:
+            if w.poll() is None:
+                w.terminate()
+        for w in self.workers:
             try:
-                self.worker.wait(timeout=60)
+                w.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                self.worker.kill()
+                w.kill()
         with PostgresStore(self.pg_url) as pg:
             prefix = f"neurogate:{{{pg.store_id}}}"
         r = redis.Redis.from_url(self.args.redis)
@@ -292,17 +318,20 @@ def engine_alone(events: list[dict[str, Any]], with_neuronet: bool) -> float:
     return len(evs) / (time.perf_counter() - t0)
 
 
-def worker_throughput(phase: Phase, n_events: int, timeout: float) -> dict[str, float]:
-    """Start the worker on the produced backlog and time it from the end of its first batch to
-    the end of its last (its event counter moves when a batch ends, so the first batch's events
-    are left out of the rate: counting them would flatter it)."""
+def worker_throughput(phase: Phase, n_events: int, timeout: float,
+                      start: bool = True) -> dict[str, float]:
+    """Start the worker on the produced backlog (unless ``start`` is false: already running)
+    and time it from the end of its first batch to the end of its last (its event counter moves
+    when a batch ends, so the first batch's events are left out of the rate: counting them
+    would flatter it)."""
     t_start = time.perf_counter()
-    phase.start_worker()
+    if start:
+        phase.start_worker()
     first: tuple[float, float, float] | None = None  # time, events, engine-busy seconds
     done = 0.0
     deadline = time.monotonic() + timeout
     while done < n_events:
-        if time.monotonic() > deadline or (phase.worker and phase.worker.poll() is not None):
+        if time.monotonic() > deadline or phase.exited():
             raise RuntimeError(f"worker did not finish ({done:.0f}/{n_events}):\n{phase.tail()}")
         done = phase.metric("neurogate_events_total")
         if done > 0 and first is None:
@@ -381,10 +410,18 @@ def backlog_phase(args: argparse.Namespace, bootstrap: str, name: str, n: int,
     msgs = to_messages(events, per_message)
     phase = Phase(args, bootstrap, name)
     try:
-        produce_rate = produce(bootstrap, phase.topics["events"], msgs)
-        raw_s = raw_ceiling(bootstrap, phase.topics["events"], len(msgs), args.partitions)
-        eng = engine_alone(events, args.with_neuronet)
-        w = worker_throughput(phase, n, timeout=args.timeout)
+        if args.workers == 1:
+            produce_rate = produce(bootstrap, phase.topics["events"], msgs)
+            raw_s = raw_ceiling(bootstrap, phase.topics["events"], len(msgs), args.partitions)
+            eng = engine_alone(events, args.with_neuronet)
+            w = worker_throughput(phase, n, timeout=args.timeout)
+        else:  # the group settles first: a rebalance inside the timing would measure the broker
+            phase.start_worker()
+            phase.wait_ready()
+            produce_rate = produce(bootstrap, phase.topics["events"], msgs)
+            w = worker_throughput(phase, n, timeout=args.timeout, start=False)
+            raw_s = raw_ceiling(bootstrap, phase.topics["events"], len(msgs), args.partitions)
+            eng = engine_alone(events, args.with_neuronet)
     finally:
         phase.close()
     raw = n / raw_s
@@ -422,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-sources", type=int, default=20)
     p.add_argument("--spike-every", type=int, default=50)
     p.add_argument("--with-neuronet", action="store_true")
+    p.add_argument("--workers", type=int, default=1,
+                   help="workers in the group for the throughput phases (>1: started and "
+                        "settled before the backlog is produced; figures are their sum)")
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--phases", default="batched,single,latency",
                    help="comma-separated subset of batched,single,latency")
@@ -463,8 +503,10 @@ def report(r: dict[str, Any]) -> None:
     def k(x: float) -> str:
         return f"{x:,.0f}"
 
+    workers = r["args"].get("workers", 1)
     print(f"\nneurogate stream benchmark (Python {r['machine']['python']}, "
-          f"{r['machine']['cpus']} CPUs, load {r['machine']['load'][0]:.2f})")
+          f"{r['machine']['cpus']} CPUs, load {r['machine']['load'][0]:.2f}; "
+          f"{workers} worker{'s' if workers > 1 else ''}: worker figures are their sum)")
     print(f"{'phase':<9} {'events':>8} {'msgs':>8} {'raw ev/s':>11} {'engine ev/s':>12} "
           f"{'worker ev/s':>12} {'of raw':>7} {'of engine':>10} {'engine busy':>12}")
     for name in ("batched", "single"):
