@@ -506,7 +506,7 @@ def report(r: dict[str, Any]) -> None:
     workers = r["args"].get("workers", 1)
     print(f"\nneurogate stream benchmark (Python {r['machine']['python']}, "
           f"{r['machine']['cpus']} CPUs, load {r['machine']['load'][0]:.2f}; "
-          f"{workers} worker{'s' if workers > 1 else ''}: worker figures are their sum)")
+          + ("1 worker)" if workers == 1 else f"{workers} workers: worker figures are their sum)"))
     print(f"{'phase':<9} {'events':>8} {'msgs':>8} {'raw ev/s':>11} {'engine ev/s':>12} "
           f"{'worker ev/s':>12} {'of raw':>7} {'of engine':>10} {'engine busy':>12}")
     for name in ("batched", "single"):

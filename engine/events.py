@@ -31,6 +31,7 @@ __all__ = [
     "event_to_dict",
     "events_from_json",
     "load_message",
+    "message_events",
     "parse_timestamp",
 ]
 
@@ -378,15 +379,29 @@ def batch_from_json(
     """`events_from_json` straight into columns: the same events, errors and exceptions.
 
     An array of plain univariate events (numbers for ts and value, string ids, 0/1 labels) is
-    checked column by column, each distinct source once, with no `Event` object made: ~4x
+    checked column by column, each distinct source once, with no `Event` object made: ~3x
     faster. Anything else goes through `event_from_dict` item by item.
     """
+    return EventBatch.from_events(message_events(raw, max_bytes=max_bytes,
+                                                 default_source=default_source, errors=errors))
+
+
+def message_events(
+    raw: bytes | str,
+    *,
+    max_bytes: int = 1_000_000,
+    default_source: str | None = None,
+    errors: list[BadEvent] | None = None,
+) -> EventBatch | list[Event]:
+    """`batch_from_json` without turning a list of events into columns: for a caller that
+    gathers many messages into one batch (`EventBatch.concat`), where columns for each
+    one-event message would cost more than the event."""
     obj = load_message(raw, max_bytes)
     if type(obj) is list and obj:
         batch = _plain_columns(obj, default_source)
         if batch is not None:
             return batch
-    return EventBatch.from_events(_events_from_obj(obj, default_source, errors))
+    return _events_from_obj(obj, default_source, errors)
 
 
 _PLAIN_NUMBERS = {float, int}
@@ -486,11 +501,26 @@ class EventBatch(Sequence[Event]):
                    np.array(cal, dtype=bool))
 
     @classmethod
-    def concat(cls, batches: Iterable[EventBatch]) -> EventBatch:
-        """One batch of the events of ``batches``, in order."""
-        parts = [b for b in batches if len(b)]
-        if len(parts) == 1:
-            return parts[0]
+    def concat(cls, parts: Iterable[EventBatch | Sequence[Event]]) -> EventBatch:
+        """One batch of the events of ``parts`` (batches or lists of events), in order."""
+        batches: list[EventBatch] = []
+        events: list[Event] = []
+        for part in parts:
+            if not isinstance(part, EventBatch):
+                events.extend(part)
+                continue
+            if events:
+                batches.append(cls.from_events(events))
+                events = []
+            if len(part):
+                batches.append(part)
+        if events:
+            batches.append(cls.from_events(events))
+        return cls._joined(batches) if len(batches) != 1 else batches[0]
+
+    @classmethod
+    def _joined(cls, parts: list[EventBatch]) -> EventBatch:
+        """The columns of non-empty batches, concatenated."""
         if not parts:
             return cls.from_events([])
         arrays = [b.values for b in parts]

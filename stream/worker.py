@@ -40,7 +40,7 @@ import orjson
 from engine import snapshot
 from engine.config import EngineConfig
 from engine.detector import Detector
-from engine.events import BadEvent, EventBatch, batch_from_json, event_to_dict
+from engine.events import BadEvent, Event, EventBatch, event_to_dict, message_events
 from engine.labels import labels_from_json
 from engine.stores import PatternStore, PositionsMoved
 from stream.metrics import Metrics, store_families
@@ -393,13 +393,13 @@ class Processor:
     def _score(self, st: PartitionState, recs: list[Record], out: Output) -> int:
         """Parse a partition's messages (bad items are dead-lettered) and run the good events
         through its detector in chunks of whole messages, about ``ENGINE_BATCH`` events each."""
-        chunk: list[tuple[Record, EventBatch, list[int]]] = []
+        chunk: list[tuple[Record, EventBatch | list[Event], list[int]]] = []
         size = total = 0
         for r in recs:
             errors: list[BadEvent] = []
             try:
-                got = batch_from_json(r.value or b"", max_bytes=self.settings.max_message_bytes,
-                                      default_source=_key_text(r.key), errors=errors)
+                got = message_events(r.value or b"", max_bytes=self.settings.max_message_bytes,
+                                     default_source=_key_text(r.key), errors=errors)
             except BadEvent as e:
                 self._dead(out, r, e.reason, e.message, None, r.value or b"")
                 continue
@@ -417,7 +417,8 @@ class Processor:
             self.metrics.batch_events.observe(total)
         return total
 
-    def _detect(self, st: PartitionState, chunk: list[tuple[Record, EventBatch, list[int]]],
+    def _detect(self, st: PartitionState,
+                chunk: list[tuple[Record, EventBatch | list[Event], list[int]]],
                 out: Output) -> int:
         """Score and learn one chunk of a partition's messages (their good events, with each
         event's array index in its message); collect rejections and flags."""

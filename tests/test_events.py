@@ -417,3 +417,7 @@ def test_plain_arrays_take_the_column_path() -> None:
                                                                    ("x", "y"))])])
     assert list(both) == list(batch) + [Event("m", 1.0, (1.0, 2.0), ("x", "y"))]
     assert both.value_rows(np.array([6])).tolist() == [[1.0, 2.0]]
+    singles = [Event("s", float(k), (float(k),)) for k in range(3)]
+    mixed = EventBatch.concat([singles[:1], singles[1:2], batch, [], singles[2:]])
+    assert list(mixed) == singles[:2] + list(batch) + singles[2:], "order kept"
+    assert list(EventBatch.concat([singles])) == singles and not len(EventBatch.concat([]))
