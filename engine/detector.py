@@ -30,7 +30,7 @@ from engine.patterns import TRI, calendar_bucket, pattern_keys
 from engine.posterior import ClassEvidence, explain, log_odds
 from engine.scoring import rank_calibrate, squash, stream_probabilities, top_k_mean
 from engine.shadow import Lifecycle
-from engine.stores import MemoryStore, PatternStore
+from engine.stores import MemoryStore, OutcomeUnknown, PatternStore
 
 log = logging.getLogger("neurogate.detector")
 
@@ -148,6 +148,10 @@ class BatchResult:
         return [self.result(int(i)) for i in np.flatnonzero(self.flagged)]
 
 
+class FlushUnknown(ConnectionError):
+    """A flush was asked of a detector whose earlier write may or may not have landed."""
+
+
 class Detector:
     """Streaming anomaly detector over many sources; see the module docstring.
 
@@ -201,6 +205,7 @@ class Detector:
         self.label_memory = LabelMemory(label_memory) if label_memory else None
         self._writer: ThreadPoolExecutor | None = None
         self._writing: tuple[Future[None], np.ndarray, np.ndarray] | None = None
+        self._unknown: BaseException | None = None  # a write whose outcome is unknown
         state = self.store.get_meta(snapshot.META_NAME)
         if state is not None:
             snapshot.load(self, state)
@@ -265,14 +270,17 @@ class Detector:
         state snapshot to the store in one transaction: after a crash the store is as of the
         last flush that finished. ``wait=False`` writes in a background thread while the
         caller goes on (one write at a time); if that write fails, its counts stay unstored,
-        the next flush writes them (a warning is logged), and a waiting flush raises."""
+        the next flush writes them (a warning is logged), and a waiting flush raises. If the
+        store cannot tell whether a write landed (``OutcomeUnknown``: a lost COMMIT
+        acknowledgement), every later flush raises ``FlushUnknown``: writing the counts again
+        could count them twice, and resuming from the store's positions cannot."""
         keys, deltas, new, blob = self._take_changes()
         meta = {snapshot.META_NAME: blob}
         if wait:
             try:
                 self.store.apply(keys, deltas, positions, meta, new=new)
-            except BaseException:
-                self.cache.unstore(keys, deltas)
+            except BaseException as exc:
+                self._write_failed(exc, keys, deltas)
                 raise
             return
         if self._writer is None:
@@ -291,6 +299,12 @@ class Detector:
         """(keys, deltas, new-key mask, state snapshot) of everything not yet stored, now
         counted as stored (a failed write puts the deltas back with ``cache.unstore``)."""
         self._settle()
+        if self._unknown is not None:
+            raise FlushUnknown(
+                f"an earlier flush may or may not have landed ({self._unknown}); writing again "
+                "could count its events twice, so this detector writes no more: open a new one "
+                "on the store (it resumes from the store's state) and feed the input again from "
+                "the store's positions") from self._unknown
         keys, deltas, new = self.cache.changes()
         blob = snapshot.dump(self)
         self.cache.mark_stored()
@@ -313,11 +327,24 @@ class Detector:
         job, keys, deltas = self._writing
         self._writing = None
         exc = job.exception()
-        if exc is not None:
-            self.cache.unstore(keys, deltas)
-            self.flush_errors += 1
+        if exc is None:
+            return
+        self.flush_errors += 1
+        self._write_failed(exc, keys, deltas)
+        if self._unknown is None:
             log.warning("a background flush failed (%s: %s); its counts are kept and written "
                         "by the next flush", type(exc).__name__, exc)
+        else:
+            log.error("a background flush may or may not have landed (%s); the next flush "
+                      "will fail: resume from the store's positions", exc)
+
+    def _write_failed(self, exc: BaseException, keys: np.ndarray, deltas: np.ndarray) -> None:
+        """A write failed: its counts become unstored again (the next flush writes them),
+        unless the store cannot tell whether it landed: then no flush may follow."""
+        if isinstance(exc, OutcomeUnknown):
+            self._unknown = exc
+        else:
+            self.cache.unstore(keys, deltas)
 
     def save_encoder(self, encoder: Encoder) -> None:
         """Keep a trained encoder's artifact in the store's registry (for rollback and reuse)."""

@@ -19,8 +19,11 @@ import psycopg
 import pytest
 import redis
 
-from engine.stores import CommitUnknown, PostgresStore, StoreUnavailable
+from engine.config import EngineConfig
+from engine.detector import Detector, FlushUnknown
+from engine.stores import CommitUnknown, MemoryStore, PostgresStore, StoreUnavailable, totals
 from tests import pg_fixtures as fx
+from tests.conftest import Planted
 from tests.pg_fixtures import REDIS_URL, admin_connect, contents
 
 pg_db, pg_url, redis_prefix = fx.pg_db, fx.pg_url, fx.redis_prefix  # fixtures, by name
@@ -243,3 +246,42 @@ def test_an_unresolved_lost_commit_is_reported_as_unknown(
     with pytest.raises(CommitUnknown, match="may or may not have landed.*positions"):
         store.apply(KEYS, np.array([[3, 2, 1], [1, 0, 0]]), {"f": 1})
     assert store.positions() == {"f": 1}  # here it had landed, and its position with it
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_a_detector_writes_nothing_after_a_flush_of_unknown_outcome(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch, fast_config: EngineConfig,
+    planted: Planted, wait: bool,
+) -> None:
+    """A flush whose COMMIT landed but could not be confirmed (CommitUnknown): the detector
+    neither writes those counts again (they would count twice) nor drops them; every later
+    flush refuses, and a new detector resumed from the store's positions and state ends with
+    the counts of one clean pass."""
+    events = planted.events[:1200]
+    want = MemoryStore()
+    ref = Detector(fast_config, want, flush_every=None)
+    ref.process_many(events)
+    ref.close()
+
+    det = Detector(fast_config, store, flush_every=None)
+    det.process_many(events[:600])
+    lose_next_commit_ack(store, monkeypatch)
+    store.retry_seconds = 0
+    if wait:
+        with pytest.raises(CommitUnknown):
+            det.flush({"in": 600})
+    else:
+        det.flush({"in": 600}, wait=False)
+    det.process_many(events[600:900])
+    with pytest.raises(FlushUnknown, match="may or may not have landed.*positions"):
+        det.flush({"in": 900})
+    with pytest.raises(FlushUnknown):
+        det.close({"in": 900})
+    monkeypatch.undo()
+    assert store.positions() == {"in": 600}, "it had landed, with its position"
+
+    resumed = Detector(fast_config, store, flush_every=None)
+    resumed.process_many(events[store.positions()["in"]:])
+    resumed.close({"in": len(events)})
+    np.testing.assert_array_equal(totals(store), totals(want))
+    assert store.size() == want.size()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from engine.stores.base import PatternStore, PositionsMoved, merge_into, totals
+from engine.stores.base import OutcomeUnknown, PatternStore, PositionsMoved, merge_into, totals
 from engine.stores.memory import MemoryStore
 from engine.stores.sqlite import SQLiteStore
 
@@ -15,7 +15,8 @@ if TYPE_CHECKING:  # the server back-ends import psycopg/redis: loaded only when
     from engine.stores.postgres import CommitUnknown, PostgresStore, StoreUnavailable
     from engine.stores.redis_front import CachedStore
 
-__all__ = ["CachedStore", "CommitUnknown", "MemoryStore", "PatternStore", "PositionsMoved",
+__all__ = ["CachedStore", "CommitUnknown", "MemoryStore", "OutcomeUnknown", "PatternStore",
+           "PositionsMoved",
            "PostgresStore", "SQLiteStore", "StoreUnavailable", "merge_into", "open_store",
            "totals"]
 

@@ -15,6 +15,12 @@ class PositionsMoved(RuntimeError):
     committed them (e.g. a worker that now owns the partition); nothing was written."""
 
 
+class OutcomeUnknown(Exception):  # noqa: N818 (a marker, mixed into a store's own error)
+    """Mixed into a store error when a write may or may not have landed (a lost COMMIT
+    acknowledgement): writing the same deltas again could count them twice, so the writer must
+    resume from the store's committed positions and state instead."""
+
+
 class PatternStore(ABC):
     """Additive pattern counts (uint64 key -> n, n0, n1), input positions and named blobs.
 

@@ -33,7 +33,7 @@ from psycopg.pq import Format
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from engine.counts import NCOLS, text_hash64
-from engine.stores.base import PatternStore, check_expected, check_keys
+from engine.stores.base import OutcomeUnknown, PatternStore, check_expected, check_keys
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class StoreUnavailable(ConnectionError):
     meanwhile (see ``CommitUnknown`` for the one exception)."""
 
 
-class CommitUnknown(StoreUnavailable):
+class CommitUnknown(StoreUnavailable, OutcomeUnknown):
     """The connection broke while COMMIT was in flight and the store stayed unreachable, so
     whether the batch landed is unknown. Its input positions committed with it (or not): resume
     from ``positions()`` (e.g. restart the worker) rather than re-sending the same deltas."""
