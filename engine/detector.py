@@ -25,6 +25,7 @@ from engine.config import EngineConfig
 from engine.counts import NCOLS, CountTable
 from engine.encoder import Encoder, FixedEncoder
 from engine.events import Event, EventBatch
+from engine.gcpause import collector_paused
 from engine.labels import Label, LabelMemory, learn_labels
 from engine.patterns import TRI, calendar_bucket, pattern_keys
 from engine.posterior import ClassEvidence, explain, log_odds
@@ -160,6 +161,7 @@ class Detector:
     >>> import math
     >>> from engine.config import EngineConfig
     >>> from engine.events import Event, EventBatch
+from engine.gcpause import collector_paused
     >>> cfg = EngineConfig(warmup=20).replace(**{"neuronet.enabled": False})
     >>> det = Detector(cfg)
     >>> stream = [Event("s", float(t), (math.sin(t / 5),)) for t in range(400)]
@@ -215,7 +217,8 @@ class Detector:
     def process_many(self, events: Sequence[Event]) -> BatchResult:
         """Score every event, then learn from it (in order); rejects bad events with a reason.
         ``events`` may be an ``EventBatch`` (columns, e.g. from ``batch_from_json``): the
-        detector reads columns, so a batch skips turning events into them."""
+        detector reads columns, so a batch skips turning events into them. The cycle collector
+        waits while events are scored (``engine.gcpause``), not while an encoder trains."""
         batch = EventBatch.from_events(events)
         n = len(batch)
         cfg = self.config
@@ -233,9 +236,10 @@ class Detector:
             threshold=cfg.threshold,
             model_version="",
         )
-        by_bank = self._route(batch, out)
-        for fields, (idx, rows) in by_bank.items():
-            self._process_bank(self.banks[fields], batch, idx, rows, out)
+        with collector_paused():
+            by_bank = self._route(batch, out)
+            for fields, (idx, rows) in by_bank.items():
+                self._process_bank(self.banks[fields], batch, idx, rows, out)
         for i in out.reasons:
             out.status[i] = 2
             out.score[i] = np.nan

@@ -22,8 +22,6 @@ from __future__ import annotations
 import base64
 import bisect
 import collections
-import contextlib
-import gc
 import json
 import logging
 import math
@@ -333,11 +331,6 @@ class Processor:
                 highwaters: Mapping[tuple[str, int], int] | None = None) -> Output:
         """Score and learn the events, apply the labels, collect the outputs (see ``Output``).
         ``highwaters`` (partition ends, where the consumer knows them) feed the lag metric."""
-        with _gc_paused():
-            return self._process(records, highwaters)
-
-    def _process(self, records: Sequence[Record],
-                 highwaters: Mapping[tuple[str, int], int] | None) -> Output:
         t0 = time.perf_counter()
         if highwaters is not None:
             self._highwaters = dict(highwaters)
@@ -590,22 +583,6 @@ class Processor:
             if st is not None and p in self.active and topic in st.next and end is not None:
                 out[(topic, p)] = max(0, end - st.next[topic])
         return out
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """The cycle collector off for one batch. A batch holds ~10^5 live event objects; each
-    time they outnumber the older objects by a quarter, CPython runs a full collection over the
-    whole heap: measured 30-40 % of a batch's time. The batch makes no cycles of its own (its
-    objects are freed by reference counting when it ends); collections resume after it."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _key_text(key: bytes | None) -> str | None:

@@ -334,36 +334,3 @@ def test_a_worker_that_lost_its_partition_cannot_commit_it(cfg: EngineConfig) ->
     assert counts(store) == before
     assert store.positions()[f"kafka:{EVENTS}:0"] == records[39].offset + 1
 
-
-@pytest.mark.parametrize("enabled", [True, False])
-def test_cycle_collector_is_paused_for_a_batch_and_restored(
-        cfg: EngineConfig, monkeypatch: pytest.MonkeyPatch, enabled: bool) -> None:
-    """The collector is off while a batch runs (a full pass per batch cost 30-40 % of it) and
-    exactly as before afterwards, also when the batch fails."""
-    import gc
-
-    seen: list[bool] = []
-    real = Detector.process_many
-
-    def spy(self: Detector, events: Sequence[Event]) -> object:
-        seen.append(gc.isenabled())
-        if events[0].source == "fail":
-            raise RuntimeError("boom")
-        return real(self, events)
-
-    monkeypatch.setattr(Detector, "process_many", spy)
-    proc = Processor(cfg, SETTINGS, MemoryStore())
-    proc.assign([0, 1])
-    was = gc.isenabled()
-    try:
-        gc.enable() if enabled else gc.disable()
-        events = seasonal_stream(sources=2, length=50, plant=False).events
-        proc.process(to_records(events))
-        assert gc.isenabled() is enabled
-        bad = Record(EVENTS, 0, 10_000, b"fail", orjson.dumps({"ts": 1.0, "value": 1.0}))
-        with pytest.raises(RuntimeError, match="boom"):
-            proc.process([bad])
-        assert gc.isenabled() is enabled
-    finally:
-        gc.enable() if was else gc.disable()
-    assert seen and not any(seen)
