@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -116,34 +117,47 @@ def _hashes(items: Iterable[object], n: int) -> np.ndarray:
     return np.fromiter(map(hash, items), dtype=np.int64, count=n)
 
 
+_SEAL = 1024  # rows: smaller batches gather in a dict-indexed tail until there are this many
+
+
 class _Chunk:
-    """The keys of one batch of remembered events (all rows have the same key width), with
-    each event's source, ts and id, and their names sorted for lookups."""
+    """The keys of remembered events (all rows have the same key width), with each event's
+    source, ts and id (to check a name's hit) and the names of its rows."""
 
-    __slots__ = ("keys", "labels", "sources", "ts", "ids", "_by_ts", "_by_id")
+    __slots__ = ("keys", "labels", "sources", "ts", "ids", "by_ts", "by_id", "_sorted")
 
-    def __init__(self, keys: np.ndarray, labels: np.ndarray, events: Sequence[Event]) -> None:
-        m = len(events)
+    def __init__(self, keys: np.ndarray, labels: np.ndarray, sources: Sequence[str],
+                 ts: np.ndarray, ids: Sequence[str | None]) -> None:
+        m = len(sources)
         self.keys = keys  # [m, k] uint64
         self.labels = labels  # [m] int8, -1 = no label yet
-        batch = EventBatch.from_events(events)
-        sources, ids = batch.sources, batch.ids
-        self.sources = sources
-        self.ts = batch.ts + 0.0  # -0.0 is 0.0
-        self.ids = ids
+        self.sources, self.ts, self.ids = sources, ts + 0.0, ids  # -0.0 is 0.0
         src = _hashes(sources, m)
-        self._by_ts = _sorted_names(_names(src, self.ts), np.arange(m))
-        with_id: Sequence[str | None] = ids
         rows = np.arange(m)
+        self.by_ts = (_names(src, self.ts), rows)  # (names, their rows)
+        with_id: Sequence[str | None] = ids
         if None in ids:
             rows = np.array([k for k, i in enumerate(ids) if i is not None], dtype=np.int64)
             with_id = [ids[k] for k in rows.tolist()]
-        self._by_id = _sorted_names(_names(src[rows], _hashes(with_id, rows.size)), rows)
+        self.by_id = (_names(src[rows], _hashes(with_id, rows.size)), rows)
+        self._sorted: list[tuple[np.ndarray, np.ndarray]] = []
+
+    @classmethod
+    def joined(cls, parts: Sequence[_Chunk]) -> _Chunk:
+        """One chunk of the rows of ``parts``, in order (with their labels as they are now)."""
+        return cls(np.concatenate([p.keys for p in parts]),
+                   np.concatenate([p.labels for p in parts]),
+                   [s for p in parts for s in p.sources], np.concatenate([p.ts for p in parts]),
+                   [i for p in parts for i in p.ids])
 
     def lookup(self, names: np.ndarray, by_id: bool) -> np.ndarray:
-        """The newest row with each name (-1: none). A hit is still to be checked: names are
-        hashes."""
-        sorted_names, rows = self._by_id if by_id else self._by_ts
+        """The newest row with each name (-1: none), by binary search in the names (sorted at
+        the first lookup). A hit is still to be checked (``holds``): names are hashes."""
+        if not self._sorted:  # stable: the newest of equal names comes last
+            for n, r in (self.by_ts, self.by_id):
+                order = np.argsort(n, kind="stable")
+                self._sorted.append((n[order], r[order]))
+        sorted_names, rows = self._sorted[1 if by_id else 0]
         j = np.searchsorted(sorted_names, names, side="right") - 1
         hit = j >= 0
         hit[hit] = sorted_names[j[hit]] == names[hit]
@@ -155,30 +169,29 @@ class _Chunk:
         return bool(same) and self.sources[row] == label.source
 
 
-def _sorted_names(names: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Names in ascending order and their rows (a stable sort: the newest of equal names last)."""
-    order = np.argsort(names, kind="stable")
-    return names[order], rows[order]
-
-
 class LabelMemory:
     """The pattern keys of up to the last ``capacity`` scored events (whole batches are
     evicted, oldest first; the newest batch is always kept). Memory: 8 bytes x keys per event
     (512 B for one channel with the fixed encoder) plus ~50 B to find it.
 
-    Events are found by 64-bit names of ``(source, id)`` and ``(source, ts)``, kept per batch in
-    sorted numpy arrays: remembering a batch costs a sort, forgetting one nothing, and nothing
-    per event reaches the cycle collector (a dict of tuples made full collections walk two
-    objects per event). A name's hit is checked against the event's source and id or ts, so a
-    collision never applies a label to the wrong event; at worst (odds ~ capacity / 2**64) the
-    older of two events with the same name within one batch is not found.
+    Events are found by 64-bit names of ``(source, ts)`` and ``(source, id)``. A batch of at
+    least ``_SEAL`` events keeps its names in numpy arrays, sorted at its first lookup and
+    binary-searched; smaller batches gather in a tail indexed by a dict until they make one such
+    chunk, so lookups cost one search per ``_SEAL`` events or more, however small the batches.
+    Nothing per event reaches the cycle collector (a dict of tuples for every event made its
+    full collections walk two objects per event). A name's hit is checked against the event's
+    source and ts or id, so a collision never applies a label to the wrong event; at worst
+    (odds ~ capacity / 2**64) the older of two events with the same name is not found.
     """
 
     def __init__(self, capacity: int) -> None:
         if capacity < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
         self.capacity = capacity
-        self._chunks: deque[_Chunk] = deque()
+        self._sealed: deque[_Chunk] = deque()  # oldest first
+        self._tail: deque[_Chunk] = deque()  # small batches, newer than every sealed chunk
+        self._tail_index: tuple[dict[int, tuple[_Chunk, int]], ...] = ({}, {})  # ts, id
+        self._tail_rows = 0
         self._rows = 0
 
     def __len__(self) -> int:
@@ -189,10 +202,44 @@ class LabelMemory:
         if self.capacity == 0 or not len(events):
             return
         m = len(events)
-        self._chunks.append(_Chunk(keys.reshape(m, -1), np.array(labels, dtype=np.int8), events))
+        batch = EventBatch.from_events(events)
+        chunk = _Chunk(keys.reshape(m, -1), np.array(labels, dtype=np.int8), batch.sources,
+                       batch.ts, batch.ids)
+        if m >= _SEAL:
+            self._seal()
+            self._sealed.append(chunk)
+        else:
+            self._tail.append(chunk)
+            for index, (names, rows) in zip(self._tail_index, (chunk.by_ts, chunk.by_id),
+                                            strict=True):
+                index.update(zip(names.tolist(), zip(repeat(chunk), rows.tolist()), strict=True))
+            self._tail_rows += m
+            if self._tail_rows >= _SEAL:
+                self._seal()
         self._rows += m
-        while self._rows > self.capacity and len(self._chunks) > 1:
-            self._rows -= self._chunks.popleft().labels.size
+        while self._rows > self.capacity and len(self._sealed) + len(self._tail) > 1:
+            if self._sealed:
+                self._rows -= self._sealed.popleft().labels.size
+            else:
+                self._forget(self._tail.popleft())
+
+    def _seal(self) -> None:
+        """Join the tail into one chunk that is searched like a large batch."""
+        if self._tail:
+            self._sealed.append(_Chunk.joined(self._tail))
+            self._tail.clear()
+            self._tail_rows = 0
+            for index in self._tail_index:
+                index.clear()
+
+    def _forget(self, old: _Chunk) -> None:
+        """Evict a tail chunk: its rows and the index entries that still point to it."""
+        self._rows -= old.labels.size
+        self._tail_rows -= old.labels.size
+        for index, (names, _) in zip(self._tail_index, (old.by_ts, old.by_id), strict=True):
+            for name in names.tolist():
+                if index.get(name, (None,))[0] is old:
+                    del index[name]
 
     def find(self, label: Label) -> tuple[_Chunk, int] | None:
         """Where the labelled event's keys are, by id first, then by timestamp."""
@@ -210,7 +257,12 @@ class LabelMemory:
             other = (_hashes((lab.id for lab in wanted), len(want)) if by_id else
                      np.array([lab.ts for lab in wanted], dtype=np.float64) + 0.0)
             names = _names(_hashes((lab.source for lab in wanted), len(want)), other)
-            for chunk in reversed(self._chunks):
+            tail = self._tail_index[1 if by_id else 0]
+            for k, name in zip(want, names.tolist(), strict=True):
+                hit = tail.get(name)
+                if hit is not None and hit[0].holds(hit[1], labels[k], by_id):
+                    hits[k] = hit
+            for chunk in reversed(self._sealed):
                 rows = chunk.lookup(names, by_id)
                 for j in np.flatnonzero(rows >= 0).tolist():
                     k, row = want[j], int(rows[j])

@@ -78,7 +78,8 @@ def test_memory_keeps_the_newest_batches() -> None:
 def test_memory_never_finds_the_wrong_event_and_costs_the_collector_nothing(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Names are hashes: with every name colliding (patched to one value), a lookup finds
-    the right event or none, never another; a repeated (source, ts) finds the newest event;
+    the right event or none, never another (only the newest event holds a name); a repeated
+    (source, ts) finds the newest event;
     remembered events add no objects for the cycle collector to walk."""
     import gc
 
@@ -94,12 +95,28 @@ def test_memory_never_finds_the_wrong_event_and_costs_the_collector_nothing(
     assert hit is not None and hit[0].ids[hit[1]] == "c", "the newest event with that ts"
     assert mem.find(Label("s", 1, ts=-0.0)) is None and mem.find(Label("t", 1, id="a")) is None
 
+    small = LabelMemory(capacity=2)
+    small.remember([Event("s", 5.0, (0.0,), id="old")], keys[:1], none[:1])
+    for k in range(3):  # many small batches; the first is evicted after a newer (s, 5.0)
+        small.remember([Event("s", 5.0 if k == 0 else 10.0 + k, (0.0,), id=f"n{k}")],
+                       keys[:1], none[:1])
+        if k == 1:
+            hit = small.find(Label("s", 1, ts=5.0))
+            assert hit is not None and hit[0].ids[hit[1]] == "n0", "evicting 'old' kept it"
+    hit = small.find(Label("s", 1, ts=5.0))
+    assert len(small) == 2 and hit is None, "both (s, 5.0) events are evicted by now"
+    small.remember([Event("s", 5.0, (0.0,), id="new")], keys[:1], none[:1])
+    small.remember([Event("s", 20.0, (0.0,))], keys[:1], none[:1])
+    hit = small.find(Label("s", 1, ts=5.0))
+    assert hit is not None and hit[0].ids[hit[1]] == "new"
+
     monkeypatch.setattr(labels_mod, "_names", lambda a, b: np.zeros(a.size, dtype=np.uint64))
     clash = LabelMemory(capacity=10)
     clash.remember(batch, keys, none)
     clash.remember([Event("s", 9.0, (0.0,), id="z")], keys[:1], none[:1])
     for lab, want in [(Label("s", 1, id="a"), None), (Label("s", 1, ts=1.0), None),
-                      (Label("s", 1, id="c"), "c"), (Label("s", 1, ts=9.0), "z")]:
+                      (Label("s", 1, id="c"), None), (Label("s", 1, ts=9.0), "z"),
+                      (Label("s", 1, id="z"), "z")]:
         hit = clash.find(lab)
         assert (None if hit is None else hit[0].ids[hit[1]]) == want, lab
     monkeypatch.undo()
@@ -201,3 +218,39 @@ def test_late_labels_need_a_label_memory(fast_config: EngineConfig) -> None:
     assert det.label_memory is None
     with pytest.raises(ValueError, match="label_memory=N"):
         det.learn_labels([Label("s", 1, id="s-250")])
+
+
+def test_memory_joins_small_batches_and_finds_every_event() -> None:
+    """Batches smaller than _SEAL gather in a tail that becomes one searchable chunk: every
+    event is found by id and by ts before and after that, with labels set meanwhile kept."""
+    from engine.labels import _SEAL
+
+    n = 3 * _SEAL
+    evs = [Event(f"s{i % 3}", float(i), (0.0,), id=f"e{i}") for i in range(n)]
+    keys = np.arange(1, 1 + n * NKINDS, dtype=np.uint64).reshape(n, 1, NKINDS)
+    mem = LabelMemory(capacity=10 * _SEAL)
+
+    def check(i: int) -> tuple[object, int]:
+        by_id = mem.find(Label(evs[i].source, 1, id=evs[i].id))
+        by_ts = mem.find(Label(evs[i].source, 1, ts=evs[i].ts))
+        assert by_id is not None and by_ts is not None
+        assert by_id[0] is by_ts[0] and by_id[1] == by_ts[1]
+        assert by_id[0].keys[by_id[1]].tolist() == keys[i].ravel().tolist()  # type: ignore[attr-defined]
+        return by_id
+
+    def add(lo: int, hi: int) -> None:  # events lo..hi-1 in batches of 7
+        for k in range(lo, hi, 7):
+            end = min(k + 7, hi)
+            mem.remember(evs[k:end], keys[k:end], np.full(end - k, -1, np.int8))
+
+    add(0, _SEAL - 1)
+    assert not mem._sealed
+    chunk, row = check(_SEAL - 2)
+    chunk.labels[row] = 1  # type: ignore[attr-defined]  # as learn_labels does
+    add(_SEAL - 1, n)
+    assert len(mem) == n and len(mem._sealed) >= 2
+    for i in (0, _SEAL - 2, _SEAL, 2 * _SEAL + 5, n - 1):
+        check(i)
+    chunk, row = check(_SEAL - 2)
+    assert chunk.labels[row] == 1, "a label set in the tail survives the join"  # type: ignore[attr-defined]
+    assert mem.find(Label("s0", 1, id="e1")) is None, "ids are per source"
