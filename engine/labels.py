@@ -170,9 +170,10 @@ class _Chunk:
 
 
 class LabelMemory:
-    """The pattern keys of up to the last ``capacity`` scored events (whole batches are
-    evicted, oldest first; the newest batch is always kept). Memory: 8 bytes x keys per event
-    (512 B for one channel with the fixed encoder) plus ~50 B to find it.
+    """The pattern keys of up to the last ``capacity`` scored events (whole batches, small
+    ones joined by ``_SEAL``, are evicted oldest first; the newest is always kept). Memory:
+    8 bytes x keys per event (512 B for one channel with the fixed encoder) plus ~50 B to find
+    it.
 
     Events are found by 64-bit names of ``(source, ts)`` and ``(source, id)``. A batch of at
     least ``_SEAL`` events keeps its names in numpy arrays, sorted at its first lookup and
@@ -205,6 +206,8 @@ class LabelMemory:
         batch = EventBatch.from_events(events)
         chunk = _Chunk(keys.reshape(m, -1), np.array(labels, dtype=np.int8), batch.sources,
                        batch.ts, batch.ids)
+        if self._tail and self._tail[0].keys.shape[1] != chunk.keys.shape[1]:
+            self._seal()  # the key width changed (an encoder took over a level): join apart
         if m >= _SEAL:
             self._seal()
             self._sealed.append(chunk)

@@ -254,3 +254,21 @@ def test_memory_joins_small_batches_and_finds_every_event() -> None:
     chunk, row = check(_SEAL - 2)
     assert chunk.labels[row] == 1, "a label set in the tail survives the join"  # type: ignore[attr-defined]
     assert mem.find(Label("s0", 1, id="e1")) is None, "ids are per source"
+
+
+def test_memory_joins_only_batches_of_one_key_width() -> None:
+    """When an encoder takes over a level the key width changes; small batches on both sides
+    of the change are kept apart and all found."""
+    from engine.labels import _SEAL
+
+    mem = LabelMemory(capacity=10 * _SEAL)
+    narrow = np.ones((_SEAL - 1, 1, NKINDS), dtype=np.uint64)
+    wide = np.full((_SEAL - 1, 2, NKINDS), 2, dtype=np.uint64)
+    evs = [Event("s", float(i), (0.0,)) for i in range(2 * _SEAL - 2)]
+    none = np.full(_SEAL - 1, -1, np.int8)
+    mem.remember(evs[: _SEAL - 1], narrow, none)
+    mem.remember(evs[_SEAL - 1 :], wide, none)
+    mem.remember([Event("s", -1.0, (0.0,))], wide[:1], none[:1])
+    for ts, width in ((0.0, NKINDS), (float(_SEAL), 2 * NKINDS), (-1.0, 2 * NKINDS)):
+        hit = mem.find(Label("s", 1, ts=ts))
+        assert hit is not None and hit[0].keys[hit[1]].size == width
