@@ -390,10 +390,12 @@ from engine.gcpause import collector_paused
             for i, s in enumerate(sources):
                 if entries[i] is None:
                     entries[i] = get(s) or self._add_source(s, event_fields[i])
-        mismatch = [] if len(self.banks) == 1 and event_fields.count(
-            next(iter(self.banks))) == len(sources) else [  # the common case: one field set
-            i for i, (f, en) in enumerate(zip(event_fields, entries, strict=True))
-            if f is not en[0].fields and f != en[0].fields]  # type: ignore[index]
+        mismatch: list[int] = []
+        if len(self.banks) > 1 or (
+                self.banks and event_fields.count(next(iter(self.banks))) < len(sources)):
+            # not the common case (one field set, every event has it): check event by event
+            mismatch = [i for i, (f, en) in enumerate(zip(event_fields, entries, strict=True))
+                        if f is not en[0].fields and f != en[0].fields]  # type: ignore[index]
         for i in mismatch:
             out.reasons[i] = "schema_mismatch"
         rows = np.array([en[1] for en in entries], dtype=np.int64)  # type: ignore[index]

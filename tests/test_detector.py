@@ -655,3 +655,11 @@ def test_cycle_collector_waits_while_events_are_scored(
         gc.enable() if was else gc.disable()
     assert scoring and not any(scoring)
     assert after == [enabled], "training (after the batch) runs with the collector as it was"
+
+
+def test_an_empty_batch_is_a_no_op(fast_config: EngineConfig) -> None:
+    det = Detector(fast_config, flush_every=None)
+    assert len(det.process_many([])) == 0  # before any source exists
+    det.process_many(sine_events("a", 30))
+    out = det.process_many([])
+    assert len(out) == 0 and det.events_seen == 30
