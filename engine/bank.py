@@ -9,7 +9,15 @@ import numpy as np
 
 from engine.config import EngineConfig
 from engine.counts import text_hash64
-from engine.state import Groups, Growing, extend, grouped_cummax_before, store_tail, windows_at
+from engine.state import (
+    Groups,
+    Growing,
+    extend,
+    grouped_cummax_before,
+    normalised_windows,
+    store_tail,
+    windows_at,
+)
 
 
 @dataclass
@@ -129,11 +137,8 @@ class Bank:
         vals = values[post[pg.order]]
         ext, vpos = extend(st.hist[pg.rows], pg, vals)
         store_tail(st.hist, pg, ext, vpos)
-        win = np.empty((post.size, self.window, self.channels), dtype=np.float32)
-        win[pg.order] = windows_at(ext, vpos, self.window)
         prow = rows[post]
-        win -= st.lo[prow][:, None, :]
-        win /= st.scale[prow][:, None, :]
+        win = normalised_windows(ext, vpos, pg.order, st.lo[prow], st.scale[prow], self.window)
         if "res" in st.arrays:
             self._reserve(pg, win[pg.order][:, -1, :])
         return Prepared(late, warming, done_rows, done_at, post, pg, win)
