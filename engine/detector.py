@@ -160,8 +160,7 @@ class Detector:
     --------
     >>> import math
     >>> from engine.config import EngineConfig
-    >>> from engine.events import Event, EventBatch
-from engine.gcpause import collector_paused
+    >>> from engine.events import Event
     >>> cfg = EngineConfig(warmup=20).replace(**{"neuronet.enabled": False})
     >>> det = Detector(cfg)
     >>> stream = [Event("s", float(t), (math.sin(t / 5),)) for t in range(400)]
