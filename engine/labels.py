@@ -104,7 +104,9 @@ def labels_from_json(
 
 
 def _names(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """64-bit names of (source hash, ts bits or id hash) pairs (a splitmix64-style mix)."""
+    """64-bit names of (source hash, ts bits or id hash) pairs (a splitmix64-style mix).
+    Not ``counts.mix64`` twice: its ``np.errstate`` costs ~10 µs a call, which doubled the
+    cost per event of small batches (measured 5 -> 10 µs with 5-event batches)."""
     x = first.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     x ^= second.view(np.uint64)
     x ^= x >> np.uint64(31)
