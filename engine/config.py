@@ -49,6 +49,39 @@ class NeuroNetSettings:
             raise ConfigError(f"neuronet.tunehold must be in (0, 1], got {self.tunehold}")
 
 
+@dataclass(frozen=True)
+class EvidenceSettings:
+    """Evidence beside the pattern codes and how each family is calibrated (engine/evidence.py).
+
+    With ``calibrate = false`` and both families off, the score is the pattern surprise alone,
+    squashed as before this section existed (the ablation)."""
+
+    calibrate: bool = True  # score = squashed -ln of the families' combined tail probability
+    deviation: bool = False  # each channel against a slow robust baseline
+    relation: bool = True  # each channel against what the others predict (2+ channels)
+    smoothing: int = 10  # events averaged by the deviation and relation statistics
+    rate: float = 0.001  # learning rate of the slow baselines (about 1/rate events to adapt)
+    ridge: float = 0.01  # relative ridge on the covariance diagonal before it is inverted
+    refresh: int = 50  # events between recomputations of a source's precision matrix
+    tail_memory: int = 2000  # events each family's history holds (halved when full)
+    hold: float = 1e-3  # a family holds its learning while its tail probability is below this
+    hold_max: int = 1000  # ...for at most this many consecutive events (then adapts); 0 = never
+
+    def __post_init__(self) -> None:
+        if self.smoothing < 1 or self.refresh < 1:
+            raise ConfigError("evidence.smoothing and evidence.refresh must be >= 1")
+        if not 0 < self.rate < 1:
+            raise ConfigError(f"evidence.rate must be in (0, 1), got {self.rate}")
+        if not 0 <= self.ridge < math.inf:
+            raise ConfigError(f"evidence.ridge must be a finite number >= 0, got {self.ridge}")
+        if self.tail_memory < 100:
+            raise ConfigError(f"evidence.tail_memory must be >= 100, got {self.tail_memory}")
+        if not 0 <= self.hold < 1:
+            raise ConfigError(f"evidence.hold must be in [0, 1), got {self.hold}")
+        if self.hold_max < 0:
+            raise ConfigError(f"evidence.hold_max must be >= 0, got {self.hold_max}")
+
+
 # Settings read only when an event is scored or admitted, never kept in the detector's state:
 # they may differ between the run that wrote a store and the one that resumes it.
 SCORING_ONLY = frozenset({"threshold", "alpha", "alpha0", "top_k", "extreme_rule",
@@ -79,6 +112,7 @@ class EngineConfig:
     seed: int = 0
     fixed: FixedEncoderConfig = field(default_factory=FixedEncoderConfig)
     neuronet: NeuroNetSettings = field(default_factory=NeuroNetSettings)
+    evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
 
     def __post_init__(self) -> None:
         if self.warmup < 2:

@@ -25,6 +25,7 @@ from engine.config import EngineConfig
 from engine.counts import NCOLS, CountTable
 from engine.encoder import Encoder, FixedEncoder
 from engine.events import Event, EventBatch
+from engine.evidence import FAMILIES, NFAM, PATTERNS, combine
 from engine.gcpause import collector_paused
 from engine.labels import Label, LabelMemory, learn_labels
 from engine.patterns import TRI, calendar_bucket, pattern_keys
@@ -34,6 +35,10 @@ from engine.shadow import Lifecycle
 from engine.stores import MemoryStore, OutcomeUnknown, PatternStore
 
 log = logging.getLogger("neurogate.detector")
+
+# Smallest combined tail probability: -ln of it (690 nats) still squashes below 1.0, which
+# the new-extreme rule keeps for values outside everything seen.
+MIN_PROBABILITY = 1e-300
 
 
 @dataclass
@@ -76,6 +81,10 @@ class Result:
     evidence: list[Evidence] = field(default_factory=list)
     explanation: list[ClassEvidence] = field(default_factory=list)
     model_version: str = ""
+    # flagged events: tail probability of each evidence family (engine/evidence.py) and, for
+    # deviation and relation, the channel that drove it; empty when the score is not calibrated
+    families: dict[str, float] = field(default_factory=dict)
+    family_channels: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         e = self.event
@@ -95,6 +104,12 @@ class Result:
         out["extreme"] = self.extreme
         if self.posterior is not None:
             out["posterior"] = round(self.posterior, 6)
+        if self.families:
+            out["families"] = {
+                name: ({"p": float(f"{p:.4g}"), "channel": self.family_channels[name]}
+                       if name in self.family_channels else {"p": float(f"{p:.4g}")})
+                for name, p in self.families.items()
+            }
         if self.evidence:
             out["evidence"] = [ev.as_dict() for ev in self.evidence]
         if self.explanation:
@@ -119,6 +134,8 @@ class BatchResult:
     explanation: dict[int, list[ClassEvidence]]
     threshold: float
     model_version: str
+    family_p: np.ndarray  # [n, NFAM] tail probability per evidence family (NaN = none)
+    family_channel: np.ndarray  # [n, 2] channel index driving deviation, relation (-1 = none)
 
     STATUS = ("scored", "warming", "rejected")
 
@@ -127,6 +144,16 @@ class BatchResult:
 
     def result(self, i: int) -> Result:
         post = self.posterior[i]
+        families: dict[str, float] = {}
+        channels: dict[str, str] = {}
+        fam = self.family_p[i]
+        if self.flagged[i] and not np.isnan(fam[PATTERNS]):  # explained like ``evidence``
+            fields = self.events[i].fields
+            for f, name in enumerate(FAMILIES):
+                if fam[f] < 1.0 or f == PATTERNS:
+                    families[name] = float(fam[f])
+                    if f != PATTERNS:
+                        channels[name] = fields[int(self.family_channel[i, f - 1])]
         return Result(
             event=self.events[i],
             score=float(self.score[i]),
@@ -140,6 +167,8 @@ class BatchResult:
             evidence=self.evidence.get(i, []),
             explanation=self.explanation.get(i, []),
             model_version=self.model_version,
+            families=families,
+            family_channels=channels,
         )
 
     def __iter__(self) -> Iterator[Result]:
@@ -234,6 +263,8 @@ class Detector:
             explanation={},
             threshold=cfg.threshold,
             model_version="",
+            family_p=np.full((n, NFAM), np.nan),
+            family_channel=np.full((n, 2), -1, dtype=np.int64),
         )
         with collector_paused():
             by_bank = self._route(batch, out)
@@ -533,7 +564,16 @@ class Detector:
         surprise = -np.log(p_ctx)
         lc.observe(surprise, -np.log(p_uni), labels[post])
         cols = lc.serving_columns()
-        raw = squash(top_k_mean(surprise[:, cols], cfg.top_k))
+        pattern_stat = top_k_mean(surprise[:, cols], cfg.top_k)
+        if cfg.evidence.calibrate:
+            prior = float(np.log(np.median(lc.vocab[cols])))
+            fam_p, _, fam_chan = bank.evidence(prow, values[post], pattern_stat, prior)
+            out.family_p[target] = fam_p
+            out.family_channel[target] = fam_chan
+            combined = combine(fam_p, bank.families)
+            raw = squash(-np.log2(np.maximum(combined, MIN_PROBABILITY)))
+        else:
+            raw = squash(pattern_stat)
         extreme = bank.extreme(p, values[post]) if cfg.extreme_rule else np.zeros(post.size, bool)
         if cfg.calibration == "rank":
             hist = bank.calibration_history(p, raw)

@@ -601,7 +601,10 @@ def test_result_records_have_the_documented_fields(fast_config: EngineConfig) ->
     assert set(warming) == common | {"suppressed", "extreme", "model_version"}
     assert warming["status"] == "warming" and warming["score"] == 0
     assert set(scored) == common | {"suppressed", "extreme", "model_version"}
-    assert set(flagged) == common | {"suppressed", "extreme", "model_version", "evidence"}
+    assert set(flagged) == common | {"suppressed", "extreme", "model_version", "evidence",
+                                     "families"}
+    assert set(flagged["families"]) == {"patterns"}  # univariate, deviation off by default
+    assert 0 <= flagged["families"]["patterns"]["p"] <= 1
     assert set(rejected) == common | {"reason"}
     assert flagged["id"] == "e-120" and flagged["ts"] == T0 + 120 * STEP
     assert flagged["threshold"] == fast_config.threshold

@@ -1,0 +1,293 @@
+"""Evidence families and their calibration: what turns a source's statistics into one score
+that means the same on a clean 1-channel stream and a noisy 40-channel source.
+
+Three families of evidence, each reduced to one statistic per event:
+
+* **patterns**: the mean of the k largest code-stream surprises (nats), as the pattern layer
+  computes them (``scoring.top_k_mean``).
+* **deviation**: each channel against a slow robust baseline (a running median and spread,
+  started from the warm-up), as ``|x - median| / spread`` averaged over the last
+  ``smoothing`` events; the largest channel counts.
+* **relation** (sources with two or more channels): each channel against what the *other*
+  channels predict, from a slowly forgetting covariance of the source (the Gaussian conditional:
+  ``e = P (x - mu)``, ``z_c = |e_c| / sqrt(P_cc)`` with ``P`` the regularised precision),
+  averaged the same way. A channel that leaves its relation to the others (a correlation break,
+  a frozen sensor among moving ones, a shift in one channel) shows here even when its value
+  stays inside its usual range.
+
+Each family's statistic is turned into a **tail probability** against the source's own recent
+history of that statistic: a histogram of the last ``tail_memory`` events (halved when full),
+read empirically where at least ``TAIL_EVENTS`` events lie beyond the value and extrapolated
+beyond that with an exponential tail fitted to those top events (peaks over threshold). The
+families are combined by ``p = min(1, F * min_f p_f)`` (Bonferroni over the F families a
+source has), so a source with more evidence streams does not alert more by chance, and the
+score is ``s / (1 + s)`` with ``s = -ln p``.
+
+**Holding back learning.** While the deviation or relation family's tail probability is below
+``hold`` (an open episode), that family neither updates its baseline nor its history, for at
+most ``hold_max`` consecutive events: a sustained incident stays unusual instead of becoming
+the new normal within minutes. Labels play no part: the unsupervised score never depends on
+them (they feed the posterior). The pattern family is not held: its counts are the shared,
+exactly-once state of the store, and holding its history back cost 8.6 NAB points
+(67.46 -> 58.81), since a regime change then kept alerting.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+FAMILIES = ("patterns", "deviation", "relation")
+PATTERNS, DEVIATION, RELATION = range(3)
+NFAM = len(FAMILIES)
+BINS = 128
+# Histogram bin width per family: patterns in nats over [0, 32), deviation and relation in
+# smoothed |z| over [0, 12.8); values beyond the top are kept in the last bin.
+WIDTH = np.array([0.25, 0.1, 0.1])
+TAIL_EVENTS = 10  # events beyond a value needed to read its tail probability empirically
+MIN_HISTORY = 30  # events in a family's history before it is read at all (the prior before)
+SPREAD_FLOOR = 1e-3  # spread never below this share of the warm-up range (or of |median|)
+MAD_SIGMA = 1.4826  # MAD -> standard deviation of a normal distribution
+ABS_SIGMA = 1.2533  # mean |deviation| -> standard deviation of a normal distribution
+
+
+def state_specs(channels: int, smoothing: int, relation: bool
+                ) -> dict[str, tuple[tuple[int, ...], type, float]]:
+    """Per-source arrays the families keep (added to the bank's state, saved in snapshots).
+    Bytes per source: 8 * (4C + 2 K C + 2 NFAM * BINS/2 ...) -- see docs/operations.md."""
+    c = channels
+    specs: dict[str, tuple[tuple[int, ...], type, float]] = {
+        "ev_base": ((c,), np.float64, 0.0),
+        "ev_spread": ((c,), np.float64, 1.0),
+        "ev_floor": ((c,), np.float64, 1e-12),
+        "ev_ring": ((smoothing, 2, c), np.float64, 0.0),
+        "ev_n": ((), np.int64, 0),
+        "ev_hist": ((NFAM, BINS), np.float32, 0.0),
+        "ev_total": ((NFAM,), np.float64, 0.0),
+        "ev_held": ((NFAM,), np.int64, 0),
+    }
+    if relation and c >= 2:
+        specs["ev_mu"] = ((c,), np.float64, 0.0)
+        specs["ev_cov"] = ((c, c), np.float64, 0.0)
+        specs["ev_prec"] = ((c, c), np.float64, 0.0)
+    return specs
+
+
+def start(state: object, rows: np.ndarray, warm: np.ndarray, relation: bool, ridge: float,
+          smoothing: int) -> None:
+    """End of warm-up: baselines from the warm-up values ``warm`` [r, warmup, C] of ``rows``
+    (median and MAD; outliers beyond 8 spreads are clipped before the covariance is taken),
+    the smoothing ring filled with the last warm-up events' deviations."""
+    st = state
+    med = np.median(warm, axis=1)  # [r, C]
+    mad = np.median(np.abs(warm - med[:, None]), axis=1) * MAD_SIGMA
+    span = np.max(warm, axis=1) - np.min(warm, axis=1)
+    span = np.where(np.isfinite(span), span, 0.0)
+    floor = SPREAD_FLOOR * np.where(span > 0, span, np.maximum(np.abs(med), 1.0))
+    spread = np.maximum(np.where(np.isfinite(mad), mad, 0.0), floor)
+    st.ev_base[rows], st.ev_spread[rows], st.ev_floor[rows] = med, spread, floor  # type: ignore[attr-defined]
+    clipped = np.clip(warm, (med - 8 * spread)[:, None], (med + 8 * spread)[:, None])
+    tail = clipped[:, -smoothing:]  # [r, <=K, C]
+    k = tail.shape[1]
+    ring = st.ev_ring  # type: ignore[attr-defined]
+    ring[rows] = 0.0
+    ring[rows, :k, 0] = np.abs(tail - med[:, None]) / spread[:, None]
+    st.ev_n[rows] = k % smoothing  # type: ignore[attr-defined]
+    st.ev_hist[rows] = 0.0  # type: ignore[attr-defined]
+    st.ev_total[rows] = 0.0  # type: ignore[attr-defined]
+    st.ev_held[rows] = 0  # type: ignore[attr-defined]
+    if relation and "ev_mu" in st.arrays:  # type: ignore[attr-defined]
+        mu = clipped.mean(axis=1)
+        dev = clipped - mu[:, None]
+        cov = np.einsum("rtc,rtd->rcd", dev, dev) / clipped.shape[1]
+        st.ev_mu[rows] = mu  # type: ignore[attr-defined]
+        st.ev_cov[rows] = cov  # type: ignore[attr-defined]
+        for j, r in enumerate(rows.tolist()):
+            prec = _precision(cov[j], ridge)
+            st.ev_prec[r] = prec  # type: ignore[attr-defined]
+            e = (tail[j] - mu[j]) @ prec
+            ring[r, :k, 1] = np.abs(e) / np.sqrt(np.diag(prec))
+
+
+@njit(cache=True)
+def _precision(cov: np.ndarray, ridge: float) -> np.ndarray:
+    """Inverse of ``cov`` with its diagonal raised by ``ridge`` (relative), by Gauss-Jordan
+    elimination with partial pivoting (numba's np.linalg would need SciPy's LAPACK)."""
+    c = cov.shape[0]
+    a = cov.copy()
+    scale = 0.0
+    for i in range(c):
+        scale = max(scale, a[i, i])
+    for i in range(c):
+        a[i, i] = a[i, i] * (1.0 + ridge) + 1e-12 * max(scale, 1e-300)
+    inv = np.eye(c)
+    for col in range(c):
+        piv = col
+        for r in range(col + 1, c):
+            if abs(a[r, col]) > abs(a[piv, col]):
+                piv = r
+        if a[piv, col] == 0.0:
+            return np.eye(c) / max(scale, 1e-300)
+        if piv != col:
+            for j in range(c):
+                a[col, j], a[piv, j] = a[piv, j], a[col, j]
+                inv[col, j], inv[piv, j] = inv[piv, j], inv[col, j]
+        d = a[col, col]
+        for j in range(c):
+            a[col, j] /= d
+            inv[col, j] /= d
+        for r in range(c):
+            if r != col:
+                f = a[r, col]
+                if f != 0.0:
+                    for j in range(c):
+                        a[r, j] -= f * a[col, j]
+                        inv[r, j] -= f * inv[col, j]
+    return inv
+
+
+@njit(cache=True)
+def tail_probability(hist: np.ndarray, total: float, x: float, width: float,
+                     prior_log: float) -> float:
+    """P(statistic >= x) from a history histogram: empirical where at least TAIL_EVENTS events
+    lie beyond x, else an exponential tail fitted to the top TAIL_EVENTS events; before
+    MIN_HISTORY events, the prior ``min(1, exp(prior_log - x))``."""
+    if total < MIN_HISTORY:
+        return min(1.0, math.exp(prior_log - x))
+    nb = hist.size
+    pos = x / width
+    b = min(max(int(pos), 0), nb - 1)
+    frac = min(max((b + 1) - pos, 0.0), 1.0)
+    above = hist[b] * frac
+    for j in range(b + 1, nb):
+        above += hist[j]
+    if above >= TAIL_EVENTS:
+        return above / total
+    mass = 0.0
+    moment = 0.0
+    j = nb - 1
+    while j > 0 and mass + hist[j] < TAIL_EVENTS:
+        mass += hist[j]
+        moment += hist[j] * (j + 0.5) * width
+        j -= 1
+    need = TAIL_EVENTS - mass
+    moment += need * (j + 0.5) * width
+    u = j * width
+    beta = max(moment / TAIL_EVENTS - u, width)
+    return (TAIL_EVENTS / total) * math.exp(-(x - u) / beta)
+
+
+@njit(cache=True)
+def absolute_bound(family: int, x: float, pattern_prior: float) -> float:
+    """A tail probability that holds whatever the source's history: for patterns the union
+    bound P(-ln p(code) >= x) <= V e^-x (V codes), for deviation and relation Chebyshev's
+    P(|z| >= x) <= 1 / x^2. The family's probability is the larger of this and the history's,
+    so a quiet stream's most unusual moment is not an anomaly merely for being its top."""
+    if family == PATTERNS:
+        return min(1.0, math.exp(pattern_prior - x))
+    return 0.0
+
+
+@njit(cache=True)
+def _remember(hist: np.ndarray, total: np.ndarray, row: int, f: int, x: float, width: float,
+              memory: float) -> None:
+    b = min(max(int(x / width), 0), hist.shape[2] - 1)
+    hist[row, f, b] += 1.0
+    total[row, f] += 1.0
+    if total[row, f] > memory:
+        for j in range(hist.shape[2]):
+            hist[row, f, j] *= 0.5
+        total[row, f] *= 0.5
+
+
+@njit(cache=True)
+def score_events(
+    rows: np.ndarray, values: np.ndarray, pattern_stat: np.ndarray,
+    use_dev: bool, use_rel: bool, pattern_prior: float,
+    base: np.ndarray, spread: np.ndarray, floor: np.ndarray, ring: np.ndarray, n_ev: np.ndarray,
+    hist: np.ndarray, total: np.ndarray, held: np.ndarray,
+    mu: np.ndarray, cov: np.ndarray, prec: np.ndarray,
+    rate: float, ridge: float, refresh: int, memory: float, hold: float, hold_max: int,
+    width: np.ndarray, p_out: np.ndarray, stat_out: np.ndarray, channel_out: np.ndarray,
+) -> None:
+    """Score then learn, event by event in arrival order (each touches only its source's row):
+    writes each family's tail probability ``p_out`` [n, NFAM] (1.0 where a family is off),
+    its statistic ``stat_out`` and the channel that drove deviation / relation
+    ``channel_out`` [n, 2]; updates the sources' baselines and histories unless held."""
+    n, c = values.shape
+    k = ring.shape[1]
+    families = 1 + int(use_dev) + int(use_rel)
+    z = np.empty((2, c))
+    for i in range(n):
+        r = rows[i]
+        x = values[i]
+        slot = n_ev[r] % k
+        for ch in range(c):
+            z[0, ch] = abs(x[ch] - base[r, ch]) / spread[r, ch]
+        if use_rel:
+            for a in range(c):
+                e = 0.0
+                for b in range(c):
+                    e += prec[r, a, b] * (x[b] - mu[r, b])
+                z[1, a] = abs(e) / math.sqrt(max(prec[r, a, a], 1e-300))
+        for ch in range(c):
+            ring[r, slot, 0, ch] = z[0, ch]
+            ring[r, slot, 1, ch] = z[1, ch] if use_rel else 0.0
+        stats = np.zeros(NFAM)
+        stats[PATTERNS] = pattern_stat[i]
+        for fam in range(2):
+            best, arg = -1.0, 0
+            for ch in range(c):
+                s = 0.0
+                for j in range(k):
+                    s += ring[r, j, fam, ch]
+                s /= k
+                if s > best:
+                    best, arg = s, ch
+            stats[1 + fam] = best
+            channel_out[i, fam] = arg
+        for f in range(NFAM):
+            on = f == PATTERNS or (f == DEVIATION and use_dev) or (f == RELATION and use_rel)
+            stat_out[i, f] = stats[f]
+            if not on:
+                p_out[i, f] = 1.0
+                continue
+            prior = pattern_prior if f == PATTERNS else 0.0
+            p = tail_probability(hist[r, f], total[r, f], stats[f], width[f], prior)
+            p_out[i, f] = max(p, absolute_bound(f, stats[f], pattern_prior))
+        # learn (unless the family is in an open episode)
+        for f in range(NFAM):
+            on = f == PATTERNS or (f == DEVIATION and use_dev) or (f == RELATION and use_rel)
+            if not on:
+                continue
+            unusual = f != PATTERNS and families * p_out[i, f] < hold
+            if unusual and held[r, f] < hold_max:
+                held[r, f] += 1
+                continue
+            if not unusual:
+                held[r, f] = 0
+            _remember(hist, total, r, f, stats[f], width[f], memory)
+            if f == DEVIATION:
+                for ch in range(c):
+                    d = x[ch] - base[r, ch]
+                    step = rate * spread[r, ch]
+                    base[r, ch] += step if d > 0 else (-step if d < 0 else 0.0)
+                    spread[r, ch] = max(spread[r, ch] + rate * (abs(d) * ABS_SIGMA
+                                                                - spread[r, ch]), floor[r, ch])
+            elif f == RELATION:
+                for a in range(c):
+                    z[0, a] = x[a] - mu[r, a]
+                for a in range(c):
+                    mu[r, a] += rate * z[0, a]
+                    for b in range(c):
+                        cov[r, a, b] += rate * (z[0, a] * z[0, b] - cov[r, a, b])
+                if n_ev[r] % refresh == refresh - 1:
+                    prec[r] = _precision(cov[r], ridge)
+        n_ev[r] += 1
+
+
+def combine(p: np.ndarray, families: int) -> np.ndarray:
+    """Bonferroni over the families a source has: ``min(1, F * min_f p_f)``."""
+    return np.minimum(1.0, families * p.min(axis=1))

@@ -1,0 +1,137 @@
+"""Evidence families and their calibration (engine/evidence.py): tail probabilities, the
+relation family on a channel that leaves the others, holding back learning during a sustained
+incident, and a score that means the same on a clean 1-channel and a noisy 40-channel source."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from engine.config import EngineConfig
+from engine.detector import Detector
+from engine.events import Event
+from engine.evidence import BINS, MIN_HISTORY, TAIL_EVENTS, _precision, tail_probability
+
+T0 = 1_700_000_000.0
+
+
+def config(**changes: object) -> EngineConfig:
+    base = EngineConfig(warmup=200).replace(**{"neuronet.enabled": False})
+    return base.replace(**changes) if changes else base
+
+
+def correlated(n: int, channels: int, seed: int, noise: float = 0.1) -> np.ndarray:
+    """Channels that follow one shared slow factor plus their own noise."""
+    rng = np.random.default_rng(seed)
+    shocks = rng.normal(0, 0.3, n)
+    factor = np.empty(n)
+    factor[0] = shocks[0]
+    for t in range(1, n):  # a stationary AR(1) factor
+        factor[t] = 0.98 * factor[t - 1] + shocks[t]
+    gains = rng.uniform(0.5, 2.0, channels)
+    return factor[:, None] * gains + rng.normal(0, noise, (n, channels))
+
+
+def score(values: np.ndarray, cfg: EngineConfig, source: str = "s") -> tuple[np.ndarray, list]:
+    fields = tuple(f"c{i:02d}" for i in range(values.shape[1]))
+    events = [Event(source, T0 + 60.0 * i, tuple(float(v) for v in row), fields=fields)
+              for i, row in enumerate(values)]
+    det = Detector(cfg)
+    out = det.process_many(events)
+    det.close()
+    return out.score, list(out)
+
+
+# -- tail probabilities ---------------------------------------------------------------------
+
+
+def test_tail_probability_reads_the_history_then_extrapolates_it() -> None:
+    rng = np.random.default_rng(0)
+    xs = np.abs(rng.normal(0, 1, 2000))
+    hist = np.histogram(xs, bins=BINS, range=(0, BINS * 0.1))[0].astype(np.float32)
+    total = float(hist.sum())
+    # inside the history: the share of events at or beyond x
+    for x in (0.5, 1.0, 2.0):
+        assert tail_probability(hist, total, x, 0.1, 0.0) == pytest.approx(
+            (xs >= x).mean(), abs=0.01)
+    # beyond the top events: decreasing, below the empirical floor, continuous at its edge
+    start = np.sort(xs)[-TAIL_EVENTS]  # fewer than TAIL_EVENTS beyond: extrapolated
+    grid = np.linspace(start + 0.05, 9.0, 30)
+    p = np.array([tail_probability(hist, total, x, 0.1, 0.0) for x in grid])
+    assert (np.diff(p) < 0).all() and p[-1] < 1e-6
+    assert p[0] <= 2 * TAIL_EVENTS / total
+    # no history yet: the prior exp(prior_log - x)
+    assert tail_probability(np.zeros(BINS, np.float32), MIN_HISTORY - 1, 3.0, 0.1, 1.0) == (
+        pytest.approx(math.exp(-2.0)))
+
+
+def test_precision_inverts_a_covariance() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(200, 6))
+    cov = np.cov(a.T)
+    np.testing.assert_allclose(_precision(cov, 0.0) @ cov, np.eye(6), atol=1e-8)
+    singular = np.ones((3, 3))  # ridge keeps it invertible
+    assert np.isfinite(_precision(singular, 0.01)).all()
+
+
+# -- the relation family --------------------------------------------------------------------
+
+
+def test_a_channel_that_leaves_the_others_shows_in_the_relation_family() -> None:
+    values = correlated(1500, 4, seed=2)
+    broken = values.copy()
+    rng = np.random.default_rng(3)
+    # channel 2 keeps its spread but stops following the shared factor
+    broken[1000:1200, 2] = rng.permutation(values[1000:1200, 2])
+    s_with, results = score(broken, config())
+    s_without, _ = score(broken, config(**{"evidence.relation": False}))
+    inside = slice(1010, 1200)
+    before = slice(600, 1000)
+    assert np.median(s_with[inside]) > np.quantile(s_with[before], 0.99)
+    assert np.median(s_with[inside]) > np.median(s_without[inside]) + 0.1
+    flagged = [r for r in results[1000:1200] if r.flagged]
+    assert flagged and any(r.family_channels.get("relation") == "c02" for r in flagged)
+
+
+# -- holding back learning during an incident ----------------------------------------------
+
+
+def test_a_sustained_shift_stays_unusual_while_learning_is_held() -> None:
+    values = correlated(2600, 3, seed=4)
+    values[1500:2300, 1] += 1.5 * values[:1500, 1].std()  # a long shift of one channel
+    held, _ = score(values, config())
+    learning, _ = score(values, config(**{"evidence.hold": 0.0}))
+    late = slice(1900, 2300)  # 400+ events into the incident
+    assert np.median(held[late]) > 0.9
+    assert np.median(held[late]) > np.median(learning[late]) + 0.05
+
+
+def test_hold_max_bounds_how_long_a_family_holds_back() -> None:
+    values = correlated(2600, 3, seed=4)
+    values[1000:, 1] += 1.5 * values[:1000, 1].std()  # a new normal that never ends
+    bounded, _ = score(values, config(**{"evidence.hold_max": 200}))
+    assert np.median(bounded[2200:]) < np.median(bounded[1050:1150])
+
+
+# -- one meaning for the score -----------------------------------------------------------------
+
+
+def test_normal_events_reach_the_threshold_as_rarely_on_1_and_40_noisy_channels() -> None:
+    """On normal data (no anomaly), the share of events at or above the default threshold is
+    small on a clean 1-channel source and on a noisy 40-channel source alike; with the score
+    of raw pattern surprise (not calibrated) the noisy source is above it far more often."""
+    cfg = config()
+    n = 4000
+    t = np.arange(n)
+    clean = (np.sin(2 * np.pi * t / 96) + np.random.default_rng(5).normal(0, 0.02, n))[:, None]
+    noisy = correlated(n, 40, seed=6, noise=1.0)
+    rates = {}
+    for name, vals in (("clean", clean), ("noisy", noisy)):
+        s, _ = score(vals, cfg)
+        rates[name] = float((s[cfg.warmup + 500 :] >= cfg.threshold).mean())
+    assert rates["clean"] < 0.01 and rates["noisy"] < 0.01
+    raw, _ = score(noisy, config(**{"evidence.calibrate": False, "evidence.relation": False}))
+    assert float((raw[cfg.warmup + 500 :] >= cfg.threshold).mean()) > 5 * max(rates["noisy"],
+                                                                               1e-3)
