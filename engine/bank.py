@@ -37,12 +37,40 @@ class Prepared:
     """A bank's share of a batch after validation and warm-up handling."""
 
     late: np.ndarray  # bool per input event: rejected, timestamp went backwards
+    future: np.ndarray  # bool per input event: rejected, timestamp too far ahead of the clock
     warming: np.ndarray  # bool per input event: consumed by warm-up (score 0)
     done_rows: np.ndarray  # sources whose warm-up ended in this batch (replay them)...
     done_at: np.ndarray  # ...at these input indices (the event that ended it), ascending
     post: np.ndarray  # input indices of scored events, arrival order
     groups: Groups | None  # grouping of the post events by source
     windows: np.ndarray  # float32 [len(post), W, C] normalised windows of the post events
+
+
+# A warm-up value further than this many central spreads (1st-99th percentile) from the median is
+# left out of the source's range: one ±1e308 must not squeeze every later value into one bin
+# (measured before: every later score of the source was 0). NAB's warm-ups lose no value to it.
+RANGE_FENCE = 20.0
+
+
+def robust_bounds(warm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Min and max over the warm-up values ``warm`` [r, n, C] of each source and channel,
+    leaving out values beyond ``RANGE_FENCE`` central spreads from the median."""
+    med = np.median(warm, axis=1, keepdims=True)
+    p1, p99 = np.percentile(warm, [1.0, 99.0], axis=1, keepdims=True)
+    spread = np.where(p99 > p1, p99 - p1, np.maximum(np.abs(med), 1.0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        inside = np.abs(warm - med) <= RANGE_FENCE * spread
+    lo = np.where(inside, warm, np.inf).min(axis=1)
+    hi = np.where(inside, warm, -np.inf).max(axis=1)
+    return lo, hi
+
+
+def bins_range(lo: np.ndarray, hi: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """(low edge, width) of the value bins for a range [lo, hi]: widened by ``margin`` of its
+    span on each side; a flat range gets a span of 10 % of its value (at least 0.1)."""
+    span = hi - lo
+    span = np.where(span > 0, span, np.maximum(np.abs(hi), 1.0) * 0.1)
+    return lo - margin * span, span * (1 + 2 * margin)
 
 
 class Bank:
@@ -75,7 +103,7 @@ class Bank:
         ev = config.evidence
         self.relation = ev.relation and c >= 2
         self.families = 1 + int(ev.deviation) + int(self.relation)  # combined by Bonferroni
-        specs.update(evidence.state_specs(c, ev.smoothing, self.relation))
+        specs.update(evidence.state_specs(c, ev.smoothing * evidence.LONG, self.relation))
         if config.neuronet.enabled:
             specs["res"] = ((config.neuronet.reservoir, c), np.float32, 0.0)
             specs["res_n"] = ((), np.int64, 0)
@@ -98,18 +126,22 @@ class Bank:
         has_cal: np.ndarray,
         values: np.ndarray,
         labels: np.ndarray,
+        now: float,
     ) -> Prepared:
-        """Reject late events, feed warm-up, freeze completed ranges, cut windows for the rest."""
+        """Reject events from the future (more than ``max_future_skew`` seconds after ``now``,
+        for real timestamps) and late ones, feed warm-up, freeze completed ranges, cut windows
+        for the rest. A rejected event never moves its source's clock."""
         st = self.state
         cfg = self.config
         n = rows.size
+        future = has_cal & (ts > now + cfg.max_future_skew)
         g = Groups.of(rows)
-        ts_o = ts[g.order]
+        ts_o = np.where(future, np.nan, ts)[g.order]  # NaN: neither late nor a clock step
         prev = grouped_cummax_before(st.last_ts[g.rows], g, ts_o)
         late_o = ts_o < prev - cfg.late_tolerance
         late = np.zeros(n, dtype=bool)
         late[g.order[late_o]] = True
-        ok = np.flatnonzero(~late)
+        ok = np.flatnonzero(~late & ~future)
         finite = np.where(np.isnan(ts_o) | late_o, -np.inf, ts_o)
         st.last_ts[g.rows] = np.maximum(st.last_ts[g.rows], np.maximum.reduceat(finite, g.starts))
 
@@ -137,7 +169,7 @@ class Bank:
         post = np.sort(idx[~warm_sel])
         if not post.size:
             empty = np.zeros((0, self.window, self.channels), dtype=np.float32)
-            return Prepared(late, warming, done_rows, done_at, post, None, empty)
+            return Prepared(late, future, warming, done_rows, done_at, post, None, empty)
         pg = Groups.of(rows[post])
         vals = values[post[pg.order]]
         ext, vpos = extend(st.hist[pg.rows], pg, vals)
@@ -146,24 +178,20 @@ class Bank:
         win = normalised_windows(ext, vpos, pg.order, st.lo[prow], st.scale[prow], self.window)
         if "res" in st.arrays:
             self._reserve(pg, win[pg.order][:, -1, :])
-        return Prepared(late, warming, done_rows, done_at, post, pg, win)
+        return Prepared(late, future, warming, done_rows, done_at, post, pg, win)
 
     def _freeze(self, rows: np.ndarray) -> None:
         """End of warm-up: fix each source's range (min/max widened by range_margin) and seed
         its history with the warm-up values."""
         st = self.state
-        m = self.config.range_margin
         warm = st.warm[rows]  # [r, warmup, C]
-        lo, hi = warm.min(axis=1), warm.max(axis=1)
-        span = hi - lo
-        span = np.where(span > 0, span, np.maximum(np.abs(hi), 1.0) * 0.1)
-        st.lo[rows] = lo - m * span
-        st.scale[rows] = span * (1 + 2 * m)
+        lo, hi = robust_bounds(warm)
+        st.lo[rows], st.scale[rows] = bins_range(lo, hi, self.config.range_margin)
         st.ext_lo[rows], st.ext_hi[rows] = lo, hi
         padded = self._padded_warm(rows)
         st.hist[rows] = padded[:, -self.window :]
         ev = self.config.evidence
-        evidence.start(st, rows, warm, self.relation, ev.ridge, ev.smoothing)
+        evidence.start(st, rows, warm, self.relation, ev.ridge, ev.smoothing * evidence.LONG)
         if "res" in st.arrays:
             norm = (warm - st.lo[rows][:, None]) / st.scale[rows][:, None]
             keep = min(norm.shape[1], st.res.shape[1])
@@ -183,11 +211,13 @@ class Bank:
         wu = self.config.warmup
         idx = np.arange(wu)[:, None] + np.arange(self.window)[None, :]  # [warmup, W]
         win = padded[:, idx]  # [r, warmup, W, C]
-        win = (win - st.lo[rows][:, None, None]) / st.scale[rows][:, None, None]
+        with np.errstate(over="ignore"):  # a wild warm-up value (1e308) becomes +-inf
+            win = ((win - st.lo[rows][:, None, None]) / st.scale[rows][:, None, None]
+                   ).astype(np.float32)
         r = rows.size
         return Replay(
             rows=np.repeat(rows, wu),
-            windows=win.reshape(r * wu, self.window, self.channels).astype(np.float32),
+            windows=win.reshape(r * wu, self.window, self.channels),
             ts=st.warm_ts[rows].ravel(),
             has_calendar=st.warm_cal[rows].ravel(),
             labels=st.warm_label[rows].ravel(),

@@ -85,7 +85,8 @@ class EvidenceSettings:
 # Settings read only when an event is scored or admitted, never kept in the detector's state:
 # they may differ between the run that wrote a store and the one that resumes it.
 SCORING_ONLY = frozenset({"threshold", "alpha", "alpha0", "top_k", "extreme_rule",
-                          "extreme_margin", "posterior_beta", "label_memory", "late_tolerance"})
+                          "extreme_margin", "posterior_beta", "label_memory", "late_tolerance",
+                          "max_future_skew"})
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ class EngineConfig:
     warmup: int = 200  # events per source used to fix its range before it is scored
     range_margin: float = 0.10  # warm-up range widened by this share on each side
     late_tolerance: float = 0.0  # seconds a timestamp may go backwards before it is rejected
+    # seconds an event's timestamp may lie ahead of the clock; later ones are rejected
+    # (future_timestamp) without moving the source's clock; inf = no bound
+    max_future_skew: float = 86_400.0
     alpha: float = 1.0  # Dirichlet back-off strength for contexts
     alpha0: float = 0.5  # additive smoothing of the unigram
     calendar: bool = True  # condition codes on (3-hour bucket x weekend) where timestamps allow
@@ -117,7 +121,7 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.warmup < 2:
             raise ConfigError(f"warmup must be >= 2 events, got {self.warmup}")
-        for name in ("range_margin", "extreme_margin", "late_tolerance"):
+        for name in ("range_margin", "extreme_margin", "late_tolerance", "max_future_skew"):
             if not getattr(self, name) >= 0:  # also rejects NaN
                 raise ConfigError(f"{name} must be a number >= 0, got {getattr(self, name)}")
         for name in ("alpha", "alpha0", "posterior_beta"):

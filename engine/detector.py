@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -242,11 +243,14 @@ class Detector:
 
     # -- public API ----------------------------------------------------------------------------
 
-    def process_many(self, events: Sequence[Event]) -> BatchResult:
+    def process_many(self, events: Sequence[Event], now: float | None = None) -> BatchResult:
         """Score every event, then learn from it (in order); rejects bad events with a reason.
         ``events`` may be an ``EventBatch`` (columns, e.g. from ``batch_from_json``): the
         detector reads columns, so a batch skips turning events into them. The cycle collector
-        waits while events are scored (``engine.gcpause``), not while an encoder trains."""
+        waits while events are scored (``engine.gcpause``), not while an encoder trains.
+        ``now`` (epoch seconds, default the wall clock) bounds how far ahead of it a timestamp
+        may lie (``max_future_skew``)."""
+        now = time.time() if now is None else now
         batch = EventBatch.from_events(events)
         n = len(batch)
         cfg = self.config
@@ -269,7 +273,7 @@ class Detector:
         with collector_paused():
             by_bank = self._route(batch, out)
             for fields, (idx, rows) in by_bank.items():
-                self._process_bank(self.banks[fields], batch, idx, rows, out)
+                self._process_bank(self.banks[fields], batch, idx, rows, out, now)
         for i in out.reasons:
             out.status[i] = 2
             out.score[i] = np.nan
@@ -457,7 +461,7 @@ class Detector:
 
     def _process_bank(
         self, bank: Bank, batch: EventBatch, idx: np.ndarray, rows: np.ndarray,
-        out: BatchResult,
+        out: BatchResult, now: float,
     ) -> None:
         values = batch.value_rows(idx)
         bad = np.asarray(~np.isfinite(values).all(axis=1))
@@ -471,9 +475,11 @@ class Detector:
         ts = batch.ts[idx]
         has_cal = batch.has_calendar[idx]
         labels = batch.labels[idx]
-        p = bank.prepare(rows, ts, has_cal, values, labels)
+        p = bank.prepare(rows, ts, has_cal, values, labels, now)
         for j in np.flatnonzero(p.late):
             out.reasons[int(idx[j])] = "out_of_order"
+        for j in np.flatnonzero(p.future):
+            out.reasons[int(idx[j])] = "future_timestamp"
         out.status[idx[p.warming]] = 1
         lc = self.lifecycles[bank.fields]
         replays = []

@@ -46,6 +46,7 @@ REASONS = (
     "bad_label",
     "schema_mismatch",
     "out_of_order",
+    "future_timestamp",
 )
 MAX_SOURCE_LEN = 256
 MAX_ID_LEN = 256

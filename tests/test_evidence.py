@@ -135,3 +135,36 @@ def test_normal_events_reach_the_threshold_as_rarely_on_1_and_40_noisy_channels(
     raw, _ = score(noisy, config(**{"evidence.calibrate": False, "evidence.relation": False}))
     assert float((raw[cfg.warmup + 500 :] >= cfg.threshold).mean()) > 5 * max(rates["noisy"],
                                                                                1e-3)
+
+
+# -- wild input (issue: one value or timestamp must not silence a source) --------------------
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_wild_warmup_value_does_not_silence_the_source(channels: int) -> None:
+    """±1e308 during warm-up used to stretch the range so far that every later score was 0."""
+    values = correlated(900, channels, seed=7) + np.sin(np.arange(900) / 8)[:, None]
+    values[50, 0], values[120, -1] = 1e308, -1e308
+    values[700, 0] += 8 * values[200:600, 0].std()  # a spike after warm-up
+    s, results = score(values, config())
+    assert np.isfinite(s[200:]).all()
+    assert np.median(s[300:700]) > 0.05  # scores still vary with the data
+    assert results[700].flagged
+
+
+def test_an_event_far_in_the_future_is_rejected_without_moving_the_clock() -> None:
+    cfg = config(warmup=20)
+    det = Detector(cfg)
+    now = T0 + 10_000.0
+    early = [Event("s", T0 + 60.0 * i, (float(i % 7),)) for i in range(30)]
+    det.process_many(early, now=now)
+    wild = det.process_many([Event("s", 9.9e10, (1.0,))], now=now).result(0)
+    assert wild.status == "rejected" and wild.reason == "future_timestamp"
+    later = [Event("s", T0 + 60.0 * i, (float(i % 7),)) for i in range(30, 40)]
+    out = det.process_many(later, now=now)
+    assert all(r.status == "scored" for r in out)  # the source's clock did not move
+    near = det.process_many([Event("s", now + 3600.0, (1.0,))], now=now).result(0)
+    assert near.status == "scored"  # within max_future_skew (one day by default)
+    unbounded = Detector(config(warmup=20, max_future_skew=math.inf))
+    assert unbounded.process_many([Event("s", 9.9e10, (1.0,))], now=now).result(0).status == (
+        "warming")
