@@ -22,7 +22,7 @@ ENV = {
 
 def test_defaults_are_valid_and_documented_values() -> None:
     cfg = EngineConfig()
-    assert (cfg.threshold, cfg.warmup, cfg.suppress_window, cfg.scope) == (0.93, 200, 30, "source")
+    assert (cfg.threshold, cfg.warmup, cfg.suppress_window, cfg.scope) == (0.9, 200, 30, "source")
     assert cfg.neuronet.enabled and cfg.calendar and cfg.extreme_rule
     assert cfg.fixed == FixedEncoderConfig()
 

@@ -20,7 +20,7 @@ def test_defaults_are_valid() -> None:
     engine, worker = load_settings(None, [], {})
     assert worker == WorkerSettings()
     assert worker.position_key("neurogate.events", 3) == "kafka:neurogate.events:3"
-    assert engine.threshold == 0.93
+    assert engine.threshold == 0.9
 
 
 def test_precedence_file_then_environment_then_set(tmp_path: Path) -> None:
