@@ -187,7 +187,6 @@ class Bench:
             conn.close()
             try:
                 front.clear_cache()
-                r.delete(f"{self.prefix}:ver")
             finally:
                 front.close()
                 store.close()

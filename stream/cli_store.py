@@ -175,7 +175,7 @@ def _db_clear_cache(args: argparse.Namespace) -> int:
         assert isinstance(store, CachedStore)
         removed = store.clear_cache()
         print(f"cleared the Redis cache of {store.backend.url} (prefix {store.prefix}): "
-              f"{removed:,} bucket(s) removed")
+              f"{removed:,} hash(es) removed, cache epoch now {store.epoch}")
     return EXIT_OK
 
 

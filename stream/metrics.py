@@ -249,7 +249,8 @@ def store_families(stats: dict[str, int], cached: int, store_size: int | None,
         CounterMetricFamily("neurogate_cache_errors_total", "Redis errors (reads and writes "
                             "then go to PostgreSQL alone)", value=stats.get("redis_errors", 0)),
         CounterMetricFamily("neurogate_cache_fallback_keys_total",
-                            "Keys read from PostgreSQL because Redis was unavailable",
+                            "Keys read from PostgreSQL because Redis was unavailable or "
+                            "another writer's invalidations were not confirmed",
                             value=stats.get("fallback_keys", 0)),
         CounterMetricFamily("neurogate_store_retries_total",
                             "PostgreSQL calls retried after a lost connection",

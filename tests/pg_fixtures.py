@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -218,7 +219,8 @@ def pg_proxy() -> Iterator[Proxy]:
 
 
 class RedisServer:
-    """A private redis-server on a free port that tests may stop (SIGKILL) and start again."""
+    """A private redis-server on a free port that tests may stop (SIGKILL) and start again, or
+    pause (SIGSTOP: it keeps its data and its connections, and answers nothing) and resume."""
 
     def __init__(self) -> None:
         exe = shutil.which("redis-server")
@@ -247,6 +249,14 @@ class RedisServer:
                     raise
                 time.sleep(0.02)
         r.close()
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self.proc is not None:

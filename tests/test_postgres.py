@@ -218,15 +218,16 @@ def test_migrations_are_versioned_idempotent_and_refuse_newer_schemas(pg_url: st
         PostgresStore(pg_url, migrate=False)
     with PostgresStore(pg_url, migrate=False, check_schema=False) as s:
         assert s.schema_version() == 0
-        assert s.migrate() == [1, 2]
+        assert s.migrate() == [1, 2, 3]
         assert s.migrate() == []
         assert s.schema_version() == SCHEMA_VERSION
         s.apply(np.array([3], np.uint64), np.array([[1, 1, 0]]))
     with admin_connect(pg_url) as conn:
         rows = conn.execute("SELECT version, description FROM neurogate_schema").fetchall()
-        assert [r[0] for r in rows] == [1, 2] and all(r[1] for r in rows)
-        conn.execute("DELETE FROM neurogate_schema WHERE version = 2")  # a lost record
-    with PostgresStore(pg_url) as s:  # re-running step 2 finds its objects and keeps the data
+        assert [r[0] for r in rows] == [1, 2, 3] and all(r[1] for r in rows)
+        conn.execute("DELETE FROM neurogate_schema WHERE version = %s",  # a lost record
+                     (SCHEMA_VERSION,))
+    with PostgresStore(pg_url) as s:  # re-running the last step finds its objects, keeps data
         assert s.schema_version() == SCHEMA_VERSION
         assert contents(s) == {3: (1, 1, 0)}
     with admin_connect(pg_url) as conn:
@@ -251,7 +252,7 @@ def test_concurrent_first_opens_migrate_once(pg_url: str) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(results, key=len) == [[], [], [], [1, 2]]
+    assert sorted(results, key=len) == [[], [], [], [1, 2, 3]]
 
 
 # -- atomicity, dropped connections, outages -----------------------------------------------------
@@ -377,9 +378,9 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 
 def test_db_migrate_and_status_commands(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "db", "status", "--store", pg_url)
-    assert code == 0 and f"version 0 of {SCHEMA_VERSION}; pending [1, 2]" in out
+    assert code == 0 and f"version 0 of {SCHEMA_VERSION}; pending [1, 2, 3]" in out
     code, out, _ = run_cli(capsys, "db", "migrate", "--store", pg_url)
-    assert code == 0 and "applied migration(s) 1, 2" in out
+    assert code == 0 and "applied migration(s) 1, 2, 3" in out
     code, out, _ = run_cli(capsys, "db", "migrate", "--store", pg_url)
     assert code == 0 and "schema up to date" in out
     with PostgresStore(pg_url) as s:
@@ -387,7 +388,7 @@ def test_db_migrate_and_status_commands(pg_url: str, capsys: pytest.CaptureFixtu
     code, out, _ = run_cli(capsys, "db", "status", "--store", pg_url)
     assert code == 0 and "2 keys; totals n=4 n0=1 n1=1" in out and "file:/a  4" in out
     code, out, _ = run_cli(capsys, "db", "status", "--store", pg_url, "--json")
-    assert code == 0 and '"schema_version": 2' in out
+    assert code == 0 and f'"schema_version": {SCHEMA_VERSION}' in out
     code, _, err = run_cli(capsys, "db", "migrate", "--store", "x.db")
     assert code == 2 and "db commands work on postgresql://" in err
 

@@ -4,8 +4,13 @@ stays bounded."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +24,16 @@ from engine.events import Event
 from engine.stores import CachedStore, MemoryStore, PostgresStore, StoreUnavailable, open_store
 from stream import cli_store
 from tests import pg_fixtures as fx
-from tests.pg_fixtures import REDIS_URL, Proxy, RedisServer, contents, free_port, url_via
+from tests.conftest import seasonal_stream
+from tests.pg_fixtures import (
+    REDIS_URL,
+    Proxy,
+    RedisServer,
+    admin_connect,
+    contents,
+    free_port,
+    url_via,
+)
 
 # fixtures, by name
 pg_db, pg_url, pg_proxy = fx.pg_db, fx.pg_url, fx.pg_proxy
@@ -118,6 +132,51 @@ def test_a_fill_between_commit_and_invalidation_is_not_counted_twice(make: Make)
     for _ in range(2):
         np.testing.assert_array_equal(reader.fetch(arr(9)), [[7, 0, 0]])
     assert contents(reader) == {9: (7, 0, 0)}
+    # a live writer's debt in flight does not keep readers off the cache
+    assert reader.stats["fills"] == 2 and reader.stats["fallback_keys"] == 0
+
+
+class Died(BaseException):
+    """The writer's process ends here (nothing after this line of it runs)."""
+
+
+def test_a_writer_dead_between_its_commit_and_its_invalidation(make: Make) -> None:
+    reader, writer = make(), make()
+    writer.apply(arr(9), rows((1, 0, 0)))
+    for _ in range(2):
+        np.testing.assert_array_equal(reader.fetch(arr(9)), [[1, 0, 0]])  # cached: n=1
+
+    def die(keys: np.ndarray) -> None:
+        raise Died
+
+    writer._send_invalidations = die  # type: ignore[method-assign]
+    with pytest.raises(Died):
+        writer.apply(arr(9), rows((1, 0, 0)))  # committed, never invalidated
+    writer.backend.close()  # its PostgreSQL sessions end with the process
+    writer._settle = lambda: False  # type: ignore[method-assign]  # (and close does nothing)
+    np.testing.assert_array_equal(reader.fetch(arr(9)), [[2, 0, 0]])
+    assert reader.stats["cache_clears"] == 1  # the dead writer's debt ended the epoch at once
+    np.testing.assert_array_equal(reader.fetch(arr(9)), [[2, 0, 0]])
+    assert reader.stats["hits"] == 2
+
+
+def test_an_epoch_never_ends_between_a_write_and_its_commit(pg_url: str) -> None:
+    with PostgresStore(pg_url) as writer, PostgresStore(pg_url) as other:
+        real = writer._commit
+        ended: list[int] = []
+        waited: list[bool] = []
+
+        def commit(cur: Any) -> None:
+            t = threading.Thread(target=lambda: ended.append(other.new_cache_epoch()))
+            t.start()
+            t.join(0.5)
+            waited.append(t.is_alive())  # the new epoch waits for this COMMIT ...
+            real(cur)
+            t.join()
+
+        writer._commit = commit  # type: ignore[method-assign]
+        epoch = writer.apply_unconfirmed("w", arr(1), rows((1, 0, 0)))
+        assert waited == [True] and ended == [epoch + 1]  # ... and comes after it
 
 
 def test_detector_on_the_cached_store_scores_like_on_memory(make: Make,
@@ -172,12 +231,41 @@ def test_invalidations_missed_while_cut_off_are_replayed_first(
         proxy.stop()  # Redis keeps the entry, this worker can't reach it
         cut.apply(arr(7), rows((1, 0, 0)))
         assert cut.stats["pending_invalidations"] == 1
-        np.testing.assert_array_equal(other.fetch(arr(7)), [[1, 0, 0]])  # stale, at most ttl
+        # the entry is stale, and the debt recorded in PostgreSQL keeps readers off it
+        np.testing.assert_array_equal(other.fetch(arr(7)), [[2, 0, 0]])
+        assert other.stats["hits"] == 0 and other.stats["fallback_keys"] == 1
         proxy.start()
         time.sleep(0.35)
         np.testing.assert_array_equal(cut.fetch(arr(7)), [[2, 0, 0]])
         np.testing.assert_array_equal(other.fetch(arr(7)), [[2, 0, 0]])
         assert cut.stats["pending_invalidations"] == 0 and cut.stats["invalidated"] == 2
+    finally:
+        proxy.stop()
+
+
+def test_a_writer_cut_off_from_redis_is_waited_for_until_the_grace_ends(
+    make: Make, redis_server: RedisServer
+) -> None:
+    proxy = Proxy("127.0.0.1", redis_server.port)
+    try:
+        cut = make(f"redis://127.0.0.1:{proxy.port}/0", backoff_max=0.3)
+        other = make(redis_server.url, pending_grace=0.5)
+        cut.apply(arr(7), rows((1, 0, 0)))
+        for _ in range(2):
+            np.testing.assert_array_equal(other.fetch(arr(7)), [[1, 0, 0]])  # cached: n=1
+        proxy.stop()
+        cut.apply(arr(7), rows((1, 0, 0)))  # its invalidation fails, and that is recorded
+        np.testing.assert_array_equal(other.fetch(arr(7)), [[2, 0, 0]])  # from PostgreSQL
+        assert other.stats["fallback_keys"] == 1 and other.stats["cache_clears"] == 0
+        time.sleep(0.6)
+        for _ in range(2):  # the grace is over: a new epoch, served from Redis again
+            np.testing.assert_array_equal(other.fetch(arr(7)), [[2, 0, 0]])
+        assert other.stats["cache_clears"] == 1 and other.stats["hits"] == 2
+        proxy.start()
+        time.sleep(0.35)
+        cut.apply(arr(7), rows((1, 0, 0)))  # in the new epoch; the old debt is moot
+        assert cut.epoch == other.epoch and cut.stats["pending_invalidations"] == 0
+        np.testing.assert_array_equal(other.fetch(arr(7)), [[3, 0, 0]])
     finally:
         proxy.stop()
 
@@ -228,6 +316,115 @@ def test_postgres_down_keeps_serving_cached_reads_and_refuses_writes(
     assert s.positions() == {"f": 1}
 
 
+# -- a writer killed while Redis is paused (issue 15, defect 1) ------------------------------------
+
+DRILL_FLUSHED, DRILL_KILLED = 1500, 3000  # events committed before the pause, by the killed one
+
+
+def drill_setup() -> tuple[EngineConfig, list[Event]]:
+    """The configuration and stream of the drill, rebuilt identically in the killed process."""
+    config = EngineConfig(warmup=50).replace(**{"neuronet.enabled": False})
+    return config, seasonal_stream(sources=3, length=1400, seed=3, plant=False).events
+
+
+def drill_writer(pg_url: str, redis_url: str, prefix: str) -> None:
+    """The process killed in the drill: a detector reading through the Redis front (so the keys
+    it meets are cached, most as zeros), one commit while Redis answers, then one more commit,
+    after a line on stdin, while Redis is paused."""
+    config, events = drill_setup()
+    store = CachedStore(PostgresStore(pg_url, retry_seconds=10), redis_url, prefix=prefix)
+    det = Detector(config, store, flush_every=None, preload_limit=-1)
+    det.process_many(events[:DRILL_FLUSHED])
+    det.flush({"in": DRILL_FLUSHED})
+    det.process_many(events[DRILL_FLUSHED:DRILL_KILLED])
+    print("ready", flush=True)
+    sys.stdin.readline()
+    det.flush({"in": DRILL_KILLED})  # commits; its invalidation cannot reach Redis
+    print("committed", flush=True)
+    time.sleep(600)
+
+
+def stale_entries(redis_url: str, prefix: str, truth: dict[int, tuple[int, ...]]) -> int:
+    """Counts cached under ``prefix`` (whatever the layout) that differ from ``truth``."""
+    r = redis.Redis.from_url(redis_url)
+    stale = 0
+    for name in r.scan_iter(match=prefix + ":*"):
+        if r.type(name) != b"hash":
+            continue
+        for field, value in r.hgetall(name).items():
+            if len(field) == 8 and len(value) == 8 * NCOLS:
+                key = int.from_bytes(field, "little")
+                cached = tuple(np.frombuffer(value, dtype="<i8").tolist())
+                stale += cached != truth.get(key, (0,) * NCOLS)
+    r.close()
+    return stale
+
+
+def test_a_writer_killed_while_redis_is_paused_leaves_no_stale_read(
+    pg_url: str, redis_server: RedisServer
+) -> None:
+    """SIGSTOP Redis, SIGKILL a writer that committed meanwhile, SIGCONT: the invalidations it
+    owed are gone with it, yet a new detector on the Redis front scores exactly like one on
+    PostgreSQL alone, and the cache serves hits again."""
+    config, events = drill_setup()
+    prefix = "drill:{x}"
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    code = ("import sys; from tests.test_redis_front import drill_writer; "
+            "drill_writer(*sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", code, pg_url, redis_server.url, prefix],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    paused = False
+    try:
+        assert proc.stdout.readline() == "ready\n", "the writer failed before the pause"
+        with CachedStore(PostgresStore(pg_url), redis_server.url, prefix=prefix) as other:
+            keys = np.array(sorted(contents(other)), dtype=np.uint64)
+            other.fetch(keys)  # another worker caches the committed counts as well
+        redis_server.pause()
+        paused = True
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 30
+        while committed(pg_url) != DRILL_KILLED:
+            assert time.monotonic() < deadline and proc.poll() is None, "no commit seen"
+            time.sleep(0.01)
+        proc.kill()  # committed, its invalidation not (or not yet) sent
+        assert proc.wait(timeout=30) == -9
+    finally:
+        if paused:
+            redis_server.resume()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    with PostgresStore(pg_url) as pg_only, CachedStore(
+        PostgresStore(pg_url), redis_server.url, prefix=prefix
+    ) as front:
+        truth = contents(pg_only)
+        assert stale_entries(redis_server.url, prefix, truth) > 100  # the drill left them
+        keys = np.array(sorted(truth), dtype=np.uint64)
+        rest = events[DRILL_KILLED:]
+        want = Detector(config, pg_only, flush_every=None, preload_limit=-1).process_many(rest)
+        got = Detector(config, front, flush_every=None, preload_limit=-1).process_many(rest)
+        np.testing.assert_array_equal(got.score, want.score)
+        # its first read found the dead writer's debt and ended the epoch: the stale entries
+        # are gone, and the new epoch is served from Redis
+        assert front.stats["cache_clears"] == 1
+        assert stale_entries(redis_server.url, prefix, truth) == 0
+        for _ in range(2):
+            np.testing.assert_array_equal(front.fetch(keys), pg_only.fetch(keys))
+        assert front.stats["hits"] >= keys.size and front.stats["fallback_keys"] == 0
+
+
+def committed(pg_url: str) -> int | None:
+    """The drill's committed input position, as another session sees it."""
+    with admin_connect(pg_url) as conn:
+        row = conn.execute("SELECT position FROM neurogate_positions WHERE input = 'in'"
+                           ).fetchone()
+    return None if row is None else int(row[0])
+
+
 # -- memory bounds, URLs, maintenance --------------------------------------------------------------
 
 
@@ -237,7 +434,7 @@ def test_buckets_expire_and_hold_at_most_their_share(make: Make, redis_prefix: s
     s = make(ttl=30, buckets=4)
     s.apply(keys, np.ones((keys.size, NCOLS), np.int64))
     s.fetch(keys[:1000])
-    buckets = list(r.scan_iter(match=redis_prefix + ":b:*"))
+    buckets = list(r.scan_iter(match=redis_prefix + ":*:b:*"))
     assert len(buckets) == 4
     ttl_before = {b: r.pttl(b) for b in buckets}
     assert all(0 < t <= 30_000 for t in ttl_before.values())
@@ -247,7 +444,7 @@ def test_buckets_expire_and_hold_at_most_their_share(make: Make, redis_prefix: s
     capped = make(prefix=f"{redis_prefix}:cap", max_keys=64, buckets=4)
     for i in range(0, keys.size, 100):
         capped.fetch(keys[i : i + 100])
-    for b in r.scan_iter(match=f"{redis_prefix}:cap:b:*"):
+    for b in r.scan_iter(match=f"{redis_prefix}:cap:*:b:*"):
         assert r.hlen(b) <= 64 // 4 + 100  # its share, plus at most the fill that overflowed
     np.testing.assert_array_equal(capped.fetch(keys), np.ones((keys.size, NCOLS)))
     r.close()
@@ -262,11 +459,26 @@ def test_open_store_builds_a_redis_front(pg_url: str, monkeypatch: pytest.Monkey
         s.apply(arr(1), rows((1, 0, 0)))
         assert s.fetch(arr(1)).tolist() == [[1, 0, 0]]
         s.clear_cache()
-        redis.Redis.from_url(REDIS_URL).delete(f"{s.prefix}:ver")
+        assert not list(redis.Redis.from_url(REDIS_URL).scan_iter(match=f"{s.prefix}:*"))
     monkeypatch.setenv("NEUROGATE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     with open_store(front_url) as s:  # Redis from the environment (here: nothing there)
         assert s.fetch(arr(1)).tolist() == [[1, 0, 0]]
         assert isinstance(s, CachedStore) and s.stats["redis_errors"] == 1
+
+
+def test_clear_cache_after_a_restore_moves_past_every_cached_epoch(make: Make,
+                                                                   pg_url: str) -> None:
+    s = make()
+    s.apply(arr(1), rows((5, 0, 0)))
+    s.clear_cache()
+    s.apply(arr(1), rows((1, 0, 0)))
+    np.testing.assert_array_equal(s.fetch(arr(1)), [[6, 0, 0]])  # cached in epoch 2
+    with admin_connect(pg_url) as conn:  # restored from a backup taken before all this
+        conn.execute("UPDATE neurogate_patterns SET n = 5")
+        conn.execute("UPDATE neurogate_cache_epoch SET epoch = 1")
+    s.clear_cache()
+    assert s.epoch == 3  # not 2: that namespace holds counts newer than the database
+    np.testing.assert_array_equal(s.fetch(arr(1)), [[5, 0, 0]])
 
 
 def test_clear_cache_command(make: Make, pg_url: str, capsys: pytest.CaptureFixture[str],

@@ -105,6 +105,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         " name text NOT NULL, version text NOT NULL, action text NOT NULL"
         " CHECK (action IN ('activate', 'rollback')), at timestamptz NOT NULL DEFAULT now())",
     )),
+    Migration(3, "Redis cache epoch and unconfirmed invalidations", (
+        "CREATE TABLE IF NOT EXISTS neurogate_cache_epoch (one boolean PRIMARY KEY"
+        " DEFAULT true CHECK (one), epoch bigint NOT NULL)",
+        "INSERT INTO neurogate_cache_epoch (epoch) VALUES (1) ON CONFLICT (one) DO NOTHING",
+        # one row per writer that owes Redis invalidations: since its first unconfirmed commit,
+        # the server process of its last such commit (NULL: a connection closed after it), and
+        # whether the writer knows Redis missed them
+        "CREATE TABLE IF NOT EXISTS neurogate_cache_unconfirmed (writer text COLLATE \"C\""
+        " PRIMARY KEY, since timestamptz NOT NULL DEFAULT now(), pid integer,"
+        " failed boolean NOT NULL)",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -132,7 +143,32 @@ _META = (
     " ORDER BY 1 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
 )
 _BATCH_RETENTION = "1 day"  # far longer than any retry budget; bounds neurogate_batches
-
+# Redis cache epoch: writers hold the lock shared from their epoch read to their COMMIT, a new
+# epoch takes it exclusively, so an epoch is never replaced between a write and its COMMIT.
+_CACHE_LOCK = "SELECT pg_advisory_xact_lock_shared(%s)"
+_CACHE_LOCK_ALONE = "SELECT pg_advisory_xact_lock(%s)"
+_UNCONFIRMED = (
+    "WITH m AS (INSERT INTO neurogate_cache_unconfirmed AS u (writer, pid, failed)"
+    " VALUES (%s, CASE WHEN %s THEN pg_backend_pid() END, %s) ON CONFLICT (writer) DO UPDATE"
+    " SET pid = EXCLUDED.pid, failed = u.failed OR EXCLUDED.failed)"
+    " SELECT epoch FROM neurogate_cache_epoch"
+)
+_WRITER_GONE = "(u.pid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_stat_get_activity(u.pid)))"
+# a debt no reader may wait for: its writer's server process is gone (the writer died), or it
+# is older than the grace (the writer has not reached Redis since)
+_ORPHANED = f"({_WRITER_GONE} OR u.since < now() - make_interval(secs => %(grace)s))"
+_CACHE_STATE = (
+    "SELECT epoch, (SELECT count(*) FROM neurogate_cache_unconfirmed u WHERE u.writer <> %(me)s"
+    "  AND (u.failed OR u.since < now() - make_interval(secs => %(flight)s) OR "
+    + _WRITER_GONE + ")),"
+    " (SELECT count(*) FROM neurogate_cache_unconfirmed u WHERE " + _ORPHANED + ")"
+    " FROM neurogate_cache_epoch"
+)
+_ORPHANS_TO_NEW_EPOCH = (
+    "WITH gone AS (DELETE FROM neurogate_cache_unconfirmed u WHERE " + _ORPHANED
+    + " RETURNING 1) UPDATE neurogate_cache_epoch SET epoch = epoch + 1"
+    " WHERE EXISTS (SELECT 1 FROM gone)"
+)
 
 # -- numpy <-> PostgreSQL binary int8[] --------------------------------------------------------
 
@@ -232,6 +268,15 @@ class EncoderVersion:
     size: int
     created_at: datetime
     active: bool
+
+
+@dataclass(frozen=True)
+class CacheEpoch:
+    """What a Redis cache in front of the store must know before it trusts what it holds."""
+
+    epoch: int  # cached counts are valid in this epoch's namespace only
+    blocking: int  # other writers' unconfirmed invalidations that keep readers off the cache
+    replaced: int | None = None  # the epoch this read ended (orphaned commits), if it did
 
 
 class PostgresStore(PatternStore):
@@ -484,11 +529,46 @@ class PostgresStore(PatternStore):
         new: np.ndarray | None = None,
         expect: Mapping[str, int | None] | None = None,
     ) -> None:
+        self._apply(keys, deltas, positions, meta, new=new, expect=expect, writer=None)
+
+    def apply_unconfirmed(
+        self,
+        writer: str,
+        keys: np.ndarray,
+        deltas: np.ndarray,
+        positions: Mapping[str, int] | None = None,
+        meta: Mapping[str, bytes] | None = None,
+        *,
+        new: np.ndarray | None = None,
+        expect: Mapping[str, int | None] | None = None,
+        failed: bool = False,
+    ) -> int:
+        """``apply`` for a Redis cache in front: the same transaction records that ``writer``
+        owes Redis the invalidation of these keys (``failed``: and knows Redis is unreachable),
+        kept until ``confirm_invalidations``, and reads the cache epoch, which cannot change
+        before the COMMIT. Returns that epoch: the namespace the write makes stale."""
+        epoch = self._apply(keys, deltas, positions, meta, new=new, expect=expect,
+                            writer=(writer, failed))
+        assert epoch is not None
+        return epoch
+
+    def _apply(
+        self,
+        keys: np.ndarray,
+        deltas: np.ndarray,
+        positions: Mapping[str, int] | None,
+        meta: Mapping[str, bytes] | None,
+        *,
+        new: np.ndarray | None,
+        expect: Mapping[str, int | None] | None,
+        writer: tuple[str, bool] | None,
+    ) -> int | None:
         keys, deltas = check_keys(keys, deltas, new)
         skeys, sdeltas = _aggregate(keys, deltas)
         pos = sorted((positions or {}).items())
         blobs = sorted((name, bytes(value)) for name, value in (meta or {}).items())
         batch = uuid.uuid4()
+        epoch: list[int] = []
 
         def body(cur: psycopg.Cursor[Any]) -> None:
             if expect:
@@ -501,12 +581,88 @@ class PostgresStore(PatternStore):
                 cur.execute(_POSITIONS, ([p[0] for p in pos], [p[1] for p in pos]))
             if blobs:
                 cur.execute(_META, ([b[0] for b in blobs], [b[1] for b in blobs]))
+            if writer is not None:
+                cur.execute(_CACHE_LOCK, (_CACHE_LOCK_ID,))  # a statement of its own: the
+                # epoch is read after the lock is held; the server process tells readers
+                # whether the writer lives, unless this connection is closed right after
+                pooled = cur.connection not in self._direct
+                cur.execute(_UNCONFIRMED, (writer[0], pooled, writer[1]))
+                epoch[:] = [_fetch_int(cur)]
             cur.execute("INSERT INTO neurogate_batches (id) VALUES (%s)", (batch,))
 
         self._run("apply a batch", lambda conn: self._transaction(conn, body), batch=batch)
         self.stats["applies"] += 1
         if self.stats["applies"] % 1000 == 0:
             self._prune_batches()
+        return epoch[0] if writer is not None else None
+
+    # -- Redis cache coordination (see engine/stores/redis_front.py) ---------------------------
+
+    def cache_epoch(self, writer: str, grace: float, in_flight: float) -> CacheEpoch:
+        """The cache epoch, and how many other writers owe Redis invalidations that keep
+        readers off the cache: known to have failed, older than ``in_flight`` seconds, or of a
+        dead writer (younger ones are in flight: a read then sees the counts of just before
+        that commit). First, if a debt is orphaned (its writer's server process is gone, or it
+        is older than ``grace`` seconds), end the epoch: what was cached before is then in a
+        namespace nobody reads."""
+        args = {"me": writer, "grace": grace, "flight": in_flight}
+
+        def read(conn: Conn) -> tuple[int, int, int]:
+            row = conn.execute(_CACHE_STATE, args).fetchone()
+            assert row is not None
+            return int(row[0]), int(row[1]), int(row[2])
+
+        epoch, unconfirmed, orphans = self._run("read the cache epoch", read)
+        if not orphans:
+            return CacheEpoch(epoch, unconfirmed)
+        result: list[CacheEpoch] = []
+
+        def body(cur: psycopg.Cursor[Any]) -> None:
+            cur.execute(_CACHE_LOCK_ALONE, (_CACHE_LOCK_ID,))
+            cur.execute(_ORPHANS_TO_NEW_EPOCH, args)
+            bumped = cur.rowcount == 1
+            cur.execute(_CACHE_STATE, args)
+            row = cur.fetchone()
+            assert row is not None
+            result[:] = [CacheEpoch(int(row[0]), int(row[1]),
+                                    int(row[0]) - 1 if bumped else None)]
+
+        self._run("end the cache epoch", lambda conn: self._transaction(conn, body))
+        if result[0].replaced is not None:
+            log.warning("Redis cache epoch %d ended: a writer died, or lost Redis for over "
+                        "%g s, owing it invalidations; the cache starts over in epoch %d",
+                        result[0].replaced, grace, result[0].epoch)
+        return result[0]
+
+    def new_cache_epoch(self, writer: str | None = None, *, after: int = 0) -> int:
+        """End the cache epoch now (the cache starts over empty) and drop ``writer``'s record
+        of owed invalidations, which the new epoch makes moot. The new epoch is also above
+        ``after`` (e.g. the highest one still cached, after a restore from a backup). Returns
+        the new epoch."""
+        result: list[int] = []
+
+        def body(cur: psycopg.Cursor[Any]) -> None:
+            cur.execute(_CACHE_LOCK_ALONE, (_CACHE_LOCK_ID,))
+            if writer is not None:
+                cur.execute("DELETE FROM neurogate_cache_unconfirmed WHERE writer = %s",
+                            (writer,))
+            cur.execute("UPDATE neurogate_cache_epoch SET epoch = greatest(epoch, %s) + 1"
+                        " RETURNING epoch", (after,))
+            result[:] = [_fetch_int(cur)]
+
+        self._run("start a new cache epoch", lambda conn: self._transaction(conn, body))
+        return result[0]
+
+    def confirm_invalidations(self, writer: str) -> None:
+        """``writer`` delivered every invalidation it owed Redis: drop its record."""
+        self._run("confirm cache invalidations", lambda conn: conn.execute(
+            "DELETE FROM neurogate_cache_unconfirmed WHERE writer = %s", (writer,)))
+
+    def invalidations_failed(self, writer: str) -> None:
+        """``writer`` could not deliver the invalidations it owes: no reader waits for them."""
+        self._run("record failed cache invalidations", lambda conn: conn.execute(
+            "UPDATE neurogate_cache_unconfirmed SET failed = true WHERE writer = %s",
+            (writer,)))
 
     def positions(self) -> dict[str, int]:
         return self._run("read input positions", lambda conn: dict(conn.execute(
@@ -740,6 +896,9 @@ def _signed(h: np.uint64) -> int:
     return int(np.array([h], dtype=np.uint64).view(np.int64)[0])
 
 
+_CACHE_LOCK_ID = _signed(text_hash64("neurogate/cache-epoch"))
+
+
 def _schema_version(conn: Conn) -> int:
     if _scalar(conn, "SELECT to_regclass('neurogate_schema') IS NOT NULL") is False:
         return 0
@@ -749,6 +908,12 @@ def _schema_version(conn: Conn) -> int:
 def _batch_committed(conn: Conn, batch: uuid.UUID) -> bool:
     row = conn.execute("SELECT 1 FROM neurogate_batches WHERE id = %s", (batch,)).fetchone()
     return row is not None
+
+
+def _fetch_int(cur: psycopg.Cursor[Any]) -> int:
+    row = cur.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _scalar(conn: Conn, query: str, params: Sequence[Any] = ()) -> Any:

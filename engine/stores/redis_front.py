@@ -8,16 +8,29 @@ PostgreSQL read. So a fill can never put back a value older than a committed wri
 invalidation already ran, and nothing in Redis can be counted twice: a write is a delta in
 PostgreSQL, a cached value is an absolute copy.
 
-Layout (``P`` = prefix, default ``neurogate:{<store id>}``, one hash slot):
-``P:b:<bucket>`` hashes, field = 8-byte key, value = 24 bytes (n, n0, n1 as little-endian
-int64); ``P:ver`` hash of bucket versions. Memory is bounded twice: a bucket lives at most
-``ttl`` seconds after it was created (``PEXPIRE NX``; also the worst-case staleness after a
-writer crashed between commit and invalidation) and holds at most ``max_keys / buckets`` keys
-(a full bucket is dropped and refilled).
+An invalidation owed by a writer that dies before Redis gets it must not leave stale values
+behind, so what a reader trusts is decided in PostgreSQL (one extra read per ``fetch``):
 
-If Redis fails, reads and writes go to PostgreSQL alone (counted in ``stats``), Redis is tried
-again after an exponential backoff, and invalidations that could not be sent are replayed
-before Redis serves anything again (or, past ``max_pending``, the whole cache is cleared).
+* every cached value lives in the namespace of a **cache epoch** kept in PostgreSQL;
+* a write's transaction records that its writer owes Redis an invalidation (one row per writer,
+  ``neurogate_cache_unconfirmed``, with its server process id) and reads the epoch; the row goes
+  once the writer's invalidations are all delivered (after a blip of Redis: replayed first);
+* a reader serves from Redis unless another writer's debt is known to have failed, is older
+  than ``IN_FLIGHT_SECONDS``, or is a dead writer's (its PostgreSQL server process is gone);
+  then it reads PostgreSQL;
+* a dead writer's debt, or one older than ``pending_grace``, ends the epoch, in a transaction
+  that serialises with every write's COMMIT: what was cached before is then in a namespace
+  nobody reads, dropped by the reader that ended it (or expired).
+
+Layout (``P`` = prefix, default ``neurogate:{<store id>}``, one hash slot; ``E`` = epoch):
+``P:E:b:<bucket>`` hashes, field = 8-byte key, value = 24 bytes (n, n0, n1 as little-endian
+int64); ``P:E:ver`` hash of bucket versions. Memory is bounded twice: a bucket lives at most
+``ttl`` seconds after it was created (``PEXPIRE NX``; the versions ``ttl`` after the last write)
+and holds at most ``max_keys / buckets`` keys (a full bucket is dropped and refilled).
+
+If Redis fails, reads and writes go to PostgreSQL alone (counted in ``stats``) and Redis is tried
+again after an exponential backoff; owed invalidations are replayed before this client serves
+from Redis again (past ``max_pending`` keys, the epoch ends instead).
 """
 
 from __future__ import annotations
@@ -26,6 +39,8 @@ import itertools
 import logging
 import os
 import random
+import re
+import socket
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -37,8 +52,8 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from engine.counts import NCOLS
-from engine.stores.base import PatternStore, check_keys
-from engine.stores.postgres import EncoderVersion, PostgresStore
+from engine.stores.base import OutcomeUnknown, PatternStore, check_keys
+from engine.stores.postgres import EncoderVersion, PostgresStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +63,9 @@ _VALUE_BYTES = NCOLS * 8
 _FILL_PAIRS = 2000  # field/value pairs per script call (Lua's unpack limit is ~8000 values)
 _HDEL_FIELDS = 10_000
 _READ_CHUNK = 200_000
+# A live writer's debt younger than this is in flight: its invalidation normally follows within
+# milliseconds, and readers go on trusting the cache (as they would just before its COMMIT).
+IN_FLIGHT_SECONDS = 1.0
 
 # KEYS: bucket hash, versions hash. ARGV: bucket id, expected version, ttl ms, cap, f1, v1, ...
 _FILL = """
@@ -67,7 +85,8 @@ class CachedStore(PatternStore):
     """A PostgresStore with a Redis read cache; see the module docstring.
 
     ``stats`` counts keys hit, missed, filled (and not filled because a write raced them) and
-    invalidated, Redis errors, and keys served from PostgreSQL because Redis was down.
+    invalidated, Redis errors, keys served from PostgreSQL because Redis was down or not to be
+    trusted (``fallback_keys``), invalidations owed to Redis and epochs this client ended.
     """
 
     def __init__(
@@ -82,10 +101,13 @@ class CachedStore(PatternStore):
         socket_timeout: float = 2.0,
         backoff_max: float = 30.0,
         max_pending: int = 5_000_000,
+        pending_grace: float = 10.0,
         own_backend: bool = True,
     ) -> None:
         if buckets < 1 or buckets & (buckets - 1):
             raise ValueError("buckets must be a power of two")
+        if not pending_grace >= 0:
+            raise ValueError("pending_grace must be seconds >= 0")
         self.backend = backend
         self.url = "redis+" + backend.url
         self.prefix = prefix if prefix is not None else f"neurogate:{{{backend.store_id}}}"
@@ -94,7 +116,10 @@ class CachedStore(PatternStore):
         self.buckets = buckets
         self.backoff_max = backoff_max
         self.max_pending = max_pending
+        self.pending_grace = pending_grace
         self.own_backend = own_backend
+        # names this client in neurogate_cache_unconfirmed: which process owes invalidations
+        self.writer = f"{socket.gethostname()}/{os.getpid()}/{os.urandom(4).hex()}"
         self.stats = {"hits": 0, "misses": 0, "fills": 0, "fills_skipped": 0, "invalidated": 0,
                       "redis_errors": 0, "fallback_keys": 0, "pending_invalidations": 0,
                       "cache_clears": 0}
@@ -105,39 +130,105 @@ class CachedStore(PatternStore):
             retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
         )
         self._fill_script = self._r.register_script(_FILL)
-        self._ver_key = f"{self.prefix}:ver".encode()
-        self._bucket_keys = [f"{self.prefix}:b:{i}".encode() for i in range(buckets)]
         self._bucket_ids = [str(i).encode() for i in range(buckets)]
         self._mask = np.uint64(buckets - 1)
         self._bits = buckets.bit_length() - 1
         self._retry_at = 0.0
         self._delay = 0.0
-        self._pending: list[np.ndarray] = []
-        self._must_clear = False
+        self.epoch: int | None = None  # the namespace of the last epoch seen
+        self._ver_key = b""
+        self._bucket_keys: list[bytes] = []
+        self._trusted: int | None = None  # epoch of the last read that found nothing owed
+        self._pending: list[np.ndarray] = []  # owed invalidations of the current epoch
+        self._owing = False  # this writer's debt is recorded in PostgreSQL
+        self._must_end_epoch = False
 
     def __repr__(self) -> str:
         return f"CachedStore({self.backend.url!r}, prefix={self.prefix!r})"
 
-    # -- Redis health --------------------------------------------------------------------------
+    # -- epochs and debts ----------------------------------------------------------------------
 
-    def _usable(self) -> bool:
-        """Whether Redis may serve now: not backing off, and earlier invalidations replayed."""
+    def _namespace(self, epoch: int) -> tuple[bytes, list[bytes]]:
+        """The versions hash and the bucket hashes of ``epoch``."""
+        base = f"{self.prefix}:{epoch}"
+        return f"{base}:ver".encode(), [f"{base}:b:{i}".encode() for i in range(self.buckets)]
+
+    def _observe(self, epoch: int) -> None:
+        """Move to ``epoch``'s namespace. Invalidations owed in an earlier epoch are moot: an
+        epoch ends after every write of it committed, and nothing is read from it afterwards."""
+        if epoch == self.epoch:
+            return
+        self.epoch = epoch
+        self._ver_key, self._bucket_keys = self._namespace(epoch)
+        self._trusted = None
+        self._pending = []
+        self.stats["pending_invalidations"] = 0
+
+    def _ended(self, old: int) -> None:
+        """Count an epoch this client ended and drop its namespace (else it expires)."""
+        self.stats["cache_clears"] += 1
+        if time.monotonic() < self._retry_at:
+            return
+        ver, buckets = self._namespace(old)
+        try:
+            self._r.unlink(ver, *buckets)
+        except RedisError as exc:
+            self._failed(exc)
+
+    def _settle(self) -> bool:
+        """Pay this writer's debts; whether Redis may be used now (not backing off, nothing
+        owed). Owed invalidations are replayed, or past ``max_pending`` the epoch is ended;
+        then the record in PostgreSQL is dropped. Never raises: a debt left stays recorded."""
+        if self._must_end_epoch:
+            old = self.epoch
+            try:
+                self._observe(self.backend.new_cache_epoch(self.writer))
+            except StoreUnavailable as exc:
+                log.warning("could not end the Redis cache epoch: %s", exc)
+                return False
+            self._must_end_epoch = self._owing = False
+            if old is not None:
+                self._ended(old)
         if time.monotonic() < self._retry_at:
             return False
-        if self._must_clear or self._pending:
+        if self._pending:
             try:
-                if self._must_clear:
-                    self.clear_cache()
-                    self._must_clear = False
-                    self._pending = []
-                else:
-                    self._send_invalidations(self._unique(np.concatenate(self._pending))[0])
-                    self._pending = []
-                self.stats["pending_invalidations"] = 0
+                owed = self._pending[0] if len(self._pending) == 1 else self._unique(
+                    np.concatenate(self._pending))[0]  # one apply's keys are unique already
+                self._send_invalidations(owed)
             except RedisError as exc:
                 self._failed(exc)
+                try:  # readers stop waiting for them
+                    self.backend.invalidations_failed(self.writer)
+                except StoreUnavailable as pg_exc:
+                    log.warning("could not record failed Redis invalidations: %s", pg_exc)
                 return False
+            self._pending = []
+            self.stats["pending_invalidations"] = 0
+        if self._owing:
+            try:
+                self.backend.confirm_invalidations(self.writer)
+                self._owing = False
+            except StoreUnavailable as exc:  # readers wait, then end the epoch: still correct
+                log.warning("could not confirm Redis invalidations: %s", exc)
         return True
+
+    def _readable(self) -> int | None:
+        """The epoch whose cached values may be served now, or None: read PostgreSQL."""
+        if not self._settle():
+            return None
+        try:
+            state = self.backend.cache_epoch(self.writer, self.pending_grace,
+                                             min(IN_FLIGHT_SECONDS, self.pending_grace))
+        except StoreUnavailable:
+            if self._trusted is None:
+                raise
+            return self._trusted  # PostgreSQL is down: nothing can commit meanwhile
+        self._observe(state.epoch)
+        if state.replaced is not None:
+            self._ended(state.replaced)
+        self._trusted = None if state.blocking else state.epoch
+        return self._trusted
 
     def _failed(self, exc: Exception) -> None:
         """Count a Redis failure and back off (0.5 s doubling to ``backoff_max``, jittered)."""
@@ -186,13 +277,17 @@ class CachedStore(PatternStore):
     def fetch(self, keys: np.ndarray) -> np.ndarray:
         uniq, inverse = self._unique(keys)
         found = np.zeros((uniq.size, NCOLS), dtype=np.int64)
-        for i in range(0, uniq.size, _READ_CHUNK):
-            part = uniq[i : i + _READ_CHUNK]
-            found[i : i + part.size] = self._fetch_unique(part)
+        if uniq.size and self._readable() is None:
+            self.stats["fallback_keys"] += uniq.size
+            found = self.backend.fetch(uniq)
+        else:
+            for i in range(0, uniq.size, _READ_CHUNK):
+                part = uniq[i : i + _READ_CHUNK]
+                found[i : i + part.size] = self._fetch_unique(part)
         return found[inverse]
 
     def _fetch_unique(self, keys: np.ndarray) -> np.ndarray:
-        if not self._usable():
+        if time.monotonic() < self._retry_at:  # an earlier chunk failed
             self.stats["fallback_keys"] += keys.size
             return self.backend.fetch(keys)
         order, runs, fields = self._groups(keys)
@@ -270,18 +365,30 @@ class CachedStore(PatternStore):
         expect: Mapping[str, int | None] | None = None,
     ) -> None:
         keys, deltas = check_keys(keys, deltas, new)
-        # raises: Redis is left alone
-        self.backend.apply(keys, deltas, positions, meta, new=new, expect=expect)
         touched, _ = self._unique(keys)
         if touched.size == 0:
+            self.backend.apply(keys, deltas, positions, meta, new=new, expect=expect)
             return
-        if self._usable():
-            try:
-                self._send_invalidations(touched)
-                return
-            except RedisError as exc:
-                self._failed(exc)
-        self._defer(touched)
+        try:  # raises: Redis is left alone
+            epoch = self.backend.apply_unconfirmed(
+                self.writer, keys, deltas, positions, meta, new=new, expect=expect,
+                failed=bool(self._pending) or time.monotonic() < self._retry_at)
+        except OutcomeUnknown:  # it may have landed, in an epoch not known here: end it
+            self._owing = self._must_end_epoch = True
+            raise
+        self._owing = True
+        self._observe(epoch)
+        if not self._must_end_epoch:
+            self._pending.append(touched)
+            self.stats["pending_invalidations"] += touched.size
+        # sent now unless Redis is down; never raises: the write committed
+        if not self._settle() and self.stats["pending_invalidations"] > self.max_pending:
+            log.warning("over %d invalidations owed to Redis; ending the cache epoch instead",
+                        self.max_pending)
+            self._must_end_epoch = True
+            self._pending = []
+            self.stats["pending_invalidations"] = 0
+            self._settle()
 
     def _send_invalidations(self, keys: np.ndarray) -> None:
         """One MULTI: give each touched bucket a new version (aborting racing fills), then drop
@@ -289,6 +396,7 @@ class CachedStore(PatternStore):
         _, runs, fields = self._groups(keys)
         pipe = self._r.pipeline(transaction=True)
         pipe.hset(self._ver_key, mapping=self._new_versions(b for b, _, _ in runs))
+        pipe.pexpire(self._ver_key, self.ttl_ms)
         for b, s, e in runs:
             for c in range(s, e, _HDEL_FIELDS):
                 pipe.hdel(self._bucket_keys[b], *fields[c : min(e, c + _HDEL_FIELDS)])
@@ -302,34 +410,24 @@ class CachedStore(PatternStore):
         token = os.urandom(8).hex().encode()
         return {self._bucket_ids[b]: token for b in buckets}
 
-    def _defer(self, keys: np.ndarray) -> None:
-        """Remember invalidations Redis did not get; past ``max_pending`` clear it all later."""
-        if self._must_clear:
-            return
-        pending = self.stats["pending_invalidations"] + keys.size
-        if pending > self.max_pending:
-            log.warning("over %d invalidations pending; the Redis cache will be cleared when it "
-                        "is back", self.max_pending)
-            self._must_clear = True
-            self._pending = []
-        else:
-            self._pending.append(keys)
-        self.stats["pending_invalidations"] = pending
-
     def clear_cache(self) -> int:
-        """Drop every cached count of this store (versions replaced first, so racing fills are
-        refused); returns the number of bucket hashes removed."""
-        self._r.hset(self._ver_key, mapping=self._new_versions(range(self.buckets)))
-        removed = 0
-        batch: list[bytes] = []
-        for key in self._r.scan_iter(match=_glob_escape(self.prefix) + ":b:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                removed += int(self._r.unlink(*batch))
-                batch = []
-        if batch:
-            removed += int(self._r.unlink(*batch))
+        """Drop every cached count of this store: end the epoch, past every epoch found in
+        Redis (a database restored from a backup holds an older one), so that readers move to
+        a namespace never used; then remove the hashes found (and those of the layout before
+        epochs). Returns the number of hashes removed."""
+        own = re.compile(re.escape(self.prefix) + r":(?:(\d+):)?(?:b:\d+|ver)")
+        found: list[bytes] = []
+        newest = 0
+        for key in self._r.scan_iter(match=_glob_escape(self.prefix) + ":*", count=1000):
+            if m := own.fullmatch(key.decode(errors="replace")):
+                found.append(key)
+                newest = max(newest, int(m.group(1) or 0))
+        self._observe(self.backend.new_cache_epoch(self.writer, after=newest))
+        self._owing = self._must_end_epoch = False
         self.stats["cache_clears"] += 1
+        removed = 0
+        for i in range(0, len(found), 1000):
+            removed += int(self._r.unlink(*found[i : i + 1000]))
         return removed
 
     # -- everything else is PostgreSQL's -------------------------------------------------------
@@ -353,9 +451,9 @@ class CachedStore(PatternStore):
         return self.backend.meta_names(prefix)
 
     def status(self) -> dict[str, Any]:
-        """PostgreSQL's status plus the cache's counters and prefix."""
+        """PostgreSQL's status plus the cache's counters, prefix and epoch."""
         out = self.backend.status()
-        out["cache"] = {"prefix": self.prefix, **self.stats}
+        out["cache"] = {"prefix": self.prefix, "epoch": self.epoch, **self.stats}
         return out
 
     def register_encoder(self, name: str, version: str, artifact: bytes, *,
@@ -380,6 +478,8 @@ class CachedStore(PatternStore):
         return self.backend.rollback(name)
 
     def close(self) -> None:
+        if self._owing:
+            self._settle()  # a debt left here makes readers wait pending_grace, then start over
         self._r.close()
         if self.own_backend:
             self.backend.close()
