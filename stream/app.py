@@ -41,6 +41,7 @@ from faust.sensors import Monitor
 from faust.types import TP
 
 from engine.config import EngineConfig
+from engine.redaction import known_secrets, scrub
 from stream.engine_process import EngineError, EngineProcess, LocalEngine
 from stream.settings import WorkerSettings, load_settings
 
@@ -74,6 +75,7 @@ class Runtime:
         self.deadletter: Any = None
         self._lock: asyncio.Lock | None = None
         self._starting: asyncio.Lock | None = None
+        self.secrets = known_secrets([settings.store], os.environ)  # kept out of /healthz
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -262,8 +264,8 @@ class Runtime:
         """Liveness: fails after a fatal error, when the engine process is gone, or when one
         engine call exceeds ``stall_timeout``."""
         if self.fatal is not None:
-            return 503, {"status": "failed", "error": f"{type(self.fatal).__name__}: "
-                                                      f"{self.fatal}"[:500]}
+            error = scrub(f"{type(self.fatal).__name__}: {self.fatal}", self.secrets)
+            return 503, {"status": "failed", "error": error[:500]}
         if self.engine is not None and not self.engine.alive and not self.closed:
             return 503, {"status": "failed", "error": "the engine process exited"}
         busy = self.busy_since
@@ -280,7 +282,7 @@ class Runtime:
             try:
                 body.update(self.engine.status())
             except EngineError as exc:
-                body["error"] = str(exc)
+                body["error"] = scrub(str(exc), self.secrets)
         return (200 if ready else 503), body
 
     def exposition(self) -> bytes:

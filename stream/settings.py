@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
+from engine.redaction import redact_url
 
 __all__ = ["CONFIG_ENV", "WorkerSettings", "load_settings"]
 
@@ -42,7 +43,8 @@ class WorkerSettings:
     batch_within: float = 0.05  # seconds a micro-batch waits to fill up
     commit_interval: float = 5.0  # seconds between store commits (then Kafka offsets advance)
     commit_events: int = 200_000  # events of one partition that force a commit sooner
-    store: str = "redis+postgresql://neurogate@localhost:5432/neurogate"
+    store: str = field(default="redis+postgresql://neurogate@localhost:5432/neurogate",
+                       repr=False)  # may hold passwords: not in reprs
     preload_limit: int = 0  # load all counts if the store has <= N keys (0: only an empty store
     # counts as complete; -1: always read unknown keys from the store, e.g. for scope="global")
     max_message_bytes: int = 1_000_000  # larger messages are dead-lettered as "oversized"
@@ -92,7 +94,7 @@ class WorkerSettings:
         if not 1 <= self.web_port <= 65535:
             raise ConfigError(f"worker.web_port must be 1..65535, got {self.web_port}")
         if not self.store.startswith(_STORE_SCHEMES):
-            raise ConfigError(f"worker.store {self.store!r} must start with one of "
+            raise ConfigError(f"worker.store {redact_url(self.store)!r} must start with one of "
                               f"{list(_STORE_SCHEMES)}")
         for server in self.bootstrap.split(","):
             host, sep, port = server.strip().rpartition(":")
