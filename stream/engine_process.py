@@ -75,9 +75,11 @@ def open_stores(settings: WorkerSettings, metrics: Metrics,
 class LocalEngine:
     """The engine in the calling process (its methods run in the caller's engine thread)."""
 
-    def __init__(self, config: EngineConfig, settings: WorkerSettings) -> None:
+    def __init__(self, config: EngineConfig, settings: WorkerSettings,
+                 give_up: Callable[[], bool] = lambda: False) -> None:
+        """``give_up``: stop waiting for an unreachable store (and raise its error)."""
         self.metrics = Metrics(metrics_sources=settings.metrics_sources)
-        store, writer = open_stores(settings, self.metrics)
+        store, writer = open_stores(settings, self.metrics, give_up=give_up)
         self.proc = Processor(config, settings, store, self.metrics, commit_store=writer)
         self.url = store.url
         self._counting: threading.Thread | None = None
@@ -250,7 +252,8 @@ def _serve(conn: Any, side: Any, config: EngineConfig, settings: WorkerSettings,
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-        engine = LocalEngine(config, settings)
+        parent = os.getppid()  # a worker killed while the store is down: stop retrying
+        engine = LocalEngine(config, settings, give_up=lambda: os.getppid() != parent)
         # what is loaded by now (torch, numba, the stores) lives as long as the process: keep
         # it out of the cycle collector's full passes, which otherwise walk it again and again
         gc.freeze()
