@@ -23,6 +23,7 @@ from stream.boundary import Parser, print_error, run_command
 from stream.settings import read_config_file
 
 EXIT_OK, EXIT_ERROR, EXIT_DIFF = 0, 2, 1
+EXIT_BAD_INPUT = 1  # the run finished, but every input record was bad: nothing was scored
 
 
 class CliError(Exception):
@@ -63,7 +64,7 @@ def _input_events(
     for resuming (records up to it are skipped: they were counted before) and kept up to date
     as events are yielded.
     """
-    from stream.files import BadRecord, CsvOptions, count_lines, read_events
+    from stream.files import BadRecord, CsvOptions, count_lines, input_problem, read_events
 
     def tracked(key: str, items: Iterable[Event | BadRecord]) -> Iterator[Event]:
         skip = positions.get(key, 0)
@@ -97,11 +98,11 @@ def _input_events(
     total: int | None = 0
     for name in args.files:
         path = Path(name)
-        if name != "-" and not path.is_file():
-            raise CliError(f"input file not found: {name}")
+        if name != "-" and (problem := input_problem(path)) is not None:
+            raise CliError(problem)
         try:
             reader = read_events(path, fmt=args.format, csv=opts)
-        except (ValueError, FileNotFoundError) as exc:
+        except (ValueError, OSError) as exc:
             raise CliError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
         key = "stdin" if name == "-" else f"file:{path.resolve()}"
         streams.append(tracked(key, reader))
@@ -290,6 +291,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     _summary(args, det, stats, seen, elapsed, bad, rejected, flagged_records)
     store.close()
+    if (bad or rejected) and not stats["scored"] + stats["warming"]:
+        print_error(f"every input record was bad ({len(bad) + len(rejected):,}, listed above); "
+                    "nothing was scored", args)
+        return EXIT_BAD_INPUT
     if args.record:
         Path(args.record).write_text(
             "".join(json.dumps(_golden_record(r)) + "\n" for r in flagged_records)
@@ -410,16 +415,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from engine.neuronet import NeuroNet, NeuroNetConfig
-    from stream.files import BadRecord, CsvOptions, read_events
+    from stream.files import BadRecord, CsvOptions, input_problem, read_events
 
     cfg = load_config(args.config, args.set, dict(os.environ))
     by_source: dict[str, list[tuple[float, ...]]] = {}
     fields: tuple[str, ...] | None = None
     for name in args.files:
-        if not Path(name).is_file():
-            raise CliError(f"input file not found: {name}")
-        opts = CsvOptions(timestamp_column=args.timestamp_column)
-        for item in read_events(Path(name), csv=opts):
+        if (problem := input_problem(Path(name))) is not None:
+            raise CliError(problem)
+        try:
+            items = read_events(Path(name), csv=CsvOptions(timestamp_column=args.timestamp_column))
+        except (ValueError, OSError) as exc:
+            raise CliError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
+        for item in items:
             if isinstance(item, BadRecord):
                 continue
             if fields is None:

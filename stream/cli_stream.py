@@ -211,7 +211,7 @@ def _file_events(args: argparse.Namespace, bad: list[Any]) -> tuple[Iterator[Eve
     """Events of the input files (bad records collected in ``bad``) and a total if known."""
     from itertools import chain
 
-    from stream.files import BadRecord, CsvOptions, count_lines, read_events
+    from stream.files import BadRecord, CsvOptions, count_lines, input_problem, read_events
 
     opts = CsvOptions(
         delimiter=args.delimiter, timestamp_column=args.timestamp_column,
@@ -222,11 +222,11 @@ def _file_events(args: argparse.Namespace, bad: list[Any]) -> tuple[Iterator[Eve
     total: int | None = 0
     for name in args.files:
         path = Path(name)
-        if name != "-" and not path.is_file():
-            raise StreamCommandError(f"input file not found: {name}")
+        if name != "-" and (problem := input_problem(path)) is not None:
+            raise StreamCommandError(problem)
         try:
             readers.append(read_events(path, fmt=args.format, csv=opts))
-        except (ValueError, FileNotFoundError) as exc:
+        except (ValueError, OSError) as exc:
             raise StreamCommandError(f"{name}: {exc}") from None
         lines = count_lines(path) if name != "-" else None
         total = None if total is None or lines is None else total + lines

@@ -221,6 +221,18 @@ def test_malformed_rows_are_reported_with_line_numbers(cli: Cli, tmp_path: Path)
     assert [r["score"] for r in records] == [r["score"] for r in read_jsonl(tmp_path / "c.jsonl")]
 
 
+def test_a_run_where_every_record_is_bad_exits_1(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"source,timestamp,value\ncaf\xe9,1,1\ncaf\xe8,2,2\nx,3,oops\n")
+    res = cli("run", str(path), "--store", "memory://", *FAST)
+    assert res.code == 1
+    assert "bad input   3 (bad_encoding 2, bad_type 1)" in res.err
+    assert res.err.strip().splitlines()[-1] == (
+        "neurogate: error: every input record was bad (3, listed above); nothing was scored")
+    empty = write_csv(tmp_path / "empty.csv", [])  # no record at all is not a bad run
+    assert cli("run", str(empty), "--store", "memory://", *FAST).code == 0
+
+
 def test_out_of_order_rows_are_listed_as_rejected_events(cli: Cli, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "late.csv", series_values(), extra={120: f"{ts(5)},1.0"})
     res = cli("run", str(path), "--store", "memory://", *FAST)
@@ -232,6 +244,8 @@ def test_out_of_order_rows_are_listed_as_rejected_events(cli: Cli, tmp_path: Pat
     ("args", "message"),
     [
         (["run", "missing.csv"], "input file not found: missing.csv"),
+        (["run", "{dir}"], "input is a directory, not a file: "),
+        (["train", "{dir}", "--out", "x.pt"], "input is a directory, not a file: "),
         (["run", "{series}", "--set", "threshold=abc"], "threshold must be float, got 'abc'"),
         (["run", "{series}", "--set", "no_such=1"], "unknown setting 'no_such'"),
         (["run", "{series}", "--set", "threshold"], "--set expects KEY=VALUE"),
@@ -253,7 +267,9 @@ def test_out_of_order_rows_are_listed_as_rejected_events(cli: Cli, tmp_path: Pat
 def test_user_errors_exit_2_with_one_clear_line(
     cli: Cli, series: Path, args: list[str], message: str
 ) -> None:
-    argv = [a.replace("{series}", str(series)) for a in args]
+    (series.parent / "inputs").mkdir(exist_ok=True)
+    argv = [a.replace("{series}", str(series)).replace("{dir}", str(series.parent / "inputs"))
+            for a in args]
     if argv[0] == "run" and "--store" not in argv:
         argv += ["--store", "memory://"]
     res = cli(*argv, *(FAST if argv[0] == "run" else ()))
