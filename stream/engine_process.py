@@ -78,7 +78,7 @@ class LocalEngine:
     def __init__(self, config: EngineConfig, settings: WorkerSettings,
                  give_up: Callable[[], bool] = lambda: False) -> None:
         """``give_up``: stop waiting for an unreachable store (and raise its error)."""
-        self.metrics = Metrics(metrics_sources=settings.metrics_sources)
+        self.metrics = Metrics(source_names=settings.metrics_source_names)
         store, writer = open_stores(settings, self.metrics, give_up=give_up)
         self.proc = Processor(config, settings, store, self.metrics, commit_store=writer)
         self.url = store.url
