@@ -182,6 +182,21 @@ def test_scores_per_source_and_store_errors_are_exported_from_the_start(expositi
     assert 'neurogate_events_flagged_total{source="other"} 0.0' in fresh
 
 
+def test_a_worker_whose_engine_is_not_running_is_not_ready() -> None:
+    """Before the engine runs (e.g. waiting for its store) /metrics says neurogate_ready 0, so
+    NeurogateWorkerNotReady can fire; faust's own pages are off and it binds 127.0.0.1."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from stream.app import create_app
+
+    config, settings = load_settings(None, ["worker.store=memory://"], {})
+    app = create_app(config, settings)
+    families = list(text_string_to_metric_families(app.neurogate.exposition().decode()))
+    assert [(f.name, [s.value for s in f.samples]) for f in families] == [("neurogate_ready", [0])]
+    assert app.conf.web_bind == "127.0.0.1"
+    assert [prefix for prefix, _ in app.web._enabled_blueprints()] == [""]  # {"status": "OK"}
+
+
 def test_metrics_source_names_setting(tmp_path: Path) -> None:
     env = {"NEUROGATE_WORKER__METRICS_SOURCE_NAMES": "pump-1, pump-2"}
     assert load_settings(None, [], env)[1].metrics_source_names == ("pump-1", "pump-2")
@@ -211,7 +226,8 @@ def test_dashboard_is_well_formed() -> None:
     assert len(ids) == len(set(ids))
     titles = " ".join(p["title"].lower() for p in dash["panels"])
     for topic in ("throughput", "latency", "flag rate by source", "dead letters by reason",
-                  "cache hit ratio", "pattern counts", "encoder"):
+                  "cache hit ratio", "pattern counts", "encoder", "scores by source",
+                  "scores and flags per source"):
         assert topic in titles, topic
     for p in dash["panels"]:
         assert p["datasource"] == {"type": "prometheus", "uid": uid}
@@ -252,6 +268,18 @@ def _promtool() -> str:
 def test_promtool(args: list[str]) -> None:
     done = subprocess.run([_promtool(), *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """Every panel query parses (checked by promtool as recording rules, with Grafana's
+    variables filled in)."""
+    rules = [{"record": f"dashboard:query_{n}", "expr": expr.replace("$instance", ".*")
+              .replace("$__rate_interval", "1m")} for n, expr in enumerate(_dashboard_exprs())]
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    done = subprocess.run([_promtool(), "check", "rules", str(path)], capture_output=True,
+                          text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
