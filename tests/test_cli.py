@@ -18,6 +18,7 @@ import pytest
 
 from engine.stores import SQLiteStore, totals
 from stream.cli import Writer, main
+from tests.conftest import foreign_sqlite
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000
@@ -416,14 +417,8 @@ def test_another_applications_database_is_never_used(
 ) -> None:
     """A SQLite file that is not a neurogate store (here a customers table) is refused with
     one clear line, whatever the flag, and left byte for byte as it was."""
-    import sqlite3
-
     crm = tmp_path / "crm.db"
-    with sqlite3.connect(crm) as db:
-        db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
-        db.execute("INSERT INTO customers VALUES (1, 'Ada')")
-    db.close()
-    before = crm.read_bytes()
+    before = foreign_sqlite(crm)
     res = cli("run", str(series), "--store", str(crm), *flags, *FAST)
     assert res.code == 2 and "Traceback" not in res.err
     (line,) = res.err.strip().splitlines()

@@ -24,6 +24,7 @@ from engine.stores import (
     totals,
 )
 from engine.stores.sqlite import SCHEMA_VERSION, inspect_file
+from tests.conftest import foreign_sqlite
 from tests.pg_fixtures import contents as store_contents
 
 KINDS = ("memory", "sqlite")
@@ -386,11 +387,7 @@ def test_another_applications_sqlite_database_is_refused_untouched(tmp_path: Pat
     """A SQLite header is not enough: a database with other tables is never opened as a
     store (opening one used to add the store's tables to it, and count into it)."""
     path = tmp_path / "crm.db"
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
-        db.execute("INSERT INTO customers VALUES (1, 'Ada')")
-    db.close()
-    before = path.read_bytes()
+    before = foreign_sqlite(path)
     for url in (str(path), f"sqlite:///{path}"):
         with pytest.raises(ValueError, match=r"not a usable neurogate SQLite store.*customers"):
             open_store(url)
