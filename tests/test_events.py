@@ -210,7 +210,7 @@ def test_bad_event_contract() -> None:
     assert (copy.reason, copy.message, copy.index) == ("bad_json", "broken", 3)
     with pytest.raises(ValueError, match="unknown BadEvent reason"):
         BadEvent("whatever", "x")
-    assert len(set(REASONS)) == len(REASONS) == 11
+    assert len(set(REASONS)) == len(REASONS) == 12
 
 
 # --- events_from_json -------------------------------------------------------------------------
