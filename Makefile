@@ -28,8 +28,10 @@ $(BIN)/promtool: | $(BIN)/python
 
 tools: $(BIN)/promtool
 
+# The demo has its own store, replaced on every run (--fresh: it is only ever a demo store), so
+# `make demo` runs again and again and never touches ./neurogate.db, where your own runs go.
 demo: setup  ## run the main job on the built-in demo stream (no servers)
-	$(BIN)/neurogate run --out flagged.jsonl
+	$(BIN)/neurogate run --store demo.db --fresh --out flagged.jsonl
 
 test: setup tools  ## lint, type-check the engine, run the test suite
 	$(BIN)/ruff check .

@@ -171,6 +171,12 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
             return None
         return _coerce(args[0], value, where)
+    if origin is tuple:  # a TOML array, or comma-separated text (environment, --set)
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return tuple(_coerce(typing.get_args(tp)[0], item, where) for item in value)
     if origin is Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:

@@ -47,6 +47,7 @@ REASONS = (
     "schema_mismatch",
     "out_of_order",
     "future_timestamp",
+    "bad_encoding",
 )
 MAX_SOURCE_LEN = 256
 MAX_ID_LEN = 256
@@ -358,6 +359,9 @@ def _events_from_obj(obj: Any, default_source: str | None,
         raise BadEvent(
             "not_an_object", f"expected a JSON object or array of objects, got {_describe(obj)}"
         )
+    if not obj:
+        raise BadEvent("not_an_object",
+                       "empty array: expected an event object or a non-empty array of them")
     out: list[Event] = []
     for k, item in enumerate(obj):
         try:

@@ -91,6 +91,9 @@ def labels_from_json(
     """One label object or a JSON array of them; like ``events_from_json``, bad array items go
     to ``errors`` (with ``.index``) when it is given, whole-message problems raise."""
     obj = load_message(raw, max_bytes)
+    if type(obj) is list and not obj:
+        raise BadEvent("not_an_object", "empty array: expected a label object or a non-empty "
+                       "array of them")
     items = obj if type(obj) is list else [obj]
     out: list[Label] = []
     for k, item in enumerate(items):

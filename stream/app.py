@@ -41,6 +41,7 @@ from faust.sensors import Monitor
 from faust.types import TP
 
 from engine.config import EngineConfig
+from engine.redaction import known_secrets, scrub
 from stream.engine_process import EngineError, EngineProcess, LocalEngine
 from stream.settings import WorkerSettings, load_settings
 
@@ -50,6 +51,8 @@ log = logging.getLogger("neurogate.worker")
 T = TypeVar("T")
 EXIT_FATAL = 70  # EX_SOFTWARE: the worker stopped on an error it cannot recover from itself
 _EXPOSITION_TYPE = "text/plain; version=0.0.4"  # aiohttp adds the charset itself
+_NOT_RUNNING = (b"# the engine is not running\n# HELP neurogate_ready 1 when the worker is ready "
+                b"(see /ready)\n# TYPE neurogate_ready gauge\nneurogate_ready 0.0\n")
 
 
 class Runtime:
@@ -74,6 +77,7 @@ class Runtime:
         self.deadletter: Any = None
         self._lock: asyncio.Lock | None = None
         self._starting: asyncio.Lock | None = None
+        self.secrets = known_secrets([settings.store], os.environ)  # kept out of /healthz
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -248,13 +252,16 @@ class Runtime:
         self.pool.shutdown(wait=False)
 
     async def die(self, exc: BaseException, what: str) -> None:
-        """Stop the worker without committing: its in-memory state may be half-updated."""
+        """Stop the worker without committing: its in-memory state may be half-updated. It
+        stops ``fatal_exit_delay`` seconds later: meanwhile it processes nothing, /healthz
+        fails and /metrics shows the error counters to the next scrape."""
         if self.fatal is None:
             self.fatal = exc
-            log.critical("fatal error while %s: %s: %s; stopping without committing (a restart "
-                         "resumes from the last commit)", what, type(exc).__name__, exc,
-                         exc_info=not isinstance(exc, EngineError))
-            os.kill(os.getpid(), signal.SIGTERM)
+            delay = self.settings.fatal_exit_delay
+            log.critical("fatal error while %s: %s: %s; stopping without committing in %g s (a "
+                         "restart resumes from the last commit)", what, type(exc).__name__, exc,
+                         delay, exc_info=not isinstance(exc, EngineError))
+            asyncio.get_running_loop().call_later(delay, os.kill, os.getpid(), signal.SIGTERM)
 
     # -- health ------------------------------------------------------------------------------
 
@@ -262,8 +269,8 @@ class Runtime:
         """Liveness: fails after a fatal error, when the engine process is gone, or when one
         engine call exceeds ``stall_timeout``."""
         if self.fatal is not None:
-            return 503, {"status": "failed", "error": f"{type(self.fatal).__name__}: "
-                                                      f"{self.fatal}"[:500]}
+            error = scrub(f"{type(self.fatal).__name__}: {self.fatal}", self.secrets)
+            return 503, {"status": "failed", "error": error[:500]}
         if self.engine is not None and not self.engine.alive and not self.closed:
             return 503, {"status": "failed", "error": "the engine process exited"}
         busy = self.busy_since
@@ -280,13 +287,14 @@ class Runtime:
             try:
                 body.update(self.engine.status())
             except EngineError as exc:
-                body["error"] = str(exc)
+                body["error"] = scrub(str(exc), self.secrets)
         return (200 if ready else 503), body
 
     def exposition(self) -> bytes:
-        """/metrics: the engine's metrics (all of the worker's metrics live there)."""
+        """/metrics: the engine's metrics (all of the worker's metrics live there); while the
+        engine is not running (starting, waiting for its store, or gone), not ready."""
         if self.engine is None or self.closed or not self.engine.alive:
-            return b"# the engine is not running\n"
+            return _NOT_RUNNING
         return self.engine.exposition()
 
 
@@ -372,6 +380,12 @@ def create_app(config: EngineConfig, settings: WorkerSettings) -> faust.App:
         web_enabled=s.web_enabled,
         web_bind=s.web_host,
         web_port=s.web_port,
+        # only our pages: faust's /router and /table would show the cluster and table contents
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         datadir=os.path.join(tempfile.gettempdir(), f"neurogate-faust-{os.getuid()}"),
         Monitor=_LeanMonitor,
     )

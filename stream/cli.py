@@ -16,11 +16,14 @@ from typing import Any
 
 from engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
 from engine.events import Event
+from engine.redaction import redact_url
 from stream import cli_eval, cli_store, cli_stream
 from stream.argtypes import positive_int
+from stream.boundary import Parser, print_error, run_command
 from stream.settings import read_config_file
 
 EXIT_OK, EXIT_ERROR, EXIT_DIFF = 0, 2, 1
+EXIT_BAD_INPUT = 1  # the run finished, but every input record was bad: nothing was scored
 
 
 class CliError(Exception):
@@ -61,7 +64,7 @@ def _input_events(
     for resuming (records up to it are skipped: they were counted before) and kept up to date
     as events are yielded.
     """
-    from stream.files import BadRecord, CsvOptions, count_lines, read_events
+    from stream.files import BadRecord, CsvOptions, count_lines, input_problem, read_events
 
     def tracked(key: str, items: Iterable[Event | BadRecord]) -> Iterator[Event]:
         skip = positions.get(key, 0)
@@ -95,11 +98,11 @@ def _input_events(
     total: int | None = 0
     for name in args.files:
         path = Path(name)
-        if name != "-" and not path.is_file():
-            raise CliError(f"input file not found: {name}")
+        if name != "-" and (problem := input_problem(path)) is not None:
+            raise CliError(problem)
         try:
             reader = read_events(path, fmt=args.format, csv=opts)
-        except (ValueError, FileNotFoundError) as exc:
+        except (ValueError, OSError) as exc:
             raise CliError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
         key = "stdin" if name == "-" else f"file:{path.resolve()}"
         streams.append(tracked(key, reader))
@@ -199,24 +202,34 @@ def _golden_record(rec: dict[str, Any]) -> dict[str, Any]:
 # -- commands ------------------------------------------------------------------------------------
 
 
-def _start_fresh(store: str) -> None:
-    """Remove an earlier run's SQLite store (never anything that is not one)."""
+def _check_store(store: str, *, append: bool, fresh: bool) -> None:
+    """Refuse what would lose data before anything is written: a plain run only creates a new
+    store; an existing neurogate store needs --append (continue) or --fresh (replace it, which
+    happens here); a file that is not a neurogate store is never used, whatever the flag."""
     if store == "memory://":
         return
     if store.startswith(("postgresql://", "redis")):
-        raise CliError(f"{store}: server stores are never wiped; pass --append to add to it")
+        if fresh or not append:
+            raise CliError(f"{redact_url(store)}: server stores are never wiped; pass --append "
+                           "to add to it (or use a new database)")
+        return
     if "://" in store and not store.startswith("sqlite:///"):
         return  # not a store URL we know: open_store explains
+    from engine.stores.sqlite import inspect_file
+
     path = Path(store.removeprefix("sqlite:///"))
     if path.is_dir():
         raise CliError(f"--store {path} is a directory; give a file path such as {path}/run.db")
-    if path.exists():
-        with path.open("rb") as f:
-            if f.read(16) != b"SQLite format 3\x00":
-                raise CliError(f"--store {path} exists and is not a SQLite store; refusing to "
-                               "overwrite it")
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    kind, why = inspect_file(path)
+    if kind == "foreign":
+        raise CliError(f"--store {path} is not a neurogate pattern store ({why}); refusing to "
+                       f"{'replace' if fresh else 'use'} it: give another --store path")
+    if kind == "store" and not (append or fresh):
+        raise CliError(f"--store {path} already holds a neurogate pattern store; pass --append "
+                       "to continue from it, or --fresh to replace it")
+    if kind == "store" and fresh:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -231,19 +244,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     bad: list[Any] = []
     positions: dict[str, int] = {}
     events, total = _input_events(args, bad, positions)  # validates inputs before any write
-    if not args.append:
-        _start_fresh(args.store)
+    _check_store(args.store, append=args.append, fresh=args.fresh)
     try:
         store = open_store(args.store)
     except (ValueError, FileNotFoundError, OSError) as exc:
-        raise CliError(f"cannot open store {args.store}: {exc}") from None
+        raise CliError(f"cannot open store {redact_url(args.store)}: {exc}") from None
     if args.append:
         positions.update(store.positions())
     writer = Writer(args.out)
     try:
         det = Detector(cfg, store, flush_every=None, progress=not args.quiet)
     except ValueError as exc:
-        raise CliError(f"{args.store}: {exc}") from None
+        raise CliError(f"{redact_url(args.store)}: {exc}") from None
     since_flush = 0
     stats: Counter[str] = Counter()
     rejected: list[tuple[int, Event, str]] = []
@@ -279,6 +291,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     _summary(args, det, stats, seen, elapsed, bad, rejected, flagged_records)
     store.close()
+    if (bad or rejected) and not stats["scored"] + stats["warming"]:
+        print_error(f"every input record was bad ({len(bad) + len(rejected):,}, listed above); "
+                    "nothing was scored", args)
+        return EXIT_BAD_INPUT
     if args.record:
         Path(args.record).write_text(
             "".join(json.dumps(_golden_record(r)) + "\n" for r in flagged_records)
@@ -385,7 +401,8 @@ def cmd_patterns(args: argparse.Namespace) -> int:
         except (ValueError, FileNotFoundError) as exc:
             raise CliError(str(exc)) from None
         rows = merge_into(dst, *srcs)
-        print(f"merged {rows:,} pattern rows from {len(srcs)} store(s) into {args.dest}; "
+        print(f"merged {rows:,} pattern rows from {len(srcs)} store(s) into "
+              f"{redact_url(args.dest)}; "
               f"totals now n={totals(dst)[0]:,}")
         for s in srcs:
             s.close()
@@ -398,16 +415,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from engine.neuronet import NeuroNet, NeuroNetConfig
-    from stream.files import BadRecord, CsvOptions, read_events
+    from stream.files import BadRecord, CsvOptions, input_problem, read_events
 
     cfg = load_config(args.config, args.set, dict(os.environ))
     by_source: dict[str, list[tuple[float, ...]]] = {}
     fields: tuple[str, ...] | None = None
     for name in args.files:
-        if not Path(name).is_file():
-            raise CliError(f"input file not found: {name}")
-        opts = CsvOptions(timestamp_column=args.timestamp_column)
-        for item in read_events(Path(name), csv=opts):
+        if (problem := input_problem(Path(name))) is not None:
+            raise CliError(problem)
+        try:
+            items = read_events(Path(name), csv=CsvOptions(timestamp_column=args.timestamp_column))
+        except (ValueError, OSError) as exc:
+            raise CliError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
+        for item in items:
             if isinstance(item, BadRecord):
                 continue
             if fields is None:
@@ -440,7 +460,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="neurogate", description=__doc__)
+    p = Parser(prog="neurogate", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
@@ -461,10 +481,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--label-column", help="0/1 column, used only after each row is scored")
     r.add_argument("--id-column")
     r.add_argument("--store", default="neurogate.db",
-                   help="pattern store: SQLite path (recreated unless --append) or memory://")
-    r.add_argument("--append", action="store_true",
-                   help="continue from the state and counts in --store instead of starting "
-                   "fresh; inputs resume after the last committed record (nothing counts twice)")
+                   help="pattern store: SQLite path, memory://, or a server URL (with "
+                   "--append); an existing store needs --append or --fresh")
+    again = r.add_mutually_exclusive_group()
+    again.add_argument("--append", action="store_true",
+                       help="continue from the state and counts in --store; inputs resume "
+                       "after the last committed record (nothing counts twice)")
+    again.add_argument("--fresh", action="store_true",
+                       help="replace the neurogate SQLite store at --store (never a file that "
+                       "is not one, never a server store)")
     r.add_argument("--flush-every", type=positive_int, default=500_000, metavar="N",
                    help="commit counts, input positions and state every N events")
     r.add_argument("--out", help="write flagged events (or all scores) to .jsonl/.csv, '-' stdout")
@@ -506,20 +531,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    args = build_parser().parse_args(argv)
+    return run_command(args, _dispatch, argv)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the command; user errors and a store lost mid-run become one line, exit code 2."""
     try:
         return int(args.func(args))
     except (CliError, ConfigError) as exc:
-        print(f"neurogate: error: {exc}", file=sys.stderr)
+        print_error(exc, args)
         return EXIT_ERROR
     except ConnectionError as exc:  # StoreUnavailable: nothing after the last commit is lost
-        print(f"neurogate: error: {exc}", file=sys.stderr)
+        print_error(exc, args)
         print("neurogate: counts and input positions are kept up to the last committed flush; "
               "rerun with --append to resume", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("neurogate: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

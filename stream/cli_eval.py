@@ -14,7 +14,6 @@ import argparse
 import functools
 import json
 import os
-import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -165,9 +164,11 @@ def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
         raise EvalError(str(exc)) from None
 
 
-def _fail(exc: Exception) -> int:
+def _fail(exc: Exception, args: argparse.Namespace) -> int:
     """Print a user error the way the neurogate CLI does; exit code 2."""
-    print(f"neurogate: error: {exc}", file=sys.stderr)
+    from stream.boundary import print_error
+
+    print_error(exc, args)
     return 2
 
 
@@ -182,7 +183,7 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
         try:
             return func(args)
         except (EvalError, ConfigError) as exc:
-            return _fail(exc)
+            return _fail(exc, args)
 
     return run
 

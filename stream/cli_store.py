@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from engine.counts import NCOLS
+from engine.redaction import redact_url
+from stream.boundary import Parser, print_error, run_command
 
 FORMAT = "neurogate.patterns/1"
 CHUNK_ROWS = 500_000
@@ -90,7 +92,7 @@ def _server_url(args: argparse.Namespace) -> str:
         raise StoreCommandError("give --store postgresql://... or set NEUROGATE_PG_URL")
     if not url.startswith(("postgresql://", "redis+postgresql://")):
         raise StoreCommandError(
-            f"{url}: db commands work on postgresql:// and redis+postgresql:// stores "
+            f"{redact_url(url)}: db commands work on postgresql:// and redis+postgresql:// stores "
             "(SQLite stores migrate themselves when opened)")
     return url
 
@@ -170,7 +172,8 @@ def _db_clear_cache(args: argparse.Namespace) -> int:
 
     url = _server_url(args)
     if not url.startswith("redis+"):
-        raise StoreCommandError(f"{url}: not a Redis-fronted store (redis+postgresql://...)")
+        raise StoreCommandError(f"{redact_url(url)}: not a Redis-fronted store "
+                                "(redis+postgresql://...)")
     with open_store(url) as store:
         assert isinstance(store, CachedStore)
         removed = store.clear_cache()
@@ -313,12 +316,13 @@ def _patterns_import(args: argparse.Namespace) -> int:
     header, summary = res["header"], res["summary"]
     if res["already"]:
         print(f"{args.file}: export {header['export_id']} was already imported into "
-              f"{args.store}; nothing to do (--again adds it once more)")
+              f"{redact_url(args.store)}; nothing to do (--again adds it once more)")
     else:
         t = summary["totals"]
         skipped = res["skipped"]
         resumed = f"; resumed after {skipped} of {summary['chunks']} chunks" if skipped else ""
-        print(f"imported {res['applied']:,} pattern rows from {args.file} into {args.store} "
+        print(f"imported {res['applied']:,} pattern rows from {args.file} into "
+              f"{redact_url(args.store)} "
               f"(export totals n={t[0]:,} n0={t[1]:,} n1={t[2]:,}{resumed})")
     return EXIT_OK
 
@@ -337,13 +341,13 @@ def _guard(fn: Any, args: argparse.Namespace) -> int:
         return int(fn(args))
     except (StoreCommandError, SchemaError, ValueError, OSError, psycopg.Error,
             redis.RedisError) as exc:
-        print(f"neurogate: error: {exc}", file=sys.stderr)
+        print_error(exc, args)
         return EXIT_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
     """A parser with only these commands (for ``python -m stream.cli_store`` and tests)."""
-    p = argparse.ArgumentParser(prog="neurogate", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="neurogate", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     register(sub)
     pt = sub.add_parser("patterns", help="pattern export and import")
@@ -352,8 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
-    return int(args.func(args))
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    args = build_parser().parse_args(argv)
+    return run_command(args, lambda a: int(a.func(a)), argv)
 
 
 if __name__ == "__main__":

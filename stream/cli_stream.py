@@ -19,7 +19,9 @@ from typing import Any
 
 from engine.config import ConfigError
 from engine.events import Event
+from engine.redaction import redact_url
 from stream.argtypes import positive_int
+from stream.boundary import Parser, print_error, run_command
 from stream.settings import WorkerSettings, load_settings
 
 EXIT_OK, EXIT_ERROR = 0, 2
@@ -196,7 +198,8 @@ def _preflight(settings: WorkerSettings, wait: float) -> None:
             open_store(settings.store).close()
             return
         except (ValueError, FileNotFoundError) as exc:
-            raise StreamCommandError(f"cannot open store {settings.store}: {exc}") from None
+            raise StreamCommandError(f"cannot open store {redact_url(settings.store)}: "
+                                     f"{exc}") from None
         except Exception as exc:
             if time.monotonic() > deadline:
                 raise StreamCommandError(f"store unavailable: {exc}") from None
@@ -208,7 +211,7 @@ def _file_events(args: argparse.Namespace, bad: list[Any]) -> tuple[Iterator[Eve
     """Events of the input files (bad records collected in ``bad``) and a total if known."""
     from itertools import chain
 
-    from stream.files import BadRecord, CsvOptions, count_lines, read_events
+    from stream.files import BadRecord, CsvOptions, count_lines, input_problem, read_events
 
     opts = CsvOptions(
         delimiter=args.delimiter, timestamp_column=args.timestamp_column,
@@ -219,11 +222,11 @@ def _file_events(args: argparse.Namespace, bad: list[Any]) -> tuple[Iterator[Eve
     total: int | None = 0
     for name in args.files:
         path = Path(name)
-        if name != "-" and not path.is_file():
-            raise StreamCommandError(f"input file not found: {name}")
+        if name != "-" and (problem := input_problem(path)) is not None:
+            raise StreamCommandError(problem)
         try:
             readers.append(read_events(path, fmt=args.format, csv=opts))
-        except (ValueError, FileNotFoundError) as exc:
+        except (ValueError, OSError) as exc:
             raise StreamCommandError(f"{name}: {exc}") from None
         lines = count_lines(path) if name != "-" else None
         total = None if total is None or lines is None else total + lines
@@ -381,7 +384,7 @@ def _guarded(fn: Any) -> Any:
         try:
             return int(fn(args))
         except (StreamCommandError, KafkaToolError, ConfigError, KafkaError, OSError) as exc:
-            print(f"neurogate: error: {exc}", file=sys.stderr)
+            print_error(exc, args)
             return EXIT_ERROR
 
     run.__doc__ = fn.__doc__
@@ -410,18 +413,15 @@ def _positive_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """A parser with only these commands (for ``python -m stream.cli_stream`` and tests)."""
-    p = argparse.ArgumentParser(prog="neurogate", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="neurogate", description=__doc__.split("\n\n")[0])
     register(p.add_subparsers(dest="command", required=True))
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
-    try:
-        return int(args.func(args))
-    except KeyboardInterrupt:
-        print("neurogate: interrupted", file=sys.stderr)
-        return 130
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    args = build_parser().parse_args(argv)
+    return run_command(args, lambda a: int(a.func(a)), argv)
 
 
 if __name__ == "__main__":

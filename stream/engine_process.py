@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engine.config import EngineConfig
+from engine.redaction import known_secrets, redact_url, redacting_logs, scrub
 from engine.stores import PatternStore, open_store
 from stream.metrics import Metrics
 from stream.settings import WorkerSettings
@@ -66,7 +67,7 @@ def open_stores(settings: WorkerSettings, metrics: Metrics,
             if give_up():
                 raise
             log.warning("store %s unavailable (%s); retrying in %.0f s",
-                        settings.store.split("@")[-1], exc, delay)
+                        redact_url(settings.store), exc, delay)
             time.sleep(delay)
             delay = min(30.0, delay * 2)
 
@@ -74,9 +75,11 @@ def open_stores(settings: WorkerSettings, metrics: Metrics,
 class LocalEngine:
     """The engine in the calling process (its methods run in the caller's engine thread)."""
 
-    def __init__(self, config: EngineConfig, settings: WorkerSettings) -> None:
-        self.metrics = Metrics(metrics_sources=settings.metrics_sources)
-        store, writer = open_stores(settings, self.metrics)
+    def __init__(self, config: EngineConfig, settings: WorkerSettings,
+                 give_up: Callable[[], bool] = lambda: False) -> None:
+        """``give_up``: stop waiting for an unreachable store (and raise its error)."""
+        self.metrics = Metrics(source_names=settings.metrics_source_names)
+        store, writer = open_stores(settings, self.metrics, give_up=give_up)
         self.proc = Processor(config, settings, store, self.metrics, commit_store=writer)
         self.url = store.url
         self._counting: threading.Thread | None = None
@@ -236,19 +239,27 @@ class EngineProcess:
 
 def _child_main(conn: Any, side: Any, config: EngineConfig, settings: WorkerSettings,
                 level: int) -> None:
-    """The child: open the stores, then serve calls until ``close`` or the parent goes away."""
+    """The child: open the stores, then serve calls until ``close`` or the parent goes away;
+    its log records and the errors it reports are scrubbed of the store's secrets."""
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    with redacting_logs(known_secrets([settings.store], os.environ)) as secrets:
+        _serve(conn, side, config, settings, secrets)
+
+
+def _serve(conn: Any, side: Any, config: EngineConfig, settings: WorkerSettings,
+           secrets: frozenset[str]) -> None:
     try:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-        engine = LocalEngine(config, settings)
+        parent = os.getppid()  # a worker killed while the store is down: stop retrying
+        engine = LocalEngine(config, settings, give_up=lambda: os.getppid() != parent)
         # what is loaded by now (torch, numba, the stores) lives as long as the process: keep
         # it out of the cycle collector's full passes, which otherwise walk it again and again
         gc.freeze()
     except Exception as exc:
         log.exception("the engine process could not start")
-        conn.send((False, f"starting the engine: {type(exc).__name__}: {exc}"))
+        conn.send((False, scrub(f"starting the engine: {type(exc).__name__}: {exc}", secrets)))
         return
     conn.send((True, None))
 
@@ -282,12 +293,12 @@ def _child_main(conn: Any, side: Any, config: EngineConfig, settings: WorkerSett
                 conn.send((True, None))
             except Exception as exc:
                 log.exception("closing the engine failed")
-                conn.send((False, f"closing: {type(exc).__name__}: {exc}"))
+                conn.send((False, scrub(f"closing: {type(exc).__name__}: {exc}", secrets)))
             return
         try:
             result = calls[name](*args)
         except Exception as exc:
             log.exception("engine call %s failed", name)
-            conn.send((False, f"{name}: {type(exc).__name__}: {exc}"))
+            conn.send((False, scrub(f"{name}: {type(exc).__name__}: {exc}", secrets)))
             continue
         conn.send((True, result))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv as _csv
 import dataclasses
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -25,9 +26,10 @@ from engine.events import (
     parse_timestamp,
 )
 
-__all__ = ["BadRecord", "CsvOptions", "count_lines", "read_events"]
+__all__ = ["BadRecord", "CsvOptions", "count_lines", "input_problem", "read_events"]
 
 RAW_LIMIT = 200
+MAX_HEADER_BYTES = 1 << 20  # a longer first line is not a header row (e.g. a one-line 50 MB file)
 SAMPLE_ROWS = 50  # data rows inspected to decide which columns are numeric
 TIMESTAMP_NAMES = ("timestamp", "ts", "time", "date", "datetime")
 _FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -55,6 +57,22 @@ class CsvOptions:
     source_column: str | None = None
     label_column: str | None = None
     id_column: str | None = None
+
+
+def input_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as an input file, or None if it can."""
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return f"input is a directory, not a file: {path}"
+    if not path.exists():
+        return f"input file not found: {path}"
+    return f"input is not a regular file: {path}"
+
+
+def _undecodable(text: str) -> bool:
+    """Whether ``text`` holds bytes that were not UTF-8 (read with ``surrogateescape``)."""
+    return any("\udc80" <= c <= "\udcff" for c in text)
 
 
 def _format_of(path: Path, fmt: str | None) -> str:
@@ -103,8 +121,9 @@ def read_events(
         if kind != "jsonl":
             raise ValueError("stdin ('-') is read as JSONL only; write CSV to a file first")
         return _read_jsonl(sys.stdin.buffer, "-", None)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
+    problem = input_problem(path)
+    if problem is not None:
+        raise (FileNotFoundError if not path.exists() else ValueError)(problem)
     if kind == "jsonl":
         return _jsonl_file(path)
     opts = csv or CsvOptions()
@@ -115,8 +134,8 @@ def read_events(
 
 def _jsonl_file(path: Path) -> Iterator[Event | BadRecord]:
     """Open a JSONL file and stream it (kept apart so `read_events` validates eagerly)."""
-    with path.open("rb") as f:
-        yield from _read_jsonl(f, str(path), path.stem)
+    with path.open("rb") as f:  # a file name that is not UTF-8 names no source
+        yield from _read_jsonl(f, str(path), None if _undecodable(path.stem) else path.stem)
 
 
 def _read_jsonl(
@@ -142,9 +161,9 @@ def _read_jsonl(
 
 def _raw(line: bytes | str) -> str:
     """The offending input, decoded leniently, without its line ending, cut to RAW_LIMIT chars."""
-    if isinstance(line, bytes):
-        line = line[: RAW_LIMIT * 4].decode("utf-8", "replace")
-    return line.rstrip("\r\n")[:RAW_LIMIT]
+    if isinstance(line, str):
+        line = line.encode("utf-8", "surrogateescape")
+    return line[: RAW_LIMIT * 4].decode("utf-8", "replace").rstrip("\r\n")[:RAW_LIMIT]
 
 
 @dataclass(frozen=True)
@@ -163,8 +182,9 @@ class _CsvPlan:
 
 
 def _open_csv(path: Path) -> IO[str]:
-    """Open for the csv module: BOM-tolerant UTF-8, bad bytes replaced (the row then fails)."""
-    return path.open(newline="", encoding="utf-8-sig", errors="replace")
+    """Open for the csv module: BOM-tolerant UTF-8; bytes that are not UTF-8 are kept apart
+    (``surrogateescape``): replacing them would make "caf\\xe9" and "caf\\xe8" one source."""
+    return path.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
 
 
 def _rows(f: IO[str], delimiter: str) -> Iterator[tuple[int, list[str] | str]]:
@@ -194,16 +214,22 @@ def _is_number(cell: str) -> bool:
 
 def _plan_csv(path: Path, opts: CsvOptions) -> _CsvPlan:
     """Read the header and a sample of rows; resolve and check every column choice."""
+    with path.open("rb") as raw:
+        if len(raw.readline(MAX_HEADER_BYTES + 1)) > MAX_HEADER_BYTES:
+            raise ValueError(f"{path}: the first line is longer than {MAX_HEADER_BYTES:,} bytes, "
+                             "too long for a header row (is it a CSV file? check the delimiter)")
     with _open_csv(path) as f:
         rows = _rows(f, opts.delimiter)
         first = next(rows, None)
-        while first is not None and isinstance(first[1], str):
-            first = next(rows, None)
         if first is None:
             raise ValueError(f"{path} is empty: expected a header row with column names")
+        if isinstance(first[1], str):
+            raise ValueError(f"{path}: cannot read the header row (line {first[0]}): {first[1]}")
         header = [h.strip() for h in first[1]]
         sample = [r for _, r in islice(rows, SAMPLE_ROWS) if not isinstance(r, str)]
-    dupes = sorted({h for h in header if header.count(h) > 1})
+    if any(_undecodable(h) for h in header):
+        raise ValueError(f"{path}: the header row is not valid UTF-8; save the file as UTF-8")
+    dupes = sorted(h for h, n in Counter(header).items() if n > 1)
     if dupes:
         raise ValueError(f"{path}: duplicate column names {dupes}; rename them")
     lower = {h.lower(): i for i, h in reversed(list(enumerate(header)))}
@@ -247,6 +273,9 @@ def _plan_csv(path: Path, opts: CsvOptions) -> _CsvPlan:
                 "CsvOptions(value_columns=...) or check the delimiter"
             )
     order = sorted(set(values), key=header.__getitem__)
+    if source is None and _undecodable(path.stem):
+        raise ValueError(f"{path}: the file name is not valid UTF-8 and names the source; "
+                         "rename the file or add a source column")
     return _CsvPlan(
         delimiter=opts.delimiter,
         ncols=len(header),
@@ -344,6 +373,9 @@ def _cell_source(cell: str) -> str:
     if not source:
         raise BadEvent("missing_field", "empty source cell")
     if len(source) > MAX_SOURCE_LEN or not source.isprintable():
+        if _undecodable(source):
+            raise BadEvent("bad_encoding", "source is not valid UTF-8: "
+                           f"{source.encode('utf-8', 'surrogateescape')[:40]!r}")
         raise BadEvent(
             "bad_type",
             f"source must be 1..{MAX_SOURCE_LEN} printable characters, got {cell[:40]!r}",
@@ -356,6 +388,9 @@ def _cell_id(cell: str) -> str | None:
     ident = cell.strip()
     if len(ident) > MAX_ID_LEN:
         raise BadEvent("oversized", f"id is longer than {MAX_ID_LEN} characters")
+    if not ident.isprintable() and _undecodable(ident):
+        raise BadEvent("bad_encoding", "id is not valid UTF-8: "
+                       f"{ident.encode('utf-8', 'surrogateescape')[:40]!r}")
     return ident or None
 
 

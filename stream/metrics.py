@@ -4,9 +4,9 @@ Names follow the Prometheus conventions: one ``neurogate_`` prefix, base units (
 ``_total`` for counters, ``_info`` for metadata gauges. Every label has a bounded value set:
 ``topic`` (the configured topics), ``status`` (scored, warming, rejected), ``reason`` (the
 ``engine.events.REASONS`` set), ``outcome`` (label outcomes), ``operation`` (store calls),
-``result`` (hit, miss), ``partition`` (the topic's partitions) and ``source``, which is capped:
-the first ``metrics_sources`` sources a worker sees get their own value, all others share
-``other``.
+``result`` (hit, miss), ``partition`` (the topic's partitions) and ``source``: the sources named
+in ``worker.metrics_source_names`` keep their name, every other source is ``other``, so the set
+is the same on every worker and after every restart (at most that many names plus one).
 
 Counters that the stores already keep (cache hits, Redis errors, PostgreSQL retries) are read at
 scrape time by a collector instead of being counted twice; per-event latencies are observed in
@@ -20,6 +20,7 @@ import platform
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import metadata
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -36,13 +37,15 @@ from prometheus_client.registry import Collector
 
 from engine.events import REASONS
 
-__all__ = ["EXPORTED", "LATENCY_BUCKETS", "BulkHistogram", "Metrics", "SourceLabels",
-           "all_reasons"]
+__all__ = ["EXPORTED", "LATENCY_BUCKETS", "SCORE_BUCKETS", "BulkHistogram", "Metrics",
+           "SourceLabels", "all_reasons"]
 
 OTHER = "other"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SIZE_BUCKETS = (1, 10, 100, 1_000, 10_000, 100_000)
+SCORE_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.93, 0.95, 0.97, 0.99, 1.0)  # dense near thresholds
+STORE_OPERATIONS = ("commit", "open", "stats")
 
 # Every series the worker exports (histograms as their base name); tests check that the
 # dashboard and the alert rules use nothing else.
@@ -53,6 +56,7 @@ EXPORTED = (
     "neurogate_messages_skipped_total",
     "neurogate_events_total",
     "neurogate_events_flagged_total",
+    "neurogate_event_score",
     "neurogate_deadletter_records_total",
     "neurogate_labels_total",
     "neurogate_batch_duration_seconds",
@@ -77,34 +81,51 @@ EXPORTED = (
 
 class BulkHistogram(Collector):
     """A histogram fed with whole numpy arrays (``observe_many``); thread-safe, exposed like a
-    ``prometheus_client.Histogram`` (cumulative ``le`` buckets, ``_sum``, ``_count``)."""
+    ``prometheus_client.Histogram`` (cumulative ``le`` buckets, ``_sum``, ``_count``). With a
+    ``label`` (its ``values``: a fixed list, all exported from the start), ``observe_many``
+    takes each value's row: its label value's position in ``values`` (or one for all)."""
 
-    def __init__(self, name: str, documentation: str, buckets: Iterable[float]) -> None:
+    def __init__(self, name: str, documentation: str, buckets: Iterable[float],
+                 label: str | None = None, values: Sequence[str] = ()) -> None:
         self.name = name
         self.documentation = documentation
         self.bounds = np.array(sorted(buckets), dtype=np.float64)
-        self._counts = np.zeros(self.bounds.size + 1, dtype=np.int64)  # last: > max bound
-        self._sum = 0.0
+        self.label = label
+        self.values = list(values) if label else [""]
+        # one row per label value; last column: above the largest bound
+        self._counts = np.zeros((len(self.values), self.bounds.size + 1), dtype=np.int64)
+        self._sums = np.zeros(len(self.values))
         self._lock = threading.Lock()
 
-    def observe_many(self, values: np.ndarray) -> None:
+    def observe_many(self, values: np.ndarray, rows: np.ndarray | int = 0) -> None:
         values = np.asarray(values, dtype=np.float64)
         if not values.size:
             return
         slots = np.searchsorted(self.bounds, values, side="left")  # value <= bound
-        counts = np.bincount(slots, minlength=self.bounds.size + 1)
+        if isinstance(rows, int):
+            cells = np.bincount(slots, minlength=self.bounds.size + 1)
+            with self._lock:
+                self._counts[rows] += cells
+                self._sums[rows] += float(values.sum())
+            return
+        cells = np.bincount(rows * (self.bounds.size + 1) + slots, minlength=self._counts.size)
+        sums = np.bincount(rows, weights=values, minlength=len(self.values))
         with self._lock:
-            self._counts += counts
-            self._sum += float(values.sum())
+            self._counts += cells.reshape(self._counts.shape)
+            self._sums += sums
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         with self._lock:
-            cumulative = np.cumsum(self._counts)
-            total = self._sum
-        buckets = [(_le(b), float(c)) for b, c in zip(self.bounds, cumulative[:-1], strict=True)]
-        buckets.append(("+Inf", float(cumulative[-1])))
-        yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets,
-                                    sum_value=total)
+            cumulative = np.cumsum(self._counts, axis=1)
+            sums = self._sums.copy()
+        family = HistogramMetricFamily(self.name, self.documentation,
+                                       labels=[self.label] if self.label else None)
+        for i, value in enumerate(self.values):
+            buckets = [(_le(b), float(c)) for b, c in zip(self.bounds, cumulative[i, :-1],
+                                                          strict=True)]
+            buckets.append(("+Inf", float(cumulative[i, -1])))
+            family.add_metric([value] if self.label else [], buckets, float(sums[i]))
+        yield family
 
 
 def _le(bound: float) -> str:
@@ -112,29 +133,26 @@ def _le(bound: float) -> str:
 
 
 class SourceLabels:
-    """Bounded ``source`` label values: the first ``cap`` sources seen keep their name."""
+    """``source`` label values: the configured names keep theirs, every other source is
+    ``other``; the same set on every worker, in any order of arrival, after any restart."""
 
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self._names: dict[str, str] = {}
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self.names = frozenset(names) - {OTHER}
+        self.values = [*sorted(self.names), OTHER]  # every value the label can take
+        self.rows = {name: i for i, name in enumerate(self.values)}
 
     def __call__(self, source: str) -> str:
-        name = self._names.get(source)
-        if name is None:
-            name = source if len(self._names) < self.cap else OTHER
-            if len(self._names) < self.cap * 4:  # remember a few "other"s: cheaper next time
-                self._names[source] = name
-        return name
+        return source if source in self.names else OTHER
 
 
 class Metrics:
     """The worker's metrics in their own registry (several workers can live in one test)."""
 
-    def __init__(self, *, metrics_sources: int = 50,
+    def __init__(self, *, source_names: Iterable[str] = (),
                  registry: CollectorRegistry | None = None) -> None:
         disable_created_metrics()  # process-wide: *_created series would double every counter
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.source_label = SourceLabels(metrics_sources)
+        self.source_label = SourceLabels(source_names)
         r = self.registry
         self.build_info = Gauge("neurogate_build_info", "neurogate and Python version",
                                 ["version", "python"], registry=r)
@@ -150,6 +168,15 @@ class Metrics:
         self.flagged = Counter("neurogate_events_flagged_total",
                                "Events flagged and published as anomalies", ["source"],
                                registry=r)
+        self.scores = BulkHistogram("neurogate_event_score",
+                                    "Scores of the scored events (0..1; flagged from the "
+                                    "threshold up)", SCORE_BUCKETS, "source",
+                                    self.source_label.values)
+        r.register(self.scores)
+        for name in self.source_label.values:  # every series from the start: rates work
+            self.flagged.labels(name)
+            for status in _STATUS:
+                self.events.labels(name, status)
         self.deadletters = Counter("neurogate_deadletter_records_total",
                                    "Records sent to the dead-letter topic", ["reason"],
                                    registry=r)
@@ -172,6 +199,8 @@ class Metrics:
         self.store_errors = Counter("neurogate_store_errors_total",
                                     "Store calls that failed after their retries",
                                     ["operation"], registry=r)
+        for operation in STORE_OPERATIONS:  # at 0 from start-up: increase() sees the first one
+            self.store_errors.labels(operation)
         self.last_commit = Gauge("neurogate_last_commit_timestamp_seconds",
                                  "Unix time of the last successful store commit", registry=r)
         self.partitions = Gauge("neurogate_partitions_assigned",
@@ -193,18 +222,23 @@ class Metrics:
         """The text exposition format of every metric."""
         return generate_latest(self.registry)
 
-    def count_events(self, sources: Sequence[str], status: np.ndarray,
-                     flagged: np.ndarray) -> None:
-        """Per-source event and flag counters for one scored batch (status codes as in
-        ``BatchResult.STATUS``)."""
-        if self.source_label.cap == 0:
+    def count_events(self, sources: Sequence[str], status: np.ndarray, flagged: np.ndarray,
+                     scores: np.ndarray) -> None:
+        """Per-source event and flag counters and score histograms for one scored batch
+        (status codes as in ``BatchResult.STATUS``)."""
+        scored = status == 0
+        label = self.source_label
+        if not label.names or label.names.isdisjoint(sources):  # all "other": no per-event work
             for code, n in enumerate(np.bincount(status, minlength=3)):
                 if n:
                     self.events.labels(OTHER, _STATUS[code]).inc(int(n))
             if flagged.any():
                 self.flagged.labels(OTHER).inc(int(flagged.sum()))
+            self.scores.observe_many(scores[scored], len(label.values) - 1)
             return
-        label = self.source_label
+        rows = np.fromiter(map(label.rows.get, sources, repeat(len(label.values) - 1)),
+                           np.int64, len(sources))
+        self.scores.observe_many(scores[scored], rows[scored])
         tally: collections.Counter[tuple[str, int]] = collections.Counter()
         # count (source, status) pairs in C first: one label lookup per source, not per event
         pairs: Iterable[tuple[tuple[str, int], int]] = (

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
+from engine.redaction import redact_url
 
 __all__ = ["CONFIG_ENV", "WorkerSettings", "load_settings"]
 
 CONFIG_ENV = "NEUROGATE_CONFIG"  # path of the TOML file when no --config is given
 _WORKER_ENV = "NEUROGATE_WORKER__"
 _STORE_SCHEMES = ("memory://", "sqlite:///", "postgresql://", "redis+postgresql://")
+MAX_METRICS_SOURCES = 1000
 
 
 @dataclass(frozen=True)
@@ -42,21 +44,25 @@ class WorkerSettings:
     batch_within: float = 0.05  # seconds a micro-batch waits to fill up
     commit_interval: float = 5.0  # seconds between store commits (then Kafka offsets advance)
     commit_events: int = 200_000  # events of one partition that force a commit sooner
-    store: str = "redis+postgresql://neurogate@localhost:5432/neurogate"
+    store: str = field(default="redis+postgresql://neurogate@localhost:5432/neurogate",
+                       repr=False)  # may hold passwords: not in reprs
     preload_limit: int = 0  # load all counts if the store has <= N keys (0: only an empty store
     # counts as complete; -1: always read unknown keys from the store, e.g. for scope="global")
     max_message_bytes: int = 1_000_000  # larger messages are dead-lettered as "oversized"
     deadletter_raw_bytes: int = 65_536  # the "raw" copy in a dead-letter record is cut to this
     web_enabled: bool = True
-    web_host: str = "0.0.0.0"
+    web_host: str = "127.0.0.1"  # this host only; "0.0.0.0" (all interfaces) for a scraper
     web_port: int = 6066  # /metrics, /healthz, /ready
     session_timeout: float = 30.0  # Kafka consumer-group session timeout, seconds
     heartbeat_interval: float = 3.0
     max_poll_records: int = 5000
     fetch_max_wait: float = 0.05  # seconds a fetch may wait for data (faust hard-codes 1.5)
-    metrics_sources: int = 50  # sources with their own metric label; the rest are "other"
+    metrics_source_names: tuple[str, ...] = ()  # sources with their own metric label (the
+    # same on every worker and restart); every other source is "other"
     store_stats_interval: float = 60.0  # seconds between store size reads (0 = never)
     stall_timeout: float = 300.0  # /healthz fails when one batch or commit takes longer
+    fatal_exit_delay: float = 15.0  # seconds /metrics is still served after a fatal error, so
+    # that a scrape (every 10 s in ops/prometheus) sees the error counters before the exit
     torch_threads: int = 1
     engine_process: bool = True  # the engine in its own process: faust and engine get a core each
     log_level: str = "info"
@@ -84,15 +90,19 @@ class WorkerSettings:
         if self.heartbeat_interval * 3 > self.session_timeout:
             raise ConfigError("worker.heartbeat_interval must be at most a third of "
                               f"worker.session_timeout ({self.session_timeout} s)")
-        if not 0 <= self.store_stats_interval < math.inf:
-            raise ConfigError("worker.store_stats_interval must be >= 0 seconds")
-        if self.metrics_sources < 0 or self.preload_limit < -1:
-            raise ConfigError("worker.metrics_sources must be >= 0 and worker.preload_limit "
-                              ">= -1")
+        for name in ("store_stats_interval", "fatal_exit_delay"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ConfigError(f"worker.{name} must be >= 0 seconds, got "
+                                  f"{getattr(self, name)}")
+        if self.preload_limit < -1:
+            raise ConfigError(f"worker.preload_limit must be >= -1, got {self.preload_limit}")
+        if len(self.metrics_source_names) > MAX_METRICS_SOURCES:
+            raise ConfigError(f"worker.metrics_source_names names {len(self.metrics_source_names)}"
+                              f" sources; at most {MAX_METRICS_SOURCES} (each is a set of series)")
         if not 1 <= self.web_port <= 65535:
             raise ConfigError(f"worker.web_port must be 1..65535, got {self.web_port}")
         if not self.store.startswith(_STORE_SCHEMES):
-            raise ConfigError(f"worker.store {self.store!r} must start with one of "
+            raise ConfigError(f"worker.store {redact_url(self.store)!r} must start with one of "
                               f"{list(_STORE_SCHEMES)}")
         for server in self.bootstrap.split(","):
             host, sep, port = server.strip().rpartition(":")

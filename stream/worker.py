@@ -249,7 +249,7 @@ class Processor:
         self.store = store
         self.commit_store = commit_store if commit_store is not None else store
         self.metrics = metrics if metrics is not None else Metrics(
-            metrics_sources=settings.metrics_sources)
+            source_names=settings.metrics_source_names)
         self.parts: dict[int, PartitionState] = {}
         self.active: set[int] = set()
         self.topics = tuple(t for t in (settings.events_topic, settings.labels_topic) if t)
@@ -435,7 +435,7 @@ class Processor:
             rec["origin"] = {"topic": r.topic, "partition": r.partition, "offset": r.offset,
                              "index": k}
             out.anomalies.append((batch.sources[i].encode(), orjson.dumps(rec)))
-        self.metrics.count_events(batch.sources, res.status, res.flagged)
+        self.metrics.count_events(batch.sources, res.status, res.flagged, res.score)
         return len(batch)
 
     def _learn(self, st: PartitionState, recs: list[Record], out: Output) -> None:

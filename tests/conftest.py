@@ -3,8 +3,10 @@ anomalies of known kinds."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,3 +82,12 @@ def fast_config() -> EngineConfig:
 @pytest.fixture(scope="session")
 def planted() -> Planted:
     return seasonal_stream()
+
+
+def foreign_sqlite(path: Path) -> bytes:
+    """Another application's SQLite database (a customers table) at ``path``; its bytes."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("INSERT INTO customers VALUES (1, 'Ada')")
+    db.close()
+    return path.read_bytes()

@@ -106,6 +106,7 @@ class StreamEnv:
             "deadletter_topic": self.topic("deadletter"), "partitions": self.partitions,
             "store": self.store, "session_timeout": 6.0, "heartbeat_interval": 1.0,
             "commit_interval": 0.5, "batch_within": 0.05, "store_stats_interval": 1.0,
+            "fatal_exit_delay": 0.0,
             **self.worker,
         }
 
@@ -143,16 +144,18 @@ class WorkerProcess:
     """``neurogate worker`` in a subprocess with its own web port and log file."""
 
     def __init__(self, env: StreamEnv, name: str = "w",
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, args: Sequence[str] = ()) -> None:
         self.env = env
         self.extra_env = extra_env or {}
+        self.args = list(args)  # after the defaults: a repeated option wins
         self.port = free_port()
         self.log_path = env.tmp / f"{env.prefix}-{name}-{uuid.uuid4().hex[:4]}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         cmd = [sys.executable, "-m", "stream.cli_stream", "worker", "--config",
-               str(self.env.config_file()), "--web-port", str(self.port), "--wait", "30"]
+               str(self.env.config_file()), "--web-port", str(self.port), "--wait", "30",
+               *self.args]
         environ = {k: v for k, v in os.environ.items() if not k.startswith("NEUROGATE_WORKER__")}
         environ.update(self.extra_env)
         self._log = self.log_path.open("wb")

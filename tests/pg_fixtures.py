@@ -222,20 +222,23 @@ class RedisServer:
     """A private redis-server on a free port that tests may stop (SIGKILL) and start again, or
     pause (SIGSTOP: it keeps its data and its connections, and answers nothing) and resume."""
 
-    def __init__(self) -> None:
+    def __init__(self, password: str | None = None) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             _unavailable("redis-server binary", FileNotFoundError("redis-server"))
         self.exe = str(exe)
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
+             "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         r = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)

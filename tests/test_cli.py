@@ -18,6 +18,7 @@ import pytest
 
 from engine.stores import SQLiteStore, totals
 from stream.cli import Writer, main
+from tests.conftest import foreign_sqlite
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000
@@ -172,11 +173,11 @@ def test_record_then_expect(cli: Cli, tmp_path: Path, series: Path) -> None:
     assert {tuple(r) for r in recorded} == {("source", "ts", "id", "score")}
     assert ts(SPIKE) in [r["ts"] for r in recorded]
 
-    same = cli("run", str(series), "--store", "p.db", "--expect", str(golden), *FAST)
+    same = cli("run", str(series), "--store", "p.db", "--fresh", "--expect", str(golden), *FAST)
     assert same.code == 0 and "flags match" in same.err
 
     write_csv(series, series_values(spike=SPIKE + 20))
-    moved = cli("run", str(series), "--store", "p.db", "--expect", str(golden), *FAST)
+    moved = cli("run", str(series), "--store", "p.db", "--fresh", "--expect", str(golden), *FAST)
     assert moved.code == 1
     assert "FLAGS DIFFER from" in moved.err
     assert f"- missing flag  source=series ts={float(ts(SPIKE))!r} id=None" in moved.err
@@ -221,6 +222,18 @@ def test_malformed_rows_are_reported_with_line_numbers(cli: Cli, tmp_path: Path)
     assert [r["score"] for r in records] == [r["score"] for r in read_jsonl(tmp_path / "c.jsonl")]
 
 
+def test_a_run_where_every_record_is_bad_exits_1(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"source,timestamp,value\ncaf\xe9,1,1\ncaf\xe8,2,2\nx,3,oops\n")
+    res = cli("run", str(path), "--store", "memory://", *FAST)
+    assert res.code == 1
+    assert "bad input   3 (bad_encoding 2, bad_type 1)" in res.err
+    assert res.err.strip().splitlines()[-1] == (
+        "neurogate: error: every input record was bad (3, listed above); nothing was scored")
+    empty = write_csv(tmp_path / "empty.csv", [])  # no record at all is not a bad run
+    assert cli("run", str(empty), "--store", "memory://", *FAST).code == 0
+
+
 def test_out_of_order_rows_are_listed_as_rejected_events(cli: Cli, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "late.csv", series_values(), extra={120: f"{ts(5)},1.0"})
     res = cli("run", str(path), "--store", "memory://", *FAST)
@@ -232,6 +245,8 @@ def test_out_of_order_rows_are_listed_as_rejected_events(cli: Cli, tmp_path: Pat
     ("args", "message"),
     [
         (["run", "missing.csv"], "input file not found: missing.csv"),
+        (["run", "{dir}"], "input is a directory, not a file: "),
+        (["train", "{dir}", "--out", "x.pt"], "input is a directory, not a file: "),
         (["run", "{series}", "--set", "threshold=abc"], "threshold must be float, got 'abc'"),
         (["run", "{series}", "--set", "no_such=1"], "unknown setting 'no_such'"),
         (["run", "{series}", "--set", "threshold"], "--set expects KEY=VALUE"),
@@ -240,7 +255,9 @@ def test_out_of_order_rows_are_listed_as_rejected_events(cli: Cli, tmp_path: Pat
         (["run", "{series}", "--out", "no/dir/x.jsonl"], "output directory does not exist"),
         (["run", "{series}", "--store", "no/dir/p.db"], "does not exist"),
         (["run", "{series}", "--store", "postgres://x"], "unsupported store URL"),
-        (["run", "{series}", "--store", "{series}", "--append"], "not a usable neurogate"),
+        (["run", "{series}", "--store", "{series}", "--append"], "not a neurogate pattern store"),
+        (["run", "{series}", "--store", "{series}", "--fresh"], "refusing to replace it"),
+        (["run", "{series}", "--store", "postgresql://u@h/db", "--fresh"], "never wiped"),
         (["run", "{series}", "--expect", "absent.jsonl"], "golden file not found"),
         (["explain", "absent.jsonl"], "results file not found"),
         (["explain", "{series}"], "not a JSON line"),
@@ -251,7 +268,9 @@ def test_out_of_order_rows_are_listed_as_rejected_events(cli: Cli, tmp_path: Pat
 def test_user_errors_exit_2_with_one_clear_line(
     cli: Cli, series: Path, args: list[str], message: str
 ) -> None:
-    argv = [a.replace("{series}", str(series)) for a in args]
+    (series.parent / "inputs").mkdir(exist_ok=True)
+    argv = [a.replace("{series}", str(series)).replace("{dir}", str(series.parent / "inputs"))
+            for a in args]
     if argv[0] == "run" and "--store" not in argv:
         argv += ["--store", "memory://"]
     res = cli(*argv, *(FAST if argv[0] == "run" else ()))
@@ -369,12 +388,44 @@ def test_append_resumes_after_the_last_committed_record(cli: Cli, tmp_path: Path
     assert store_contents(tmp_path / "p.db") == store_contents(tmp_path / "full.db")
 
 
-def test_without_append_the_store_is_recreated(cli: Cli, tmp_path: Path, series: Path) -> None:
-    assert cli("run", str(series), "--store", "p.db", *FAST).code == 0
-    once = store_contents(tmp_path / "p.db")
-    assert once
-    assert cli("run", str(series), "--store", "p.db", *FAST).code == 0
-    assert store_contents(tmp_path / "p.db") == once
+def test_an_existing_store_needs_append_or_fresh(cli: Cli, tmp_path: Path, series: Path) -> None:
+    """A plain run never replaces a store, the default ./neurogate.db included: it says which
+    flag to pass; --fresh replaces it."""
+    for store in ("p.db", None):
+        where = ("--store", store) if store else ()
+        path = tmp_path / (store or "neurogate.db")
+        assert cli("run", str(series), *where, *FAST).code == 0
+        once = store_contents(path)
+        assert once
+        again = cli("run", str(series), *where, *FAST)
+        assert again.code == 2 and "Traceback" not in again.err
+        assert again.err.strip().splitlines() == [
+            f"neurogate: error: --store {path.name} already holds a neurogate pattern store; "
+            "pass --append to continue from it, or --fresh to replace it"]
+        assert store_contents(path) == once
+        assert cli("run", str(series), *where, "--fresh", *FAST).code == 0
+        assert store_contents(path) == once  # recreated: the same counts, not twice them
+    with pytest.raises(SystemExit) as both:
+        main(["run", str(series), "--append", "--fresh"])
+    assert both.value.code == 2
+
+
+@pytest.mark.parametrize("flags", [(), ("--fresh",), ("--append",)], ids=["plain", "fresh",
+                                                                          "append"])
+def test_another_applications_database_is_never_used(
+    cli: Cli, tmp_path: Path, series: Path, flags: tuple[str, ...]
+) -> None:
+    """A SQLite file that is not a neurogate store (here a customers table) is refused with
+    one clear line, whatever the flag, and left byte for byte as it was."""
+    crm = tmp_path / "crm.db"
+    before = foreign_sqlite(crm)
+    res = cli("run", str(series), "--store", str(crm), *flags, *FAST)
+    assert res.code == 2 and "Traceback" not in res.err
+    (line,) = res.err.strip().splitlines()
+    assert line.startswith(f"neurogate: error: --store {crm} is not a neurogate pattern store "
+                           "(another SQLite database (tables: ['customers']))")
+    assert crm.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crm.db", "series.csv"]
 
 
 def test_append_with_another_configuration_is_refused(
@@ -420,6 +471,21 @@ def test_console_script_matches_the_in_process_run(cli: Cli, tmp_path: Path, ser
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "proc.jsonl").read_text() == (tmp_path / "inproc.jsonl").read_text()
     assert "scored      350   warming 50" in proc.stderr
+
+
+def test_make_demo_runs_twice_in_a_row(tmp_path: Path) -> None:
+    """The Makefile's demo command (on a shorter demo) succeeds again on its own store, and
+    leaves a user's ./neurogate.db alone."""
+    recipe = (REPO / "Makefile").read_text().split("\ndemo:")[1].split("\n\n")[0]
+    (command,) = [line.strip() for line in recipe.splitlines()[1:] if "neurogate run" in line]
+    exe = Path(sys.executable).with_name("neurogate")
+    argv = [str(exe), *command.split()[1:], "--demo-length", "300", "--demo-sources", "2", *FAST]
+    (tmp_path / "neurogate.db").write_bytes(b"the user's own store")
+    for _ in range(2):
+        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True,
+                              env=subprocess_env(), timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "neurogate.db").read_bytes() == b"the user's own store"
 
 
 def test_module_reads_jsonl_from_stdin_and_fails_cleanly(tmp_path: Path) -> None:

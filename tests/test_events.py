@@ -23,6 +23,7 @@ from engine.events import (
     event_from_dict,
     event_to_dict,
     events_from_json,
+    message_events,
     parse_timestamp,
 )
 
@@ -209,7 +210,7 @@ def test_bad_event_contract() -> None:
     assert (copy.reason, copy.message, copy.index) == ("bad_json", "broken", 3)
     with pytest.raises(ValueError, match="unknown BadEvent reason"):
         BadEvent("whatever", "x")
-    assert len(set(REASONS)) == len(REASONS) == 11
+    assert len(set(REASONS)) == len(REASONS) == 12
 
 
 # --- events_from_json -------------------------------------------------------------------------
@@ -220,7 +221,6 @@ def test_single_object_and_array() -> None:
     assert one == [Event("a", 1.0, (2.0,))]
     many = events_from_json('[{"source":"a","ts":1,"value":2},{"source":"b","ts":2,"value":3}]')
     assert [e.source for e in many] == ["a", "b"]
-    assert events_from_json("[]") == []
 
 
 def test_default_source_applies_to_messages() -> None:
@@ -241,13 +241,16 @@ def test_default_source_applies_to_messages() -> None:
         (b"3", "not_an_object"),
         (b'"text"', "not_an_object"),
         (b"[3]", "not_an_object"),
+        (b"[]", "not_an_object"),  # no event: said so, not dropped silently
+        (b" [ ] ", "not_an_object"),
         (b'{"source":"a","ts":1}', "missing_field"),
     ],
 )
 def test_events_from_json_rejects(raw: bytes, reason: str) -> None:
-    with pytest.raises(BadEvent) as info:
-        events_from_json(raw, max_bytes=10**6)
-    assert info.value.reason == reason
+    for parse in (events_from_json, batch_from_json, message_events):
+        with pytest.raises(BadEvent) as info:
+            parse(raw, max_bytes=10**6)
+        assert info.value.reason == reason
 
 
 def test_oversized_counts_bytes_not_characters() -> None:

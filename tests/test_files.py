@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from engine.events import Event
-from stream.files import BadRecord, CsvOptions, count_lines, read_events
+from stream.files import (
+    MAX_HEADER_BYTES,
+    BadRecord,
+    CsvOptions,
+    count_lines,
+    input_problem,
+    read_events,
+)
 
 T0 = datetime(2014, 7, 1, tzinfo=UTC).timestamp()
 
@@ -138,6 +145,24 @@ def test_bom_crlf_quotes_and_bad_bytes(tmp_path: Path) -> None:
     assert [(b.line, b.reason) for b in bad] == [(3, "bad_type")]
 
 
+def test_sources_that_are_not_utf8_are_rejected_not_merged(tmp_path: Path) -> None:
+    """Latin-1 "café" and "cafè" used to be read as one source "caf\ufffd"; their rows (and an
+    id that is not UTF-8) are now bad_encoding records, the other rows go on."""
+    p = tmp_path / "latin1.csv"
+    p.write_bytes(b"source,timestamp,value,id\ncaf\xe9,1,1,a\ncaf\xe8,2,2,b\ncafe,3,3,c\n"
+                  b"cafe,4,4,\xff\n")
+    events, bad = split(read_events(p))
+    assert [(e.source, e.values) for e in events] == [("cafe", (3.0,))]
+    assert [(b.line, b.reason) for b in bad] == [(2, "bad_encoding"), (3, "bad_encoding"),
+                                                 (5, "bad_encoding")]
+    assert bad[0].message == "source is not valid UTF-8: b'caf\\xe9'"
+    assert bad[0].raw == "caf\ufffd,1,1,a"  # printable: it goes into reports and dead letters
+    header = tmp_path / "h.csv"
+    header.write_bytes(b"timestamp,temp\xe9rature\n1,2\n")
+    with pytest.raises(ValueError, match="header row is not valid UTF-8"):
+        read_events(header)
+
+
 def test_multiline_record_and_runaway_field(tmp_path: Path) -> None:
     text = 'timestamp,value\n1,2\n2,"3\n4"\n3,"' + "x" * 200_000 + "\n4,5\n"
     events, bad = split(read_events(write(tmp_path, "q.csv", text)))
@@ -177,9 +202,25 @@ def test_whole_file_errors_raise_before_iteration(
         read_events(p, csv=opts)
 
 
+@pytest.mark.parametrize(("line", "match"), [
+    ("x" * (MAX_HEADER_BYTES + 10), "first line is longer than 1,048,576 bytes"),  # 50 MB too
+    ("v," * 20 + "x" * 200_000, r"cannot read the header row \(line 1\): field larger"),
+], ids=["longer-than-a-header", "field-over-the-csv-limit"])
+def test_one_line_file_says_why_it_has_no_header(tmp_path: Path, line: str, match: str) -> None:
+    """A file of one huge line is not "empty": the error gives the real reason."""
+    p = write(tmp_path, "one.csv", line + "\n")
+    with pytest.raises(ValueError, match=match):
+        read_events(p)
+
+
 def test_missing_file_and_unknown_fmt(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.csv"):
+    with pytest.raises(FileNotFoundError, match="input file not found: .*nope.csv"):
         read_events(tmp_path / "nope.csv")
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(ValueError, match="input is a directory, not a file: .*dir.csv"):
+        read_events(tmp_path / "dir.csv")
+    assert input_problem(tmp_path / "dir.csv") == f"input is a directory, not a file: " \
+        f"{tmp_path / 'dir.csv'}"
     with pytest.raises(ValueError, match="unknown format"):
         read_events(write(tmp_path, "a.csv", "value\n1\n"), fmt="xml")
     with pytest.raises(ValueError, match="stdin"):
@@ -196,6 +237,7 @@ def test_jsonl_with_broken_lines(tmp_path: Path) -> None:
         json.dumps([{"source": "b", "ts": 7, "value": 3}, {"source": "b", "ts": 8}]),  # 6
         "42",  # 7 not_an_object
         json.dumps({"source": "a", "ts": 9, "value": True}),  # 8 bad_type
+        "[]",  # 9 not_an_object: an empty array is reported, not skipped
     ]
     p = write(tmp_path, "feed.jsonl", "\n".join(lines) + "\n")
     events, bad = split(list(read_events(p)))
@@ -210,6 +252,7 @@ def test_jsonl_with_broken_lines(tmp_path: Path) -> None:
         (6, "missing_field"),
         (7, "not_an_object"),
         (8, "bad_type"),
+        (9, "not_an_object"),
     ]
     assert bad[0].raw == "{broken"
     assert "item 1" in bad[2].message

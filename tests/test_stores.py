@@ -23,7 +23,8 @@ from engine.stores import (
     open_store,
     totals,
 )
-from engine.stores.sqlite import SCHEMA_VERSION
+from engine.stores.sqlite import SCHEMA_VERSION, inspect_file
+from tests.conftest import foreign_sqlite
 from tests.pg_fixtures import contents as store_contents
 
 KINDS = ("memory", "sqlite")
@@ -380,6 +381,28 @@ def test_non_sqlite_file_is_refused(tmp_path: Path, content: bytes) -> None:
     with pytest.raises(ValueError, match="not a usable neurogate SQLite store"):
         open_store(str(path))
     assert path.read_bytes() == content  # and left untouched
+
+
+def test_another_applications_sqlite_database_is_refused_untouched(tmp_path: Path) -> None:
+    """A SQLite header is not enough: a database with other tables is never opened as a
+    store (opening one used to add the store's tables to it, and count into it)."""
+    path = tmp_path / "crm.db"
+    before = foreign_sqlite(path)
+    for url in (str(path), f"sqlite:///{path}"):
+        with pytest.raises(ValueError, match=r"not a usable neurogate SQLite store.*customers"):
+            open_store(url)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crm.db"]  # no -wal/-shm left
+
+
+def test_empty_files_and_databases_become_stores(tmp_path: Path) -> None:
+    (tmp_path / "zero.db").write_bytes(b"")
+    sqlite3.connect(tmp_path / "blank.db").close()
+    for name in ("zero.db", "blank.db"):
+        assert inspect_file(tmp_path / name)[0] in ("empty", "missing")
+        with SQLiteStore(tmp_path / name) as store:
+            store.apply(*arrays([(1, [1, 0, 0])]))
+        assert inspect_file(tmp_path / name) == ("store", "")
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

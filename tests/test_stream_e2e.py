@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -149,9 +150,10 @@ def test_anomalies_deadletters_and_labels(env: StreamEnv, workers: Workers) -> N
                                                         "value": 1}])),
         (b"s0", b"\xff\xfe binary"),
         (b"s1", b'{"source": "s1", "ts": 1600000000, "value": 1.0}'),  # far behind: out_of_order
+        (b"s2", b"[]"),  # no event in it: said so
     ]
     expected_reasons = Counter(["bad_json", "non_finite", "missing_field", "oversized",
-                                "bad_timestamp", "bad_json", "out_of_order"])
+                                "bad_timestamp", "bad_json", "out_of_order", "not_an_object"])
     mixed = msgs[:300] + bad + msgs[300:]
     w = workers(env)
     w.ready()
@@ -199,7 +201,23 @@ def test_anomalies_deadletters_and_labels(env: StreamEnv, workers: Workers) -> N
     want_counts, _ = reference(env, events[:3000] + [solo] + events[3000:], labels)
     assert store_contents(env) == want_counts
     assert w.get("/healthz")[0] == 200
+    for page in ("/router/", "/table/", "/stats/", "/graph/"):  # faust's own pages are off
+        assert w.get(page)[0] == 404, page
+    if (other := _non_loopback_address()) is not None:  # bound to 127.0.0.1 by default
+        with pytest.raises(OSError):
+            socket.create_connection((other, w.port), timeout=2).close()
     assert w.stop() == 0
+
+
+def _non_loopback_address() -> str | None:
+    """This host's address on its default route, if it has one (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = str(s.getsockname()[0])
+    return None if address.startswith("127.") else address
 
 
 def test_two_workers_split_partitions_with_exact_counts(env: StreamEnv, workers: Workers) -> None:
@@ -271,7 +289,7 @@ def test_store_outage_stops_the_worker_and_a_restart_recovers(
     events = seasonal_stream(sources=4, length=2400, seed=9).events
     msgs = messages(events)
     fast_fail = {"NEUROGATE_STORE_RETRY_SECONDS": "2"}
-    a = workers(env, "a", extra_env=fast_fail)
+    a = workers(env, "a", extra_env={**fast_fail, "NEUROGATE_WORKER__FATAL_EXIT_DELAY": "10"})
     a.ready()
     half = len(msgs) // 2
     ends = produce(env.bootstrap, env.topic("events"), msgs[:half])
@@ -279,6 +297,12 @@ def test_store_outage_stops_the_worker_and_a_restart_recovers(
         wait_positions(pg, env.topic("events"), ends, workers=[a])
     pg_proxy.stop()
     ends = produce(env.bootstrap, env.topic("events"), msgs[half:])
+    # before it exits, the worker shows the failed commit to a scrape (NeurogateStoreErrors)
+    deadline = time.monotonic() + 60
+    while a.metrics().get('neurogate_store_errors_total{operation="commit"}', 0) < 1:
+        assert time.monotonic() < deadline, a.tail()
+        time.sleep(0.5)
+    assert a.get("/healthz")[0] == 503
     assert a.wait_exit() == 70
     assert "fatal error while committing" in a.tail(200)
     pg_proxy.start()

@@ -50,6 +50,9 @@ def test_label_parsing() -> None:
     assert got == [Label("a", 1, id="1")] and errors[0].index == 1
     with pytest.raises(BadEvent, match="invalid JSON"):
         labels_from_json(b"{")
+    with pytest.raises(BadEvent, match="empty array") as exc:
+        labels_from_json(b"[]", errors=errors)
+    assert exc.value.reason == "not_an_object"
     with pytest.raises(BadEvent) as exc:
         labels_from_json(b"x" * 20, max_bytes=10)
     assert exc.value.reason == "oversized"

@@ -19,9 +19,9 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
-from engine.config import EngineConfig  # noqa: E402
+from engine.config import ConfigError, EngineConfig  # noqa: E402
 from engine.stores import MemoryStore  # noqa: E402
-from stream.metrics import EXPORTED, all_reasons  # noqa: E402
+from stream.metrics import EXPORTED, Metrics, all_reasons  # noqa: E402
 from stream.settings import WorkerSettings, load_settings  # noqa: E402
 from stream.worker import Processor, Record  # noqa: E402
 
@@ -33,10 +33,10 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 FORBIDDEN_LABELS = {"id", "key", "pattern", "event", "event_id", "offset", "ts", "value"}
 
 
-def _exercised_exposition(metrics_sources: int = 3) -> str:
+def _exercised_exposition(source_names: tuple[str, ...] = ("s0", "s1", "s9")) -> str:
     """The /metrics text of a processor that has seen events, bad input, labels and a commit."""
     cfg = EngineConfig(warmup=20).replace(**{"neuronet.enabled": False})
-    settings = WorkerSettings(partitions=2, store="memory://", metrics_sources=metrics_sources)
+    settings = WorkerSettings(partitions=2, store="memory://", metrics_source_names=source_names)
     proc = Processor(cfg, settings, MemoryStore())
     proc.assign([0, 1])
     recs = []
@@ -123,7 +123,7 @@ def test_metric_names_follow_prometheus_conventions(exposition: str) -> None:
         else:
             assert not name.endswith("_total"), name
         if kind == "histogram":
-            assert name.endswith(("_seconds", "_events")), name
+            assert name.endswith(("_seconds", "_events", "_score")), name
     assert "neurogate_build_info" in families and "neurogate_encoder_info" in families
     assert not [n for n in exposition.splitlines() if n.startswith("neurogate_") and
                 "_created" in n.split("{")[0]], "no *_created series"
@@ -139,7 +139,79 @@ def test_labels_are_bounded(exposition: str) -> None:
             assert labels["reason"] in all_reasons()
         if name == "neurogate_events_total":
             assert labels["status"] in ("scored", "warming", "rejected")
-    assert "other" in sources and len(sources) == 4, "3 named sources, the rest share 'other'"
+    assert sources == {"s0", "s1", "s9", "other"}, "the named sources (s9 not seen yet), " \
+        "and 'other' for the rest"
+
+
+def test_source_labels_are_the_same_whatever_the_order_of_arrival() -> None:
+    """The label set depends on the configuration only: two workers (or one worker before and
+    after a restart) that see the sources in other orders export the same series."""
+    cfg = EngineConfig(warmup=5).replace(**{"neuronet.enabled": False})
+    settings = WorkerSettings(partitions=1, store="memory://", metrics_source_names=("s3", "s7"))
+    label_sets = []
+    for order in (range(10), reversed(range(10))):
+        proc = Processor(cfg, settings, MemoryStore())
+        proc.assign([0])
+        recs = [Record(settings.events_topic, 0, n, None, json.dumps(
+            {"source": f"s{s}", "ts": 1_700_000_000 + i, "value": i % 3}).encode())
+            for n, (i, s) in enumerate((i, s) for i in range(20) for s in list(order))]
+        proc.process(recs)
+        text = proc.metrics.exposition().decode()
+        label_sets.append({labels["source"] for _, labels in _samples(text) if "source" in labels})
+    assert label_sets[0] == label_sets[1] == {"s3", "s7", "other"}
+
+
+def test_scores_per_source_and_store_errors_are_exported_from_the_start(exposition: str) -> None:
+    samples = {(name, tuple(sorted(labels.items()))): float(line.rsplit(" ", 1)[1])
+               for line in exposition.splitlines() if line and not line.startswith("#")
+               for name, labels in [_samples(line)[0]]}
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    scored = value("neurogate_events_total", source="s0", status="scored")
+    assert scored > 0
+    assert value("neurogate_event_score_count", source="s0") == scored
+    assert value("neurogate_event_score_bucket", source="s0", le="+Inf") == scored
+    assert value("neurogate_event_score_bucket", source="s0", le="0.93") <= scored
+    assert 0 < value("neurogate_event_score_sum", source="s0") <= scored
+    assert value("neurogate_event_score_count", source="s9") == 0  # named, not seen: at 0
+    fresh = Metrics().exposition().decode()
+    for operation in ("commit", "open", "stats"):  # a first error is an increase from 0
+        assert f'neurogate_store_errors_total{{operation="{operation}"}} 0.0' in fresh
+    assert 'neurogate_events_flagged_total{source="other"} 0.0' in fresh
+
+
+def test_a_worker_whose_engine_is_not_running_is_not_ready() -> None:
+    """Before the engine runs (e.g. waiting for its store) /metrics says neurogate_ready 0, so
+    NeurogateWorkerNotReady can fire; faust's own pages are off and it binds 127.0.0.1."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from stream.app import create_app
+
+    config, settings = load_settings(None, ["worker.store=memory://"], {})
+    app = create_app(config, settings)
+    families = list(text_string_to_metric_families(app.neurogate.exposition().decode()))
+    assert [(f.name, [s.value for s in f.samples]) for f in families] == [("neurogate_ready", [0])]
+    assert app.conf.web_bind == "127.0.0.1"
+    assert [prefix for prefix, _ in app.web._enabled_blueprints()] == [""]  # {"status": "OK"}
+
+
+def test_metrics_source_names_setting(tmp_path: Path) -> None:
+    env = {"NEUROGATE_WORKER__METRICS_SOURCE_NAMES": "pump-1, pump-2"}
+    assert load_settings(None, [], env)[1].metrics_source_names == ("pump-1", "pump-2")
+    toml = tmp_path / "w.toml"
+    toml.write_text('[worker]\nmetrics_source_names = ["pump-7", "pump 8"]\n')
+    assert load_settings(toml, [], {})[1].metrics_source_names == ("pump-7", "pump 8")
+    toml.write_text("[worker]\nmetrics_source_names = 50\n")
+    with pytest.raises(ConfigError, match="metrics_source_names must be a list, got 50"):
+        load_settings(toml, [], {})
+    assert load_settings(None, ["worker.metrics_source_names=a"], {})[1] \
+        .metrics_source_names == ("a",)
+    with pytest.raises(ConfigError, match="at most 1000"):
+        WorkerSettings(metrics_source_names=tuple(f"s{i}" for i in range(1001)))
+    with pytest.raises(ConfigError, match="unknown setting 'worker.metrics_sources'"):
+        load_settings(None, ["worker.metrics_sources=50"], {})
 
 
 # -- Grafana -------------------------------------------------------------------------------------
@@ -154,7 +226,8 @@ def test_dashboard_is_well_formed() -> None:
     assert len(ids) == len(set(ids))
     titles = " ".join(p["title"].lower() for p in dash["panels"])
     for topic in ("throughput", "latency", "flag rate by source", "dead letters by reason",
-                  "cache hit ratio", "pattern counts", "encoder"):
+                  "cache hit ratio", "pattern counts", "encoder", "scores by source",
+                  "scores and flags per source"):
         assert topic in titles, topic
     for p in dash["panels"]:
         assert p["datasource"] == {"type": "prometheus", "uid": uid}
@@ -198,9 +271,22 @@ def test_promtool(args: list[str]) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """Every panel query parses (checked by promtool as recording rules, with Grafana's
+    variables filled in)."""
+    rules = [{"record": f"dashboard:query_{n}", "expr": expr.replace("$instance", ".*")
+              .replace("$__rate_interval", "1m")} for n, expr in enumerate(_dashboard_exprs())]
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    done = subprocess.run([_promtool(), "check", "rules", str(path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_alerts_cover_the_operational_risks() -> None:
     rules = yaml.safe_load(RULES.read_text())
-    names = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    names = {r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    records = {r["record"]: r for g in rules["groups"] for r in g["rules"] if "record" in r}
     for alert in ("NeurogateWorkerDown", "NeurogateConsumerLagGrowing", "NeurogateLatencyHigh",
                   "NeurogateDeadLetterRateHigh", "NeurogateFlagRateSpike",
                   "NeurogateCacheErrors", "NeurogateStoreErrors"):
@@ -210,6 +296,8 @@ def test_alerts_cover_the_operational_risks() -> None:
     scrape = yaml.safe_load((OPS / "prometheus/prometheus.yml").read_text())
     job = next(j for j in scrape["scrape_configs"] if j["job_name"] == "neurogate")
     assert 'up{job="neurogate"}' in names["NeurogateWorkerDown"]["expr"]
+    assert "neurogate:workers_expected" in names["NeurogateWorkerDown"]["expr"]
+    assert records["neurogate:workers_expected"]["expr"] == "vector(1)"  # compose runs one
     assert job["dns_sd_configs"][0]["names"] == ["worker"]
     assert job["dns_sd_configs"][0]["port"] == WorkerSettings().web_port
 
@@ -247,6 +335,8 @@ def test_compose_worker_is_scalable_and_configured() -> None:
         "KAFKA_ADVERTISED_LISTENERS"].split("PLAINTEXT://")[1]
     assert settings.store.startswith("redis+postgresql://") and "@postgres:" in settings.store
     assert str(settings.web_port) in [str(p) for p in worker["expose"]]
+    assert WorkerSettings().web_host == "127.0.0.1" and settings.web_host == "0.0.0.0", \
+        "127.0.0.1 by default; the compose worker listens on its network for Prometheus"
     assert worker["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert worker["build"]["dockerfile"] == "ops/Dockerfile"
     assert (ROOT / worker["build"]["dockerfile"]).is_file()

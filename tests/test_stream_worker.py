@@ -103,6 +103,7 @@ def test_anomaly_records_carry_evidence_and_origin(cfg: EngineConfig) -> None:
     (b"{not json", "bad_json", None),
     (b"\xff\x00\xfe", "bad_json", None),
     (b"[1]", "not_an_object", 0),
+    (b"[]", "not_an_object", None),
     (b'"text"', "not_an_object", None),
     (b'{"ts": 1700000000, "value": 1.0, "source": ""}', "bad_type", None),
     (b'{"source": "s0", "ts": 1700000000}', "missing_field", None),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
 
 import numpy as np
 
@@ -20,6 +22,62 @@ _MIGRATIONS = {
         "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
     ]
 }
+_TABLES = {"patterns": {"key", "n", "n0", "n1"}, "positions": {"input", "position"},
+           "meta": {"name", "value"}}
+SQLITE_HEADER = b"SQLite format 3\x00"
+FileKind = Literal["missing", "empty", "store", "foreign"]
+
+
+def inspect_file(path: str | Path) -> tuple[FileKind, str]:
+    """What ``path`` holds, read without writing anything: ``missing``; ``empty`` (a 0-byte
+    file or a SQLite database without tables: nothing to lose); ``store`` (a neurogate pattern
+    store: schema version >= 1 and exactly its tables and columns, or a newer version with
+    them); or ``foreign``, with a reason (not SQLite, or another application's database: its
+    tables are named). The SQLite header alone does not make a store.
+
+    >>> import tempfile, sqlite3
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     other = sqlite3.connect(f"{d}/crm.db")
+    ...     _ = other.execute("CREATE TABLE customers (id INTEGER, name TEXT)")
+    ...     other.close()
+    ...     SQLiteStore(f"{d}/run.db").close()
+    ...     [inspect_file(f"{d}/{name}") for name in ("new.db", "crm.db", "run.db")]
+    [('missing', ''), ('foreign', "another SQLite database (tables: ['customers'])"), ('store', '')]
+    """
+    path = Path(path)
+    if not path.exists():
+        return "missing", ""
+    if not path.is_file():
+        return "foreign", "not a regular file"
+    with path.open("rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    if not header:
+        return "empty", ""
+    if header != SQLITE_HEADER:
+        return "foreign", "not a SQLite database"
+    # immutable: no lock, no -wal/-shm files left next to someone else's database; a database
+    # with a write-ahead log in use is read through it (read-only)
+    mode = "ro" if Path(f"{path}-wal").exists() else "ro&immutable=1"
+    try:
+        db = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode={mode}", uri=True)
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            names = [r[0] for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")]
+            tables = {n: {r[1] for r in db.execute("SELECT * FROM pragma_table_info(?)", (n,))}
+                      for n in names}
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        return "foreign", f"an unreadable SQLite database: {exc}"
+    if not tables:
+        return "empty", ""
+    newer = version > SCHEMA_VERSION  # a later release may add tables and columns
+    ours = all(tables.get(t) == cols or (newer and cols <= tables.get(t, set()))
+               for t, cols in _TABLES.items())
+    if version >= 1 and ours and (newer or set(tables) == set(_TABLES)):
+        return "store", ""
+    return "foreign", f"another SQLite database (tables: {sorted(tables)[:10]})"
 
 
 _FETCH_CHUNK = 900
@@ -59,6 +117,10 @@ class SQLiteStore(PatternStore):
             raise FileNotFoundError(
                 f"directory for the pattern store does not exist: {self.path.parent}"
             )
+        kind, why = inspect_file(self.path)
+        if kind == "foreign":  # never add our tables to (or count into) someone else's file
+            raise ValueError(f"{self.path} is not a usable neurogate SQLite store ({why}); "
+                             "refusing to touch it")
         try:
             # A detector's background flush writes from its own thread, one call at a time.
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
