@@ -140,7 +140,25 @@ class Died(BaseException):
     """The writer's process ends here (nothing after this line of it runs)."""
 
 
-def test_a_writer_dead_between_its_commit_and_its_invalidation(make: Make) -> None:
+def wait_for_sessions_to_end(pg_url: str) -> None:
+    """Until the server processes of the writers that owe invalidations are gone: a client
+    closing its connection ends its server process a moment later (longer on a loaded
+    machine), and until then the reader rightly takes the writer for alive."""
+    import psycopg
+
+    deadline = time.monotonic() + 30
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM neurogate_cache_unconfirmed u WHERE u.pid IS NOT NULL"
+                " AND EXISTS (SELECT 1 FROM pg_stat_get_activity(u.pid))").fetchone()
+            if row is not None and row[0] == 0:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the dead writer's server process did not end within 30 s")
+
+
+def test_a_writer_dead_between_its_commit_and_its_invalidation(make: Make, pg_url: str) -> None:
     reader, writer = make(), make()
     writer.apply(arr(9), rows((1, 0, 0)))
     for _ in range(2):
@@ -154,6 +172,7 @@ def test_a_writer_dead_between_its_commit_and_its_invalidation(make: Make) -> No
         writer.apply(arr(9), rows((1, 0, 0)))  # committed, never invalidated
     writer.backend.close()  # its PostgreSQL sessions end with the process
     writer._settle = lambda: False  # type: ignore[method-assign]  # (and close does nothing)
+    wait_for_sessions_to_end(pg_url)
     np.testing.assert_array_equal(reader.fetch(arr(9)), [[2, 0, 0]])
     assert reader.stats["cache_clears"] == 1  # the dead writer's debt ended the epoch at once
     np.testing.assert_array_equal(reader.fetch(arr(9)), [[2, 0, 0]])
