@@ -3,6 +3,8 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
+# without their pins (pyproject.toml's eval extra lists what they import; it says why)
+NODEPS := timeeval-gutentag==1.5.0 neurokit2==0.2.13
 
 .PHONY: setup tools demo test lint bench clean
 
@@ -12,7 +14,8 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,eval]'
+	$(BIN)/pip install -q --no-deps $(NODEPS)
 	touch $@
 
 setup: $(VENV)/.installed

@@ -30,5 +30,8 @@ CREDITCARD = Preset(
                                ae_window=5000, ae_every=5000),
 )
 MULTIVARIATE = Preset(engine={}, baselines=BaselineSettings(shingle=8))
+# The engine's defaults; the series' timestamps are row numbers, so no calendar applies anyway.
+GUTENTAG = Preset(engine={}, baselines=BaselineSettings(shingle=8))
 
-PRESETS = {"nab": NAB, "creditcard": CREDITCARD, "multivariate": MULTIVARIATE}
+PRESETS = {"nab": NAB, "creditcard": CREDITCARD, "multivariate": MULTIVARIATE,
+           "gutentag": GUTENTAG}

@@ -13,8 +13,11 @@ from evaluation.baselines import (
     IsolationForestModel,
     SupervisedModel,
 )
+from evaluation.calibration import THRESHOLD as CALIBRATED
 from evaluation.engine_adapter import NeurogateDetector
 from evaluation.protocol import PerSource, SourceInfo, SourceModel, StreamDetector
+from evaluation.pysad_models import PySADModel
+from evaluation.references import HotellingModel, ZScoreModel
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,16 @@ def _engine(changes: dict[str, object]) -> Callable[[EngineConfig, BaselineSetti
     return build
 
 
+def _default_engine(_: EngineConfig, __: BaselineSettings, name: str) -> StreamDetector:
+    """neurogate with the engine's defaults, whatever the benchmark's configuration says."""
+    return NeurogateDetector(EngineConfig(), name=name)
+
+
+def _pysad(kind: str) -> Callable[[SourceInfo, BaselineSettings], SourceModel]:
+    """A PySAD model's per-source factory."""
+    return lambda info, settings: PySADModel(info, settings, kind)
+
+
 def _baseline(
     model: Callable[[SourceInfo, BaselineSettings], SourceModel], threshold: float,
     uses_labels: bool = False,
@@ -50,6 +63,8 @@ def _baseline(
     return build
 
 
+DEFAULT_ENGINE = "neurogate-default"
+
 DETECTORS: dict[str, DetectorInfo] = {
     "neurogate": DetectorInfo(
         "neurogate as configured (NeuroNet enabled unless the configuration says otherwise)",
@@ -61,6 +76,9 @@ DETECTORS: dict[str, DetectorInfo] = {
         "ablation: plain binning (level 0 value bins only) instead of the encoder",
         False, _engine({"neuronet.enabled": False, "fixed.levels": 1,
                  "fixed.change_stream": False})),
+    DEFAULT_ENGINE: DetectorInfo(
+        "neurogate with the engine's defaults (added beside 'neurogate' when the benchmark's "
+        "preset, --config or --set change the configuration)", False, _default_engine),
     "hst": DetectorInfo(
         "River HalfSpaceTrees on the shingle (threshold 0.9)", False,
         _baseline(HalfSpaceTreesModel, 0.9)),
@@ -70,6 +88,27 @@ DETECTORS: dict[str, DetectorInfo] = {
     "autoencoder": DetectorInfo(
         "torch MLP autoencoder, reconstruction error (threshold 0.8 = 4x the training q99)",
         False, _baseline(AutoencoderModel, 0.8)),
+    "pysad-xstream": DetectorInfo(
+        "PySAD xStream on the shingle (100 chains, window 256), warm-up calibrated "
+        f"(threshold {CALIBRATED:.3f})", False, _baseline(_pysad("xstream"), CALIBRATED)),
+    "pysad-rshash": DetectorInfo(
+        "PySAD RS-Hash on the shingle (100 components, decay 0.015), warm-up calibrated",
+        False, _baseline(_pysad("rshash"), CALIBRATED)),
+    "pysad-loda": DetectorInfo(
+        "PySAD LODA on the shingle (100 projections, 10 bins), warm-up calibrated", False,
+        _baseline(_pysad("loda"), CALIBRATED)),
+    "pysad-rrcf": DetectorInfo(
+        "PySAD robust random cut forest on the shingle (25 trees of 256), warm-up calibrated",
+        False, _baseline(_pysad("rrcf"), CALIBRATED)),
+    "pysad-hst": DetectorInfo(
+        "PySAD HalfSpaceTrees on the shingle (25 trees, depth 15, window 250), warm-up "
+        "calibrated", False, _baseline(_pysad("hst"), CALIBRATED)),
+    "zscore": DetectorInfo(
+        "per-channel z against the warm-up mean and std, 10-row mean of |z|, max over channels"
+        " (threshold 0.5 = mean |z| of 3)", False, _baseline(ZScoreModel, 0.5)),
+    "t2": DetectorInfo(
+        "Hotelling T^2 against the warm-up mean and covariance (threshold 0.5 = chi^2 99.9 %)",
+        False, _baseline(HotellingModel, 0.5)),
     "supervised": DetectorInfo(
         "River logistic regression on revealed labels (threshold 0.5)", True,
         _baseline(SupervisedModel, 0.5, uses_labels=True)),
@@ -86,11 +125,23 @@ def build_detector(name: str, engine: EngineConfig, settings: BaselineSettings) 
 
 
 def parse_detectors(text: str, supervised_ok: bool = True) -> list[str]:
-    """``"all"`` or a comma-separated list of names, validated."""
+    """``"all"`` (every detector but ``neurogate-default``, which ``with_default`` adds where
+    it differs from ``neurogate``) or a comma-separated list of names, validated."""
     if text == "all":
-        return [n for n, d in DETECTORS.items() if supervised_ok or not d.supervised]
+        return [n for n, d in DETECTORS.items()
+                if (supervised_ok or not d.supervised) and n != DEFAULT_ENGINE]
     names = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [n for n in names if n not in DETECTORS]
     if unknown or not names:
         raise KeyError(f"unknown detector(s) {unknown or text!r}; known: {', '.join(DETECTORS)}")
     return names
+
+
+def with_default(names: list[str], engine: EngineConfig) -> list[str]:
+    """``names`` plus ``neurogate-default`` right after ``neurogate`` when the benchmark's
+    engine configuration is not the engine's default: the default is always reported beside
+    a preset or an override."""
+    if "neurogate" not in names or DEFAULT_ENGINE in names or engine == EngineConfig():
+        return names
+    k = names.index("neurogate") + 1
+    return [*names[:k], DEFAULT_ENGINE, *names[k:]]

@@ -5,6 +5,7 @@ the baselines run through the same harness, and the report's figures.
     neurogate eval creditcard --data creditcard.csv [--mode seed] [--delay 100]
     neurogate eval creditcard-generate --out synthetic.csv
     neurogate eval multivariate [--detector all] [--plot docs/img/pr_multivariate.png]
+    neurogate eval gutentag --channels 1,8,40 --detector all --out results/gutentag.json
     neurogate eval plot-nab --data ../shared/data/nab --results results --out docs/img/x.png
 """
 
@@ -15,7 +16,7 @@ import functools
 import json
 import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,11 @@ class EvalError(Exception):
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``eval`` command and its sub-commands to the ``neurogate`` parser."""
-    ev = sub.add_parser("eval", help="benchmarks and baselines: NAB, credit card, multivariate")
+    ev = sub.add_parser("eval", help="benchmarks and baselines: NAB, credit card, multivariate, "
+                        "GutenTAG")
     es = ev.add_subparsers(dest="eval_command", required=True)
 
-    def common(sp: argparse.ArgumentParser, default: str) -> None:
+    def common(sp: argparse.ArgumentParser, default: str, beside_default: bool = True) -> None:
         """Options every benchmark command shares."""
         sp.add_argument("--detector", default=default,
                         help="detector name, comma-separated names or 'all' "
@@ -42,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         help="override one engine setting (after the benchmark's preset)")
         sp.add_argument("--batch-size", type=positive_int, default=1000)
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        if beside_default:
+            sp.add_argument("--no-default", action="store_true",
+                            help="do not add 'neurogate-default' (the engine's defaults) "
+                            "beside 'neurogate' when the configuration differs from them")
 
     nab = es.add_parser("nab", help="prequential NAB run, scored with our NAB scorer")
     nab.add_argument("--data", type=Path, required=True, help="NAB root (data/, labels/, config/)")
@@ -94,10 +100,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     mv.add_argument("--plot", type=Path, help="write PR curves (PNG)")
     mv.set_defaults(func=cmd_multivariate)
 
+    gt = es.add_parser("gutentag", help="GutenTAG corpus (1, 8 and 40 channels, every anomaly "
+                       "kind), generated from a committed YAML at evaluation time")
+    common(gt, "neurogate")
+    gt.add_argument("--corpus", type=Path, help="corpus YAML (default: evaluation/gutentag.yaml)")
+    gt.add_argument("--channels", help="comma-separated channel counts to run (default: all)")
+    gt.add_argument("--cache", type=Path,
+                    help="where generated series are kept (default: ~/.cache/neurogate/gutentag)")
+    gt.add_argument("--no-cache", action="store_true", help="generate in memory only")
+    gt.add_argument("--no-labels", action="store_true",
+                    help="do not feed labels back (default: after each row is scored)")
+    gt.add_argument("--out", type=Path, help="write all figures as JSON")
+    gt.set_defaults(func=cmd_gutentag)
+
     gr = es.add_parser("nab-grid", help="NAB scores of several engine settings, and how much "
                        "choosing among them on NAB's labels flatters the best (2-fold)")
     gr.add_argument("--data", type=Path, required=True, help="NAB root")
-    common(gr, "neurogate-fixed")
+    common(gr, "neurogate-fixed", beside_default=False)
     gr.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
                     help="an engine setting and its values; several --vary make a grid")
     gr.add_argument("--range", choices=("warmup", "given"), default="warmup")
@@ -156,6 +175,15 @@ def _detectors(text: str, supervised_ok: bool = True) -> list[str]:
         raise EvalError(str(exc.args[0])) from None
 
 
+def _names(args: argparse.Namespace, cfg: EngineConfig, supervised_ok: bool = True) -> list[str]:
+    """--detector's names, with ``neurogate-default`` beside ``neurogate`` where ``cfg`` is not
+    the engine's default (unless --no-default)."""
+    from evaluation.registry import with_default
+
+    names = _detectors(args.detector, supervised_ok)
+    return names if args.no_default else with_default(names, cfg)
+
+
 def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
     """Call a harness function, turning data problems into one-line user errors."""
     try:
@@ -199,10 +227,10 @@ def cmd_nab(args: argparse.Namespace) -> int:
     from evaluation.presets import NAB
     from evaluation.registry import DETECTORS, build_detector
 
-    names = _detectors(args.detector)
+    cfg = engine_config(NAB.engine, args)
+    names = _detectors(args.detector) if args.name else _names(args, cfg)
     if args.name and len(names) > 1:
         raise EvalError("--name needs exactly one --detector")
-    cfg = engine_config(NAB.engine, args)
     corpus = _run(load_corpus, args.data)
     profiles = _run(load_profiles, args.data)
     if args.only:
@@ -284,8 +312,8 @@ def cmd_creditcard(args: argparse.Namespace) -> int:
     from evaluation.presets import CREDITCARD
     from evaluation.registry import build_detector
 
-    names = _detectors(args.detector)
     cfg = engine_config(CREDITCARD.engine, args)
+    names = _names(args, cfg)
     data = _run(creditcard.load, args.data)
     runs = []
     for name in names:
@@ -351,8 +379,8 @@ def cmd_multivariate(args: argparse.Namespace) -> int:
     from evaluation.presets import MULTIVARIATE
     from evaluation.registry import build_detector
 
-    names = _detectors(args.detector)
     cfg = engine_config(MULTIVARIATE.engine, args)
+    names = _names(args, cfg)
     streams = multivariate.generate(multivariate.MvSettings(
         sources=args.sources, length=args.length, seed=args.seed))
     results = []
@@ -361,7 +389,7 @@ def cmd_multivariate(args: argparse.Namespace) -> int:
         results.append(_run(multivariate.evaluate, streams, det,
                             feed_labels=not args.no_labels, batch_size=args.batch_size,
                             progress=not args.quiet))
-    print(_mv_table(results))
+    print(_corpus_tables(results, multivariate.KINDS))
     if args.out:
         args.out.write_text(json.dumps({
             "seed": args.seed, "sources": args.sources, "length": args.length,
@@ -380,26 +408,108 @@ def cmd_multivariate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mv_table(results: list[Any]) -> str:
-    """The multivariate figures as a fixed-width table."""
-    from evaluation.multivariate import KINDS
-
-    head = " ".join(f"{k[:10]:>10}" for k in KINDS)
-    lines = [f"{'detector':<18} {'prec':>6} {'recall':>6} {'F1':>6} {'ROC-AUC':>7} "
-             f"{'PR-AUC':>7} | incidents {'all':>5} {head} | flag prec   ev/s"]
+def _corpus_tables(results: list[Any], kinds: Sequence[str]) -> str:
+    """Figures of ``evaluation.labelled`` results: one line per detector (row-level at its
+    threshold and ranking, range-based, incidents), then ROC-AUC, PR-AUC and incident recall
+    per kind."""
+    lines = [f"{'detector':<20} {'prec':>5} {'rec':>5} {'F1':>5} {'ROC':>5} {'PR':>5} | range "
+             f"{'P':>5} {'R':>5} {'F1':>5} {'PR':>5} | incid. flagP |  ev/s"]
     for r in results:
-        s = r.summary()
-        kinds = " ".join(f"{r.incident_recall[k]:10.2f}" for k in KINDS)
+        s, g = r.summary(), r.range_report
         lines.append(
-            f"{r.detector:<18} {s['precision']:6.3f} {s['recall']:6.3f} {s['f1']:6.3f} "
-            f"{s['roc_auc']:7.3f} {s['pr_auc']:7.3f} |           {r.incident_recall['all']:5.2f} "
-            f"{kinds} | {r.flag_precision:9.3f}   {s['events_per_s'] or 0:,.0f}")
+            f"{r.detector:<20} {s['precision']:5.3f} {s['recall']:5.3f} {s['f1']:5.3f} "
+            f"{s['roc_auc']:5.3f} {s['pr_auc']:5.3f} |       {g['precision']:5.3f} "
+            f"{g['recall']:5.3f} {g['f1']:5.3f} {g['pr_auc']:5.3f} | "
+            f"{r.incident_recall['all']:6.2f} {r.flag_precision:5.3f} | "
+            f"{s['events_per_s'] or 0:6,.0f}")
         p = r.posterior_report
         if p is not None:
-            lines.append(
-                f"{'  (posterior>0)':<18} {p['precision']:6.3f} {p['recall']:6.3f} "
-                f"{p['f1']:6.3f} {p['roc_auc']:7.3f} {p['pr_auc']:7.3f} |")
+            lines.append(f"{'  (posterior>0)':<20} {p['precision']:5.3f} {p['recall']:5.3f} "
+                         f"{p['f1']:5.3f} {p['roc_auc']:5.3f} {p['pr_auc']:5.3f} |")
+    present = [k for k in kinds if any(k in r.kinds for r in results)]
+    head = " ".join(f"{k[:9]:>9}" for k in present)
+    for title, get in (("ROC-AUC", lambda r, k: r.kinds[k]["roc_auc"]),
+                       ("PR-AUC", lambda r, k: r.kinds[k]["pr_auc"]),
+                       ("incidents found", lambda r, k: r.incident_recall[k])):
+        lines += ["", f"{title + ' per kind':<20} {head}"]
+        for r in results:
+            cells = " ".join(f"{get(r, k):9.3f}" if k in r.kinds else f"{'-':>9}"
+                             for k in present)
+            lines.append(f"{r.detector:<20} {cells}")
     return "\n".join(lines)
+
+
+@_guarded
+def cmd_gutentag(args: argparse.Namespace) -> int:
+    """Generate (or read from the cache) the GutenTAG corpus, run the detectors on each channel
+    count separately, print per-channel-count and per-kind figures and a summary."""
+    import time
+
+    from evaluation import gutentag, labelled
+    from evaluation.presets import GUTENTAG
+    from evaluation.registry import build_detector
+
+    t_start = time.perf_counter()
+    cfg = engine_config(GUTENTAG.engine, args)
+    names = _names(args, cfg)
+    corpus_path = args.corpus or gutentag.DEFAULT_CORPUS
+    corpus = _run(gutentag.load_corpus, corpus_path)
+    channels = None
+    if args.channels:
+        try:
+            channels = [int(c) for c in args.channels.split(",") if c.strip()]
+        except ValueError:
+            raise EvalError(f"--channels expects comma-separated integers, got "
+                            f"{args.channels!r}") from None
+    cache = None if args.no_cache else (args.cache or gutentag.default_cache())
+    groups = _run(gutentag.streams, corpus, channels, cache)
+    print(f"GutenTAG corpus {corpus_path} (seed {corpus.seed}, normal start "
+          f"{corpus.normal_start} rows); generated in {time.perf_counter() - t_start:.1f} s",
+          flush=True)
+    out: dict[str, Any] = {}
+    for ch, streams in groups.items():
+        results, walls = [], {}
+        for name in names:
+            t0 = time.perf_counter()
+            det = build_detector(name, cfg, GUTENTAG.baselines)
+            results.append(_run(labelled.evaluate, streams, det, gutentag.KINDS,
+                                feed_labels=not args.no_labels, batch_size=args.batch_size,
+                                progress=not args.quiet, desc=f"gutentag {ch}ch"))
+            walls[name] = time.perf_counter() - t0
+        rows = sum(len(s.ts) for s in streams)
+        print(f"\n== {ch} channel{'s' if ch > 1 else ''}: {len(streams)} series, {rows:,} rows "
+              f"({sum(walls.values()):.0f} s) ==")
+        print(_corpus_tables(results, gutentag.KINDS), flush=True)
+        out[str(ch)] = {"series": [s.name for s in streams], "rows": rows,
+                        "results": [{**r.summary(), "wall_seconds": round(walls[r.detector], 1)}
+                                    for r in results]}
+    print("\n" + _gutentag_summary(out))
+    wall = time.perf_counter() - t_start
+    print(f"wall time {wall:.0f} s")
+    if args.out:
+        args.out.write_text(json.dumps({
+            "corpus": str(corpus_path), "seed": corpus.seed, "normal_start": corpus.normal_start,
+            "labels_fed": not args.no_labels, "channels": out, "wall_seconds": round(wall, 1),
+            "engine_config": _config_dict(cfg),
+        }, indent=2, default=str) + "\n")
+    return 0
+
+
+def _gutentag_summary(out: dict[str, Any]) -> str:
+    """ROC-AUC and PR-AUC of every detector at each channel count, and their means."""
+    counts = list(out)
+    detectors = [r["detector"] for r in out[counts[0]]["results"]]
+    head = " ".join(f"{c + 'ch':>6}" for c in counts)
+    lines = []
+    for metric in ("roc_auc", "pr_auc"):
+        lines.append(f"{metric.replace('_', '-').upper():<20} {head}   mean")
+        for d in detectors:
+            vals = [next(r[metric] for r in out[c]["results"] if r["detector"] == d)
+                    for c in counts]
+            lines.append(f"{d:<20} " + " ".join(f"{v:6.3f}" for v in vals)
+                         + f" {sum(vals) / len(vals):6.3f}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 @_guarded

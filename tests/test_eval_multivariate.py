@@ -10,6 +10,7 @@ import pytest
 
 from engine.config import EngineConfig
 from evaluation import multivariate as mv
+from evaluation.labelled import Incident, LabelledStream, incident_figures
 from evaluation.presets import MULTIVARIATE
 from evaluation.registry import build_detector
 from tests.eval_cli import cli
@@ -66,11 +67,11 @@ def test_every_kind_is_planted_as_described() -> None:
 
 
 def test_incident_figures_by_hand() -> None:
-    st = mv.MvStream("s", np.arange(1000.0), np.zeros((1000, 4)), np.zeros(1000, np.int8),
-                     (mv.Incident("spike", 0, 200, 201), mv.Incident("frozen", 1, 500, 600)))
+    st = LabelledStream("s", np.arange(1000.0), np.zeros((1000, 4)), np.zeros(1000, np.int8),
+                        (Incident("spike", 0, 200, 201), Incident("frozen", 1, 500, 600)), 150)
     flags = np.zeros(1000, dtype=bool)
     flags[[205, 800, 900]] = True  # 205: within the spike's tolerance; 800, 900: false alarms
-    recall, precision = mv.incident_figures([st], [flags])
+    recall, precision = incident_figures([st], [flags], mv.KINDS)
     assert recall["spike"] == 1.0 and recall["frozen"] == 0.0 and recall["all"] == 0.5
     assert precision == pytest.approx(1 / 3)
 
