@@ -116,6 +116,15 @@ def test_cli_eval_nab_prints_scores_and_writes_results(nab_root: Path, tmp_path:
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_cli_eval_nab_runs_the_new_baselines(nab_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    assert cli("eval", "nab", "--data", str(nab_root), "--out", str(out), "--detector",
+               "pysad-loda,zscore,t2", "-q") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"pysad-loda", "zscore", "t2"}
+    assert all(s["scores"]["standard"] > 0 for s in summary.values())  # the spikes are found
+
+
 def test_cli_eval_nab_errors_are_one_line(nab_root: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("eval", "nab", "--data", str(tmp_path / "missing"), "--out", str(tmp_path),
