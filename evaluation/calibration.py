@@ -9,22 +9,24 @@ of the second half of its warm-up (the model has learned from the first half) fi
     x = (s - m) / d,        score = 0.5 + 0.5 * x / (1 + |x|)
 
 strictly increasing (rows keep their order within a stream), 0.5 at the warm-up median, 0.75 at
-its 99th percentile. ``THRESHOLD`` flags x >= 2: twice the warm-up's median-to-99th-percentile
-spread above its median (chosen before any run).
+its 99th percentile. ``THRESHOLD`` flags x >= 1: above the warm-up's 99th percentile. (A first
+run used x >= 2, which RS-Hash and PySAD's HalfSpaceTrees never reach: their raw scores are
+bounded above, -mean log2(1 + count) <= 0 and minus a mass, so twice the spread lies beyond
+the largest score they can give.)
 
 >>> cal = WarmupCalibration(warmup=4)
 >>> cal.observe(np.array([9.0, 9.0, 1.0, 3.0]))   # rows 2 and 3 are the calibration sample
 >>> cal.frozen, float(cal.median), round(float(cal.spread), 2)
 (True, 2.0, 0.98)
->>> [round(float(v), 3) for v in cal(np.array([2.0, 2.0 + 2 * cal.spread]))]
-[0.5, 0.833]
+>>> [round(float(v), 3) for v in cal(np.array([2.0, 2.0 + cal.spread]))]
+[0.5, 0.75]
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-THRESHOLD = 5 / 6  # x >= 2
+THRESHOLD = 0.75  # x >= 1
 MIN_SPREAD = 1e-12
 
 

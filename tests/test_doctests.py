@@ -1,4 +1,5 @@
-"""The examples in the engine's docstrings run and give what they show."""
+"""The examples in the engine's and the evaluation harness' docstrings run and give what they
+show."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pkgutil
 import pytest
 
 import engine
+import evaluation
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(engine.__path__, "engine."))
+MODULES = sorted(m.name for pkg in (engine, evaluation)
+                 for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."))
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -66,7 +66,7 @@ def test_calibration_is_monotone_and_fixed_from_the_second_half_of_the_warmup() 
     raw = np.linspace(-5, 5, 101)
     out = cal(raw)
     assert np.all(np.diff(out) > 0) and out.min() > 0 and out.max() < 1
-    flag_at = cal.median + 2 * cal.spread
+    flag_at = cal.median + cal.spread
     assert cal(np.array([flag_at]))[0] == pytest.approx(THRESHOLD)
     flat = WarmupCalibration(warmup=4)
     flat.observe(np.full(4, 3.0))  # constant warm-up scores: a tiny spread, no division by 0
