@@ -431,11 +431,11 @@ def _corpus_tables(results: list[Any], kinds: Sequence[str]) -> str:
     for title, get in (("ROC-AUC", lambda r, k: r.kinds[k]["roc_auc"]),
                        ("PR-AUC", lambda r, k: r.kinds[k]["pr_auc"]),
                        ("incidents found", lambda r, k: r.incident_recall[k])):
-        lines += ["", f"{title + ' per kind':<20} {head}"]
+        lines += ["", f"{title + ' per kind':<24} {head}"]
         for r in results:
             cells = " ".join(f"{get(r, k):9.3f}" if k in r.kinds else f"{'-':>9}"
                              for k in present)
-            lines.append(f"{r.detector:<20} {cells}")
+            lines.append(f"{r.detector:<24} {cells}")
     return "\n".join(lines)
 
 

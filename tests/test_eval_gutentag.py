@@ -49,7 +49,7 @@ def test_the_committed_yaml_covers_every_kind_at_every_channel_count(corpus: gt.
         assert set(kinds) == expected and set(kinds.values()) == {2}
     for s in corpus.series:
         assert all(i.start >= corpus.normal_start for i in s.incidents)
-        assert s.length == 3000 and s.config["name"] == s.name
+        assert s.length == 2400 and s.config["name"] == s.name
 
 
 def test_generated_series_match_the_yaml(corpus: gt.Corpus, tmp_path: Path) -> None:
@@ -57,9 +57,9 @@ def test_generated_series_match_the_yaml(corpus: gt.Corpus, tmp_path: Path) -> N
     assert [len(groups[1]), len(groups[8])] == [6, 5]
     for ch, sts in groups.items():
         for st in sts:
-            assert st.values.shape == (3000, ch) and np.isfinite(st.values).all()
+            assert st.values.shape == (2400, ch) and np.isfinite(st.values).all()
             assert st.warmup == corpus.normal_start and not st.labels[: st.warmup].any()
-            want = np.zeros(3000, dtype=np.int8)
+            want = np.zeros(2400, dtype=np.int8)
             for i in st.incidents:
                 want[i.start : i.end + 1] = 1
             assert np.array_equal(st.labels, want)
