@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,11 +171,18 @@ def _check(series: Series, values: np.ndarray, labels: np.ndarray) -> None:
 
 
 def load_series(series: Series, seed: int, cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
-    """A series' values and labels, from the cache or generated (and then cached)."""
+    """A series' values and labels, from the cache or generated (and then cached; an
+unreadable cache file is generated again)."""
     path = None if cache is None else Path(cache) / f"{series.name}-{_digest(series, seed)}.npz"
+    cached = None
     if path is not None and path.is_file():
-        with np.load(path) as saved:
-            values, labels = saved["values"], saved["labels"]
+        try:
+            with np.load(path) as saved:
+                cached = saved["values"], saved["labels"]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            cached = None  # unreadable (e.g. cut short): generated again and replaced
+    if cached is not None:
+        values, labels = cached
     else:
         values, labels = _generate_series(series, seed)
         if path is not None:

@@ -457,7 +457,7 @@ def cmd_gutentag(args: argparse.Namespace) -> int:
     channels = None
     if args.channels:
         try:
-            channels = [int(c) for c in args.channels.split(",") if c.strip()]
+            channels = [int(c) for c in args.channels.split(",") if c.strip()] or None
         except ValueError:
             raise EvalError(f"--channels expects comma-separated integers, got "
                             f"{args.channels!r}") from None
