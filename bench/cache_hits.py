@@ -30,22 +30,19 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import redis
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.counts import NCOLS, mix64  # noqa: E402
-from engine.stores.postgres import (  # noqa: E402
+from neurogate.engine.counts import NCOLS, mix64
+from neurogate.engine.stores.postgres import (
     PostgresStore,
     create_database,
     drop_database,
     with_database,
 )
-from engine.stores.redis_front import CachedStore  # noqa: E402
+from neurogate.engine.stores.redis_front import CachedStore
 
 
 def skewed(rng: np.random.Generator, pool: np.ndarray, n: int) -> np.ndarray:

@@ -30,12 +30,6 @@ from typing import Any
 
 import numpy as np
 
-# `python bench/engine.py` puts bench/ first on sys.path, where this file would shadow the
-# `engine` package; drop it and put the repository root there instead.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-
 ENGINE_CONFIGS = ("sqlite", "memory")
 NEURONET_CONFIG = "sqlite+neuronet"
 RIVER_CONFIG = "river"
@@ -106,10 +100,10 @@ def _jit_warmup() -> float:
     """Untimed warm-up: one small stream through a throw-away detector, so numba's compiled
     count-table loops are loaded (``cache=True`` keeps them in __pycache__ across runs; the very
     first run compiles them) before the clock starts. Returns its wall time."""
-    from engine.config import EngineConfig
-    from engine.detector import Detector
-    from engine.events import Event
-    from engine.stores import MemoryStore
+    from neurogate.engine.config import EngineConfig
+    from neurogate.engine.detector import Detector
+    from neurogate.engine.events import Event
+    from neurogate.engine.stores import MemoryStore
 
     t0 = time.perf_counter()
     cfg = EngineConfig().replace(**{"neuronet.enabled": False})
@@ -143,10 +137,10 @@ def run_engine(config: str, args: argparse.Namespace) -> dict[str, Any]:
     neuronet = config == NEURONET_CONFIG
     if neuronet:
         _limit_torch_threads()
-    from engine.config import EngineConfig
-    from engine.detector import Detector
-    from engine.events import Event
-    from engine.stores import MemoryStore, PatternStore, SQLiteStore
+    from neurogate.engine.config import EngineConfig
+    from neurogate.engine.detector import Detector
+    from neurogate.engine.events import Event
+    from neurogate.engine.stores import MemoryStore, PatternStore, SQLiteStore
 
     jit_seconds = _jit_warmup()
     src, ts, values = make_stream(args.events, args.sources, args.seed)

@@ -27,23 +27,20 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
 import redis
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.counts import NCOLS, mix64  # noqa: E402
-from engine.stores.postgres import (  # noqa: E402
+from neurogate.engine.counts import NCOLS, mix64
+from neurogate.engine.stores.postgres import (
     PostgresStore,
     create_database,
     drop_database,
     with_database,
 )
-from engine.stores.redis_front import CachedStore  # noqa: E402
+from neurogate.engine.stores.redis_front import CachedStore
 
 TARGET = 0.70
 _COPY_ROW = np.dtype([("cols", ">i2"), ("l0", ">i4"), ("key", ">i8"), ("l1", ">i4"),

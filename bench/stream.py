@@ -51,13 +51,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-# `python bench/stream.py` puts bench/ first on sys.path, where bench/engine.py would shadow the
-# `engine` package; drop it and put the repository root there instead.
-_HERE = Path(__file__).resolve().parent
-ROOT = _HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(ROOT))
-
+ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_700_006_400.0
 STEP = 60.0
 TARGET_SHARE = 0.5
@@ -137,7 +131,7 @@ class Phase:
     """Fresh topics, group and database for one phase; writes the worker's TOML."""
 
     def __init__(self, args: argparse.Namespace, bootstrap: str, name: str) -> None:
-        from engine.stores.postgres import create_database, with_database
+        from neurogate.engine.stores.postgres import create_database, with_database
 
         self.args = args
         self.bootstrap = bootstrap
@@ -160,8 +154,8 @@ class Phase:
         neuronet = "true" if args.with_neuronet else "false"
         self.config.write_text("[engine]\nneuronet.enabled = " + neuronet + "\n[worker]\n" +
                                "".join(f"{k} = {json.dumps(v)}\n" for k, v in w.items()))
-        from stream.kafka_tools import create_topics
-        from stream.settings import load_settings
+        from neurogate.stream.kafka_tools import create_topics
+        from neurogate.stream.settings import load_settings
 
         create_topics(load_settings(self.config, [], {})[1])
         self.workers: list[subprocess.Popen[bytes]] = []
@@ -174,7 +168,7 @@ class Phase:
             log = Path(tempfile.gettempdir()) / f"{self.prefix}-worker{n}.log"
             self.logs.append(log)
             self.workers.append(subprocess.Popen(
-                [sys.executable, "-m", "stream.cli_stream", "worker", "--config",
+                [sys.executable, "-m", "neurogate.stream.cli_stream", "worker", "--config",
                  str(self.config)], cwd=ROOT, env={**env, "NEUROGATE_WORKER__WEB_PORT": str(port)},
                 stdout=log.open("wb"), stderr=subprocess.STDOUT))
 
@@ -224,7 +218,7 @@ class Phase:
         """Stop the worker, remove the store's Redis keys, drop its database."""
         import redis
 
-        from engine.stores.postgres import PostgresStore, drop_database
+        from neurogate.engine.stores.postgres import PostgresStore, drop_database
 
         for w in self.workers:
             if w.poll() is None:
@@ -302,10 +296,10 @@ def raw_ceiling(bootstrap: str, topic: str, n_messages: int, partitions: int) ->
 def engine_alone(events: list[dict[str, Any]], with_neuronet: bool) -> float:
     """Events/s of the detector in this process over the same events (memory store, the
     worker's chunk size): the ceiling of any worker built on this engine."""
-    from engine.config import EngineConfig
-    from engine.detector import Detector
-    from engine.events import event_from_dict
-    from stream.worker import ENGINE_BATCH
+    from neurogate.engine.config import EngineConfig
+    from neurogate.engine.detector import Detector
+    from neurogate.engine.events import event_from_dict
+    from neurogate.stream.worker import ENGINE_BATCH
 
     cfg = EngineConfig().replace(**{"neuronet.enabled": with_neuronet})
     evs = [event_from_dict(e) for e in events]

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine import evidence
-from engine.config import EngineConfig
-from engine.counts import text_hash64
-from engine.state import (
+from neurogate.engine import evidence
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.counts import text_hash64
+from neurogate.engine.state import (
     Groups,
     Growing,
     extend,

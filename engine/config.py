@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from engine.encoder import FixedEncoderConfig
+from neurogate.engine.encoder import FixedEncoderConfig
 
 
 class ConfigError(ValueError):

@@ -20,20 +20,20 @@ from typing import Any
 
 import numpy as np
 
-from engine import snapshot
-from engine.bank import Bank, Prepared
-from engine.config import EngineConfig
-from engine.counts import NCOLS, CountTable
-from engine.encoder import Encoder, FixedEncoder
-from engine.events import Event, EventBatch
-from engine.evidence import FAMILIES, NFAM, PATTERNS, combine
-from engine.gcpause import collector_paused
-from engine.labels import Label, LabelMemory, learn_labels
-from engine.patterns import TRI, calendar_bucket, pattern_keys
-from engine.posterior import ClassEvidence, explain, log_odds
-from engine.scoring import rank_calibrate, squash, stream_probabilities, top_k_mean
-from engine.shadow import Lifecycle
-from engine.stores import MemoryStore, OutcomeUnknown, PatternStore
+from neurogate.engine import snapshot
+from neurogate.engine.bank import Bank, Prepared
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.counts import NCOLS, CountTable
+from neurogate.engine.encoder import Encoder, FixedEncoder
+from neurogate.engine.events import Event, EventBatch
+from neurogate.engine.evidence import FAMILIES, NFAM, PATTERNS, combine
+from neurogate.engine.gcpause import collector_paused
+from neurogate.engine.labels import Label, LabelMemory, learn_labels
+from neurogate.engine.patterns import TRI, calendar_bucket, pattern_keys
+from neurogate.engine.posterior import ClassEvidence, explain, log_odds
+from neurogate.engine.scoring import rank_calibrate, squash, stream_probabilities, top_k_mean
+from neurogate.engine.shadow import Lifecycle
+from neurogate.engine.stores import MemoryStore, OutcomeUnknown, PatternStore
 
 log = logging.getLogger("neurogate.detector")
 
@@ -189,8 +189,8 @@ class Detector:
     Examples
     --------
     >>> import math
-    >>> from engine.config import EngineConfig
-    >>> from engine.events import Event
+    >>> from neurogate.engine.config import EngineConfig
+    >>> from neurogate.engine.events import Event
     >>> cfg = EngineConfig(warmup=20).replace(**{"neuronet.enabled": False})
     >>> det = Detector(cfg)
     >>> stream = [Event("s", float(t), (math.sin(t / 5),)) for t in range(400)]
@@ -247,7 +247,7 @@ class Detector:
         """Score every event, then learn from it (in order); rejects bad events with a reason.
         ``events`` may be an ``EventBatch`` (columns, e.g. from ``batch_from_json``): the
         detector reads columns, so a batch skips turning events into them. The cycle collector
-        waits while events are scored (``engine.gcpause``), not while an encoder trains.
+        waits while events are scored (``neurogate.engine.gcpause``), not while an encoder trains.
         ``now`` (epoch seconds, default the wall clock) bounds how far ahead of it a timestamp
         may lie (``max_future_skew``)."""
         now = time.time() if now is None else now
@@ -297,7 +297,7 @@ class Detector:
     def learn_labels(self, labels: Sequence[Label]) -> Counter[str]:
         """Apply labels that arrived after their events were scored: each adds to the n0/n1
         counts of its event's patterns (written with the next flush). Returns how many had
-        each outcome (``engine.labels.OUTCOMES``)."""
+        each outcome (``neurogate.engine.labels.OUTCOMES``)."""
         if self.label_memory is None:
             raise ValueError("this detector keeps no keys for late labels: create it with "
                              "label_memory=N (recent events to remember)")

@@ -16,9 +16,9 @@ scored, still warming up, or scored by another process).
 Examples
 --------
 >>> import math
->>> from engine.config import EngineConfig
->>> from engine.detector import Detector
->>> from engine.events import Event
+>>> from neurogate.engine.config import EngineConfig
+>>> from neurogate.engine.detector import Detector
+>>> from neurogate.engine.events import Event
 >>> cfg = EngineConfig(warmup=20).replace(**{"neuronet.enabled": False})
 >>> det = Detector(cfg, label_memory=1000)
 >>> _ = det.process_many([Event("s", float(t), (math.sin(t / 5),)) for t in range(100)])
@@ -35,8 +35,8 @@ from itertools import repeat
 
 import numpy as np
 
-from engine.counts import NCOLS, CountTable
-from engine.events import (
+from neurogate.engine.counts import NCOLS, CountTable
+from neurogate.engine.events import (
     MAX_SOURCE_LEN,
     BadEvent,
     Event,

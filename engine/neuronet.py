@@ -29,8 +29,8 @@ from numba import njit
 from torch import nn
 from tqdm import tqdm
 
-from engine.encoder import StreamSpec
-from engine.patterns import MAX_VOCAB
+from neurogate.engine.encoder import StreamSpec
+from neurogate.engine.patterns import MAX_VOCAB
 
 FORMAT = "neurogate.neuronet/1"
 _CHUNK = 16384  # windows per encode / evaluation batch: bounds memory

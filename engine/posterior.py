@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.patterns import TOTAL
-from engine.scoring import backoff
+from neurogate.engine.patterns import TOTAL
+from neurogate.engine.scoring import backoff
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.patterns import BI, BICTX, CAL, CALCTX, TOTAL, TRI, TRICTX, UNI
+from neurogate.engine.patterns import BI, BICTX, CAL, CALCTX, TOTAL, TRI, TRICTX, UNI
 
 
 def backoff(

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.config import EngineConfig
-from engine.encoder import Encoder, FixedEncoder, StreamSpec
-from engine.patterns import MAX_VOCAB, NO_CALENDAR, pattern_keys, stream_bases
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.encoder import Encoder, FixedEncoder, StreamSpec
+from neurogate.engine.patterns import MAX_VOCAB, NO_CALENDAR, pattern_keys, stream_bases
 
 if TYPE_CHECKING:
-    from engine.bank import Bank
-    from engine.detector import Detector
+    from neurogate.engine.bank import Bank
+    from neurogate.engine.detector import Detector
 
 MIN_CODE_ENTROPY = 0.5  # nats of unigram surprise a candidate level must show
 MIN_POSITIVES = 5  # labelled anomalies needed in the shadow period to judge by separation
@@ -131,7 +131,7 @@ class Lifecycle:
             self._decide(det)
 
     def _train(self, det: Detector, bank: Bank) -> None:
-        from engine.neuronet import NeuroNet, NeuroNetConfig
+        from neurogate.engine.neuronet import NeuroNet, NeuroNetConfig
 
         nn = self.config.neuronet
         ready = np.flatnonzero(bank.state.res_n[: bank.state.size] >= self.window // 4)

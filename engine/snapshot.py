@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.bank import Bank
-from engine.encoder import Encoder, FixedEncoder
-from engine.shadow import Lifecycle
+from neurogate.engine.bank import Bank
+from neurogate.engine.encoder import Encoder, FixedEncoder
+from neurogate.engine.shadow import Lifecycle
 
 if TYPE_CHECKING:
-    from engine.detector import Detector
+    from neurogate.engine.detector import Detector
 
 FORMAT = "neurogate.detector-state/1"
 META_NAME = "detector/state"
@@ -114,7 +114,7 @@ def _encoder(det: Detector, slot: dict[str, Any], channels: int) -> Encoder:
         if enc.version != slot["version"]:
             raise ValueError("fixed encoder settings changed since the state was written")
         return enc
-    from engine.neuronet import NeuroNet
+    from neurogate.engine.neuronet import NeuroNet
 
     blob = det.store.get_meta(f"encoder/{slot['name']}/{slot['version']}")
     if blob is None:

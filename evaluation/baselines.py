@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.protocol import SourceInfo
+from neurogate.evaluation.protocol import SourceInfo
 
 RANGE_MARGIN = 0.10  # warm-up range widened by this share on each side (as neurogate's default)
 

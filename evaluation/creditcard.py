@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from evaluation.metrics import binary_report
-from evaluation.protocol import SourceInfo, StreamDetector, run_stream
+from neurogate.evaluation.metrics import binary_report
+from neurogate.evaluation.protocol import SourceInfo, StreamDetector, run_stream
 
 FEATURES = tuple(f"V{i}" for i in range(1, 29)) + ("Amount",)
 COLUMNS = ("Time", *FEATURES, "Class")

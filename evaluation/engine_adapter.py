@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.bank import Bank
-from engine.config import EngineConfig
-from engine.detector import Detector
-from engine.events import Event
-from engine.labels import Label
-from evaluation.protocol import Batch, Feedback, Output, SourceInfo
+from neurogate.engine.bank import Bank
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.detector import Detector
+from neurogate.engine.events import Event
+from neurogate.engine.labels import Label
+from neurogate.evaluation.protocol import Batch, Feedback, Output, SourceInfo
 
 
 class _GivenRangeBank(Bank):

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.labelled import Incident, LabelledStream
+from neurogate.evaluation.labelled import Incident, LabelledStream
 
 DEFAULT_CORPUS = Path(__file__).with_name("gutentag.yaml")
 KINDS = ("amplitude", "extremum", "frequency", "mean", "pattern", "pattern-shift", "platform",

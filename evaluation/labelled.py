@@ -7,7 +7,7 @@ Reported per detector:
 * row-level precision / recall / F1 at the detector's operating threshold, ROC-AUC and PR-AUC
   of its score before alert suppression (and of neurogate's label posterior, if any);
 * range-based precision / recall / F1 of its flags and a range PR-AUC of its score
-  (``evaluation.range_pr``, Tatbul et al.);
+  (``neurogate.evaluation.range_pr``, Tatbul et al.);
 * incident recall (share of incidents with a flag between their start and ``TOLERANCE`` rows
   after their end) and flag precision (share of flags in such a span);
 * per incident kind: ROC-AUC and PR-AUC of the kind's rows against every normal row (rows of
@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from evaluation.metrics import average_precision, binary_report, roc_auc
-from evaluation.protocol import SourceInfo, StreamDetector, run_stream
-from evaluation.range_pr import range_pr_auc, range_scores, recall_of_ranges
+from neurogate.evaluation.metrics import average_precision, binary_report, roc_auc
+from neurogate.evaluation.protocol import SourceInfo, StreamDetector, run_stream
+from neurogate.evaluation.range_pr import range_pr_auc, range_scores, recall_of_ranges
 
 TOLERANCE = 12  # rows after an incident in which a flag still counts as its detection
 

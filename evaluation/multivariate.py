@@ -1,5 +1,5 @@
 """A labelled multivariate benchmark we generate (fixed seed), and how detectors are scored on
-it (``evaluation.labelled``: row-level, range-based, incident and per-kind figures).
+it (``neurogate.evaluation.labelled``: row-level, range-based, incident and per-kind figures).
 
 Each source has several channels driven by one shared latent factor (so they are correlated),
 a daily season, a slow drift of level and noise. After the warm-up (no anomalies there)
@@ -7,7 +7,7 @@ incidents of four kinds are planted, each in one channel: a *spike* (a few rows 
 a *level shift* (an offset for a while), a *correlation break* (the channel leaves the shared
 factor and follows its own process with the same mean and spread) and a *frozen sensor*
 (the channel repeats one value). Labels are 1 on the incident's rows. The warm-up is NAB's
-probationary period (15 %, at most 750 rows). Scoring: ``evaluation.labelled``.
+probationary period (15 %, at most 750 rows). Scoring: ``neurogate.evaluation.labelled``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluation import labelled
-from evaluation.labelled import CorpusResult, Incident, LabelledStream
-from evaluation.nab import probation_length
-from evaluation.protocol import StreamDetector
+from neurogate.evaluation import labelled
+from neurogate.evaluation.labelled import CorpusResult, Incident, LabelledStream
+from neurogate.evaluation.nab import probation_length
+from neurogate.evaluation.protocol import StreamDetector
 
 KINDS = ("spike", "level_shift", "correlation_break", "frozen")
 CHANNELS = ("load", "power", "temp", "flow")
@@ -103,6 +103,6 @@ def evaluate(
     streams: Sequence[LabelledStream], detector: StreamDetector, *, feed_labels: bool = True,
     batch_size: int = 1000, progress: bool = True,
 ) -> CorpusResult:
-    """The benchmark's figures for one detector (``evaluation.labelled.evaluate``)."""
+    """The benchmark's figures for one detector (``neurogate.evaluation.labelled.evaluate``)."""
     return labelled.evaluate(streams, detector, KINDS, feed_labels=feed_labels,
                              batch_size=batch_size, progress=progress, desc="multivariate")

@@ -1,5 +1,5 @@
 """Prequential NAB runs: every file of the corpus through one detector, one parameter set,
-scored with our NAB scorer (``evaluation.nab``) and written in NAB's results layout.
+scored with our NAB scorer (``neurogate.evaluation.nab``) and written in NAB's results layout.
 
 Each file is one source (id = its file name), fed in file order. Its probationary period is
 the source's warm-up (NAB lets detectors learn there). ``given_range`` hands every detector the
@@ -19,8 +19,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from evaluation.nab import PROFILES, NabFile, Profile, ProfileResult, score_corpus, write_results
-from evaluation.protocol import SourceInfo, Stream, StreamDetector, run_streams
+from neurogate.evaluation.nab import (
+    PROFILES,
+    NabFile,
+    Profile,
+    ProfileResult,
+    score_corpus,
+    write_results,
+)
+from neurogate.evaluation.protocol import SourceInfo, Stream, StreamDetector, run_streams
 
 PROFILE_NAMES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 

@@ -10,8 +10,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from evaluation.metrics import average_precision, pr_curve
-from evaluation.nab import NabFile
+from neurogate.evaluation.metrics import average_precision, pr_curve
+from neurogate.evaluation.nab import NabFile
 
 
 def _pyplot():  # type: ignore[no-untyped-def]

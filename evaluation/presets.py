@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from evaluation.baselines import BaselineSettings
+from neurogate.evaluation.baselines import BaselineSettings
 
 
 @dataclass(frozen=True)

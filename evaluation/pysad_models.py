@@ -9,8 +9,8 @@ Parameters are PySAD's defaults, except RRCF's number of trees (``BaselineSettin
 25 instead of 100: PySAD's pure-Python trees take 15-22 ms per row with 100 trees here, 4 ms
 with 25). RS-Hash and HalfSpaceTrees are told the feature box [0, 1] (the warm-up range).
 
->>> from evaluation.baselines import BaselineSettings
->>> from evaluation.protocol import SourceInfo
+>>> from neurogate.evaluation.baselines import BaselineSettings
+>>> from neurogate.evaluation.protocol import SourceInfo
 >>> model = PySADModel(SourceInfo("s", 1, warmup=50), BaselineSettings(shingle=2), "loda")
 >>> x = np.sin(np.arange(60) / 3.0)[:, None]
 >>> for row in x:
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.baselines import BaselineSettings, Shingle
-from evaluation.calibration import WarmupCalibration
-from evaluation.protocol import SourceInfo
+from neurogate.evaluation.baselines import BaselineSettings, Shingle
+from neurogate.evaluation.calibration import WarmupCalibration
+from neurogate.evaluation.protocol import SourceInfo
 
 
 def _xstream(dim: int, s: BaselineSettings) -> Any:

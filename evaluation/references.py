@@ -12,7 +12,7 @@
 Both maps are fixed, so pooled rows of different streams compare on the same scale; rows of the
 warm-up score 0 (not evaluated).
 
->>> from evaluation.protocol import SourceInfo
+>>> from neurogate.evaluation.protocol import SourceInfo
 >>> rng = np.random.default_rng(0)
 >>> m = HotellingModel(SourceInfo("s", 2, warmup=200), BaselineSettings())
 >>> m.learn(rng.normal(size=(200, 2)), np.zeros(200))
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluation.baselines import BaselineSettings
-from evaluation.protocol import SourceInfo
+from neurogate.evaluation.baselines import BaselineSettings
+from neurogate.evaluation.protocol import SourceInfo
 
 ZSCORE_HALF = 3.0  # mean |z| that maps to 0.5
 T2_QUANTILE = 0.999

@@ -5,19 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.config import EngineConfig
-from evaluation.baselines import (
+from neurogate.engine.config import EngineConfig
+from neurogate.evaluation.baselines import (
     AutoencoderModel,
     BaselineSettings,
     HalfSpaceTreesModel,
     IsolationForestModel,
     SupervisedModel,
 )
-from evaluation.calibration import THRESHOLD as CALIBRATED
-from evaluation.engine_adapter import NeurogateDetector
-from evaluation.protocol import PerSource, SourceInfo, SourceModel, StreamDetector
-from evaluation.pysad_models import PySADModel
-from evaluation.references import HotellingModel, ZScoreModel
+from neurogate.evaluation.calibration import THRESHOLD as CALIBRATED
+from neurogate.evaluation.engine_adapter import NeurogateDetector
+from neurogate.evaluation.protocol import PerSource, SourceInfo, SourceModel, StreamDetector
+from neurogate.evaluation.pysad_models import PySADModel
+from neurogate.evaluation.references import HotellingModel, ZScoreModel
 
 
 @dataclass(frozen=True)

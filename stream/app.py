@@ -2,10 +2,10 @@
 the engine in a worker thread, outputs to the anomalies and dead-letter topics, ``/metrics``,
 ``/healthz`` and ``/ready`` on the faust web server.
 
-Run it with ``neurogate worker`` (or ``faust -A stream.app worker -l info``, configured by
+Run it with ``neurogate worker`` (or ``faust -A neurogate.stream.app worker -l info``, configured by
 ``NEUROGATE_CONFIG`` and ``NEUROGATE_*`` variables; only ``neurogate worker`` exits with 70 after
-a fatal error). ``stream.worker.Processor`` does the work, in its own process by default
-(``stream.engine_process``); this module only connects it to faust:
+a fatal error). ``neurogate.stream.worker.Processor`` does the work, in its own process by default
+(``neurogate.stream.engine_process``); this module only connects it to faust:
 
 * the agent takes events without acknowledging them (``noack_take``) and acknowledges a
   partition's events only after the store commit that covers them, so Kafka offsets never pass
@@ -40,10 +40,10 @@ import faust
 from faust.sensors import Monitor
 from faust.types import TP
 
-from engine.config import EngineConfig
-from engine.redaction import known_secrets, scrub
-from stream.engine_process import EngineError, EngineProcess, LocalEngine
-from stream.settings import WorkerSettings, load_settings
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.redaction import known_secrets, scrub
+from neurogate.stream.engine_process import EngineError, EngineProcess, LocalEngine
+from neurogate.stream.settings import WorkerSettings, load_settings
 
 __all__ = ["EXIT_FATAL", "Runtime", "create_app"]
 
@@ -450,8 +450,8 @@ _app: faust.App | None = None
 
 
 def __getattr__(name: str) -> Any:
-    """``stream.app.app``, built on first use from ``NEUROGATE_CONFIG`` and the environment
-    (what ``faust -A stream.app worker`` loads)."""
+    """``neurogate.stream.app.app``, built on first use from ``NEUROGATE_CONFIG`` and the
+    environment (what ``faust -A neurogate.stream.app worker`` loads)."""
     global _app
     if name == "app":
         if _app is None:

@@ -1,5 +1,5 @@
 """Where the command line meets the terminal: usage errors, command errors and log records
-leave the process with every secret masked (``engine.redaction``).
+leave the process with every secret masked (``neurogate.engine.redaction``).
 
 The secrets of a command are the passwords in its arguments and in the environment
 (``NEUROGATE_PG_URL``, ``NEUROGATE_REDIS_URL``, ``PGPASSWORD``, ...); a driver's error text that
@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from engine.redaction import known_secrets, redacting_logs, scrub
+from neurogate.engine.redaction import known_secrets, redacting_logs, scrub
 
 __all__ = ["EXIT_INTERNAL", "Parser", "command_secrets", "print_error", "run_command"]
 

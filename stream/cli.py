@@ -14,13 +14,13 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
-from engine.events import Event
-from engine.redaction import redact_url
-from stream import cli_eval, cli_store, cli_stream
-from stream.argtypes import positive_int
-from stream.boundary import Parser, print_error, run_command
-from stream.settings import read_config_file
+from neurogate.engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
+from neurogate.engine.events import Event
+from neurogate.engine.redaction import redact_url
+from neurogate.stream import cli_eval, cli_store, cli_stream
+from neurogate.stream.argtypes import positive_int
+from neurogate.stream.boundary import Parser, print_error, run_command
+from neurogate.stream.settings import read_config_file
 
 EXIT_OK, EXIT_ERROR, EXIT_DIFF = 0, 2, 1
 EXIT_BAD_INPUT = 1  # the run finished, but every input record was bad: nothing was scored
@@ -64,7 +64,13 @@ def _input_events(
     for resuming (records up to it are skipped: they were counted before) and kept up to date
     as events are yielded.
     """
-    from stream.files import BadRecord, CsvOptions, count_lines, input_problem, read_events
+    from neurogate.stream.files import (
+        BadRecord,
+        CsvOptions,
+        count_lines,
+        input_problem,
+        read_events,
+    )
 
     def tracked(key: str, items: Iterable[Event | BadRecord]) -> Iterator[Event]:
         skip = positions.get(key, 0)
@@ -79,7 +85,7 @@ def _input_events(
             yield item
 
     if not args.files:
-        from stream.demo import demo_events
+        from neurogate.stream.demo import demo_events
 
         events, truth = demo_events(sources=args.demo_sources, length=args.demo_length,
                                     seed=args.seed)
@@ -215,7 +221,7 @@ def _check_store(store: str, *, append: bool, fresh: bool) -> None:
         return
     if "://" in store and not store.startswith("sqlite:///"):
         return  # not a store URL we know: open_store explains
-    from engine.stores.sqlite import inspect_file
+    from neurogate.engine.stores.sqlite import inspect_file
 
     path = Path(store.removeprefix("sqlite:///"))
     if path.is_dir():
@@ -235,8 +241,8 @@ def _check_store(store: str, *, append: bool, fresh: bool) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.detector import Detector
-    from engine.stores import open_store
+    from neurogate.engine.detector import Detector
+    from neurogate.engine.stores import open_store
 
     cfg = load_config(args.config, args.set, dict(os.environ))
     if args.expect and not Path(args.expect).is_file():
@@ -390,7 +396,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_patterns(args: argparse.Namespace) -> int:
-    from engine.stores import merge_into, open_store, totals
+    from neurogate.engine.stores import merge_into, open_store, totals
 
     if args.action == "merge":
         if not args.sources:
@@ -414,8 +420,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a NeuroNet offline from files; the artifact can seed a run (--encoder)."""
     import numpy as np
 
-    from engine.neuronet import NeuroNet, NeuroNetConfig
-    from stream.files import BadRecord, CsvOptions, input_problem, read_events
+    from neurogate.engine.neuronet import NeuroNet, NeuroNetConfig
+    from neurogate.stream.files import BadRecord, CsvOptions, input_problem, read_events
 
     cfg = load_config(args.config, args.set, dict(os.environ))
     by_source: dict[str, list[tuple[float, ...]]] = {}

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.config import EngineConfig
-from stream.argtypes import non_negative_int, positive_int
+from neurogate.engine.config import EngineConfig
+from neurogate.stream.argtypes import non_negative_int, positive_int
 
 
 class EvalError(Exception):
@@ -142,7 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def engine_config(preset: dict[str, Any], args: argparse.Namespace) -> EngineConfig:
     """Defaults <- the benchmark's preset <- --config's [engine] table <- NEUROGATE_* <- --set."""
-    from engine.config import env_overrides, from_mapping
+    from neurogate.engine.config import env_overrides, from_mapping
 
     cfg = EngineConfig().replace(**preset) if preset else EngineConfig()
     if args.config is not None:
@@ -167,7 +167,7 @@ def engine_config(preset: dict[str, Any], args: argparse.Namespace) -> EngineCon
 
 def _detectors(text: str, supervised_ok: bool = True) -> list[str]:
     """Detector names from --detector, or a one-line error."""
-    from evaluation.registry import parse_detectors
+    from neurogate.evaluation.registry import parse_detectors
 
     try:
         return parse_detectors(text, supervised_ok)
@@ -178,7 +178,7 @@ def _detectors(text: str, supervised_ok: bool = True) -> list[str]:
 def _names(args: argparse.Namespace, cfg: EngineConfig, supervised_ok: bool = True) -> list[str]:
     """--detector's names, with ``neurogate-default`` beside ``neurogate`` where ``cfg`` is not
     the engine's default (unless --no-default)."""
-    from evaluation.registry import with_default
+    from neurogate.evaluation.registry import with_default
 
     names = _detectors(args.detector, supervised_ok)
     return names if args.no_default else with_default(names, cfg)
@@ -194,7 +194,7 @@ def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
 
 def _fail(exc: Exception, args: argparse.Namespace) -> int:
     """Print a user error the way the neurogate CLI does; exit code 2."""
-    from stream.boundary import print_error
+    from neurogate.stream.boundary import print_error
 
     print_error(exc, args)
     return 2
@@ -206,7 +206,7 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
         """The wrapped command, user errors caught."""
-        from engine.config import ConfigError
+        from neurogate.engine.config import ConfigError
 
         try:
             return func(args)
@@ -222,10 +222,10 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
 @_guarded
 def cmd_nab(args: argparse.Namespace) -> int:
     """Run detectors over the NAB corpus, write NAB's results layout, print the scores."""
-    from evaluation.nab import load_corpus, load_profiles
-    from evaluation.nab_eval import format_scores, run_nab, write_nab
-    from evaluation.presets import NAB
-    from evaluation.registry import DETECTORS, build_detector
+    from neurogate.evaluation.nab import load_corpus, load_profiles
+    from neurogate.evaluation.nab_eval import format_scores, run_nab, write_nab
+    from neurogate.evaluation.presets import NAB
+    from neurogate.evaluation.registry import DETECTORS, build_detector
 
     cfg = engine_config(NAB.engine, args)
     names = _detectors(args.detector) if args.name else _names(args, cfg)
@@ -263,11 +263,11 @@ def cmd_nab_grid(args: argparse.Namespace) -> int:
     """Score every combination of the --vary values on NAB, then the 2-fold selection check."""
     import itertools
 
-    from engine.config import from_mapping
-    from evaluation.nab import load_corpus
-    from evaluation.nab_eval import PROFILE_NAMES, cross_validated_selection, run_nab
-    from evaluation.presets import NAB
-    from evaluation.registry import build_detector
+    from neurogate.engine.config import from_mapping
+    from neurogate.evaluation.nab import load_corpus
+    from neurogate.evaluation.nab_eval import PROFILE_NAMES, cross_validated_selection, run_nab
+    from neurogate.evaluation.presets import NAB
+    from neurogate.evaluation.registry import build_detector
 
     names = _detectors(args.detector)
     if len(names) != 1:
@@ -308,9 +308,9 @@ def cmd_nab_grid(args: argparse.Namespace) -> int:
 @_guarded
 def cmd_creditcard(args: argparse.Namespace) -> int:
     """Run detectors over a credit-card file; print figures and top flagged explanations."""
-    from evaluation import creditcard
-    from evaluation.presets import CREDITCARD
-    from evaluation.registry import build_detector
+    from neurogate.evaluation import creditcard
+    from neurogate.evaluation.presets import CREDITCARD
+    from neurogate.evaluation.registry import build_detector
 
     cfg = engine_config(CREDITCARD.engine, args)
     names = _names(args, cfg)
@@ -335,7 +335,7 @@ def cmd_creditcard(args: argparse.Namespace) -> int:
             "seed_figures": creditcard.SEED_FIGURES, "engine_config": _config_dict(cfg),
         }, indent=2) + "\n")
     if args.plot:
-        from evaluation.plots import pr_curves
+        from neurogate.evaluation.plots import pr_curves
 
         curves = {(r.detector if k == "score" else f"{r.detector} posterior"): c
                   for r in runs for k, c in r.curves.items()}
@@ -363,7 +363,7 @@ def _cc_table(runs: list[Any]) -> str:
 @_guarded
 def cmd_generate(args: argparse.Namespace) -> int:
     """Write a generated credit-card file."""
-    from evaluation.creditcard import generate
+    from neurogate.evaluation.creditcard import generate
 
     if not 0 < args.fraud_rate < 1:
         raise EvalError(f"--fraud-rate must be in (0, 1), got {args.fraud_rate}")
@@ -375,9 +375,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 @_guarded
 def cmd_multivariate(args: argparse.Namespace) -> int:
     """Run detectors over the generated multivariate benchmark; print its figures."""
-    from evaluation import multivariate
-    from evaluation.presets import MULTIVARIATE
-    from evaluation.registry import build_detector
+    from neurogate.evaluation import multivariate
+    from neurogate.evaluation.presets import MULTIVARIATE
+    from neurogate.evaluation.registry import build_detector
 
     cfg = engine_config(MULTIVARIATE.engine, args)
     names = _names(args, cfg)
@@ -397,7 +397,7 @@ def cmd_multivariate(args: argparse.Namespace) -> int:
             "engine_config": _config_dict(cfg),
         }, indent=2) + "\n")
     if args.plot:
-        from evaluation.plots import pr_curves
+        from neurogate.evaluation.plots import pr_curves
 
         curves = {}
         for r in results:
@@ -409,7 +409,7 @@ def cmd_multivariate(args: argparse.Namespace) -> int:
 
 
 def _corpus_tables(results: list[Any], kinds: Sequence[str]) -> str:
-    """Figures of ``evaluation.labelled`` results: one line per detector (row-level at its
+    """Figures of ``neurogate.evaluation.labelled`` results: one line per detector (row-level at its
     threshold and ranking, range-based, incidents), then ROC-AUC, PR-AUC and incident recall
     per kind."""
     lines = [f"{'detector':<20} {'prec':>5} {'rec':>5} {'F1':>5} {'ROC':>5} {'PR':>5} | range "
@@ -445,9 +445,9 @@ def cmd_gutentag(args: argparse.Namespace) -> int:
     count separately, print per-channel-count and per-kind figures and a summary."""
     import time
 
-    from evaluation import gutentag, labelled
-    from evaluation.presets import GUTENTAG
-    from evaluation.registry import build_detector
+    from neurogate.evaluation import gutentag, labelled
+    from neurogate.evaluation.presets import GUTENTAG
+    from neurogate.evaluation.registry import build_detector
 
     t_start = time.perf_counter()
     cfg = engine_config(GUTENTAG.engine, args)
@@ -515,8 +515,8 @@ def _gutentag_summary(out: dict[str, Any]) -> str:
 @_guarded
 def cmd_plot_nab(args: argparse.Namespace) -> int:
     """Draw score timelines of chosen NAB files from results directories."""
-    from evaluation.nab import load_corpus
-    from evaluation.plots import nab_timelines
+    from neurogate.evaluation.nab import load_corpus
+    from neurogate.evaluation.plots import nab_timelines
 
     corpus = _run(load_corpus, args.data)
     files = []
@@ -533,7 +533,7 @@ def cmd_plot_nab(args: argparse.Namespace) -> int:
 
 def cmd_detectors(args: argparse.Namespace) -> int:
     """List the registry."""
-    from evaluation.registry import DETECTORS
+    from neurogate.evaluation.registry import DETECTORS
 
     for name, d in DETECTORS.items():
         print(f"{name:<18} {'(labels) ' if d.supervised else ''}{d.description}")

@@ -1,8 +1,8 @@
 """Pattern-database commands: ``db migrate|status|clear-cache`` and ``patterns export|import``.
 
 ``register(sub)`` adds ``db`` to the ``neurogate`` command; ``register_patterns(pts)`` adds
-``export`` and ``import`` to the ``patterns`` sub-commands. ``python -m stream.cli_store ...``
-runs them on their own.
+``export`` and ``import`` to the ``patterns`` sub-commands.
+``python -m neurogate.stream.cli_store ...`` runs them on their own.
 
 Export file (``neurogate.patterns/1``): a zip archive holding ``header.json`` (format, export
 id, source, column names, the source's input positions), chunks ``keys-NNNNNN.npy`` (uint64) and
@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.counts import NCOLS
-from engine.redaction import redact_url
-from stream.boundary import Parser, print_error, run_command
+from neurogate.engine.counts import NCOLS
+from neurogate.engine.redaction import redact_url
+from neurogate.stream.boundary import Parser, print_error, run_command
 
 FORMAT = "neurogate.patterns/1"
 CHUNK_ROWS = 500_000
@@ -99,7 +99,7 @@ def _server_url(args: argparse.Namespace) -> str:
 
 def _postgres(url: str, *, migrate: bool = True, check_schema: bool = True) -> Any:
     """A PostgresStore for a postgresql:// or redis+postgresql:// URL (Redis not needed)."""
-    from engine.stores.postgres import PostgresStore
+    from neurogate.engine.stores.postgres import PostgresStore
 
     plain = url.removeprefix("redis+")
     if "?" in plain:
@@ -117,7 +117,7 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 
 
 def _db_migrate(args: argparse.Namespace) -> int:
-    from engine.stores.postgres import SCHEMA_VERSION
+    from neurogate.engine.stores.postgres import SCHEMA_VERSION
 
     with _postgres(_server_url(args), migrate=False, check_schema=False) as store:
         applied = store.migrate()
@@ -135,7 +135,7 @@ def cmd_db_status(args: argparse.Namespace) -> int:
 
 
 def _db_status(args: argparse.Namespace) -> int:
-    from engine.stores.postgres import SCHEMA_VERSION
+    from neurogate.engine.stores.postgres import SCHEMA_VERSION
 
     with _postgres(_server_url(args), migrate=False, check_schema=False) as store:
         st = store.status()
@@ -167,8 +167,8 @@ def cmd_db_clear_cache(args: argparse.Namespace) -> int:
 
 
 def _db_clear_cache(args: argparse.Namespace) -> int:
-    from engine.stores import open_store
-    from engine.stores.redis_front import CachedStore
+    from neurogate.engine.stores import open_store
+    from neurogate.engine.stores.redis_front import CachedStore
 
     url = _server_url(args)
     if not url.startswith("redis+"):
@@ -291,7 +291,7 @@ def cmd_patterns_export(args: argparse.Namespace) -> int:
 
 
 def _patterns_export(args: argparse.Namespace) -> int:
-    from engine.stores import open_store
+    from neurogate.engine.stores import open_store
 
     with open_store(args.store) as store:
         info = export_counts(store, Path(args.file))
@@ -307,7 +307,7 @@ def cmd_patterns_import(args: argparse.Namespace) -> int:
 
 
 def _patterns_import(args: argparse.Namespace) -> int:
-    from engine.stores import open_store
+    from neurogate.engine.stores import open_store
 
     path = Path(args.file)
     checked = read_export(path)  # a bad file fails before the store is opened (or created)
@@ -335,7 +335,7 @@ def _guard(fn: Any, args: argparse.Namespace) -> int:
     import psycopg
     import redis
 
-    from engine.stores.postgres import SchemaError
+    from neurogate.engine.stores.postgres import SchemaError
 
     try:
         return int(fn(args))
@@ -346,7 +346,7 @@ def _guard(fn: Any, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """A parser with only these commands (for ``python -m stream.cli_store`` and tests)."""
+    """A parser with only these commands (``python -m neurogate.stream.cli_store``, tests)."""
     p = Parser(prog="neurogate", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     register(sub)

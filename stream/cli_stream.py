@@ -1,10 +1,11 @@
 """Streaming commands: ``worker`` (the Kafka worker), ``produce`` and ``replay`` (send events),
 ``topics`` (create/list), ``tail`` (read anomalies or dead letters back).
 
-``register(sub)`` adds them to the ``neurogate`` command; ``python -m stream.cli_stream ...``
-runs them on their own. Settings come from ``--config`` (``[engine]`` and ``[worker]`` tables,
-default ``$NEUROGATE_CONFIG``), ``NEUROGATE_*`` variables and ``--set key=value``
-(``worker.``-prefixed keys are worker settings); flags like ``--bootstrap`` override them.
+``register(sub)`` adds them to the ``neurogate`` command;
+``python -m neurogate.stream.cli_stream ...`` runs them on their own. Settings come from
+``--config`` (``[engine]`` and ``[worker]`` tables, default ``$NEUROGATE_CONFIG``),
+``NEUROGATE_*`` variables and ``--set key=value`` (``worker.``-prefixed keys are worker
+settings); flags like ``--bootstrap`` override them.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.config import ConfigError
-from engine.events import Event
-from engine.redaction import redact_url
-from stream.argtypes import positive_int
-from stream.boundary import Parser, print_error, run_command
-from stream.settings import WorkerSettings, load_settings
+from neurogate.engine.config import ConfigError
+from neurogate.engine.events import Event
+from neurogate.engine.redaction import redact_url
+from neurogate.stream.argtypes import positive_int
+from neurogate.stream.boundary import Parser, print_error, run_command
+from neurogate.stream.settings import WorkerSettings, load_settings
 
 EXIT_OK, EXIT_ERROR = 0, 2
 _FLAGS = {"bootstrap": "bootstrap", "store": "store", "group": "group", "web_port": "web_port",
@@ -141,7 +142,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Start the worker; returns when it stops (70 after a fatal error)."""
     import logging
 
-    from stream.engine_process import LOG_FORMAT
+    from neurogate.stream.engine_process import LOG_FORMAT
 
     config, settings = _settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
@@ -149,7 +150,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         _preflight(settings, args.wait)
     import faust
 
-    from stream.app import EXIT_FATAL, create_app
+    from neurogate.stream.app import EXIT_FATAL, create_app
 
     if not settings.engine_process:
         import torch
@@ -174,7 +175,7 @@ def _preflight(settings: WorkerSettings, wait: float) -> None:
     migrations), waiting up to ``wait`` seconds for either to come up."""
     import logging
 
-    from stream.kafka_tools import KafkaToolError, check_topics
+    from neurogate.stream.kafka_tools import KafkaToolError, check_topics
 
     log = logging.getLogger("neurogate.worker")
     deadline = time.monotonic() + wait
@@ -191,7 +192,7 @@ def _preflight(settings: WorkerSettings, wait: float) -> None:
     if missing:
         log.warning("topics %s do not exist yet; the worker creates them with %d partitions "
                     "(or run `neurogate topics create`)", missing, settings.partitions)
-    from engine.stores import open_store
+    from neurogate.engine.stores import open_store
 
     while True:
         try:
@@ -211,7 +212,13 @@ def _file_events(args: argparse.Namespace, bad: list[Any]) -> tuple[Iterator[Eve
     """Events of the input files (bad records collected in ``bad``) and a total if known."""
     from itertools import chain
 
-    from stream.files import BadRecord, CsvOptions, count_lines, input_problem, read_events
+    from neurogate.stream.files import (
+        BadRecord,
+        CsvOptions,
+        count_lines,
+        input_problem,
+        read_events,
+    )
 
     opts = CsvOptions(
         delimiter=args.delimiter, timestamp_column=args.timestamp_column,
@@ -245,7 +252,7 @@ def _send(args: argparse.Namespace, settings: WorkerSettings, events: Iterator[E
           total: int | None, speed: float | None = None) -> Any:
     from tqdm import tqdm
 
-    from stream.kafka_tools import make_producer, send_events
+    from neurogate.stream.kafka_tools import make_producer, send_events
 
     if args.late_labels is not None and not settings.labels_topic:
         raise StreamCommandError("--late-labels needs worker.labels_topic")
@@ -285,7 +292,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     _, settings = _settings(args)
     if args.deadletter:
-        from stream.kafka_tools import make_producer, read_topic, send_deadletters
+        from neurogate.stream.kafka_tools import make_producer, read_topic, send_deadletters
 
         producer = make_producer(settings)
         try:
@@ -302,7 +309,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.files:
         events, total = _file_events(args, bad)
     else:
-        from stream.demo import demo_events
+        from neurogate.stream.demo import demo_events
 
         demo, _ = demo_events(sources=args.demo_sources, length=args.demo_length, seed=args.seed)
         events, total = iter(demo), len(demo)
@@ -312,7 +319,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from stream.kafka_tools import check_topics, create_topics
+    from neurogate.stream.kafka_tools import check_topics, create_topics
 
     _, settings = _settings(args)
     if args.action == "create":
@@ -327,7 +334,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from stream.kafka_tools import read_topic
+    from neurogate.stream.kafka_tools import read_topic
 
     _, settings = _settings(args)
     names = {"anomalies": settings.anomalies_topic, "deadletter": settings.deadletter_topic,
@@ -379,7 +386,7 @@ def _guarded(fn: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         from kafka.errors import KafkaError
 
-        from stream.kafka_tools import KafkaToolError
+        from neurogate.stream.kafka_tools import KafkaToolError
 
         try:
             return int(fn(args))
@@ -412,7 +419,7 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """A parser with only these commands (for ``python -m stream.cli_stream`` and tests)."""
+    """A parser with only these commands (``python -m neurogate.stream.cli_stream``, tests)."""
     p = Parser(prog="neurogate", description=__doc__.split("\n\n")[0])
     register(p.add_subparsers(dest="command", required=True))
     return p

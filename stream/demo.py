@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from engine.events import Event
+from neurogate.engine.events import Event
 
 __all__ = ["DEMO_START", "KINDS", "DemoTruth", "Incident", "demo_events"]
 

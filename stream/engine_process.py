@@ -25,12 +25,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from engine.config import EngineConfig
-from engine.redaction import known_secrets, redact_url, redacting_logs, scrub
-from engine.stores import PatternStore, open_store
-from stream.metrics import Metrics
-from stream.settings import WorkerSettings
-from stream.worker import Output, Processor, Record
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.redaction import known_secrets, redact_url, redacting_logs, scrub
+from neurogate.engine.stores import PatternStore, open_store
+from neurogate.stream.metrics import Metrics
+from neurogate.stream.settings import WorkerSettings
+from neurogate.stream.worker import Output, Processor, Record
 
 __all__ = ["EngineError", "EngineProcess", "LocalEngine", "open_stores"]
 

@@ -17,7 +17,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO
 
-from engine.events import (
+from neurogate.engine.events import (
     MAX_ID_LEN,
     MAX_SOURCE_LEN,
     BadEvent,

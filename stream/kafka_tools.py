@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from engine.events import Event, event_to_dict
-from stream.settings import WorkerSettings
+from neurogate.engine.events import Event, event_to_dict
+from neurogate.stream.settings import WorkerSettings
 
 __all__ = ["KafkaToolError", "SendStats", "check_topics", "create_topics", "describe_topics",
            "make_producer", "read_topic", "send_deadletters", "send_events"]

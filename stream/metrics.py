@@ -3,7 +3,7 @@
 Names follow the Prometheus conventions: one ``neurogate_`` prefix, base units (seconds),
 ``_total`` for counters, ``_info`` for metadata gauges. Every label has a bounded value set:
 ``topic`` (the configured topics), ``status`` (scored, warming, rejected), ``reason`` (the
-``engine.events.REASONS`` set), ``outcome`` (label outcomes), ``operation`` (store calls),
+``neurogate.engine.events.REASONS`` set), ``outcome`` (label outcomes), ``operation`` (store calls),
 ``result`` (hit, miss), ``partition`` (the topic's partitions) and ``source``: the sources named
 in ``worker.metrics_source_names`` keep their name, every other source is ``other``, so the set
 is the same on every worker and after every restart (at most that many names plus one).
@@ -35,7 +35,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from engine.events import REASONS
+from neurogate.engine.events import REASONS
 
 __all__ = ["EXPORTED", "LATENCY_BUCKETS", "SCORE_BUCKETS", "BulkHistogram", "Metrics",
            "SourceLabels", "all_reasons"]

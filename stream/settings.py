@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
-from engine.redaction import redact_url
+from neurogate.engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
+from neurogate.engine.redaction import redact_url
 
 __all__ = ["CONFIG_ENV", "WorkerSettings", "load_settings"]
 

@@ -35,14 +35,14 @@ from typing import Any
 import numpy as np
 import orjson
 
-from engine import snapshot
-from engine.config import EngineConfig
-from engine.detector import Detector
-from engine.events import BadEvent, Event, EventBatch, event_to_dict, message_events
-from engine.labels import labels_from_json
-from engine.stores import PatternStore, PositionsMoved
-from stream.metrics import Metrics, store_families
-from stream.settings import WorkerSettings
+from neurogate.engine import snapshot
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.detector import Detector
+from neurogate.engine.events import BadEvent, Event, EventBatch, event_to_dict, message_events
+from neurogate.engine.labels import labels_from_json
+from neurogate.engine.stores import PatternStore, PositionsMoved
+from neurogate.stream.metrics import Metrics, store_families
+from neurogate.stream.settings import WorkerSettings
 
 __all__ = ["CommitThread", "Fenced", "Output", "PartitionState", "PartitionView",
            "PendingCommit", "Processor", "Record"]

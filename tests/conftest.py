@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.config import EngineConfig
-from engine.events import Event
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.events import Event
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 STEP = 900.0  # 15 minutes: a day is 96 steps

@@ -111,8 +111,8 @@ class StreamEnv:
         }
 
     def settings(self) -> Any:
-        from engine.config import EngineConfig, from_mapping
-        from stream.settings import WorkerSettings
+        from neurogate.engine.config import EngineConfig, from_mapping
+        from neurogate.stream.settings import WorkerSettings
 
         return (from_mapping(EngineConfig, self.engine, base=EngineConfig()),
                 from_mapping(WorkerSettings, self.worker_table(), base=WorkerSettings()))
@@ -153,7 +153,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
-        cmd = [sys.executable, "-m", "stream.cli_stream", "worker", "--config",
+        cmd = [sys.executable, "-m", "neurogate.stream.cli_stream", "worker", "--config",
                str(self.env.config_file()), "--web-port", str(self.port), "--wait", "30",
                *self.args]
         environ = {k: v for k, v in os.environ.items() if not k.startswith("NEUROGATE_WORKER__")}
@@ -269,7 +269,7 @@ def produce(bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, b
 
 
 def create_topics(env: StreamEnv) -> None:
-    from stream.kafka_tools import create_topics as create
+    from neurogate.stream.kafka_tools import create_topics as create
 
     create(env.settings()[1])
 
@@ -292,8 +292,8 @@ def wait_positions(store: Any, topic: str, ends: dict[int, int], timeout: float 
 
 def read_all(bootstrap: str, topic: str, idle: float = 2.0) -> list[Any]:
     """Every message of ``topic`` so far (stops after ``idle`` seconds without one)."""
-    from stream.kafka_tools import read_topic
-    from stream.settings import WorkerSettings
+    from neurogate.stream.kafka_tools import read_topic
+    from neurogate.stream.settings import WorkerSettings
 
     return list(read_topic(WorkerSettings(bootstrap=bootstrap), topic, from_beginning=True,
                            timeout=idle))

@@ -26,9 +26,9 @@ import psycopg
 import pytest
 import redis
 
-from engine.counts import NCOLS
-from engine.stores.base import PatternStore
-from engine.stores.postgres import create_database, drop_database, with_database
+from neurogate.engine.counts import NCOLS
+from neurogate.engine.stores.base import PatternStore
+from neurogate.engine.stores.postgres import create_database, drop_database, with_database
 
 PG_ADMIN = os.environ.get("NEUROGATE_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("NEUROGATE_REDIS_URL", "redis://127.0.0.1:6379/0")

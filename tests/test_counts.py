@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.counts import EMPTY, NCOLS, CountTable, mix64, text_hash64
+from neurogate.engine.counts import EMPTY, NCOLS, CountTable, mix64, text_hash64
 
 MASK64 = (1 << 64) - 1
 
@@ -260,7 +260,7 @@ def test_mix64_known_values_and_shape() -> None:
 def test_text_hash64_is_stable_across_processes() -> None:
     here = {s: int(text_hash64(s)) for s in ("", "pump-7", "global:value", "ünïcode")}
     code = (
-        "from engine.counts import text_hash64;"
+        "from neurogate.engine.counts import text_hash64;"
         "print([int(text_hash64(s)) for s in ('', 'pump-7', 'global:value', 'ünïcode')])"
     )
     other = subprocess.run(

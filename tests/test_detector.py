@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from engine import snapshot
-from engine.config import EngineConfig
-from engine.detector import BatchResult, Detector
-from engine.encoder import FixedEncoder
-from engine.events import Event, EventBatch
-from engine.stores import MemoryStore, PatternStore, SQLiteStore, merge_into, totals
+from neurogate.engine import snapshot
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.detector import BatchResult, Detector
+from neurogate.engine.encoder import FixedEncoder
+from neurogate.engine.events import Event, EventBatch
+from neurogate.engine.stores import MemoryStore, PatternStore, SQLiteStore, merge_into, totals
 
 if TYPE_CHECKING:
     from conftest import Planted, SeasonalFactory
@@ -631,7 +631,7 @@ def test_cycle_collector_waits_while_events_are_scored(
     on while an encoder trains after it, and exactly as before afterwards, also on errors."""
     import gc
 
-    from engine.shadow import Lifecycle
+    from neurogate.engine.shadow import Lifecycle
 
     scoring: list[bool] = []
     after: list[bool] = []

@@ -9,8 +9,8 @@ import pkgutil
 
 import pytest
 
-import engine
-import evaluation
+import neurogate.engine as engine
+import neurogate.evaluation as evaluation
 
 MODULES = sorted(m.name for pkg in (engine, evaluation)
                  for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."))

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from engine.config import EngineConfig
-from evaluation import creditcard
-from evaluation.presets import CREDITCARD
-from evaluation.protocol import Batch, Feedback, Output, SourceInfo
-from evaluation.registry import build_detector
+from neurogate.engine.config import EngineConfig
+from neurogate.evaluation import creditcard
+from neurogate.evaluation.presets import CREDITCARD
+from neurogate.evaluation.protocol import Batch, Feedback, Output, SourceInfo
+from neurogate.evaluation.registry import build_detector
 from tests.eval_cli import cli
 
 ROWS = 4000

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from evaluation import gutentag as gt
+from neurogate.evaluation import gutentag as gt
 from tests.eval_cli import cli
 
 TINY = """

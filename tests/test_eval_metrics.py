@@ -1,4 +1,4 @@
-"""evaluation.metrics against hand-computed values and scikit-learn."""
+"""neurogate.evaluation.metrics against hand-computed values and scikit-learn."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
-from evaluation.metrics import (
+from neurogate.evaluation.metrics import (
     average_precision,
     best_f1,
     binary_report,

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.config import EngineConfig
-from evaluation import multivariate as mv
-from evaluation.labelled import Incident, LabelledStream, incident_figures
-from evaluation.presets import MULTIVARIATE
-from evaluation.registry import build_detector
+from neurogate.engine.config import EngineConfig
+from neurogate.evaluation import multivariate as mv
+from neurogate.evaluation.labelled import Incident, LabelledStream, incident_figures
+from neurogate.evaluation.presets import MULTIVARIATE
+from neurogate.evaluation.registry import build_detector
 from tests.eval_cli import cli
 
 SMALL = mv.MvSettings(sources=2, length=2400, incidents=4, seed=11)

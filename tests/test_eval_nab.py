@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.config import EngineConfig
-from evaluation.baselines import BaselineSettings
-from evaluation.nab import load_corpus
-from evaluation.nab_eval import run_nab, source_info, window_labels, write_nab
-from evaluation.registry import build_detector
+from neurogate.engine.config import EngineConfig
+from neurogate.evaluation.baselines import BaselineSettings
+from neurogate.evaluation.nab import load_corpus
+from neurogate.evaluation.nab_eval import run_nab, source_info, window_labels, write_nab
+from neurogate.evaluation.registry import build_detector
 from tests.eval_cli import cli
 
 PROFILES_JSON = {

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from engine.config import EngineConfig
-from evaluation.baselines import BaselineSettings, Shingle
-from evaluation.engine_adapter import NeurogateDetector
-from evaluation.protocol import (
+from neurogate.engine.config import EngineConfig
+from neurogate.evaluation.baselines import BaselineSettings, Shingle
+from neurogate.evaluation.engine_adapter import NeurogateDetector
+from neurogate.evaluation.protocol import (
     Batch,
     Feedback,
     Output,
@@ -19,7 +19,7 @@ from evaluation.protocol import (
     SourceInfo,
     run_stream,
 )
-from evaluation.registry import DETECTORS, build_detector, parse_detectors
+from neurogate.evaluation.registry import DETECTORS, build_detector, parse_detectors
 
 FAST_ENGINE = EngineConfig(warmup=50).replace(**{"neuronet.enabled": False})
 

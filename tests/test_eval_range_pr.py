@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from evaluation.range_pr import range_pr_auc, range_scores, recall_of_ranges, runs
+from neurogate.evaluation.range_pr import range_pr_auc, range_scores, recall_of_ranges, runs
 
 
 def test_runs_are_maximal_half_open() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.config import EngineConfig
-from evaluation.baselines import BaselineSettings
-from evaluation.calibration import THRESHOLD, WarmupCalibration
-from evaluation.protocol import SourceInfo, run_stream
-from evaluation.references import HotellingModel, ZScoreModel
-from evaluation.registry import (
+from neurogate.engine.config import EngineConfig
+from neurogate.evaluation.baselines import BaselineSettings
+from neurogate.evaluation.calibration import THRESHOLD, WarmupCalibration
+from neurogate.evaluation.protocol import SourceInfo, run_stream
+from neurogate.evaluation.references import HotellingModel, ZScoreModel
+from neurogate.evaluation.registry import (
     DEFAULT_ENGINE,
     DETECTORS,
     build_detector,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.events import (
+from neurogate.engine.events import (
     MAX_FIELDS,
     REASONS,
     TS_LIMIT,

@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from engine.config import EngineConfig
-from engine.detector import Detector
-from engine.events import Event
-from engine.evidence import BINS, MIN_HISTORY, TAIL_EVENTS, _precision, tail_probability
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.detector import Detector
+from neurogate.engine.events import Event
+from neurogate.engine.evidence import BINS, MIN_HISTORY, TAIL_EVENTS, _precision, tail_probability
 
 T0 = 1_700_000_000.0
 
@@ -177,7 +177,7 @@ def test_an_event_far_in_the_future_is_rejected_without_moving_the_clock() -> No
 def test_a_restarted_detector_continues_the_evidence_state_exactly(split: int) -> None:
     """Baselines, covariances, histories and held counters live in the saved state: a
     detector reopened on the store after a flush scores exactly like one that went on."""
-    from engine.stores import MemoryStore
+    from neurogate.engine.stores import MemoryStore
 
     values = correlated(2200, 3, seed=8)
     values[1500:2000, 0] += 2 * values[:1500, 0].std()

@@ -19,9 +19,15 @@ import psycopg
 import pytest
 import redis
 
-from engine.config import EngineConfig
-from engine.detector import Detector, FlushUnknown
-from engine.stores import CommitUnknown, MemoryStore, PostgresStore, StoreUnavailable, totals
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.detector import Detector, FlushUnknown
+from neurogate.engine.stores import (
+    CommitUnknown,
+    MemoryStore,
+    PostgresStore,
+    StoreUnavailable,
+    totals,
+)
 from tests import pg_fixtures as fx
 from tests.conftest import Planted
 from tests.pg_fixtures import REDIS_URL, admin_connect, contents

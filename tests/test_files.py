@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from engine.events import Event
-from stream.files import (
+from neurogate.engine.events import Event
+from neurogate.stream.files import (
     MAX_HEADER_BYTES,
     BadRecord,
     CsvOptions,

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from engine.config import EngineConfig
-from engine.detector import Detector
-from engine.events import Event
-from engine.stores import MemoryStore
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.detector import Detector
+from neurogate.engine.events import Event
+from neurogate.engine.stores import MemoryStore
 
 
 def stream(n: int, sources: int = 3) -> list[Event]:

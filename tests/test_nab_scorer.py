@@ -1,4 +1,5 @@
-"""Validation of evaluation.nab against NAB's scoring rules (SCORING.md) and published numbers.
+"""Validation of neurogate.evaluation.nab against NAB's scoring rules (SCORING.md) and
+published numbers.
 
 Hand-made NabFile objects cover the rules; a literal port of NAB's Sweeper checks the fast sweep;
 the staged corpus (NEUROGATE_NAB_DIR, default /work/shared/data/nab) checks the published facts.
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluation.nab import (
+from neurogate.evaluation.nab import (
     NO_DETECTION_THRESHOLD,
     PROFILES,
     NabFile,

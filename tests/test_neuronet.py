@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.encoder import StreamSpec
-from engine.neuronet import NeuroNet, NeuroNetConfig, TrainReport, _shifted_predecessors
+from neurogate.engine.encoder import StreamSpec
+from neurogate.engine.neuronet import NeuroNet, NeuroNetConfig, TrainReport, _shifted_predecessors
 
 SMALL = NeuroNetConfig(window=64, levels=3)
 

@@ -7,8 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.counts import mix64
-from engine.patterns import _SENT, _USES, NKINDS, NO_CALENDAR, pattern_keys, stream_bases
+from neurogate.engine.counts import mix64
+from neurogate.engine.patterns import _SENT, _USES, NKINDS, NO_CALENDAR, pattern_keys, stream_bases
 
 
 def reference_keys(bases: np.ndarray, scope: np.ndarray, codes: np.ndarray,

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.config import EngineConfig
-from engine.detector import Detector
-from engine.events import Event
-from engine.patterns import BI, BICTX, CAL, CALCTX, NKINDS, TOTAL, TRI, TRICTX, UNI
-from engine.posterior import ClassEvidence, class_log_likelihoods, explain, log_odds
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.detector import Detector
+from neurogate.engine.events import Event
+from neurogate.engine.patterns import BI, BICTX, CAL, CALCTX, NKINDS, TOTAL, TRI, TRICTX, UNI
+from neurogate.engine.posterior import ClassEvidence, class_log_likelihoods, explain, log_odds
 
 LINE = re.compile(
     r"pid\((?P<pid>\d+)\) prior_v\((?P<prior_v>[01])\) posterior\((?P<posterior>-?\d+\.\d{6})\) "

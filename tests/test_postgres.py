@@ -14,11 +14,11 @@ import numpy as np
 import psycopg
 import pytest
 
-from engine.config import EngineConfig
-from engine.counts import NCOLS
-from engine.detector import Detector
-from engine.events import Event
-from engine.stores import (
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.counts import NCOLS
+from neurogate.engine.detector import Detector
+from neurogate.engine.events import Event
+from neurogate.engine.stores import (
     MemoryStore,
     PositionsMoved,
     PostgresStore,
@@ -28,9 +28,9 @@ from engine.stores import (
     open_store,
     totals,
 )
-from engine.stores import postgres as pgmod
-from engine.stores.postgres import SCHEMA_VERSION, SchemaError
-from stream import cli_store
+from neurogate.engine.stores import postgres as pgmod
+from neurogate.engine.stores.postgres import SCHEMA_VERSION, SchemaError
+from neurogate.stream import cli_store
 from tests import pg_fixtures as fx
 from tests.pg_fixtures import Proxy, admin_connect, contents, terminate_backends, url_via
 

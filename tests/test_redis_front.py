@@ -17,12 +17,18 @@ import numpy as np
 import pytest
 import redis
 
-from engine.config import EngineConfig
-from engine.counts import NCOLS
-from engine.detector import Detector
-from engine.events import Event
-from engine.stores import CachedStore, MemoryStore, PostgresStore, StoreUnavailable, open_store
-from stream import cli_store
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.counts import NCOLS
+from neurogate.engine.detector import Detector
+from neurogate.engine.events import Event
+from neurogate.engine.stores import (
+    CachedStore,
+    MemoryStore,
+    PostgresStore,
+    StoreUnavailable,
+    open_store,
+)
+from neurogate.stream import cli_store
 from tests import pg_fixtures as fx
 from tests.conftest import seasonal_stream
 from tests.pg_fixtures import (

@@ -1,11 +1,12 @@
-"""Per-source state helpers (``engine.state``): the compiled window cut matches numpy exactly."""
+"""Per-source state helpers (``neurogate.engine.state``): the compiled window cut matches
+numpy exactly."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.state import normalised_windows, windows_at
+from neurogate.engine.state import normalised_windows, windows_at
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -17,12 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
+from neurogate.engine.counts import NCOLS
+from neurogate.engine.stores import CachedStore, PostgresStore
 
-from engine.counts import NCOLS  # noqa: E402
-from engine.stores import CachedStore, PostgresStore  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 BATCHES, BATCH, POOL = 30, 3000, 4000
 
@@ -51,7 +49,7 @@ if __name__ == "__main__":
     worker(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]))
     sys.exit(0)
 
-from tests import pg_fixtures as fx  # noqa: E402
+from tests import pg_fixtures as fx  # noqa: E402  (after the script part above)
 from tests.pg_fixtures import REDIS_URL, contents  # noqa: E402
 
 pg_db, pg_url, redis_prefix = fx.pg_db, fx.pg_url, fx.redis_prefix  # fixtures, by name

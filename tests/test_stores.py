@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.counts import NCOLS
-from engine.stores import (
+from neurogate.engine.counts import NCOLS
+from neurogate.engine.stores import (
     MemoryStore,
     PatternStore,
     PositionsMoved,
@@ -23,7 +23,7 @@ from engine.stores import (
     open_store,
     totals,
 )
-from engine.stores.sqlite import SCHEMA_VERSION, inspect_file
+from neurogate.engine.stores.sqlite import SCHEMA_VERSION, inspect_file
 from tests.conftest import foreign_sqlite
 from tests.pg_fixtures import contents as store_contents
 

@@ -1,5 +1,5 @@
-"""``neurogate worker|produce|replay|topics|tail`` (stream.cli_stream): argument handling and
-errors without servers, and the kafka-python tools against the test broker."""
+"""``neurogate worker|produce|replay|topics|tail`` (neurogate.stream.cli_stream): argument
+handling and errors without servers, and the kafka-python tools against the test broker."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream import cli_stream
-from stream.settings import WorkerSettings
+from neurogate.stream import cli_stream
+from neurogate.stream.settings import WorkerSettings
 from tests import kafka_fixtures as kf
 from tests.kafka_fixtures import produce, read_all
 
@@ -63,7 +63,7 @@ def test_bad_settings_are_one_line_errors(tmp_path: Path,
 
 def test_unreachable_kafka_is_a_clear_error(capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from stream import kafka_tools
+    from neurogate.stream import kafka_tools
     from tests.pg_fixtures import free_port
 
     monkeypatch.setattr(kafka_tools, "CONNECT_TIMEOUT", 1.0)
@@ -119,7 +119,7 @@ def test_topics_produce_and_tail(kafka_bootstrap: str, tmp_path: Path,
 
 def test_labels_topic_must_be_copartitioned(kafka_bootstrap: str,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from stream.kafka_tools import create_topics
+    from neurogate.stream.kafka_tools import create_topics
 
     prefix = f"c{uuid.uuid4().hex[:8]}"
     settings = WorkerSettings(bootstrap=kafka_bootstrap, events_topic=f"{prefix}.events",

@@ -21,11 +21,11 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.detector import Detector
-from engine.events import Event, event_to_dict
-from engine.labels import Label
-from engine.stores import MemoryStore
-from engine.stores.postgres import PostgresStore
+from neurogate.engine.detector import Detector
+from neurogate.engine.events import Event, event_to_dict
+from neurogate.engine.labels import Label
+from neurogate.engine.stores import MemoryStore
+from neurogate.engine.stores.postgres import PostgresStore
 from tests import kafka_fixtures as kf
 from tests import pg_fixtures as fx
 from tests.conftest import seasonal_stream
@@ -324,7 +324,7 @@ def test_store_positions_override_kafka_offsets(env: StreamEnv, workers: Workers
     import psycopg
     from psycopg import sql
 
-    from engine.stores import open_store
+    from neurogate.engine.stores import open_store
 
     events = seasonal_stream(sources=4, length=2400, seed=7).events
     msgs = messages(events)

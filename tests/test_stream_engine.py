@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from engine.config import EngineConfig
-from engine.stores import MemoryStore
-from stream.engine_process import EngineError, EngineProcess, LocalEngine
-from stream.settings import WorkerSettings
-from stream.worker import CommitThread, Processor
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.stores import MemoryStore
+from neurogate.stream.engine_process import EngineError, EngineProcess, LocalEngine
+from neurogate.stream.settings import WorkerSettings
+from neurogate.stream.worker import CommitThread, Processor
 from tests.conftest import seasonal_stream
 from tests.test_stream_worker import SETTINGS, counts, published, reference, to_records
 

@@ -1,4 +1,4 @@
-"""Late labels (``engine.labels``): parsing, the key memory, exact n0/n1 updates, and the
+"""Late labels (``neurogate.engine.labels``): parsing, the key memory, exact n0/n1 updates, and the
 posterior they feed; and their path through the worker (labels topic -> counts)."""
 
 from __future__ import annotations
@@ -10,20 +10,20 @@ import time
 import numpy as np
 import pytest
 
-from engine.config import EngineConfig
-from engine.counts import NCOLS
-from engine.detector import Detector
-from engine.events import BadEvent, Event
-from engine.labels import (
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.counts import NCOLS
+from neurogate.engine.detector import Detector
+from neurogate.engine.events import BadEvent, Event
+from neurogate.engine.labels import (
     Label,
     LabelMemory,
     label_from_dict,
     labels_from_json,
 )
-from engine.patterns import NKINDS
-from engine.stores import MemoryStore, totals
-from stream.settings import WorkerSettings
-from stream.worker import Processor, Record
+from neurogate.engine.patterns import NKINDS
+from neurogate.engine.stores import MemoryStore, totals
+from neurogate.stream.settings import WorkerSettings
+from neurogate.stream.worker import Processor, Record
 
 
 def stream(n: int = 400, source: str = "s") -> list[Event]:
@@ -86,7 +86,7 @@ def test_memory_never_finds_the_wrong_event_and_costs_the_collector_nothing(
     remembered events add no objects for the cycle collector to walk."""
     import gc
 
-    import engine.labels as labels_mod
+    import neurogate.engine.labels as labels_mod
 
     keys = np.arange(1, 1 + 3 * NKINDS, dtype=np.uint64).reshape(3, 1, NKINDS)
     none = np.full(3, -1, dtype=np.int8)
@@ -226,7 +226,7 @@ def test_late_labels_need_a_label_memory(fast_config: EngineConfig) -> None:
 def test_memory_joins_small_batches_and_finds_every_event() -> None:
     """Batches smaller than _SEAL gather in a tail that becomes one searchable chunk: every
     event is found by id and by ts before and after that, with labels set meanwhile kept."""
-    from engine.labels import _SEAL
+    from neurogate.engine.labels import _SEAL
 
     n = 3 * _SEAL
     evs = [Event(f"s{i % 3}", float(i), (0.0,), id=f"e{i}") for i in range(n)]
@@ -262,7 +262,7 @@ def test_memory_joins_small_batches_and_finds_every_event() -> None:
 def test_memory_joins_only_batches_of_one_key_width() -> None:
     """When an encoder takes over a level the key width changes; small batches on both sides
     of the change are kept apart and all found."""
-    from engine.labels import _SEAL
+    from neurogate.engine.labels import _SEAL
 
     mem = LabelMemory(capacity=10 * _SEAL)
     narrow = np.ones((_SEAL - 1, 1, NKINDS), dtype=np.uint64)

@@ -19,11 +19,11 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
-from engine.config import ConfigError, EngineConfig  # noqa: E402
-from engine.stores import MemoryStore  # noqa: E402
-from stream.metrics import EXPORTED, Metrics, all_reasons  # noqa: E402
-from stream.settings import WorkerSettings, load_settings  # noqa: E402
-from stream.worker import Processor, Record  # noqa: E402
+from neurogate.engine.config import ConfigError, EngineConfig  # noqa: E402
+from neurogate.engine.stores import MemoryStore  # noqa: E402
+from neurogate.stream.metrics import EXPORTED, Metrics, all_reasons  # noqa: E402
+from neurogate.stream.settings import WorkerSettings, load_settings  # noqa: E402
+from neurogate.stream.worker import Processor, Record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OPS = ROOT / "ops"
@@ -187,7 +187,7 @@ def test_a_worker_whose_engine_is_not_running_is_not_ready() -> None:
     NeurogateWorkerNotReady can fire; faust's own pages are off and it binds 127.0.0.1."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from stream.app import create_app
+    from neurogate.stream.app import create_app
 
     config, settings = load_settings(None, ["worker.store=memory://"], {})
     app = create_app(config, settings)

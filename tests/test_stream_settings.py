@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError
-from stream.settings import WorkerSettings, load_settings
+from neurogate.engine.config import ConfigError
+from neurogate.stream.settings import WorkerSettings, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:

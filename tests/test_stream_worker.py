@@ -1,5 +1,6 @@
 """The worker's core without Kafka: parsing, dead letters, anomaly records, exactly-once
-commits, restarts and partitions moving between processors (``stream.worker.Processor``)."""
+commits, restarts and partitions moving between processors
+(``neurogate.stream.worker.Processor``)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import numpy as np
 import orjson
 import pytest
 
-from engine.config import EngineConfig
-from engine.detector import Detector
-from engine.events import Event, event_to_dict
-from engine.stores import MemoryStore, PatternStore
-from stream.settings import WorkerSettings
-from stream.worker import Fenced, Processor, Record
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.detector import Detector
+from neurogate.engine.events import Event, event_to_dict
+from neurogate.engine.stores import MemoryStore, PatternStore
+from neurogate.stream.settings import WorkerSettings
+from neurogate.stream.worker import Fenced, Processor, Record
 from tests.conftest import seasonal_stream
 
 SETTINGS = WorkerSettings(partitions=2, store="memory://", commit_interval=60.0)

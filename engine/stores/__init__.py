@@ -7,21 +7,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from engine.stores.base import OutcomeUnknown, PatternStore, PositionsMoved, merge_into, totals
-from engine.stores.memory import MemoryStore
-from engine.stores.sqlite import SQLiteStore
+from neurogate.engine.stores.base import (
+    OutcomeUnknown,
+    PatternStore,
+    PositionsMoved,
+    merge_into,
+    totals,
+)
+from neurogate.engine.stores.memory import MemoryStore
+from neurogate.engine.stores.sqlite import SQLiteStore
 
 if TYPE_CHECKING:  # the server back-ends import psycopg/redis: loaded only when used
-    from engine.stores.postgres import CommitUnknown, PostgresStore, StoreUnavailable
-    from engine.stores.redis_front import CachedStore
+    from neurogate.engine.stores.postgres import CommitUnknown, PostgresStore, StoreUnavailable
+    from neurogate.engine.stores.redis_front import CachedStore
 
 __all__ = ["CachedStore", "CommitUnknown", "MemoryStore", "OutcomeUnknown", "PatternStore",
            "PositionsMoved",
            "PostgresStore", "SQLiteStore", "StoreUnavailable", "merge_into", "open_store",
            "totals"]
 
-_LAZY = {"PostgresStore": "engine.stores.postgres", "StoreUnavailable": "engine.stores.postgres",
-         "CommitUnknown": "engine.stores.postgres", "CachedStore": "engine.stores.redis_front"}
+_PG, _REDIS = "neurogate.engine.stores.postgres", "neurogate.engine.stores.redis_front"
+_LAZY = {"PostgresStore": _PG, "StoreUnavailable": _PG, "CommitUnknown": _PG, "CachedStore": _REDIS}
 
 
 def __getattr__(name: str) -> object:
@@ -50,12 +56,12 @@ def open_store(url: str, *, redis_url: str | None = None) -> PatternStore:
     if url.startswith("sqlite:///"):
         return SQLiteStore(url[len("sqlite:///") :])
     if url.startswith("postgresql://"):
-        from engine.stores.postgres import PostgresStore
+        from neurogate.engine.stores.postgres import PostgresStore
 
         return PostgresStore(url)
     if url.startswith("redis+postgresql://"):
-        from engine.stores.postgres import PostgresStore
-        from engine.stores.redis_front import CachedStore
+        from neurogate.engine.stores.postgres import PostgresStore
+        from neurogate.engine.stores.redis_front import CachedStore
 
         parts = urlsplit(url.removeprefix("redis+"))
         query = parse_qsl(parts.query, keep_blank_values=True)

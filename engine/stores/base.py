@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from engine.counts import NCOLS
+from neurogate.engine.counts import NCOLS
 
 
 class PositionsMoved(RuntimeError):

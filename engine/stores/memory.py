@@ -6,8 +6,8 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from engine.counts import CountTable
-from engine.stores.base import PatternStore, check_expected, check_keys
+from neurogate.engine.counts import CountTable
+from neurogate.engine.stores.base import PatternStore, check_expected, check_keys
 
 
 class MemoryStore(PatternStore):

@@ -51,9 +51,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from engine.counts import NCOLS
-from engine.stores.base import OutcomeUnknown, PatternStore, check_keys
-from engine.stores.postgres import EncoderVersion, PostgresStore, StoreUnavailable
+from neurogate.engine.counts import NCOLS
+from neurogate.engine.stores.base import OutcomeUnknown, PatternStore, check_keys
+from neurogate.engine.stores.postgres import EncoderVersion, PostgresStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from engine.counts import NCOLS
-from engine.stores.base import PatternStore, check_expected, check_keys
+from neurogate.engine.counts import NCOLS
+from neurogate.engine.stores.base import PatternStore, check_expected, check_keys
 
 SCHEMA_VERSION = 1
 _MIGRATIONS = {
