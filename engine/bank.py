@@ -293,6 +293,14 @@ class Bank:
             float(ev.tail_memory), ev.hold, ev.hold_max, evidence.WIDTH, p_out, stat, chan)
         return p_out, stat, chan
 
+    def seed_pattern_history(self, row: int, stats: np.ndarray) -> None:
+        """Add pattern-evidence statistics (e.g. of the warm-up replay) to a source's history."""
+        st = self.state
+        memory = float(self.config.evidence.tail_memory)
+        width = float(evidence.WIDTH[evidence.PATTERNS])
+        for x in np.asarray(stats, dtype=np.float64).tolist():
+            evidence.remember(st.ev_hist, st.ev_total, row, evidence.PATTERNS, x, width, memory)
+
     def suppress(self, p: Prepared, score: np.ndarray) -> np.ndarray:
         """True where a score does not beat the source's previous ``suppress_window`` scores
         (the same incident alerting again). Updates the score history."""

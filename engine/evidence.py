@@ -207,7 +207,7 @@ def absolute_bound(family: int, x: float, pattern_prior: float) -> float:
 
 
 @njit(cache=True)
-def _remember(hist: np.ndarray, total: np.ndarray, row: int, f: int, x: float, width: float,
+def remember(hist: np.ndarray, total: np.ndarray, row: int, f: int, x: float, width: float,
               memory: float) -> None:
     b = min(max(int(x / width), 0), hist.shape[2] - 1)
     hist[row, f, b] += 1.0
@@ -290,7 +290,7 @@ def score_events(
                 continue
             if not unusual:
                 held[r, f] = 0
-            _remember(hist, total, r, f, stats[f], width[f], memory)
+            remember(hist, total, r, f, stats[f], width[f], memory)
             if f == DEVIATION:
                 for ch in range(c):
                     d = x[ch] - base[r, ch]

@@ -142,6 +142,21 @@ class Growing:
         self.size += count
         return rows
 
+    def truncate(self, size: int) -> None:
+        """Forget the rows from ``size`` on (their arrays go back to the fill values, so a row
+        reserved later starts clean)."""
+        for name, (_, _, fill) in self._specs.items():
+            self.arrays[name][size : self.size] = fill
+        self.size = min(self.size, size)
+
+    def rows_copy(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """A copy of ``rows`` of every array (``restore_rows`` puts it back)."""
+        return {name: arr[rows].copy() for name, arr in self.arrays.items()}
+
+    def restore_rows(self, rows: np.ndarray, saved: dict[str, np.ndarray]) -> None:
+        for name, arr in saved.items():
+            self.arrays[name][rows] = arr
+
     def __getattr__(self, name: str) -> np.ndarray:
         try:
             return self.__dict__["arrays"][name]

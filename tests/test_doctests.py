@@ -12,7 +12,7 @@ import pytest
 import neurogate.engine as engine
 import neurogate.evaluation as evaluation
 
-MODULES = sorted(m.name for pkg in (engine, evaluation)
+MODULES = ["neurogate", "neurogate.frame"] + sorted(m.name for pkg in (engine, evaluation)
                  for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."))
 
 
