@@ -95,7 +95,18 @@ SCORING_ONLY = frozenset({"threshold", "alpha", "alpha0", "top_k", "extreme_rule
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Every knob of the detector. Defaults follow EXPERIMENTS.md round 2 (deployable path)."""
+    """Every knob of the detector, checked when built; ``replace`` takes dotted names.
+
+    Examples
+    --------
+    >>> cfg = EngineConfig(threshold=0.95).replace(**{"neuronet.enabled": False})
+    >>> cfg.threshold, cfg.neuronet.enabled, cfg.warmup
+    (0.95, False, 200)
+    >>> EngineConfig(threshold=1.5)
+    Traceback (most recent call last):
+    ...
+    neurogate.engine.config.ConfigError: threshold must be in (0, 1], got 1.5
+    """
 
     warmup: int = 200  # events per source used to fix its range before it is scored
     range_margin: float = 0.10  # warm-up range widened by this share on each side

@@ -63,6 +63,13 @@ class Event(NamedTuple):
 
     Immutable; a named tuple rather than a frozen dataclass because it is built once per input
     event and a frozen dataclass takes ~3x longer to construct (measured: 1.3 vs 0.45 µs).
+
+    Examples
+    --------
+    >>> Event("pump-7", 1_700_000_000.0, (71.2,)).fields
+    ('value',)
+    >>> Event("pump-7", 1_700_000_000.0, (1400.0, 71.2), ("rpm", "temp")).values
+    (1400.0, 71.2)
     """
 
     source: str

@@ -50,6 +50,17 @@ def open_store(url: str, *, redis_url: str | None = None) -> PatternStore:
       Redis is ``redis_url`` if given, else the URL's ``redis`` query parameter
       (``...?redis=redis://cache:6379/0``, removed before libpq sees the URL), else
       ``NEUROGATE_REDIS_URL``, else ``redis://127.0.0.1:6379/0``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "patterns.db"
+    >>> store = open_store(str(path))
+    >>> type(store).__name__, store.size()
+    ('SQLiteStore', 0)
+    >>> store.close()
+    >>> type(open_store("memory://")).__name__
+    'MemoryStore'
     """
     if url == "memory://":
         return MemoryStore()
