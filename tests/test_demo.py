@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import numpy as np
@@ -113,9 +112,3 @@ def test_short_streams_and_bad_arguments() -> None:
     assert len(truth.incidents) == 6 and {i.kind for i in truth.incidents} == set(KINDS)
     with pytest.raises(ValueError):
         demo_events(sources=0)
-
-
-def test_fast() -> None:
-    t = time.perf_counter()
-    demo_events(seed=3)
-    assert time.perf_counter() - t < 1.0
