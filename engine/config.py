@@ -11,11 +11,39 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from neurogate.engine.encoder import FixedEncoderConfig
-
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range; the message says which and why."""
+
+
+# Here, not beside the encoder: reading the configuration must not load numba (engine/encoder.py),
+# which made every `neurogate` command start in 0.66 s instead of 0.1 s (bench/startup.py).
+@dataclass(frozen=True)
+class FixedEncoderConfig:
+    """Multi-scale level x trend bins (EXPERIMENTS.md round 2, "N0/N9" codes).
+
+    Level 0 bins the value itself into ``value_bins`` bins over the warm-up range (plus one code
+    below and one above it). Level l >= 1 codes the mean of the last 2**l values into
+    ``level_bins`` bins (plus below/above) crossed with the trend of that mean against the block
+    before it, cut at ``-trend_step, 0, +trend_step``. With ``change_stream``, each channel
+    also gets a level-0 stream "did the value change at all", so a frozen sensor shows up as a
+    rare run of no-change codes (demo stream: frozen-sensor recall 0.25 -> 1.00; NAB unchanged,
+    while a log-scale step-size stream cost 1.4 NAB points).
+    """
+
+    levels: int = 7
+    value_bins: int = 32
+    level_bins: int = 4
+    trend_step: float = 0.05
+    change_stream: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.levels <= 10:
+            raise ValueError(f"fixed encoder: levels must be in 1..10, got {self.levels}")
+        if self.value_bins < 2 or self.level_bins < 1:
+            raise ValueError("fixed encoder: value_bins must be >= 2 and level_bins >= 1")
+        if not self.trend_step > 0:
+            raise ValueError(f"fixed encoder: trend_step must be > 0, got {self.trend_step}")
 
 
 @dataclass(frozen=True)

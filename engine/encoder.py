@@ -16,6 +16,8 @@ from typing import Protocol
 import numpy as np
 from numba import njit
 
+from neurogate.engine.config import FixedEncoderConfig
+
 ORDER = 3  # codes per stream handed to the pattern layer: t-2d, t-d, t
 
 
@@ -41,34 +43,6 @@ class Encoder(Protocol):
     def encode(self, windows: np.ndarray) -> np.ndarray:
         """windows float32 [n, window, channels] (last row = now) -> int64 [n, streams, ORDER]."""
         ...
-
-
-@dataclass(frozen=True)
-class FixedEncoderConfig:
-    """Multi-scale level x trend bins (EXPERIMENTS.md round 2, "N0/N9" codes).
-
-    Level 0 bins the value itself into ``value_bins`` bins over the warm-up range (plus one code
-    below and one above it). Level l >= 1 codes the mean of the last 2**l values into
-    ``level_bins`` bins (plus below/above) crossed with the trend of that mean against the block
-    before it, cut at ``-trend_step, 0, +trend_step``. With ``change_stream``, each channel
-    also gets a level-0 stream "did the value change at all", so a frozen sensor shows up as a
-    rare run of no-change codes (demo stream: frozen-sensor recall 0.25 -> 1.00; NAB unchanged,
-    while a log-scale step-size stream cost 1.4 NAB points).
-    """
-
-    levels: int = 7
-    value_bins: int = 32
-    level_bins: int = 4
-    trend_step: float = 0.05
-    change_stream: bool = True
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.levels <= 10:
-            raise ValueError(f"fixed encoder: levels must be in 1..10, got {self.levels}")
-        if self.value_bins < 2 or self.level_bins < 1:
-            raise ValueError("fixed encoder: value_bins must be >= 2 and level_bins >= 1")
-        if not self.trend_step > 0:
-            raise ValueError(f"fixed encoder: trend_step must be > 0, got {self.trend_step}")
 
 
 class FixedEncoder:

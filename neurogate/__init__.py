@@ -31,18 +31,50 @@ Examples
 True
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from neurogate.engine.config import EngineConfig
-from neurogate.engine.detector import BatchResult, Detector, Result
-from neurogate.engine.events import Event
-from neurogate.engine.stores import open_store
-from neurogate.frame import detect
-
-try:
-    __version__ = version("neurogate")
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
+if TYPE_CHECKING:  # what type checkers see; at run time each name is imported on first use
+    from neurogate.engine.config import EngineConfig
+    from neurogate.engine.detector import BatchResult, Detector, Result
+    from neurogate.engine.events import Event
+    from neurogate.engine.stores import open_store
+    from neurogate.frame import detect
 
 __all__ = ["BatchResult", "Detector", "EngineConfig", "Event", "Result", "__version__",
            "detect", "open_store"]
+
+# Lazy (PEP 562): every `neurogate` command imports this package first, and the engine's
+# modules load numpy and numba: eagerly they made `neurogate --help` take 0.66 s instead of
+# well under 0.3 s (bench/startup.py; tests/test_packaging.py checks what start-up loads).
+_HOME = {
+    "EngineConfig": "neurogate.engine.config",
+    "BatchResult": "neurogate.engine.detector",
+    "Detector": "neurogate.engine.detector",
+    "Result": "neurogate.engine.detector",
+    "Event": "neurogate.engine.events",
+    "open_store": "neurogate.engine.stores",
+    "detect": "neurogate.frame",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported on first use (then kept in the module)."""
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value: Any = version("neurogate")
+        except PackageNotFoundError:  # a source tree that was never installed
+            value = "0+unknown"
+    elif name in _HOME:
+        import importlib
+
+        value = getattr(importlib.import_module(_HOME[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

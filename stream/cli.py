@@ -12,15 +12,17 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neurogate.engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
-from neurogate.engine.events import Event
 from neurogate.engine.redaction import redact_url
 from neurogate.stream import cli_eval, cli_store, cli_stream
 from neurogate.stream.argtypes import positive_int
 from neurogate.stream.boundary import Parser, print_error, run_command
 from neurogate.stream.settings import read_config_file
+
+if TYPE_CHECKING:  # numpy: not loaded to start the command line (bench/startup.py)
+    from neurogate.engine.events import Event
 
 EXIT_OK, EXIT_ERROR, EXIT_DIFF = 0, 2, 1
 EXIT_BAD_INPUT = 1  # the run finished, but every input record was bad: nothing was scored
@@ -465,8 +467,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 # -- parser --------------------------------------------------------------------------------------
 
 
+class _Version(argparse.Action):
+    """``--version``: prints ``neurogate <version>``, read only when asked (it costs an import)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from neurogate import __version__
+
+        print(f"neurogate {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="neurogate", description=__doc__)
+    p.add_argument("--version", action=_Version, nargs=0, default=argparse.SUPPRESS,
+                   help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:

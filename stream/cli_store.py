@@ -26,13 +26,13 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from neurogate.engine.counts import NCOLS
 from neurogate.engine.redaction import redact_url
 from neurogate.stream.boundary import Parser, print_error, run_command
+
+if TYPE_CHECKING:  # numpy and numba: loaded by the commands that use them (bench/startup.py)
+    import numpy as np
 
 FORMAT = "neurogate.patterns/1"
 CHUNK_ROWS = 500_000
@@ -186,6 +186,8 @@ def _db_clear_cache(args: argparse.Namespace) -> int:
 
 
 def _npy(arr: np.ndarray) -> bytes:
+    import numpy as np
+
     buf = io.BytesIO()
     np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
     return buf.getvalue()
@@ -194,6 +196,10 @@ def _npy(arr: np.ndarray) -> bytes:
 def export_counts(store: Any, path: Path, chunk_rows: int | None = None) -> dict[str, Any]:
     """Write every count of ``store`` to ``path`` (atomically: a temp file renamed at the end);
     returns the summary."""
+    import numpy as np
+
+    from neurogate.engine.counts import NCOLS
+
     if not path.parent.is_dir():
         raise StoreCommandError(f"output directory does not exist: {path.parent}")
     header = {
@@ -224,6 +230,10 @@ def export_counts(store: Any, path: Path, chunk_rows: int | None = None) -> dict
 
 
 def _chunks(zf: zipfile.ZipFile, n: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    import numpy as np
+
+    from neurogate.engine.counts import NCOLS
+
     for i in range(n):
         with zf.open(f"keys-{i:06d}.npy") as f:
             keys = np.lib.format.read_array(f, allow_pickle=False)
@@ -237,6 +247,10 @@ def _chunks(zf: zipfile.ZipFile, n: int) -> Iterator[tuple[np.ndarray, np.ndarra
 
 def read_export(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Header and summary of an export, after checking every chunk against the summary."""
+    import numpy as np
+
+    from neurogate.engine.counts import NCOLS
+
     if not path.is_file():
         raise StoreCommandError(f"file not found: {path}")
     try:
@@ -266,6 +280,10 @@ def import_counts(
     """Add an export's counts to ``store`` chunk by chunk, each with its progress marker in the
     same transaction (``checked``: ``read_export``'s result, if already done). Returns the
     header, summary, marker, rows applied and chunks skipped as imported before."""
+    import numpy as np
+
+    from neurogate.engine.counts import NCOLS
+
     header, summary = checked or read_export(path)
     marker = f"import:{header['export_id']}"
     if again:

@@ -16,14 +16,16 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neurogate.engine.config import ConfigError
-from neurogate.engine.events import Event
 from neurogate.engine.redaction import redact_url
 from neurogate.stream.argtypes import positive_int
 from neurogate.stream.boundary import Parser, print_error, run_command
 from neurogate.stream.settings import WorkerSettings, load_settings
+
+if TYPE_CHECKING:  # numpy: not loaded to start the command line (bench/startup.py)
+    from neurogate.engine.events import Event
 
 EXIT_OK, EXIT_ERROR = 0, 2
 _FLAGS = {"bootstrap": "bootstrap", "store": "store", "group": "group", "web_port": "web_port",
