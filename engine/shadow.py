@@ -22,6 +22,7 @@ import numpy as np
 
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.encoder import Encoder, FixedEncoder, StreamSpec
+from neurogate.engine.extras import neuronet_usable
 from neurogate.engine.patterns import MAX_VOCAB, NO_CALENDAR, pattern_keys, stream_bases
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class Lifecycle:
         self.channels = channels
         nn = config.neuronet
         self.window = max(fixed.window, 4 << nn.levels) if nn.enabled else fixed.window
+        self.trains = neuronet_usable(nn.enabled)  # without torch: fixed codes, one warning
         self.slots: list[EncoderSlot] = []
         self._add_slot(fixed)
         self.serving = {spec.level: 0 for spec in fixed.streams}
@@ -115,7 +117,7 @@ class Lifecycle:
     def after_batch(self, det: Detector, bank: Bank) -> None:
         """Train, warm or decide when their moment has come (called after every batch)."""
         nn = self.config.neuronet
-        if not nn.enabled:
+        if not self.trains:
             return
         seen = det.events_seen
         if self.candidate is None:

@@ -15,11 +15,14 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from neurogate.engine.extras import missing_extra
 from neurogate.engine.redaction import known_secrets, redacting_logs, scrub
 
-__all__ = ["EXIT_INTERNAL", "Parser", "command_secrets", "print_error", "run_command"]
+__all__ = ["EXIT_INTERNAL", "EXIT_MISSING_EXTRA", "Parser", "command_secrets", "print_error",
+           "run_command"]
 
 EXIT_INTERNAL = 1  # an unexpected exception (a bug): Python's own code for an uncaught one
+EXIT_MISSING_EXTRA = 1  # the command needs an optional package that is not installed
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,7 +46,8 @@ def print_error(message: object, args: argparse.Namespace | None = None) -> None
 
 def run_command(args: argparse.Namespace, handle: Callable[[argparse.Namespace], int],
                 argv: Sequence[str] = ()) -> int:
-    """Run ``handle(args)`` with its log records scrubbed; an unexpected exception prints its
+    """Run ``handle(args)`` with its log records scrubbed; a missing optional package is one
+    line naming its extra (``EXIT_MISSING_EXTRA``); an unexpected exception prints its
     traceback scrubbed too and exits with ``EXIT_INTERNAL``."""
     secrets = command_secrets(args) | known_secrets(argv, {})
     with redacting_logs(secrets):
@@ -52,7 +56,10 @@ def run_command(args: argparse.Namespace, handle: Callable[[argparse.Namespace],
         except KeyboardInterrupt:
             print("neurogate: interrupted", file=sys.stderr)
             return 130
-        except Exception:
+        except Exception as exc:
+            if (hint := missing_extra(exc)) is not None:
+                print_error(hint, args)
+                return EXIT_MISSING_EXTRA
             print(scrub(traceback.format_exc(), secrets), file=sys.stderr, end="")
             print("neurogate: internal error (the traceback above); please report it",
                   file=sys.stderr)

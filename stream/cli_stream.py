@@ -155,9 +155,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from neurogate.stream.app import EXIT_FATAL, create_app
 
     if not settings.engine_process:
-        import torch
+        from neurogate.engine.extras import set_torch_threads
 
-        torch.set_num_threads(settings.torch_threads)
+        set_torch_threads(settings.torch_threads)
     app = create_app(config, settings)
     worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False,
                           override_logging=False)

@@ -249,9 +249,9 @@ def _child_main(conn: Any, side: Any, config: EngineConfig, settings: WorkerSett
 def _serve(conn: Any, side: Any, config: EngineConfig, settings: WorkerSettings,
            secrets: frozenset[str]) -> None:
     try:
-        import torch
+        from neurogate.engine.extras import set_torch_threads
 
-        torch.set_num_threads(settings.torch_threads)
+        set_torch_threads(settings.torch_threads)
         parent = os.getppid()  # a worker killed while the store is down: stop retrying
         engine = LocalEngine(config, settings, give_up=lambda: os.getppid() != parent)
         # what is loaded by now (torch, numba, the stores) lives as long as the process: keep
