@@ -1,4 +1,5 @@
 # One venv for everything; torch is pinned and installed first so pip never resolves a CUDA build.
+# The package's core needs none of the extras; the tests need them all (pyproject.toml).
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,7 +15,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev,eval]'
+	$(BIN)/pip install -q -e '.[dev,eval,all]'
 	$(BIN)/pip install -q --no-deps $(NODEPS)
 	touch $@
 
