@@ -250,11 +250,10 @@ def test_wheel_installs_into_a_fresh_venv_beside_a_user_engine_package(tmp_path:
         import sys
         import engine, stream
         import neurogate
-        from neurogate import __version__
-        from neurogate.engine.config import EngineConfig
-        from neurogate.engine.detector import Detector
-        from neurogate.engine.events import Event
+        from neurogate import Detector, EngineConfig, Event, __version__, open_store
+        from neurogate.engine.detector import Detector as Same
         from neurogate.stream.cli import main
+        assert Detector is Same and open_store("memory://") is not None
         cfg = EngineConfig(warmup=20).replace(**{"neuronet.enabled": False})
         out = Detector(cfg).process_many([Event("s", float(t), (t % 7,)) for t in range(60)])
         print(engine.OWNER, stream.OWNER, __version__, out.result(59).status,
