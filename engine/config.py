@@ -9,6 +9,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 
@@ -48,33 +49,46 @@ class FixedEncoderConfig:
 
 @dataclass(frozen=True)
 class NeuroNetSettings:
-    """When and how the NeuroNet is trained and when it may take over a level from fixed codes."""
+    """When and how the NeuroNet is trained and when it may take over a level (engine/shadow.py).
+
+    Training runs in the background (``background``): the job started at event N is installed
+    at event N + ``train_events`` exactly, waiting for it then if needed, so results depend on
+    the input and the settings only, not on how fast training ran."""
 
     enabled: bool = True
+    # "" (fixed codes serve until a trained NeuroNet takes over), "builtin" (the NeuroNet shipped
+    # in engine/pretrained/, trained on generated series only, serves levels 1..L from the first
+    # event of 1-channel sources) or the path of a NeuroNet file (`neurogate train`)
+    pretrained: str = ""
     train_after: int = 20_000  # events (all sources) seen before the first training
     retrain_every: int = 0  # events between retrainings to a new version; 0 = never
+    train_events: int = 5_000  # events between a training's start and its installation
+    background: bool = True  # train in a separate process (false: in the scoring thread)
     reservoir: int = 2048  # recent values kept per source for (re)training and re-counting
     max_sources: int = 256  # sources sampled into one training run
     shadow_events: int = 5_000  # events a candidate is shadow-scored before the takeover decision
-    margin: float = 0.02  # required gain in normalised conditional surprise to take over a level
-    levelhold: float = 0.7
-    tunehold: float | None = None
-    max_steps_per_level: int = 150
+    margin: float = 0.01  # gain in planted-anomaly ROC-AUC (or d' with labels) to take over
+    steps: int = 300  # training steps (batches of 256 windows)
     levels: int = 6
     hidden: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("train_after", "reservoir", "shadow_events", "max_sources", "levels"):
+        for name in ("train_after", "reservoir", "shadow_events", "max_sources", "levels",
+                     "steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"neuronet.{name} must be >= 1, got {getattr(self, name)}")
-        if self.retrain_every < 0:
-            raise ConfigError(f"neuronet.retrain_every must be >= 0, got {self.retrain_every}")
+        for name in ("retrain_every", "train_events"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"neuronet.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.margin < math.inf:
             raise ConfigError(f"neuronet.margin must be a finite number >= 0, got {self.margin}")
-        if not 0 < self.levelhold <= 1:
-            raise ConfigError(f"neuronet.levelhold must be in (0, 1], got {self.levelhold}")
-        if self.tunehold is not None and not 0 < self.tunehold <= 1:
-            raise ConfigError(f"neuronet.tunehold must be in (0, 1], got {self.tunehold}")
+        if not 1 <= self.levels <= 10:
+            raise ConfigError(f"neuronet.levels must be in 1..10, got {self.levels}")
+        if self.hidden < 1:
+            raise ConfigError(f"neuronet.hidden must be >= 1, got {self.hidden}")
+        if self.pretrained not in ("", "builtin") and not Path(self.pretrained).is_file():
+            raise ConfigError(f"neuronet.pretrained must be '', 'builtin' or the path of a "
+                              f"NeuroNet file, got {self.pretrained!r} (no such file)")
 
 
 @dataclass(frozen=True)

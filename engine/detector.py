@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -231,7 +229,8 @@ class Detector:
         self.lifecycles: dict[tuple[str, ...], Lifecycle] = {}
         self._sources: dict[str, tuple[Bank, int]] = {}
         self.events_seen = 0
-        self.timings: dict[str, float] = {"train_seconds": 0.0}
+        # NeuroNet training (in the background) and how long scoring waited for it
+        self.timings: dict[str, float] = {"train_seconds": 0.0, "train_wait_seconds": 0.0}
         self.flush_errors = 0
         self.label_memory = LabelMemory(label_memory) if label_memory else None
         self._writer: ThreadPoolExecutor | None = None
@@ -427,6 +426,8 @@ class Detector:
         """Flush pending counts (and ``positions``) and wait for them; the store stays open
         (the caller owns it)."""
         self.flush(positions)
+        for lc in self.lifecycles.values():
+            lc.close()
         if self._writer is not None:
             self._writer.shutdown()
             self._writer = None
@@ -461,10 +462,8 @@ class Detector:
     def save_encoder(self, encoder: Encoder) -> None:
         """Keep a trained encoder's artifact in the store's registry (for rollback and reuse)."""
         self._settle()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "encoder.pt"
-            encoder.save(path)  # type: ignore[attr-defined]
-            self.store.put_meta(f"encoder/{encoder.name}/{encoder.version}", path.read_bytes())
+        blob = encoder.to_bytes()  # type: ignore[attr-defined]
+        self.store.put_meta(f"encoder/{encoder.name}/{encoder.version}", blob)
 
     def count_only(self, keys: np.ndarray, labels: np.ndarray) -> None:
         """Count keys [m, streams, NKINDS] of events without scoring them (warming a namespace)."""
@@ -482,6 +481,7 @@ class Detector:
             "patterns_cached": len(self.cache),
             "encoders": {",".join(f): lc.status() for f, lc in self.lifecycles.items()},
             "train_seconds": round(self.timings["train_seconds"], 2),
+            "train_wait_seconds": round(self.timings["train_wait_seconds"], 2),
         }
 
     # -- internals -----------------------------------------------------------------------------

@@ -1,153 +1,54 @@
 """NeuroNet: a learned multi-level encoder that turns a window of values into discrete codes.
 
-Level l (1..L) reads the level l-1 sequence (level 0 = the raw window), applies a causal
-strided conv (stride 2, output j summarises the inputs ending at 2j+1), a nonlinearity and a
-finite scalar quantiser (FSQ). The quantised values feed level l+1; their mixed-radix integer is
-the level's code. So level l has window / 2**l positions, and its last position ends at the
-current event: the last three codes are those at event times t-2d, t-d, t with d = 2**l.
-A level-l code sees 1 + (kernel-1)(2**l - 1) values; where that reaches before the window start
-(with the defaults only the top level's t-2d code) the window's first value stands in, so that
-code can differ from the t code of the window 2d events earlier.
+Level l (1..L, time step d = 2**l) reads the means of ``kernel`` consecutive blocks of d/2
+values ending at the event (receptive field kernel * d / 2 values; 2d with the default kernel
+4), as ``(newest block, newest - each older block)`` per channel, standardised with the training
+data's mean and spread. A small MLP (ReLU hidden layer) maps them to ``fsq_dims`` latents, and
+each latent is quantised against ``fsq_levels - 1`` edges; the digits' mixed-radix integer is
+the level's code. The codes at t-2d, t-d and t are the same function at those times, so a
+window needs 4 * 2**L values.
 
-Training is shared across many sources and predictive (EXPERIMENTS.md round 2: that is the only
-neural setting that beat fixed bins): each level learns to predict the mean of the next 2**l
-values from its codes, plus a small reconstruction term, level by level, then optionally jointly.
+The edges are not a fixed grid: after training they are set to the quantiles of each latent on
+the training windows at the cumulative probabilities of a standard normal cut at
+``-(q-2)/2 .. (q-2)/2`` (q = fsq_levels; q = 4: 16/34/34/16 %). So every digit is used at a
+known rate whatever the latent's scale (the cause of the collapsed codebooks before: a sigmoid
+quantiser whose inputs drifted into saturation used 1-4 of 16 codes), and the outer digits are
+rarer, so unusual shapes get rare codes.
+
+Inference is numpy/numba only (no torch): the engine can serve a NeuroNet without importing
+torch; training lives in ``neurogate.engine.neurotrain``.
+
+Examples
+--------
+>>> import numpy as np
+>>> net = NeuroNet(NeuroNetConfig(window=32, levels=3))
+>>> x = np.random.default_rng(0).uniform(0, 1, (5, 32, 1)).astype(np.float32)
+>>> codes = net.encode(x)
+>>> codes.shape, bool(codes.max() < net.config.vocab)
+((5, 3, 3), True)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
+import math
 import os
-import time
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
-import torch
 from numba import njit
-from torch import nn
-from tqdm import tqdm
 
-from neurogate.engine.encoder import StreamSpec
+from neurogate.engine.encoder import ORDER, StreamSpec
 from neurogate.engine.patterns import MAX_VOCAB
 
-FORMAT = "neurogate.neuronet/1"
-_CHUNK = 16384  # windows per encode / evaluation batch: bounds memory
-_FLOAT_CHUNK = 1024  # windows per float forward in encode: keeps the hidden layer cache-warm
-_CARRY = 8192  # windows (and their level-1 codes) kept from earlier encode calls for reuse
-_EVAL_EVERY = 20  # training steps between held-out accuracy checks
-_RECON_WEIGHT = 0.1
-_HELDOUT = 0.1  # share of each series' windows (its most recent ones, at least one) held out
-# Level 1's conv sees each kernel's last value plus its differences to the earlier taps, scaled
-# up: an invertible reparametrisation of the raw taps, folded into the conv weight. Differences
-# are ~10x smaller than levels in normalised units, and unscaled the conv needed many more steps
-# to pick up the trend (measured: level-1 held-out accuracy 0.46 -> 0.62 after 150 steps, far
-# better rising/falling separation).
-_DIFF_SCALE = 16.0
-
-
-@njit(cache=True)
-def _segment_hash(bits: np.ndarray, row: int, start: int, stop: int) -> np.uint64:
-    """Hash of 16 evenly spread steps (all channels) of ``bits[row, start:stop]``: a cheap key
-    for candidate matches, each then checked exactly."""
-    h = np.uint64(0x9E3779B97F4A7C15)
-    span = stop - start - 1
-    for q in range(16):
-        t = start + span * q // 15
-        for ch in range(bits.shape[2]):
-            h = (h ^ np.uint64(bits[row, t, ch])) * np.uint64(0xBF58476D1CE4E5B9)
-            h ^= h >> np.uint64(29)
-    return h
-
-
-@njit(cache=True)
-def _shifted_predecessors(bits: np.ndarray) -> np.ndarray:
-    """For windows [B, W, C] (float32 bits): pred[i] = the latest earlier row p whose window
-    moved on by two steps is row i's (bits[i, :-2] == bits[p, 2:] exactly), else -1."""
-    b, w, c = bits.shape
-    size = 16
-    while size < 4 * b:
-        size *= 2
-    mask = np.uint64(size - 1)
-    hashes = np.zeros(size, dtype=np.uint64)
-    rows = np.full(size, -1, dtype=np.int64)
-    pred = np.full(b, -1, dtype=np.int64)
-    for i in range(b):
-        h = _segment_hash(bits, i, 0, w - 2)
-        slot = h & mask
-        while rows[slot] >= 0 and hashes[slot] != h:
-            slot = (slot + np.uint64(1)) & mask
-        p = rows[slot]
-        if p >= 0:
-            same = True
-            for t in range(w - 2):
-                for ch in range(c):
-                    if bits[i, t, ch] != bits[p, t + 2, ch]:
-                        same = False
-                        break
-                if not same:
-                    break
-            if same:
-                pred[i] = p
-        h = _segment_hash(bits, i, 2, w)
-        slot = h & mask
-        while rows[slot] >= 0 and hashes[slot] != h:
-            slot = (slot + np.uint64(1)) & mask
-        hashes[slot] = h
-        rows[slot] = i
-    return pred
-
-
-@njit(cache=True)
-def _fill_shifted(codes: np.ndarray, pred: np.ndarray, edges: np.ndarray, npad: int) -> None:
-    """Codes of rows with a predecessor: its codes one position along, then the freshly
-    computed padded first ``npad`` and new last outputs (``edges``). Rows in order: p < i."""
-    b, half = codes.shape
-    for i in range(b):
-        p = pred[i]
-        if p < 0:
-            continue
-        for j in range(npad):
-            codes[i, j] = edges[i, j]
-        for j in range(npad, half - 1):
-            codes[i, j] = codes[p, j + 1]
-        codes[i, half - 1] = edges[i, npad]
-
-
-@njit(cache=True)
-def _upper_tails(codes1: np.ndarray, tables: np.ndarray, kernel: int, vocab: int,
-                 out: np.ndarray) -> None:
-    """Last three codes of every level [B, levels, 3] from level-1 codes [B, W/2]: level l+1's
-    output j is ``tables[l][taps]`` of level l's codes 2j+2-kernel .. 2j+1, the first code
-    standing in before the start (as ``_Level.columns`` pads)."""
-    b, half = codes1.shape
-    levels = tables.shape[0] + 1
-    cur = np.empty(half, dtype=np.int64)
-    nxt = np.empty(half, dtype=np.int64)
-    for i in range(b):
-        n = half
-        for j in range(n):
-            cur[j] = codes1[i, j]
-        for t in range(3):
-            out[i, 0, t] = cur[n - 3 + t]
-        for lvl in range(1, levels):
-            m = n // 2
-            for j in range(m):
-                idx = 0
-                for tap in range(kernel):
-                    pos = 2 * j + 2 - kernel + tap
-                    idx = idx * vocab + cur[pos if pos > 0 else 0]
-                nxt[j] = tables[lvl - 1, idx]
-            for j in range(m):
-                cur[j] = nxt[j]
-            n = m
-            for t in range(3):
-                out[i, lvl, t] = cur[n - 3 + t]
-
-
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+FORMAT = "neurogate.neuronet/2"
+# Weight arrays of a NeuroNet, each [levels, ...]: feature mean and spread, hidden layer,
+# latent layer, quantiser edges.
+ARRAYS = ("feat_mean", "feat_std", "w1", "b1", "w2", "b2", "edges")
 
 
 @dataclass(frozen=True)
@@ -162,7 +63,7 @@ class NeuroNetConfig:
     fsq_levels: int = 4
     kernel: int = 4
     tolerance: float = 0.05
-    lr: float = 3e-2  # measured on sine sources: 3e-3 ends 400 steps far less accurate
+    lr: float = 1e-2
 
     def __post_init__(self) -> None:
         minimums = {"channels": 1, "levels": 1, "hidden": 1, "fsq_dims": 1, "fsq_levels": 2,
@@ -172,14 +73,13 @@ class NeuroNetConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(
                     f"NeuroNetConfig.{name} must be an int >= {minimum}, got {value!r}")
-        # Level L has window / 2**L positions and needs >= 3 (codes at t-2d, t-d, t); with a
-        # power-of-two window that means window >= 4 * 2**levels.
-        least = 4 * 2**self.levels
+        # The t-2d code of level L reads kernel blocks of 2**(L-1) values before t-2d.
+        least = self.reach(self.levels, self.kernel)
         if self.window & (self.window - 1) or self.window < least:
             raise ValueError(
-                f"NeuroNetConfig.window must be a power of two >= 4 * 2**levels = {least} "
-                f"(so level {self.levels} has >= 3 positions), got {self.window}"
-            )
+                f"NeuroNetConfig.window must be a power of two >= {least} (level "
+                f"{self.levels}'s code at t-2d reads kernel * 2**(levels-1) values before it), "
+                f"got {self.window}")
         if self.fsq_levels**self.fsq_dims >= MAX_VOCAB:
             raise ValueError(f"NeuroNetConfig.fsq_dims, fsq_levels: the vocabulary "
                              f"fsq_levels**fsq_dims must be < {MAX_VOCAB} (a pattern key slot)")
@@ -188,473 +88,310 @@ class NeuroNetConfig:
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"NeuroNetConfig.{name} must be a number > 0, got {value!r}")
 
+    @staticmethod
+    def reach(levels: int, kernel: int) -> int:
+        """Values a window needs: level ``levels``'s code at t-2d and its receptive field."""
+        d = 2**levels
+        return 2 * d + kernel * d // 2
+
     @property
     def vocab(self) -> int:
         """Distinct codes per level: fsq_levels ** fsq_dims."""
         return int(self.fsq_levels**self.fsq_dims)
 
+    @property
+    def features(self) -> int:
+        """Inputs of a level's MLP: kernel block features per channel."""
+        return self.kernel * self.channels
+
+
+def target_usage(q: int) -> np.ndarray:
+    """Share of events each of a latent's ``q`` digits gets after calibration: a standard
+    normal cut at -(q-2)/2 .. (q-2)/2 (q = 4: 0.16, 0.34, 0.34, 0.16)."""
+    cuts = [NormalDist().cdf(k - (q - 2) / 2) for k in range(q - 1)]
+    return np.diff(np.concatenate([[0.0], cuts, [1.0]]))
+
+
+def target_perplexity(q: int, dims: int) -> float:
+    """Perplexity of a level's codes when its latents are independent and calibrated."""
+    p = target_usage(q)
+    return float(math.exp(-dims * float((p * np.log(p)).sum())))
+
 
 @dataclass
 class TrainReport:
-    """What fit did, per level (index 0 = level 1). Accuracies are on the held-out split:
-    before training the level, and when it was frozen; code perplexity (exp of the entropy of
-    the held-out windows' last codes, at most vocab) is measured at the end."""
+    """What training did, per level (index 0 = level 1), measured on held-out windows (the most
+    recent tenth of each series): prediction accuracy before and after training, and code
+    perplexity (exp of the entropy of the held-out codes at t; at most vocab; a collapsed level
+    has about 1)."""
 
     initial_accuracy: list[float] = field(default_factory=list)
     level_accuracy: list[float] = field(default_factory=list)
-    level_steps: list[int] = field(default_factory=list)
-    levelhold_reached: list[bool] = field(default_factory=list)
     code_perplexity: list[float] = field(default_factory=list)
-    tune_accuracy: float | None = None
-    tune_steps: int = 0
+    steps: int = 0
     seconds: float = 0.0
     train_samples: int = 0
     heldout_samples: int = 0
+    reinitialised: list[int] = field(default_factory=list)  # levels whose weights were redrawn
 
     def summary(self) -> str:
         """One line per level plus totals, for logs and the CLI."""
         lines = [
-            f"level {i + 1}: acc {a0:.3f} -> {a:.3f} in {s} steps"
-            f"{' (levelhold reached)' if hit else ''}, code perplexity {p:.1f}"
-            for i, (a0, a, s, hit, p) in enumerate(zip(
-                self.initial_accuracy, self.level_accuracy, self.level_steps,
-                self.levelhold_reached, self.code_perplexity, strict=True))
+            f"level {i + 1}: acc {a0:.3f} -> {a:.3f}, code perplexity {p:.1f}"
+            for i, (a0, a, p) in enumerate(zip(
+                self.initial_accuracy, self.level_accuracy, self.code_perplexity, strict=True))
         ]
-        if self.tune_accuracy is not None:
-            lines.append(f"fine-tune: mean acc {self.tune_accuracy:.3f} in {self.tune_steps} steps")
-        lines.append(f"{self.train_samples} train + {self.heldout_samples} held-out windows, "
-                     f"{self.seconds:.1f} s")
+        if self.reinitialised:
+            lines.append(f"re-initialised (collapsed) levels: {self.reinitialised}")
+        lines.append(f"{self.steps} steps, {self.train_samples} train + "
+                     f"{self.heldout_samples} held-out windows, {self.seconds:.1f} s")
         return "\n".join(lines)
 
-
-class _Level(nn.Module):
-    """One level: causal stride-2 conv -> ReLU -> FSQ, plus the training-only heads."""
-
-    def __init__(self, c_in: int, cfg: NeuroNetConfig, *, raw: bool) -> None:
-        super().__init__()
-        self.kernel = cfg.kernel
-        self.q = cfg.fsq_levels
-        self.conv = nn.Linear(c_in * cfg.kernel, cfg.hidden)
-        self.proj = nn.Linear(cfg.hidden, cfg.fsq_dims)
-        # Training only: predict the next block mean from two consecutive steps; reconstruct the
-        # two inputs a step summarises.
-        self.head = nn.Sequential(nn.Linear(2 * cfg.fsq_dims, cfg.hidden), nn.ReLU(),
-                                  nn.Linear(cfg.hidden, cfg.channels))
-        self.decoder = nn.Linear(cfg.fsq_dims, 2 * c_in)
-        self.radix: torch.Tensor
-        self.register_buffer("radix", cfg.fsq_levels ** torch.arange(cfg.fsq_dims),
-                             persistent=False)
-        # Level 1 only: taps -> (last value, _DIFF_SCALE x (last - earlier tap)) per channel.
-        taps = torch.zeros(cfg.kernel, cfg.kernel)
-        taps[:, -1] = 1.0
-        taps[1:, -1] = _DIFF_SCALE
-        taps[1:, :-1] = -_DIFF_SCALE * torch.eye(cfg.kernel - 1)
-        self.mix: torch.Tensor | None
-        self.register_buffer("mix", torch.block_diag(*[taps] * c_in) if raw else None,
-                             persistent=False)
-
-    def columns(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, T, C] -> conv input columns [B, T/2, C * kernel]. The start is left-padded by
-        repeating the first step, so output j covers inputs 2j+2-kernel .. 2j+1."""
-        pad = x[:, :1].expand(-1, self.kernel - 2, -1)
-        return torch.cat([pad, x], 1).unfold(1, self.kernel, 2).flatten(2)
-
-    def scaled(self, cols: torch.Tensor) -> torch.Tensor:
-        """Conv columns [..., C * kernel] -> FSQ inputs [..., d] in [0, q-1], before rounding."""
-        flat = cols.reshape(-1, cols.shape[-1])  # 2-D, so each Linear is one fused addmm
-        weight = self.conv.weight if self.mix is None else self.conv.weight @ self.mix
-        h = nn.functional.linear(flat, weight, self.conv.bias).relu_()
-        z = torch.sigmoid(self.proj(h)) * (self.q - 1)
-        return z.reshape(*cols.shape[:-1], -1)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, T, C] -> (quantised values [B, T/2, d] in [-1, 1], FSQ digits [B, T/2, d])."""
-        z = self.scaled(self.columns(x))
-        digits = torch.round(z)
-        zq = z + (digits - z).detach() if torch.is_grad_enabled() else digits  # straight-through
-        return zq * (2.0 / (self.q - 1)) - 1.0, digits
-
-    def codes(self, digits: torch.Tensor) -> torch.Tensor:
-        """FSQ digits [..., d] -> mixed-radix integer codes [...] (int64)."""
-        return (digits.long() * self.radix).sum(-1)
-
-    def values(self, codes: torch.Tensor) -> torch.Tensor:
-        """Integer codes [...] -> quantised values [..., d]: the inverse of ``codes``."""
-        digits = torch.div(codes[..., None], self.radix, rounding_mode="floor") % self.q
-        return digits * (2.0 / (self.q - 1)) - 1.0
-
-    def predict(self, values: torch.Tensor) -> torch.Tensor:
-        """Quantised values [B, P, d] -> predicted next-block means [B, P-1, channels] for
-        positions 1..P-1, each from steps (j-1, j)."""
-        return self.head(torch.cat([values[:, :-1], values[:, 1:]], -1))
-
-    def recon_loss(self, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """MSE of reconstructing each step's 2 input positions from its quantised values."""
-        target = x.detach().reshape(x.shape[0], x.shape[1] // 2, -1)
-        return nn.functional.mse_loss(self.decoder(values), target)
-
-
-class _Windows:
-    """Training windows cut from many series, addressed by their end index in one flat array."""
-
-    def __init__(self, series: list[np.ndarray], cfg: NeuroNetConfig) -> None:
-        w, horizon = cfg.window, 2**cfg.levels
-        parts: list[np.ndarray] = []
-        train: list[np.ndarray] = []
-        held: list[np.ndarray] = []
-        offset = 0
-        for raw in series:
-            s = np.asarray(raw, dtype=np.float32)
-            if s.ndim == 1 and cfg.channels == 1:
-                s = s[:, None]
-            if s.ndim != 2 or s.shape[1] != cfg.channels:
-                raise ValueError(f"each series must be [T, {cfg.channels}], got {s.shape}")
-            if len(s) <= horizon:
-                continue  # no real future for the top level's target
-            # Pad the start by repeating the first value, as a source's first windows are in
-            # streaming, so every event with a full future ends a window.
-            s = np.concatenate([np.repeat(s[:1], w - 1, 0), s])
-            ends = offset + np.arange(w - 1, len(s) - horizon)
-            cut = len(ends) - (max(1, round(_HELDOUT * len(ends))) if len(ends) > 1 else 0)
-            train.append(ends[:cut])
-            held.append(ends[cut:])
-            parts.append(s)
-            offset += len(s)
-        self.train = np.concatenate(train) if train else np.zeros(0, np.int64)
-        self.held = np.concatenate(held) if held else np.zeros(0, np.int64)
-        if len(self.held) == 0 or len(self.train) == 0:
-            raise ValueError(
-                f"too little data: need a series with >= 2**levels + 2 = {horizon + 2} rows "
-                f"(for a train and a held-out window)")
-        self.values = np.concatenate(parts)
-        self.cumsum = np.concatenate([np.zeros((1, cfg.channels)),
-                                      np.cumsum(self.values, 0, dtype=np.float64)])
-        self._steps = np.arange(-w + 1, 1)
-
-    def windows(self, ends: np.ndarray) -> np.ndarray:
-        """[n, window, channels] float32 windows ending (inclusive) at ``ends``."""
-        return self.values[ends[:, None] + self._steps]
-
-    def future_mean(self, ends: np.ndarray, span: int) -> np.ndarray:
-        """[n, channels] mean of the ``span`` values after each end: the predictive target."""
-        return (self.cumsum[ends + 1 + span] - self.cumsum[ends + 1]) / span
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
 
 
 class NeuroNet:
-    """Learned encoder: one joint stream of FSQ codes per level, shared across sources.
+    """Learned encoder: one joint stream of codes per level, shared across sources.
 
-    Accuracy (levelhold, tunehold, TrainReport): the share of held-out windows whose predicted
-    mean of the next 2**l values (from the level's last two code steps) is within
-    ``config.tolerance`` (normalised units) of the truth for every channel. The held-out split is
-    the most recent 10% (at least one) of each series' windows.
+    A fresh NeuroNet has random weights and uncalibrated edges (a standard normal grid);
+    ``engine.neurotrain.fit`` trains and calibrates one.
     """
 
     name = "neuronet"
 
-    def __init__(self, config: NeuroNetConfig | None = None, *, seed: int = 0) -> None:
-        self.config = config or NeuroNetConfig()
-        self.window = self.config.window
-        self.channels = self.config.channels
+    def __init__(self, config: NeuroNetConfig | None = None, *, seed: int = 0,
+                 weights: dict[str, np.ndarray] | None = None) -> None:
+        self.config = cfg = config or NeuroNetConfig()
+        self.window = cfg.window
+        self.channels = cfg.channels
         self.streams = [
-            StreamSpec(level=lv, channel=-1, dilation=2**lv, vocab=self.config.vocab)
-            for lv in range(1, self.config.levels + 1)
+            StreamSpec(level=lv, channel=-1, dilation=2**lv, vocab=cfg.vocab)
+            for lv in range(1, cfg.levels + 1)
         ]
-        self.device = _device()
-        self._build(seed)
-
-    def _build(self, seed: int) -> None:
-        """(Re)create the levels with weights drawn from ``seed``, leaving global RNG alone."""
-        cfg = self.config
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.levels = [_Level(cfg.channels if i == 0 else cfg.fsq_dims, cfg, raw=i == 0)
-                           for i in range(cfg.levels)]
-        self.net = nn.ModuleList(self.levels).to(self.device)
-        self._refresh()
-
-    def _refresh(self) -> None:
-        """After the weights changed: recompute the version, drop derived lookup tables."""
+        self.weights = weights if weights is not None else initial_weights(cfg, seed)
+        self._check()
         self.version = self._hash()
-        self._tables: list[torch.Tensor] | None = None  # built from the weights on first use
-        self._np_tables: np.ndarray | None = None
-        self._carry = (np.zeros((0, 0, 0), np.uint32), np.zeros((0, 0), np.int64))
+
+    def _check(self) -> None:
+        cfg = self.config
+        lv, f, h, d, q = cfg.levels, cfg.features, cfg.hidden, cfg.fsq_dims, cfg.fsq_levels
+        shapes = {"feat_mean": (lv, f), "feat_std": (lv, f), "w1": (lv, f, h), "b1": (lv, h),
+                  "w2": (lv, h, d), "b2": (lv, d), "edges": (lv, d, q - 1)}
+        if set(self.weights) != set(shapes):
+            raise ValueError(f"NeuroNet weights must be {sorted(shapes)}, got "
+                             f"{sorted(self.weights)}")
+        for name, shape in shapes.items():
+            arr = np.ascontiguousarray(self.weights[name], dtype=np.float64)
+            if arr.shape != shape or not np.isfinite(arr).all():
+                raise ValueError(f"NeuroNet weight {name} must be finite {shape}, got "
+                                 f"{arr.shape}")
+            self.weights[name] = arr
+        if (self.weights["feat_std"] <= 0).any():
+            raise ValueError("NeuroNet weight feat_std must be > 0")
+        if (np.diff(self.weights["edges"], axis=-1) < 0).any():
+            raise ValueError("NeuroNet quantiser edges must be ascending")
 
     def _hash(self) -> str:
-        """16 hex chars of sha256 over the format, the config and every weight tensor."""
-        h = hashlib.sha256(f"{FORMAT} diff_scale={_DIFF_SCALE}".encode())
+        """16 hex chars of sha256 over the format, the config and every weight array."""
+        h = hashlib.sha256(FORMAT.encode())
         h.update(json.dumps(dataclasses.asdict(self.config), sort_keys=True).encode())
-        for key, tensor in sorted(self.net.state_dict().items()):
-            t = tensor.detach().cpu().contiguous()
-            h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
-            h.update(t.numpy().tobytes())
+        for key in ARRAYS:
+            arr = self.weights[key]
+            h.update(f"{key}:{arr.dtype}:{arr.shape}".encode())
+            h.update(arr.tobytes())
         return h.hexdigest()[:16]
 
-    def _forward(self, x: torch.Tensor, upto: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Run levels 1..upto on x [B, W, C]; returns (values, digits) per level."""
-        out = []
-        for level in self.levels[:upto]:
-            x, digits = level(x)
-            out.append((x, digits))
-        return out
-
     def encode(self, windows: np.ndarray) -> np.ndarray:
-        """Codes of each window's last event: finite [n, window, channels] values ->
-        int64 [n, levels, 3], per level the codes at t-2d, t-d, t (d = 2**level)."""
-        x = np.asarray(windows, dtype=np.float32)
-        if x.ndim != 3 or x.shape[1:] != (self.window, self.channels):
-            raise ValueError(f"windows must be [n, {self.window}, {self.channels}], got {x.shape}")
+        """Codes of each window's last event: finite [n, >= window, channels] values (the last
+        ``window`` are read) -> int64 [n, levels, 3], per level the codes at t-2d, t-d, t
+        (d = 2**level)."""
+        x = np.asarray(windows)
+        if x.ndim != 3 or x.shape[1] < self.window or x.shape[2] != self.channels:
+            raise ValueError(f"windows must be [n, >={self.window}, {self.channels}], got "
+                             f"{x.shape}")
+        x = x[:, x.shape[1] - self.window :]
         if not np.isfinite(x).all():
             raise ValueError("windows must be finite (no NaN or inf)")
-        out = np.empty((len(x), len(self.levels), 3), dtype=np.int64)
-        with torch.inference_mode():
-            tables = self._lookup_tables()
-            for start in range(0, len(x), _CHUNK):
-                batch = torch.from_numpy(x[start:start + _CHUNK]).to(self.device)
-                out[start:start + len(batch)] = self._tail_codes(batch, tables).cpu().numpy()
+        out = np.empty((len(x), self.config.levels, ORDER), dtype=np.int64)
+        w = self.weights
+        _encode(np.ascontiguousarray(x, dtype=np.float32), self.config.kernel,
+                self.config.fsq_levels, w["feat_mean"], w["feat_std"], w["w1"], w["b1"],
+                w["w2"], w["b2"], w["edges"], out)
         return out
 
-    def _tail_codes(self, x: torch.Tensor, tables: list[torch.Tensor] | None) -> torch.Tensor:
-        """Last three codes of every level, [B, levels, 3], for windows x [B, W, C]."""
-        parts = [x[s:s + _FLOAT_CHUNK] for s in range(0, len(x), _FLOAT_CHUNK)]
-        if tables is None:
-            return torch.cat([torch.stack([lvl.codes(d[:, -3:]) for lvl, (_, d) in zip(
-                self.levels, self._forward(p, len(self.levels)), strict=True)], 1) for p in parts])
-        codes = self._level1_codes(x)
-        if codes.device.type == "cpu":  # levels 2..L in one compiled pass over each window
-            out = np.empty((len(x), len(self.levels), 3), dtype=np.int64)
-            _upper_tails(codes.numpy(), self._cpu_tables(tables), self.config.kernel,
-                         self.config.vocab, out)
-            return torch.from_numpy(out)
-        tails = [codes[:, -3:]]
-        k = self.config.kernel
-        radix = self._tap_radix()
-        for table in tables:
-            padded = torch.cat([codes[:, :1].expand(-1, k - 2), codes], 1)
-            codes = table[(padded.unfold(1, k, 2) * radix).sum(-1)]
-            tails.append(codes[:, -3:])
-        return torch.stack(tails, 1)
+    def latents(self, series: np.ndarray, ends: np.ndarray, level: int) -> np.ndarray:
+        """Latents (before quantisation) [len(ends), fsq_dims] of level ``level`` (1-based) at
+        positions ``ends`` of one series [T, channels] (each end >= the level's receptive
+        field - 1): what calibration reads."""
+        cs = prefix_sums(np.ascontiguousarray(series, dtype=np.float64))
+        w = self.weights
+        i = level - 1
+        out = np.empty((len(ends), self.config.fsq_dims))
+        _latents(cs, np.ascontiguousarray(ends, dtype=np.int64), 2 ** (level - 1),
+                 self.config.kernel, w["feat_mean"][i], w["feat_std"][i], w["w1"][i],
+                 w["b1"][i], w["w2"][i], w["b2"][i], out)
+        return out
 
-    def _level1_codes(self, x: torch.Tensor) -> torch.Tensor:
-        """Level-1 codes [B, W/2] of windows x [B, W, C] on the float path.
+    # -- persistence ----------------------------------------------------------------------------
 
-        A window that is an earlier one moved on by two steps (a source's next-but-one event)
-        has the same level-1 outputs, one position along (stride 2), except its padded first
-        and its new last ones: only those are computed and the rest is copied. Earlier windows
-        are looked for in this call and among up to ``_CARRY`` windows of earlier calls that no
-        later window continued (the ends of each source's runs: with many sources interleaved,
-        a source's previous events sit thousands of rows back).
-        """
-        first = self.levels[0]
+    def to_bytes(self) -> bytes:
+        """The artifact: an ``.npz`` (no pickle) with a JSON header (format, config, version)."""
+        header = {"format": FORMAT, "config": dataclasses.asdict(self.config),
+                  "version": self.version}
+        buf = io.BytesIO()
+        np.savez(buf, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+                 **self.weights)  # type: ignore[arg-type]
+        return buf.getvalue()
 
-        def full(rows: torch.Tensor) -> torch.Tensor:
-            return torch.cat([first.codes(torch.round(first.scaled(first.columns(p))))
-                              for p in rows.split(_FLOAT_CHUNK)])
-
-        if x.device.type != "cpu" or len(x) < 3:
-            return full(x)
-        half = x.shape[1] // 2
-        bits = np.ascontiguousarray(x.numpy()).view(np.uint32)
-        carry_bits, carry_codes = self._carry
-        if carry_bits.shape[1:] != bits.shape[1:]:
-            carry_bits, carry_codes = bits[:0], np.zeros((0, half), dtype=np.int64)
-        r = len(carry_bits)
-        every = np.concatenate([carry_bits, bits])
-        pred = _shifted_predecessors(every)
-        pred[:r] = -1  # carried rows are known already
-        out = np.zeros((r + len(x), half), dtype=np.int64)
-        out[:r] = carry_codes
-        follow = np.flatnonzero(pred[r:] >= 0)
-        heads = np.flatnonzero(pred[r:] < 0)
-        if heads.size:
-            out[r + heads] = full(x[torch.from_numpy(heads)]).numpy()
-        if follow.size:
-            npad = (self.config.kernel - 1) // 2  # leading outputs that read the padding
-            edge_cols = torch.tensor([*range(npad), half - 1])
-            edges = first.columns(x[torch.from_numpy(follow)])[:, edge_cols]  # [F, npad+1, Ck]
-            edge_codes = np.zeros((len(out), npad + 1), dtype=np.int64)
-            edge_codes[r + follow] = first.codes(torch.round(first.scaled(edges))).numpy()
-            _fill_shifted(out, pred, edge_codes, npad)
-        ends = np.ones(len(every), dtype=bool)  # windows no later window has moved on from:
-        ends[pred[pred >= 0]] = False  # only these can precede a future window
-        keep = np.flatnonzero(ends)[-_CARRY:]
-        self._carry = (every[keep], out[keep])
-        return torch.from_numpy(out[r:])
-
-    def _cpu_tables(self, tables: list[torch.Tensor]) -> np.ndarray:
-        """The lookup tables as one int64 array [levels - 1, vocab**kernel] (cached)."""
-        if self._np_tables is None:
-            self._np_tables = np.stack([t.cpu().numpy() for t in tables]).astype(np.int64)
-        return self._np_tables
-
-    def _lookup_tables(self) -> list[torch.Tensor] | None:
-        """Levels 2..L read only codes, so each is a table from its kernel's input codes to its
-        output code: exact and much faster than the float path. None when the tables would be
-        too large (vocab**kernel > 2**20 entries)."""
-        cfg = self.config
-        if cfg.vocab**cfg.kernel > 2**20:
-            return None
-        if self._tables is None:
-            taps = torch.arange(cfg.vocab**cfg.kernel, device=self.device)[:, None]
-            taps = torch.div(taps, self._tap_radix(), rounding_mode="floor") % cfg.vocab
-            self._tables = []
-            for level in self.levels[1:]:
-                cols = level.values(taps).transpose(1, 2).flatten(1)  # like columns(): [C, k]
-                self._tables.append(level.codes(torch.round(level.scaled(cols))))
-        return self._tables
-
-    def _tap_radix(self) -> torch.Tensor:
-        """Place values of a lookup-table index: tap 0 (the oldest input) is most significant."""
-        k = self.config.kernel
-        return self.config.vocab ** torch.arange(k - 1, -1, -1, device=self.device)
-
-    def _level_loss(self, i: int, x: torch.Tensor, values: torch.Tensor,
-                    raw: torch.Tensor, future: torch.Tensor) -> torch.Tensor:
-        """Predictive + 0.1 x reconstruction loss of level i+1 (input x, output values).
-
-        The prediction is dense: step j predicts the mean of block j+1 (inside the window), and
-        the last step the mean of the values after the window.
-        """
-        span = 2 ** (i + 1)
-        blocks = raw.reshape(raw.shape[0], -1, span, raw.shape[2]).mean(2)  # [B, P, C]
-        target = torch.cat([blocks[:, 2:], future[:, None]], 1)
-        pred_loss = nn.functional.mse_loss(self.levels[i].predict(values), target)
-        return pred_loss + _RECON_WEIGHT * self.levels[i].recon_loss(values, x)
-
-    def _evaluate(self, data: _Windows, upto: int) -> tuple[list[float], list[float]]:
-        """Held-out accuracy and code perplexity (exp of code entropy) of levels 1..upto."""
-        hits = np.zeros(upto)
-        counts = np.zeros((upto, self.config.vocab))
-        with torch.inference_mode():
-            for start in range(0, len(data.held), _CHUNK):
-                ends = data.held[start:start + _CHUNK]
-                x = torch.from_numpy(data.windows(ends)).to(self.device)
-                for i, (values, digits) in enumerate(self._forward(x, upto)):
-                    pred = self.levels[i].predict(values[:, -2:])[:, 0].cpu().numpy()
-                    err = np.abs(pred - data.future_mean(ends, 2 ** (i + 1)))
-                    hits[i] += np.all(err <= self.config.tolerance, axis=1).sum()
-                    codes = self.levels[i].codes(digits[:, -1]).cpu().numpy()
-                    counts[i] += np.bincount(codes, minlength=self.config.vocab)
-        p = counts / counts.sum(1, keepdims=True)
-        entropy = -(p * np.log(np.where(p > 0, p, 1.0))).sum(1)
-        return [float(a) for a in hits / len(data.held)], [float(p) for p in np.exp(entropy)]
-
-    def _batch(self, data: _Windows, rng: np.random.Generator, batch_size: int,
-               upto: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A random training batch: windows [B, W, C] and the future means for levels 1..upto."""
-        ends = data.train[rng.integers(0, len(data.train), batch_size)]
-        x = torch.from_numpy(data.windows(ends)).to(self.device)
-        future = np.stack([data.future_mean(ends, 2**lv) for lv in range(1, upto + 1)], 1)
-        return x, torch.from_numpy(future.astype(np.float32)).to(self.device)
-
-    def fit(self, series: list[np.ndarray], *, levelhold: float = 0.7,
-            tunehold: float | None = None, max_steps_per_level: int = 400,
-            batch_size: int = 512, seed: int = 0, max_windows: int = 65536,
-            progress: bool = False) -> TrainReport:
-        """Train from scratch (weights re-drawn from ``seed``) on normalised series from many
-        sources, each [T_i, channels] (1-D allowed for one channel).
-
-        Level by level: train level l until its held-out accuracy (see the class docstring)
-        reaches ``levelhold`` or after ``max_steps_per_level`` steps, then freeze it. If
-        ``tunehold`` is set, fine-tune all levels jointly until the mean accuracy reaches it or
-        after ``max_steps_per_level`` steps. At most ``max_windows`` training windows (and a
-        tenth as many held-out ones) are sampled. Deterministic for a seed on CPU.
-        """
-        t0 = time.perf_counter()
-        self._tables = self._np_tables = None  # the weights change: so do the tables
-        self._carry = (np.zeros((0, 0, 0), np.uint32), np.zeros((0, 0), np.int64))
-        cfg = self.config
-        data = _Windows(series, cfg)
-        rng = np.random.default_rng(seed)
-        if len(data.train) > max_windows:
-            data.train = np.sort(rng.choice(data.train, max_windows, replace=False))
-        if len(data.held) > max(1, max_windows // 10):
-            data.held = np.sort(rng.choice(data.held, max(1, max_windows // 10), replace=False))
-        self._build(seed)
-        report = TrainReport(train_samples=len(data.train), heldout_samples=len(data.held))
-        total = max_steps_per_level * (cfg.levels + (tunehold is not None))
-        with tqdm(total=total, disable=not progress, desc="neuronet") as bar:
-            for i in range(cfg.levels):
-                level = self.levels[i]
-                opt = torch.optim.Adam(level.parameters(), lr=cfg.lr)
-                acc = self._evaluate(data, i + 1)[0][i]
-                report.initial_accuracy.append(acc)
-                steps = 0
-                while acc < levelhold and steps < max_steps_per_level:
-                    x, future = self._batch(data, rng, batch_size, i + 1)
-                    with torch.no_grad():
-                        below = self._forward(x, i)
-                    inp = below[-1][0] if below else x
-                    loss = self._level_loss(i, inp, level(inp)[0], x, future[:, i])
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    steps += 1
-                    bar.update()
-                    if steps % _EVAL_EVERY == 0 or steps == max_steps_per_level:
-                        acc = self._evaluate(data, i + 1)[0][i]
-                        bar.set_postfix(level=i + 1, acc=f"{acc:.3f}")
-                report.level_accuracy.append(acc)
-                report.level_steps.append(steps)
-                report.levelhold_reached.append(acc >= levelhold)
-            if tunehold is not None:
-                report.tune_accuracy, report.tune_steps = self._fine_tune(
-                    data, rng, tunehold, max_steps_per_level, batch_size, bar)
-        report.code_perplexity = self._evaluate(data, cfg.levels)[1]
-        self._refresh()
-        report.seconds = time.perf_counter() - t0
-        return report
-
-    def _fine_tune(self, data: _Windows, rng: np.random.Generator, tunehold: float,
-                   max_steps: int, batch_size: int, bar: tqdm) -> tuple[float, int]:
-        """Train all levels jointly on the summed level losses until the mean held-out accuracy
-        reaches ``tunehold``; returns (mean accuracy, steps)."""
-        cfg = self.config
-        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
-        acc = float(np.mean(self._evaluate(data, cfg.levels)[0]))
-        steps = 0
-        while acc < tunehold and steps < max_steps:
-            x, future = self._batch(data, rng, batch_size, cfg.levels)
-            loss = torch.zeros((), device=self.device)
-            inp = x
-            for i, (values, _) in enumerate(self._forward(x, cfg.levels)):
-                loss = loss + self._level_loss(i, inp, values, x, future[:, i])
-                inp = values
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            steps += 1
-            bar.update()
-            if steps % _EVAL_EVERY == 0 or steps == max_steps:
-                acc = float(np.mean(self._evaluate(data, cfg.levels)[0]))
-                bar.set_postfix(tune_acc=f"{acc:.3f}")
-        return acc, steps
+    @classmethod
+    def from_bytes(cls, blob: bytes, where: str = "NeuroNet artifact") -> NeuroNet:
+        """Read ``to_bytes``; ValueError if it is not a NeuroNet artifact of this format or its
+        content hash does not match the stored version (corrupted or tampered)."""
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            header = json.loads(arrays.pop("header").tobytes())
+        except Exception as exc:  # numpy raises many types for foreign or broken files
+            raise ValueError(f"{where}: not a neurogate NeuroNet file ({exc})") from exc
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            found = header.get("format") if isinstance(header, dict) else None
+            raise ValueError(f"{where}: not a neurogate NeuroNet file of format {FORMAT!r} "
+                             f"(found {found!r}; retrain older encoders)")
+        try:
+            net = cls(NeuroNetConfig(**header["config"]), weights=arrays)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: malformed NeuroNet file ({exc})") from exc
+        if net.version != header.get("version"):
+            raise ValueError(f"{where}: content hash {net.version} does not match the stored "
+                             f"version {header.get('version')!r}: the file is corrupted")
+        return net
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write config, weights and version to one file (loadable with weights_only=True)."""
-        torch.save({
-            "format": FORMAT,
-            "config": dataclasses.asdict(self.config),
-            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-            "version": self.version,
-        }, path)
+        """Write the artifact (``to_bytes``) to ``path``."""
+        with open(path, "wb") as f:
+            f.write(self.to_bytes())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> NeuroNet:
-        """Read a file written by ``save``; ValueError if it is not a NeuroNet file or its
-        content hash does not match the stored version (corrupted or tampered)."""
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for foreign or broken files
-            raise ValueError(f"{path}: not a neurogate NeuroNet file ({exc})") from exc
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a neurogate NeuroNet file (format != {FORMAT!r})")
-        try:
-            net = cls(NeuroNetConfig(**blob["config"]))
-            net.net.load_state_dict(blob["state_dict"])
-        except (KeyError, TypeError, AttributeError, RuntimeError) as exc:
-            raise ValueError(f"{path}: malformed NeuroNet file ({exc})") from exc
-        net._refresh()
-        if net.version != blob.get("version"):
-            raise ValueError(f"{path}: content hash {net.version} does not match the stored "
-                             f"version {blob.get('version')!r}: the file is corrupted")
-        return net
+        """Read a file written by ``save`` (see ``from_bytes``)."""
+        with open(path, "rb") as f:
+            return cls.from_bytes(f.read(), str(path))
+
+
+def initial_weights(cfg: NeuroNetConfig, seed: int) -> dict[str, np.ndarray]:
+    """Random weights (He-scaled hidden layer), unit feature scaling and a standard normal
+    grid of edges: what training starts from."""
+    rng = np.random.default_rng(seed)
+    lv, f, h, d, q = cfg.levels, cfg.features, cfg.hidden, cfg.fsq_dims, cfg.fsq_levels
+    grid = np.array([NormalDist().inv_cdf(c) for c in np.cumsum(target_usage(q))[:-1]])
+    return {
+        "feat_mean": np.zeros((lv, f)),
+        "feat_std": np.ones((lv, f)),
+        "w1": rng.normal(0.0, math.sqrt(2.0 / f), (lv, f, h)),
+        "b1": np.zeros((lv, h)),
+        "w2": rng.normal(0.0, math.sqrt(1.0 / h), (lv, h, d)),
+        "b2": np.zeros((lv, d)),
+        "edges": np.broadcast_to(grid, (lv, d, q - 1)).copy(),
+    }
+
+
+@njit(cache=True)
+def prefix_sums(x: np.ndarray) -> np.ndarray:
+    """Prefix sums [T+1, C] of a series [T, C] (float64)."""
+    t, c = x.shape
+    cs = np.zeros((t + 1, c))
+    for i in range(t):
+        for ch in range(c):
+            cs[i + 1, ch] = cs[i, ch] + x[i, ch]
+    return cs
+
+
+@njit(cache=True)
+def _features(cs: np.ndarray, end: int, block: int, kernel: int, out: np.ndarray) -> None:
+    """Block features at ``end`` from prefix sums ``cs``: per channel the newest block mean,
+    then newest minus each older block mean (``kernel`` blocks of ``block`` values)."""
+    c = cs.shape[1]
+    for ch in range(c):
+        newest = (cs[end + 1, ch] - cs[end + 1 - block, ch]) / block
+        out[ch * kernel] = newest
+        for k in range(1, kernel):
+            hi = end + 1 - k * block
+            out[ch * kernel + k] = newest - (cs[hi, ch] - cs[hi - block, ch]) / block
+
+
+@njit(cache=True)
+def level_features(cs: np.ndarray, ends: np.ndarray, kernel: int, levels: int, back: int
+                   ) -> np.ndarray:
+    """Block features [levels, n, kernel * C] of every level at ``ends - back * d`` (d = 2**l)
+    from prefix sums ``cs`` [T+1, C] (``prefix_sums``): the training inputs."""
+    n = ends.size
+    out = np.empty((levels, n, kernel * cs.shape[1]))
+    for lv in range(levels):
+        d = 2 << lv
+        for i in range(n):
+            _features(cs, ends[i] - back * d, d // 2, kernel, out[lv, i])
+    return out
+
+
+@njit(cache=True)
+def _latent(f: np.ndarray, mean: np.ndarray, std: np.ndarray, w1: np.ndarray, b1: np.ndarray,
+            w2: np.ndarray, b2: np.ndarray, hbuf: np.ndarray, z: np.ndarray) -> None:
+    """One level's MLP: standardised features -> ReLU hidden -> latents ``z``."""
+    nf, nh = w1.shape
+    for j in range(nh):
+        hbuf[j] = b1[j]
+    for i in range(nf):
+        v = (f[i] - mean[i]) / std[i]
+        for j in range(nh):
+            hbuf[j] += v * w1[i, j]
+    for k in range(z.size):
+        acc = b2[k]
+        for j in range(nh):
+            if hbuf[j] > 0.0:
+                acc += hbuf[j] * w2[j, k]
+        z[k] = acc
+
+
+@njit(cache=True)
+def _latents(cs: np.ndarray, ends: np.ndarray, block: int, kernel: int, mean: np.ndarray,
+             std: np.ndarray, w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray,
+             out: np.ndarray) -> None:
+    f = np.empty(w1.shape[0])
+    hbuf = np.empty(w1.shape[1])
+    for i in range(ends.size):
+        _features(cs, ends[i], block, kernel, f)
+        _latent(f, mean, std, w1, b1, w2, b2, hbuf, out[i])
+
+
+@njit(cache=True)
+def _encode(x: np.ndarray, kernel: int, q: int, mean: np.ndarray, std: np.ndarray,
+            w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray, edges: np.ndarray,
+            out: np.ndarray) -> None:
+    """Codes [n, levels, 3] at t-2d, t-d, t of windows x [n, W, C]."""
+    n, w, c = x.shape
+    levels, nf, nh = w1.shape
+    dims = w2.shape[2]
+    cs = np.zeros((w + 1, c))
+    f = np.empty(nf)
+    hbuf = np.empty(nh)
+    z = np.empty(dims)
+    for i in range(n):
+        for t in range(w):
+            for ch in range(c):
+                cs[t + 1, ch] = cs[t, ch] + x[i, t, ch]
+        for lv in range(levels):
+            d = 2 << lv
+            for k in range(3):
+                _features(cs, w - 1 - (2 - k) * d, d // 2, kernel, f)
+                _latent(f, mean[lv], std[lv], w1[lv], b1[lv], w2[lv], b2[lv], hbuf, z)
+                code = 0
+                radix = 1
+                for j in range(dims):
+                    digit = 0
+                    for e in range(q - 1):
+                        if z[j] > edges[lv, j, e]:
+                            digit += 1
+                    code += digit * radix
+                    radix *= q
+                out[i, lv, k] = code

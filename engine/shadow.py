@@ -1,36 +1,63 @@
-"""Encoder lifecycle of one field set: fixed codes serve from the start; a NeuroNet is trained
-from the sources' reservoirs, warmed by re-counting them in its own pattern namespace,
-shadow-scored, and takes over a level only where it proves better on recent data.
+"""Encoder lifecycle of one field set: which encoder serves each level, and how a NeuroNet is
+trained, installed, shadow-scored and takes over a level.
 
-"Better", when the shadow period saw labels of both kinds (at least MIN_POSITIVES anomalies):
-the level's separation d' = (mean surprise on anomalies - mean on normals) / std on normals;
-the candidate must beat the serving encoder's d' by ``neuronet.margin``.
-Without labels: the level's normalised conditional surprise
-rho = sum(-ln p(code | context)) / sum(-ln p(code)), i.e. how much of the code stream's entropy
-its context explains; lower is better, by ``neuronet.margin``, and the candidate must use its
-codes (mean unigram surprise >= 0.5 nat, so a collapsed code book cannot win by being constant).
+1. **Serving from the first event.** Fixed codes serve every level; with
+   ``neuronet.pretrained`` a NeuroNet trained beforehand (the one shipped in the package,
+   ``engine/pretrained/neuronet.npz``, or a file) serves its levels 1..L from the first event.
+2. **Training off the scoring path.** After ``train_after`` events (and every ``retrain_every``
+   after that), a job (``neurogate.engine.background``) trains a candidate from the reservoirs of up to
+   ``max_sources`` sources, fine-tuning the serving NeuroNet if there is one, in a separate
+   process while scoring goes on. The job also measures every encoder on planted anomalies.
+3. **Installed at a fixed event count.** The job started at event N is installed when
+   ``N + train_events`` events have been seen, whatever the training took (the batch that
+   reaches that count waits for the job if it is not done), so scores never depend on the
+   machine's speed. The candidate's pattern namespace is warmed by re-counting the reservoirs,
+   and it is shadow-scored: every event counts its codes, the serving encoders score.
+4. **Decision** after ``shadow_events``, per level. When the shadow period saw labels of both
+   kinds (at least MIN_POSITIVES anomalies): the level's separation d' = (mean surprise on
+   anomalies - mean on normals) / std on normals. Without labels: the level's ROC-AUC on
+   anomalies planted into the reservoirs (``neurogate.engine.planted``), which measures what the score
+   uses, a stream's ranking of unusual events within its source. The candidate takes over a
+   level where it beats the serving encoder by ``neuronet.margin``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.encoder import Encoder, FixedEncoder, StreamSpec
-from neurogate.engine.extras import neuronet_usable
+from neurogate.engine.neuronet import NeuroNet, NeuroNetConfig
 from neurogate.engine.patterns import MAX_VOCAB, NO_CALENDAR, pattern_keys, stream_bases
 
 if TYPE_CHECKING:
+    from neurogate.engine.background import Job
     from neurogate.engine.bank import Bank
     from neurogate.engine.detector import Detector
 
-MIN_CODE_ENTROPY = 0.5  # nats of unigram surprise a candidate level must show
+log = logging.getLogger("neurogate.shadow")
+
 MIN_POSITIVES = 5  # labelled anomalies needed in the shadow period to judge by separation
+BUILTIN = Path(__file__).resolve().parent / "pretrained" / "neuronet.npz"
+
+
+def load_pretrained(setting: str, channels: int) -> NeuroNet | None:
+    """The NeuroNet named by ``neuronet.pretrained`` ("" none, "builtin", or a file path),
+    or None when it is not set or encodes another number of channels."""
+    if not setting:
+        return None
+    path = BUILTIN if setting == "builtin" else Path(setting)
+    if not path.is_file():
+        raise ValueError(f"neuronet.pretrained: no NeuroNet file at {path}")
+    net = NeuroNet.load(path)
+    return net if net.channels == channels else None
 
 
 @dataclass
@@ -40,10 +67,10 @@ class EncoderSlot:
     encoder: Encoder
     bases: np.ndarray
     offset: int
-    trained_at: int = 0  # events seen when it was trained (0 for fixed)
-    sums: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [streams, 2] shadow sums
+    trained_at: int = 0  # events seen when it was installed (0 for fixed and pretrained)
     # per label y in (normal, anomaly): [streams, 3] = count, sum, sum of squares of surprise
     by_label: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    uni_sum: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [streams] unigram nats
     shadowed: int = 0  # events observed since it became active
 
     @property
@@ -51,22 +78,56 @@ class EncoderSlot:
         return range(self.offset, self.offset + len(self.encoder.streams))
 
 
+@dataclass
+class Pending:
+    """A training job between its start and its installation."""
+
+    started_at: int
+    due_at: int
+    rows: np.ndarray  # bank rows of the sources it trains on (re-counted at installation)
+    payload: bytes
+    job: Job
+
+
 class Lifecycle:
     """Which encoders are active for a field set and which one serves each level."""
 
-    def __init__(self, config: EngineConfig, fixed: FixedEncoder, channels: int) -> None:
+    def __init__(self, config: EngineConfig, fixed: FixedEncoder, channels: int, *,
+                 fresh: bool = True) -> None:
+        """``fresh``: a new field set (the pretrained NeuroNet, if any, starts serving); a
+        restored one (``engine.snapshot``) gets its slots from the snapshot."""
         self.config = config
         self.channels = channels
         nn = config.neuronet
-        self.window = max(fixed.window, 4 << nn.levels) if nn.enabled else fixed.window
-        self.trains = neuronet_usable(nn.enabled)  # without torch: fixed codes, one warning
+        self.pretrained = load_pretrained(nn.pretrained, channels) if nn.enabled else None
+        self.window = fixed.window
+        if nn.enabled:
+            self.window = max(self.window, self.train_config().window)
         self.slots: list[EncoderSlot] = []
         self._add_slot(fixed)
         self.serving = {spec.level: 0 for spec in fixed.streams}
+        if fresh and self.pretrained is not None:
+            idx = self._add_slot(self.pretrained)
+            self.serving.update({spec.level: idx for spec in self.pretrained.streams})
         self.candidate: int | None = None
+        self.pending: Pending | None = None
         self.last_train = 0
         self.reports: list[str] = []
+        self.perplexity: dict[str, list[float]] = {}  # NeuroNet version -> held-out, per level
+        self.aucs: dict[str, dict[int, float]] = {}  # encoder version -> level -> planted AUC
         self.decisions: list[dict[str, Any]] = []
+        self._saved: set[str] = set()
+
+    def train_config(self) -> NeuroNetConfig:
+        """The architecture a training run uses: the pretrained NeuroNet's, or the settings'."""
+        if self.pretrained is not None:
+            return self.pretrained.config
+        nn = self.config.neuronet
+        window = 4
+        while window < NeuroNetConfig.reach(nn.levels, NeuroNetConfig.kernel):
+            window *= 2
+        return NeuroNetConfig(channels=self.channels, window=window, levels=nn.levels,
+                              hidden=nn.hidden)
 
     # -- streams -------------------------------------------------------------------------------
 
@@ -76,7 +137,7 @@ class Lifecycle:
         offset = sum(len(s.encoder.streams) for s in self.slots)
         k = len(enc.streams)
         slot = EncoderSlot(enc, stream_bases(f"{enc.name}:{enc.version}", k), offset,
-                           trained_at, np.zeros((k, 2)), np.zeros((2, k, 3)))
+                           trained_at, np.zeros((2, k, 3)), np.zeros(k))
         self.slots.append(slot)
         self._refresh()
         return len(self.slots) - 1
@@ -103,8 +164,7 @@ class Lifecycle:
         are the events' own labels (-1 unknown), known only now that they have been scored."""
         for slot in self.slots:
             s = surprise[:, slot.columns.start : slot.columns.stop]
-            slot.sums[:, 0] += s.sum(axis=0)
-            slot.sums[:, 1] += uni_surprise[:, slot.columns.start : slot.columns.stop].sum(axis=0)
+            slot.uni_sum += uni_surprise[:, slot.columns.start : slot.columns.stop].sum(axis=0)
             for y in (0, 1):
                 sy = s[labels == y]
                 slot.by_label[y] += np.stack(
@@ -115,48 +175,74 @@ class Lifecycle:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def after_batch(self, det: Detector, bank: Bank) -> None:
-        """Train, warm or decide when their moment has come (called after every batch)."""
+        """Start, install or decide when their event count has come (after every batch)."""
         nn = self.config.neuronet
-        if not self.trains:
+        if not nn.enabled:
             return
+        for slot in self.slots:  # the registry keeps every NeuroNet that ever served
+            if isinstance(slot.encoder, NeuroNet) and slot.encoder.version not in self._saved:
+                det.save_encoder(slot.encoder)
+                self._saved.add(slot.encoder.version)
         seen = det.events_seen
-        if self.candidate is None:
+        if self.pending is not None:
+            if seen >= self.pending.due_at:
+                self._install(det, bank)
+        elif self.candidate is not None:
+            if self.slots[self.candidate].shadowed >= nn.shadow_events:
+                self._decide()
+        else:
             first = self.last_train == 0 and seen >= nn.train_after
-            again = (
-                self.last_train > 0
-                and nn.retrain_every > 0
-                and seen - self.last_train >= nn.retrain_every
-            )
+            again = (self.last_train > 0 and nn.retrain_every > 0
+                     and seen - self.last_train >= nn.retrain_every)
             if first or again:
-                self._train(det, bank)
-        elif self.slots[self.candidate].shadowed >= nn.shadow_events:
-            self._decide(det)
+                self._start(det, bank)
 
-    def _train(self, det: Detector, bank: Bank) -> None:
-        from neurogate.engine.neuronet import NeuroNet, NeuroNetConfig
+    def _start(self, det: Detector, bank: Bank) -> None:
+        from neurogate.engine import background
 
         nn = self.config.neuronet
         ready = np.flatnonzero(bank.state.res_n[: bank.state.size] >= self.window // 4)
         if not ready.size:  # every source still warming up (many sources): try again later
             return
-        self.last_train = det.events_seen
-        pick = ready[np.linspace(0, ready.size - 1, min(nn.max_sources, ready.size)).astype(int)]
-        series = bank.reservoir_series(np.unique(pick))
-        net = NeuroNet(
-            NeuroNetConfig(channels=self.channels, window=self.window, levels=nn.levels,
-                           hidden=nn.hidden),
-            seed=self.config.seed,
-        )
+        seen = det.events_seen
+        self.last_train = seen
+        pick = np.unique(ready[np.linspace(0, ready.size - 1,
+                                           min(nn.max_sources, ready.size)).astype(int)])
+        serving = [self.slots[i].encoder for i in sorted(set(self.serving.values()))]
+        nets = [e for e in serving if isinstance(e, NeuroNet)]
+        payload = background.payload(
+            bank.reservoir_series(pick), self.train_config(), steps=nn.steps,
+            seed=self.config.seed + len(self.reports), init=nets[-1] if nets else None,
+            serving=serving, alpha=self.config.alpha, alpha0=self.config.alpha0)
+        self.pending = Pending(seen, seen + nn.train_events, pick, payload,
+                               background.Job(payload, background=nn.background))
+
+    def resume_job(self, started_at: int, due_at: int, rows: np.ndarray, payload: bytes
+                   ) -> None:
+        """Restart a job from a snapshot's payload (same payload, same result)."""
+        from neurogate.engine import background
+
+        job = background.Job(payload, background=self.config.neuronet.background)
+        self.pending = Pending(started_at, due_at, rows, payload, job)
+
+    def _install(self, det: Detector, bank: Bank) -> None:
+        assert self.pending is not None
         t0 = time.perf_counter()
-        report = net.fit(series, levelhold=nn.levelhold, tunehold=nn.tunehold,
-                         max_steps_per_level=nn.max_steps_per_level, seed=self.config.seed,
-                         progress=det.progress)
-        det.timings["train_seconds"] += time.perf_counter() - t0
-        self.reports.append(f"neuronet {net.version}: " + report.summary().replace("\n", "; "))
+        result = self.pending.job.result()
+        det.timings["train_wait_seconds"] += time.perf_counter() - t0
+        det.timings["train_seconds"] += float(result.report["seconds"])
+        net = result.candidate
+        self.aucs.update(result.aucs)
+        self.perplexity[net.version] = [round(p, 2) for p in result.report["code_perplexity"]]
+        report = _summary(result.report)
+        self.reports.append(f"neuronet {net.version}: {report}")
+        rows = self.pending.rows
+        self.pending = None
         idx = self._add_slot(net, det.events_seen)
         self.candidate = idx
         det.save_encoder(net)
-        self._warm(det, bank, self.slots[idx], np.unique(pick))
+        self._saved.add(net.version)
+        self._warm(det, bank, self.slots[idx], rows)
 
     def _warm(self, det: Detector, bank: Bank, slot: EncoderSlot, rows: np.ndarray) -> None:
         """Count the reservoir through a new encoder so it starts with history, not cold."""
@@ -165,14 +251,14 @@ class Lifecycle:
             padded = np.concatenate([np.repeat(series[:1], w - 1, axis=0), series])
             idx = np.arange(series.shape[0])[:, None] + np.arange(w)[None, :]
             windows = padded[idx].astype(np.float32)
-            codes = slot.encoder.encode(windows)
+            codes = slot.encoder.encode(windows[:, w - slot.encoder.window :])
             scope = np.full(series.shape[0], bank.state.scope[row], dtype=np.uint64)
             bucket = np.full(series.shape[0], NO_CALENDAR, dtype=np.uint64)
             keys = pattern_keys(slot.bases, scope, codes, bucket)
             det.count_only(keys, np.full(series.shape[0], -1, dtype=np.int8))
 
-    def _decide(self, det: Detector) -> None:
-        """Per level: the candidate takes over where its rho beats the serving encoder's."""
+    def _decide(self) -> None:
+        """Per level: the candidate takes over where it beats the serving encoder."""
         assert self.candidate is not None
         cand = self.slots[self.candidate]
         margin = self.config.neuronet.margin
@@ -186,12 +272,11 @@ class Lifecycle:
                 rule = "separation"
                 cur_v = float(np.mean([_separation(cur.by_label[:, c]) for c in cur_cols]))
                 new_v = _separation(cand.by_label[:, j])
-                wins = new_v > cur_v + margin
             else:
-                rule = "rho"
-                cur_v, new_v = _rho(cur.sums[cur_cols]), _rho(cand.sums[[j]])
-                uni = cand.sums[j, 1] / max(cand.shadowed, 1)
-                wins = new_v < cur_v - margin and uni >= MIN_CODE_ENTROPY
+                rule = "planted"
+                cur_v = self.aucs.get(cur.encoder.version, {}).get(spec.level, math.nan)
+                new_v = self.aucs.get(cand.encoder.version, {}).get(spec.level, math.nan)
+            wins = new_v > cur_v + margin  # False when either is unknown (NaN)
             decision["levels"][spec.level] = {
                 "rule": rule, "serving": round(cur_v, 4), "candidate": round(new_v, 4),
                 "takes_over": bool(wins),
@@ -214,6 +299,11 @@ class Lifecycle:
             self.serving = {lvl: remap[i] for lvl, i in self.serving.items()}
             self._refresh()
 
+    def close(self) -> None:
+        """Stop a background job still running (a snapshot keeps its payload)."""
+        if self.pending is not None:
+            self.pending.job.cancel()
+
     def describe(self) -> str:
         parts = []
         for i, slot in enumerate(self.slots):
@@ -223,11 +313,42 @@ class Lifecycle:
         return "+".join(parts)
 
     def status(self) -> dict[str, Any]:
+        """Serving encoders, decisions, training reports, and per active NeuroNet its code
+        perplexity per level: held-out at training (``perplexity``) and on the events it has
+        seen here (``live_perplexity``: exp of the mean unigram surprise of its codes)."""
+        nets = {}
+        for slot in self.slots:
+            enc = slot.encoder
+            if isinstance(enc, NeuroNet):
+                live = np.exp(slot.uni_sum / max(slot.shadowed, 1)) if slot.shadowed else None
+                nets[enc.version] = {
+                    "perplexity": self.perplexity.get(enc.version),
+                    "live_perplexity": None if live is None else [round(float(p), 2)
+                                                                  for p in live],
+                    "planted_auc": self.aucs.get(enc.version),
+                }
+        pending = None
+        if self.pending is not None:
+            pending = {"started_at": self.pending.started_at, "due_at": self.pending.due_at,
+                       "done": self.pending.job.done}
         return {
             "serving": self.describe(),
             "decisions": self.decisions,
             "training": self.reports,
+            "neuronets": nets,
+            "pending": pending,
         }
+
+
+def _summary(report: dict[str, Any]) -> str:
+    """A TrainReport (as a dict) on one line."""
+    levels = ", ".join(
+        f"L{i + 1} acc {a:.2f} ppl {p:.1f}"
+        for i, (a, p) in enumerate(zip(report["level_accuracy"], report["code_perplexity"],
+                                       strict=True)))
+    extra = f"; re-initialised {report['reinitialised']}" if report["reinitialised"] else ""
+    return (f"{levels}{extra}; {report['steps']} steps on {report['train_samples']} windows, "
+            f"{report['seconds']:.1f} s")
 
 
 def _separation(stats: np.ndarray) -> float:
@@ -236,9 +357,3 @@ def _separation(stats: np.ndarray) -> float:
     mean0, mean1 = s0 / n0, s1 / n1
     std0 = math.sqrt(max(q0 / n0 - mean0**2, 1e-12))
     return float((mean1 - mean0) / std0)
-
-
-def _rho(sums: np.ndarray) -> float:
-    """Normalised conditional surprise of summed [s_context, s_unigram] rows."""
-    total = sums.sum(axis=0)
-    return float(total[0] / total[1]) if total[1] > 0 else 1.0

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from neurogate.engine.bank import Bank
 from neurogate.engine.encoder import Encoder, FixedEncoder
-from neurogate.engine.shadow import Lifecycle
+from neurogate.engine.neuronet import NeuroNet
+from neurogate.engine.shadow import Lifecycle, load_pretrained
 
 if TYPE_CHECKING:
     from neurogate.engine.detector import Detector
@@ -34,14 +33,21 @@ def dump(det: Detector) -> bytes:
         lc = det.lifecycles[fields]
         slots = []
         for s, slot in enumerate(lc.slots):
-            arrays[f"b{b}/slot{s}/sums"] = slot.sums
+            arrays[f"b{b}/slot{s}/uni_sum"] = slot.uni_sum
             arrays[f"b{b}/slot{s}/by_label"] = slot.by_label
             slots.append({"name": slot.encoder.name, "version": slot.encoder.version,
                           "trained_at": slot.trained_at, "shadowed": slot.shadowed})
+        pending = None
+        if lc.pending is not None:  # a job in flight: its payload restarts it on resume
+            arrays[f"b{b}/pending"] = np.frombuffer(lc.pending.payload, dtype=np.uint8)
+            arrays[f"b{b}/pending_rows"] = lc.pending.rows
+            pending = {"started_at": lc.pending.started_at, "due_at": lc.pending.due_at}
         banks.append({
             "fields": list(fields), "sources": bank.sources, "slots": slots,
             "serving": {str(k): v for k, v in lc.serving.items()}, "candidate": lc.candidate,
             "last_train": lc.last_train, "reports": lc.reports, "decisions": lc.decisions,
+            "perplexity": lc.perplexity, "pending": pending,
+            "aucs": {v: {str(lv): a for lv, a in levels.items()} for v, levels in lc.aucs.items()},
         })
     header = {"format": FORMAT, "settings": det.config.state_settings(),
               "events_seen": det.events_seen, "banks": banks}
@@ -66,11 +72,11 @@ def load(det: Detector, blob: bytes) -> None:
         encoders: list[Encoder] = [_encoder(det, s, len(fields)) for s in slots]
         fixed = encoders[0]
         assert isinstance(fixed, FixedEncoder)
-        lc = Lifecycle(det.config, fixed, len(fields))
+        lc = Lifecycle(det.config, fixed, len(fields), fresh=False)
         for enc, s in zip(encoders[1:], slots[1:], strict=True):
             lc._add_slot(enc, int(s["trained_at"]))
         for s, (slot, meta) in enumerate(zip(lc.slots, slots, strict=True)):
-            slot.sums = arrays[f"b{b}/slot{s}/sums"]
+            slot.uni_sum = arrays[f"b{b}/slot{s}/uni_sum"]
             slot.by_label = arrays[f"b{b}/slot{s}/by_label"]
             slot.shadowed = int(meta["shadowed"])
         lc.serving = {int(k): int(v) for k, v in info["serving"].items()}
@@ -78,6 +84,12 @@ def load(det: Detector, blob: bytes) -> None:
         lc.last_train = int(info["last_train"])
         lc.reports = list(info["reports"])
         lc.decisions = list(info["decisions"])
+        lc.perplexity = dict(info["perplexity"])
+        lc.aucs = {v: {int(lv): float(a) for lv, a in levels.items()}
+                   for v, levels in info["aucs"].items()}
+        if info["pending"] is not None:
+            lc.resume_job(int(info["pending"]["started_at"]), int(info["pending"]["due_at"]),
+                          arrays[f"b{b}/pending_rows"], arrays[f"b{b}/pending"].tobytes())
         bank = Bank(fields, lc.window, det.config)
         size = len(info["sources"])
         bank.state.add(size)
@@ -114,12 +126,10 @@ def _encoder(det: Detector, slot: dict[str, Any], channels: int) -> Encoder:
         if enc.version != slot["version"]:
             raise ValueError("fixed encoder settings changed since the state was written")
         return enc
-    from neurogate.engine.neuronet import NeuroNet
-
     blob = det.store.get_meta(f"encoder/{slot['name']}/{slot['version']}")
     if blob is None:
+        pretrained = load_pretrained(det.config.neuronet.pretrained, channels)
+        if pretrained is not None and pretrained.version == slot["version"]:
+            return pretrained  # served from the first event, before any flush saved it
         raise ValueError(f"encoder artifact {slot['name']}/{slot['version']} missing from store")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "encoder.pt"
-        path.write_bytes(blob)
-        return NeuroNet.load(path)
+    return NeuroNet.from_bytes(blob, f"encoder/{slot['name']}/{slot['version']}")

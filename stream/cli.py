@@ -66,13 +66,7 @@ def _input_events(
     for resuming (records up to it are skipped: they were counted before) and kept up to date
     as events are yielded.
     """
-    from neurogate.stream.files import (
-        BadRecord,
-        CsvOptions,
-        count_lines,
-        input_problem,
-        read_events,
-    )
+    from neurogate.stream.files import BadRecord, CsvOptions, count_lines, input_problem, read_events
 
     def tracked(key: str, items: Iterable[Event | BadRecord]) -> Iterator[Event]:
         skip = positions.get(key, 0)
@@ -326,8 +320,9 @@ def _summary(args: argparse.Namespace, det: Any, stats: Counter[str], seen: int,
              flagged: list[dict[str, Any]]) -> None:
     err = sys.stderr
     rate = seen / elapsed if elapsed > 0 else float("nan")
-    train = det.timings["train_seconds"]
-    training = f", of which encoder training {train:.1f} s" if train else ""
+    train, waited = det.timings["train_seconds"], det.timings["train_wait_seconds"]
+    training = (f"; NeuroNet training {train:.1f} s off the scoring path, scoring waited "
+                f"{waited:.1f} s for it" if train else "")
     print(f"events      {seen:,} ({rate:,.0f} events/s, {elapsed:.1f} s{training})", file=err)
     print(f"scored      {stats['scored']:,}   warming {stats['warming']:,}   "
           f"flagged {stats['flagged']:,}", file=err)
@@ -348,6 +343,10 @@ def _summary(args: argparse.Namespace, det: Any, stats: Counter[str], seen: int,
             print(f"  [{fields}] {line}", file=err)
         for d in status["decisions"]:
             print(f"  [{fields}] shadow decision: {json.dumps(d['levels'])}", file=err)
+        if status["pending"] is not None:
+            p = status["pending"]
+            print(f"  [{fields}] NeuroNet training started at event {p['started_at']:,} was "
+                  f"due at {p['due_at']:,}, after the input ended: not installed", file=err)
     truth = getattr(args, "demo_truth", None)
     if truth is not None:
         ev = truth.evaluate((r["source"], r["ts"]) for r in flagged)
@@ -419,13 +418,27 @@ def cmd_patterns(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train a NeuroNet offline from files; the artifact can seed a run (--encoder)."""
+    """Train a NeuroNet offline, from files or (``--pretrain``) from the generated corpus the
+    shipped NeuroNet comes from; ``--set neuronet.pretrained=PATH`` serves the artifact."""
     import numpy as np
 
-    from neurogate.engine.neuronet import NeuroNet, NeuroNetConfig
+    from neurogate.engine.bank import bins_range, robust_bounds
+    from neurogate.engine.neuronet import NeuroNetConfig
+    from neurogate.engine.neurotrain import fit
+    from neurogate.engine.pretrain import pretrain
     from neurogate.stream.files import BadRecord, CsvOptions, input_problem, read_events
 
     cfg = load_config(args.config, args.set, dict(os.environ))
+    if args.pretrain:
+        if args.files:
+            raise CliError("--pretrain trains on generated series only: give no input files")
+        net, report = pretrain(progress=not args.quiet)
+        net.save(args.out)
+        print(report.summary())
+        print(f"saved NeuroNet {net.version} (generated corpus) to {args.out}")
+        return EXIT_OK
+    if not args.files:
+        raise CliError("give input files, or --pretrain for the generated corpus")
     by_source: dict[str, list[tuple[float, ...]]] = {}
     fields: tuple[str, ...] | None = None
     for name in args.files:
@@ -445,18 +458,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not by_source or fields is None:
         raise CliError("no usable events in the input files")
     series = []
-    for vals in by_source.values():
+    for vals in by_source.values():  # normalised as the engine does: by the warm-up range
         arr = np.asarray(vals, dtype=np.float64)
-        head = arr[: cfg.warmup]
-        lo, hi = head.min(axis=0), head.max(axis=0)
-        span = np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0) * 0.1)
-        m = cfg.range_margin
-        series.append(((arr - (lo - m * span)) / (span * (1 + 2 * m))).astype(np.float32))
+        lo, hi = robust_bounds(arr[None, : cfg.warmup])
+        low, width = bins_range(lo[0], hi[0], cfg.range_margin)
+        series.append(((arr - low) / width).astype(np.float32))
     nn = cfg.neuronet
-    net = NeuroNet(NeuroNetConfig(channels=len(fields), window=max(4 << nn.levels, 4),
-                                  levels=nn.levels, hidden=nn.hidden), seed=cfg.seed)
-    report = net.fit(series, levelhold=nn.levelhold, tunehold=nn.tunehold,
-                     max_steps_per_level=nn.max_steps_per_level, seed=cfg.seed, progress=True)
+    window = max(4, NeuroNetConfig.reach(nn.levels, NeuroNetConfig.kernel))
+    window = 1 << (window - 1).bit_length()
+    config = NeuroNetConfig(channels=len(fields), window=window, levels=nn.levels,
+                            hidden=nn.hidden)
+    net, report = fit(series, config, steps=nn.steps, seed=cfg.seed, progress=not args.quiet)
     net.save(args.out)
     print(report.summary())
     print(f"saved NeuroNet {net.version} ({len(series)} sources, fields {','.join(fields)}) "
@@ -542,10 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
     cli_stream.register(sub)  # worker / produce / replay / topics / tail
 
     t = sub.add_parser("train", help="train a NeuroNet encoder offline from files")
-    t.add_argument("files", nargs="+")
+    t.add_argument("files", nargs="*")
     common(t)
     t.add_argument("--timestamp-column")
-    t.add_argument("--out", required=True, help="artifact path (.pt)")
+    t.add_argument("--pretrain", action="store_true",
+                   help="train on the generated corpus (the shipped engine/pretrained/ NeuroNet)")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--out", required=True, help="artifact path (.npz)")
     t.set_defaults(func=cmd_train)
     return p
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from neurogate.engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
+from neurogate.engine.config import ConfigError, EngineConfig, _coerce, env_overrides, from_mapping
 from neurogate.engine.encoder import FixedEncoderConfig
 from neurogate.stream.cli import CliError, load_config
 
@@ -60,17 +60,11 @@ def test_bool_strings(text: str, value: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("changes", "expected"),
-    [
-        ({"tunehold": "none"}, None),
-        ({"tunehold": ""}, None),
-        ({"tunehold": "0.8"}, 0.8),
-        ({"tunehold": 0.5}, 0.5),
-    ],
+    ("text", "expected"),
+    [("none", None), ("", None), ("0.8", 0.8), (0.5, 0.5)],
 )
-def test_optional_float(changes: dict[str, Any], expected: float | None) -> None:
-    nn = EngineConfig().replace(**{f"neuronet.{k}": v for k, v in changes.items()}).neuronet
-    assert nn.tunehold == expected
+def test_optional_float(text: Any, expected: float | None) -> None:
+    assert _coerce(float | None, text, "x") == expected
 
 
 def test_integers_accept_integral_floats_only() -> None:
@@ -102,8 +96,10 @@ def test_integers_accept_integral_floats_only() -> None:
         ({"suppress_window": -1}, ["suppress_window"]),
         ({"late_tolerance": -1}, ["late_tolerance"]),
         ({"alpha": 0}, ["alpha"]),
-        ({"neuronet.levelhold": 1.5}, ["neuronet.levelhold"]),
-        ({"neuronet.tunehold": 0}, ["neuronet.tunehold"]),
+        ({"neuronet.steps": 0}, ["neuronet.steps"]),
+        ({"neuronet.train_events": -1}, ["neuronet.train_events"]),
+        ({"neuronet.levels": 11}, ["neuronet.levels"]),
+        ({"neuronet.pretrained": "/no/such/file.npz"}, ["neuronet.pretrained", "no such file"]),
         ({"neuronet.reservoir": 0}, ["neuronet.reservoir"]),
         ({"neuronet.retrain_every": -5}, ["neuronet.retrain_every"]),
         ({"fixed.levels": 0}, ["levels"]),

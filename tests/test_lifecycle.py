@@ -1,5 +1,6 @@
-"""NeuroNet lifecycle inside the detector: cold start on fixed codes, training, warming, shadow
-decision, scheduled retraining to new versions, artifacts kept for rollback, resume."""
+"""NeuroNet lifecycle inside the detector: cold start on fixed codes (or a pretrained NeuroNet),
+training off the scoring path installed at a fixed event count, warming, shadow decision,
+scheduled retraining to new versions, artifacts kept for rollback, resume."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.detector import Detector
 from neurogate.engine.events import Event
+from neurogate.engine.shadow import BUILTIN
 from neurogate.engine.stores import MemoryStore
 
 
@@ -29,8 +31,8 @@ def stream(n: int, sources: int = 3) -> list[Event]:
 def cfg() -> EngineConfig:
     return EngineConfig(warmup=100).replace(**{
         "neuronet.train_after": 900, "neuronet.retrain_every": 900, "neuronet.shadow_events": 300,
-        "neuronet.levels": 2, "neuronet.hidden": 4, "neuronet.max_steps_per_level": 15,
-        "neuronet.reservoir": 256,
+        "neuronet.train_events": 300, "neuronet.levels": 2, "neuronet.hidden": 4,
+        "neuronet.steps": 15, "neuronet.reservoir": 256, "neuronet.background": False,
     })
 
 
@@ -41,43 +43,75 @@ def run(det: Detector, events: list[Event], batch: int = 256) -> list[str]:
     return versions
 
 
-def test_fixed_codes_serve_until_a_neuronet_is_trained_then_it_shadows(cfg: EngineConfig) -> None:
+def test_fixed_codes_serve_until_a_neuronet_is_installed_then_it_shadows(
+        cfg: EngineConfig) -> None:
     det = Detector(cfg)
-    versions = run(det, stream(400))  # 1,200 events: one training at 900
-    assert versions[0].startswith("fixed:") and "neuronet" not in versions[0]
-    assert "neuronet:" in versions[-1] and "[shadow]" in versions[-1]
+    versions = run(det, stream(600))  # 1,800 events: training starts at 1,024, due at 1,324
+    assert all("neuronet" not in v for v in versions[:5])  # up to 1,280 events
+    assert "neuronet:" in versions[5] and "[shadow]" in versions[5]  # installed at 1,536
     (status,) = det.status()["encoders"].values()
-    assert len(status["training"]) == 1 and "level 1" in status["training"][0]
+    assert len(status["training"]) == 1 and "L1 acc" in status["training"][0]
+    (net,) = status["neuronets"].values()
+    assert len(net["perplexity"]) == 2 and all(p >= 1.0 for p in net["perplexity"])
+    assert len(net["live_perplexity"]) == 2 and status["pending"] is None
     assert det.timings["train_seconds"] > 0
     names = det.store.meta_names("encoder/neuronet/")
     assert len(names) == 1 and names[0].split("/")[-1] in versions[-1]
 
 
+def test_background_training_gives_the_inline_result_at_the_same_event(
+        cfg: EngineConfig) -> None:
+    """A job trained in a separate process is installed at the same event count as one trained
+    inline, with the same weights: scores are identical, however long training took."""
+    events = stream(500)
+    inline = Detector(cfg)
+    background = Detector(cfg.replace(**{"neuronet.background": True}))
+    a = [inline.process_many(events[i : i + 256]) for i in range(0, len(events), 256)]
+    b = [background.process_many(events[i : i + 256]) for i in range(0, len(events), 256)]
+    assert [x.model_version for x in a] == [x.model_version for x in b]
+    assert "neuronet" in a[-1].model_version
+    np.testing.assert_array_equal(np.concatenate([x.score for x in a]),
+                                  np.concatenate([x.score for x in b]))
+
+
 def test_training_waits_for_sources_past_their_warm_up(cfg: EngineConfig) -> None:
     """Many sources arriving in turn: at ``train_after`` events every source is still warming
-    up, so there is nothing to train on yet; training happens once some source has data."""
+    up, so there is nothing to train on yet; training starts once some source has data."""
     det = Detector(cfg.replace(**{"neuronet.train_after": 300}))
-    versions = run(det, stream(150, sources=8))  # 1,200 events; warm-ups end at ~800
-    assert "neuronet" not in versions[1]  # 512 events seen, nothing ready: no training
-    assert "neuronet:" in versions[-1]
-    assert det.timings["train_seconds"] > 0
+    run(det, stream(150, sources=8)[:512])  # nothing ready yet: no training started
+    (status,) = det.status()["encoders"].values()
+    assert status["pending"] is None and det.lifecycles[("value",)].last_train == 0
+    run(det, stream(150, sources=8)[512:])
+    assert det.lifecycles[("value",)].last_train > 0
 
 
-def test_scheduled_retraining_makes_new_versions_with_their_own_namespace(
+def test_scheduled_retraining_makes_new_versions_decided_on_planted_anomalies(
     cfg: EngineConfig,
 ) -> None:
     det = Detector(cfg, MemoryStore())
-    run(det, stream(1000))  # 3,000 events: trainings at ~900, ~1,800, ~2,700
+    run(det, stream(1000))  # 3,000 events: trainings at ~1,024, ~2,048
     (status,) = det.status()["encoders"].values()
     assert len(status["training"]) >= 2
     assert status["decisions"], "a shadow decision was taken for the first candidate"
     for decision in status["decisions"]:
         assert set(decision["levels"]) <= {1, 2}
         for level in decision["levels"].values():
-            assert level["rule"] in ("rho", "separation") and isinstance(level["takes_over"], bool)
+            assert level["rule"] == "planted" and isinstance(level["takes_over"], bool)
+            assert 0.0 <= level["candidate"] <= 1.0 and 0.0 <= level["serving"] <= 1.0
     artifacts = det.store.meta_names("encoder/neuronet/")
     assert len(artifacts) == len(status["training"]) >= 2  # every version kept for rollback
     assert len(set(artifacts)) == len(artifacts)
+
+
+def test_labels_in_the_shadow_period_decide_by_separation(cfg: EngineConfig) -> None:
+    events = stream(700)
+    labelled = [Event(e.source, e.ts, e.values, label=int(i % 41 == 0))
+                for i, e in enumerate(events)]
+    det = Detector(cfg)
+    run(det, labelled)
+    (status,) = det.status()["encoders"].values()
+    (decision,) = status["decisions"]
+    assert {lv["rule"] for lv in decision["levels"].values()} == {"separation"}
 
 
 def test_resume_with_a_trained_neuronet_gives_the_same_scores(cfg: EngineConfig) -> None:
@@ -90,7 +124,38 @@ def test_resume_with_a_trained_neuronet_gives_the_same_scores(cfg: EngineConfig)
     part1 = [first.process_many(events[i : i + 300]).score for i in range(0, 1200, 300)]
     first.flush()
     second = Detector(cfg, store, flush_every=None)  # restores state + NeuroNet from the store
+    assert "neuronet" in second.model_version() == first.model_version()
     part2 = [second.process_many(events[i : i + 300]).score
              for i in range(1200, len(events), 300)]
-    assert "neuronet" in second.model_version()
     np.testing.assert_array_equal(np.concatenate(part1 + part2), full)
+
+
+def test_resume_while_a_job_is_pending_restarts_it_from_the_snapshot(
+        cfg: EngineConfig) -> None:
+    """The state snapshot of a detector whose training job has not been installed yet holds
+    the job's input: the resumed detector installs the same NeuroNet at the same event."""
+    events = stream(600)
+    whole = Detector(cfg)
+    full = np.concatenate([whole.process_many(events[i : i + 300]).score
+                           for i in range(0, len(events), 300)])
+    store = MemoryStore()
+    first = Detector(cfg, store, flush_every=None)
+    part1 = [first.process_many(events[i : i + 300]).score for i in range(0, 900, 300)]
+    (status,) = first.status()["encoders"].values()
+    assert status["pending"] == {"started_at": 900, "due_at": 1200, "done": True}
+    first.close()
+    second = Detector(cfg, store, flush_every=None)
+    part2 = [second.process_many(events[i : i + 300]).score
+             for i in range(900, len(events), 300)]
+    assert second.model_version() == whole.model_version()
+    np.testing.assert_array_equal(np.concatenate(part1 + part2), full)
+
+
+@pytest.mark.skipif(not BUILTIN.is_file(), reason="no pretrained NeuroNet in engine/pretrained")
+def test_the_pretrained_neuronet_serves_from_the_first_event(cfg: EngineConfig) -> None:
+    det = Detector(cfg.replace(**{"neuronet.pretrained": "builtin", "neuronet.levels": 6}))
+    first = det.process_many(stream(200)[:300])
+    assert "neuronet:" in first.model_version and "[1,2,3,4,5,6]" in first.model_version
+    (status,) = det.status()["encoders"].values()
+    (net,) = status["neuronets"].values()
+    assert len(net["live_perplexity"]) == 6
