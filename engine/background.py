@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,8 +192,16 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _exit_with(parent: int) -> None:
+    """Leave when the scoring process is gone (killed before it could stop this one)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
 def main() -> None:
     """Child process: a payload on stdin, the result on stdout."""
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     job = sys.stdin.buffer.read()
     sys.stdout.buffer.write(run(job))
     sys.stdout.buffer.flush()

@@ -161,7 +161,10 @@ class NeuroNet:
     name = "neuronet"
 
     def __init__(self, config: NeuroNetConfig | None = None, *, seed: int = 0,
-                 weights: dict[str, np.ndarray] | None = None) -> None:
+                 weights: dict[str, np.ndarray] | None = None,
+                 meta: dict[str, object] | None = None) -> None:
+        """``meta``: what is known about the weights (e.g. ``serve_levels``: the levels a
+        pretrained NeuroNet serves from the first event); saved, not part of the version."""
         self.config = cfg = config or NeuroNetConfig()
         self.window = cfg.window
         self.channels = cfg.channels
@@ -170,6 +173,7 @@ class NeuroNet:
             for lv in range(1, cfg.levels + 1)
         ]
         self.weights = weights if weights is not None else initial_weights(cfg, seed)
+        self.meta = dict(meta or {})
         self._check()
         self.version = self._hash()
 
@@ -238,7 +242,7 @@ class NeuroNet:
     def to_bytes(self) -> bytes:
         """The artifact: an ``.npz`` (no pickle) with a JSON header (format, config, version)."""
         header = {"format": FORMAT, "config": dataclasses.asdict(self.config),
-                  "version": self.version}
+                  "version": self.version, "meta": self.meta}
         buf = io.BytesIO()
         np.savez(buf, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
                  **self.weights)  # type: ignore[arg-type]
@@ -259,7 +263,8 @@ class NeuroNet:
             raise ValueError(f"{where}: not a neurogate NeuroNet file of format {FORMAT!r} "
                              f"(found {found!r}; retrain older encoders)")
         try:
-            net = cls(NeuroNetConfig(**header["config"]), weights=arrays)
+            net = cls(NeuroNetConfig(**header["config"]), weights=arrays,
+                      meta=header.get("meta"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where}: malformed NeuroNet file ({exc})") from exc
         if net.version != header.get("version"):

@@ -143,7 +143,9 @@ class _Trainer:
     """Training state of one fit: data, weights being trained, the torch model."""
 
     def __init__(self, net: NeuroNet, data: Series, rng: np.random.Generator,
-                 gen: torch.Generator) -> None:
+                 gen: torch.Generator, *, restandardise: bool) -> None:
+        """``restandardise``: set the feature scaling from ``data`` (a fresh network); a
+        network being fine-tuned keeps its own, so training starts from its function."""
         self.cfg = cfg = net.config
         self.data = data
         self.rng = rng
@@ -158,9 +160,10 @@ class _Trainer:
         if len(calib) > CALIBRATION_WINDOWS:
             calib = np.sort(rng.choice(calib, CALIBRATION_WINDOWS, replace=False))
         self.calib = calib
-        feats = data.features(calib)
-        self.weights["feat_mean"] = feats.mean(1)
-        self.weights["feat_std"] = np.maximum(feats.std(1), FEATURE_FLOOR)
+        if restandardise:
+            feats = data.features(calib)
+            self.weights["feat_mean"] = feats.mean(1)
+            self.weights["feat_std"] = np.maximum(feats.std(1), FEATURE_FLOOR)
         fut = data.future(calib)
         self.t_mean = fut.mean(1, keepdims=True)
         self.t_std = np.maximum(fut.std(1, keepdims=True), FEATURE_FLOOR)
@@ -280,7 +283,7 @@ def fit(series: list[np.ndarray], config: NeuroNetConfig, *, steps: int = 300,
     gen = torch.Generator().manual_seed(seed)
     start = init if init is not None else NeuroNet(config, seed=seed)
     data = Series(series, config)
-    trainer = _Trainer(start, data, rng, gen)
+    trainer = _Trainer(start, data, rng, gen, restandardise=init is None)
     report = TrainReport(train_samples=len(data.train), heldout_samples=len(trainer.held))
     report.initial_accuracy = trainer.evaluate(trainer.export())[0]
     with tqdm(total=steps, disable=not progress, desc="neuronet") as bar:

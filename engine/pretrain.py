@@ -23,13 +23,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from neurogate.engine.encoder import FixedEncoder
 from neurogate.engine.neuronet import NeuroNet, NeuroNetConfig, TrainReport
+from neurogate.engine.planted import level_aucs
 
 SEED = 20240601  # the corpus and the training seed of the shipped NeuroNet
 SERIES = 256
 LENGTH = 4096
 STEPS = 1000
-MARGIN = 0.1  # warm-up range widened by this share on each side (EngineConfig.range_margin)
+RANGE_MARGIN = 0.1  # warm-up range widened by this share on each side (EngineConfig default)
+VALIDATION_SERIES, VALIDATION_LENGTH = 96, 3000  # the planted-anomaly check's own series
+MARGIN = 0.01  # planted-AUC gain over the fixed codes for a level to serve (neuronet.margin)
 
 
 @njit(cache=True)
@@ -69,7 +73,8 @@ def _one(rng: np.random.Generator, n: int) -> np.ndarray:
     warm = x[: max(150, n // 8)]
     lo, hi = warm.min(), warm.max()
     span = hi - lo if hi > lo else max(abs(hi), 1.0) * 0.1
-    return ((x - (lo - MARGIN * span)) / (span * (1 + 2 * MARGIN))).astype(np.float32)[:, None]
+    low, width = lo - RANGE_MARGIN * span, span * (1 + 2 * RANGE_MARGIN)
+    return ((x - low) / width).astype(np.float32)[:, None]
 
 
 def corpus(count: int = SERIES, length: int = LENGTH, seed: int = SEED) -> list[np.ndarray]:
@@ -80,7 +85,22 @@ def corpus(count: int = SERIES, length: int = LENGTH, seed: int = SEED) -> list[
 
 def pretrain(steps: int = STEPS, seed: int = SEED, progress: bool = False
              ) -> tuple[NeuroNet, TrainReport]:
-    """Train the shipped NeuroNet (1 channel, default architecture) on ``corpus()``."""
+    """Train the shipped NeuroNet (1 channel, default architecture) on ``corpus()`` and choose
+    the levels it serves from the first event: those where its ROC-AUC on anomalies planted
+    into a validation corpus (other series, ``seed + 1``) beats the fixed codes' by ``MARGIN``
+    (``neurogate.engine.planted``, the same rule as the online takeover). Both are in ``net.meta``."""
     from neurogate.engine.neurotrain import fit
 
-    return fit(corpus(seed=seed), NeuroNetConfig(), steps=steps, seed=seed, progress=progress)
+    net, report = fit(corpus(seed=seed), NeuroNetConfig(), steps=steps, seed=seed,
+                      progress=progress)
+    validation = corpus(VALIDATION_SERIES, VALIDATION_LENGTH, seed + 1)
+    ours, fixed = level_aucs([net, FixedEncoder()], validation, seed=seed)
+    serve = [lv for lv in sorted(ours) if ours[lv] > fixed[lv] + MARGIN]
+    net.meta = {
+        "serve_levels": serve,
+        "planted_auc": {str(lv): round(a, 4) for lv, a in ours.items()},
+        "fixed_planted_auc": {str(lv): round(fixed[lv], 4) for lv in ours},
+        "corpus": f"engine.pretrain.corpus(seed={seed}), {SERIES} x {LENGTH}",
+        "code_perplexity": [round(p, 2) for p in report.code_perplexity],
+    }
+    return net, report

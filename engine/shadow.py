@@ -107,8 +107,12 @@ class Lifecycle:
         self._add_slot(fixed)
         self.serving = {spec.level: 0 for spec in fixed.streams}
         if fresh and self.pretrained is not None:
-            idx = self._add_slot(self.pretrained)
-            self.serving.update({spec.level: idx for spec in self.pretrained.streams})
+            chosen = self.pretrained.meta.get("serve_levels")
+            levels = [s.level for s in self.pretrained.streams
+                      if not isinstance(chosen, list) or s.level in chosen]
+            if levels:
+                idx = self._add_slot(self.pretrained)
+                self.serving.update(dict.fromkeys(levels, idx))
         self.candidate: int | None = None
         self.pending: Pending | None = None
         self.last_train = 0
@@ -212,7 +216,8 @@ class Lifecycle:
         nets = [e for e in serving if isinstance(e, NeuroNet)]
         payload = background.payload(
             bank.reservoir_series(pick), self.train_config(), steps=nn.steps,
-            seed=self.config.seed + len(self.reports), init=nets[-1] if nets else None,
+            seed=self.config.seed + len(self.reports),
+            init=nets[-1] if nets else self.pretrained,
             serving=serving, alpha=self.config.alpha, alpha0=self.config.alpha0)
         self.pending = Pending(seen, seen + nn.train_events, pick, payload,
                                background.Job(payload, background=nn.background))

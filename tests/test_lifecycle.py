@@ -12,6 +12,7 @@ import pytest
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.detector import Detector
 from neurogate.engine.events import Event
+from neurogate.engine.neuronet import NeuroNet, NeuroNetConfig
 from neurogate.engine.shadow import BUILTIN
 from neurogate.engine.stores import MemoryStore
 
@@ -152,10 +153,21 @@ def test_resume_while_a_job_is_pending_restarts_it_from_the_snapshot(
 
 
 @pytest.mark.skipif(not BUILTIN.is_file(), reason="no pretrained NeuroNet in engine/pretrained")
-def test_the_pretrained_neuronet_serves_from_the_first_event(cfg: EngineConfig) -> None:
-    det = Detector(cfg.replace(**{"neuronet.pretrained": "builtin", "neuronet.levels": 6}))
-    first = det.process_many(stream(200)[:300])
-    assert "neuronet:" in first.model_version and "[1,2,3,4,5,6]" in first.model_version
+def test_the_pretrained_neuronet_serves_from_the_first_event_and_is_fine_tuned(
+        cfg: EngineConfig) -> None:
+    """The shipped NeuroNet serves the levels its planted-anomaly check chose (its artifact
+    says which) from the first event; online training fine-tunes it (same architecture)."""
+    pretrained = NeuroNet.load(BUILTIN)
+    levels = pretrained.meta["serve_levels"]
+    assert levels and set(levels) <= {1, 2, 3, 4, 5, 6}
+    det = Detector(cfg.replace(**{"neuronet.pretrained": "builtin"}))
+    versions = run(det, stream(700))  # training at 1,024, installed at 1,536, decided at 2,048
+    assert f"neuronet:{pretrained.version}[{','.join(map(str, levels))}]" in versions[0]
     (status,) = det.status()["encoders"].values()
-    (net,) = status["neuronets"].values()
-    assert len(net["live_perplexity"]) == 6
+    assert len(status["neuronets"][pretrained.version]["live_perplexity"]) == 6
+    (candidate,) = det.status()["encoders"]["value"]["decisions"]
+    cand = NeuroNet.from_bytes(det.store.get_meta(f"encoder/neuronet/{candidate['candidate']}"))
+    assert cand.config == pretrained.config != NeuroNetConfig(window=16, levels=2, hidden=4)
+    pair = Detector(cfg.replace(**{"neuronet.pretrained": "builtin"}))
+    out = pair.process_many([Event("x", float(t), (1.0, 2.0), ("a", "b")) for t in range(50)])
+    assert "neuronet" not in out.model_version  # 2 channels: the 1-channel net does not fit
