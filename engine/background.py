@@ -43,7 +43,9 @@ class Result:
 
     candidate: NeuroNet
     report: dict[str, Any]  # TrainReport.as_dict()
-    aucs: dict[str, dict[int, float]]  # encoder version -> level -> planted-anomaly AUC
+    # encoder version -> level -> ROC-AUC on each planted anomaly (the same ones for every
+    # encoder of the job, so they compare anomaly by anomaly)
+    aucs: dict[str, dict[int, np.ndarray]]
 
 
 def payload(series: list[np.ndarray], config: NeuroNetConfig, *, steps: int, seed: int,
@@ -103,7 +105,7 @@ def run(job: bytes) -> bytes:
                       alpha=header["alpha"], alpha0=header["alpha0"])
     out = {
         "report": report.as_dict(),
-        "aucs": {e.version: {str(lv): v for lv, v in a.items()}
+        "aucs": {e.version: {str(lv): v.tolist() for lv, v in a.items()}
                  for e, a in zip(encoders, aucs, strict=True)},
     }
     buf = io.BytesIO()
@@ -117,7 +119,7 @@ def unpack(result: bytes) -> Result:
     with np.load(io.BytesIO(result), allow_pickle=False) as npz:
         candidate = NeuroNet.from_bytes(npz["candidate"].tobytes(), "trained candidate")
         out = json.loads(npz["result"].tobytes())
-    aucs = {v: {int(lv): float(a) for lv, a in levels.items()}
+    aucs = {v: {int(lv): np.array(a, dtype=np.float64) for lv, a in levels.items()}
             for v, levels in out["aucs"].items()}
     return Result(candidate, out["report"], aucs)
 

@@ -7,9 +7,10 @@ calibrated against that source's own history (``neurogate.engine.evidence``), so
 is how a stream *ranks* an unusual event within its source. For each sampled source, a copy of
 its reservoir gets ``PER_SERIES`` anomalies of the kinds in ``KINDS`` (strengths in units of the
 series' robust spread), each encoder's codes are counted prequentially from an empty table
-(score, then count, as the engine does), and each stream's surprise gives a per-source ROC-AUC
-of planted events (their span and the stream's reach after it) against the rest of the second
-half; the AUCs are averaged over sources.
+(score, then count, as the engine does), and each level's surprise gives a ROC-AUC of each
+planted anomaly's events (its span and the level's reach after it) against the other events
+of its slot (a sixth of the second half: surprise falls as counts grow, so comparing across
+the whole half would favour late events); the AUCs are averaged over anomalies and sources.
 
 Examples
 --------
@@ -18,8 +19,8 @@ Examples
 >>> t = np.arange(1500)
 >>> series = [(0.5 + 0.3 * np.sin(t / 8)).astype(np.float32)[:, None]]
 >>> auc = level_aucs([FixedEncoder()], series, seed=0)[0]
->>> sorted(auc), all(0.0 <= v <= 1.0 for v in auc.values())
-([0, 1, 2, 3, 4, 5, 6], True)
+>>> sorted(auc), auc[1].shape, bool(((0 <= auc[1]) & (auc[1] <= 1)).all())
+([0, 1, 2, 3, 4, 5, 6], (6,), True)
 """
 
 from __future__ import annotations
@@ -46,16 +47,17 @@ def robust_spread(x: np.ndarray) -> np.ndarray:
 
 def plant(series: np.ndarray, rng: np.random.Generator, count: int = PER_SERIES
           ) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """A copy of ``series`` [T, C] with ``count`` anomalies (kinds in turn, random channel,
-    random place in its share of the second half) and their spans (first, last event)."""
+    """A copy of ``series`` [T, C] with ``count`` anomalies (kinds in turn, in random order;
+    random channel; random place in its slot, the second half cut into ``count`` slots) and
+    their spans (first, last event)."""
     x = np.asarray(series, dtype=np.float64).copy()
     t, c = x.shape
     spread = robust_spread(x)
     spans = []
     half = t // 2
     slot = (t - half) // count
-    for k in range(count):
-        kind = KINDS[k % len(KINDS)]
+    kinds = [KINDS[i % len(KINDS)] for i in rng.permutation(count)]
+    for k, kind in enumerate(kinds):
         ch = int(rng.integers(c))
         s = spread[ch]
         sign = 1.0 if rng.random() < 0.5 else -1.0
@@ -99,15 +101,15 @@ def _auc(score: np.ndarray, label: np.ndarray) -> float:
 
 
 def level_aucs(encoders: Sequence[Encoder], series: Sequence[np.ndarray], *, seed: int,
-               alpha: float = 1.0, alpha0: float = 0.5) -> list[dict[int, float]]:
-    """Per encoder and level: the mean over ``series`` (each [T, C], normalised) of the
-    per-source ROC-AUC on planted anomalies (see the module docstring) of the level's surprise
-    (the largest of its streams', e.g. one per channel)."""
+               alpha: float = 1.0, alpha0: float = 0.5) -> list[dict[int, np.ndarray]]:
+    """Per encoder and level: the ROC-AUC of the level's surprise (the largest of its
+    streams', e.g. one per channel) on each anomaly planted into ``series`` (each [T, C],
+    normalised; see the module docstring), in the same order for every encoder, so two
+    encoders can be compared anomaly by anomaly (``compare``)."""
     rng = np.random.default_rng(seed)
     window = max(e.window for e in encoders)
     levels = [sorted({s.level for s in e.streams}) for e in encoders]
-    sums = [dict.fromkeys(lv, 0.0) for lv in levels]
-    used = 0
+    out: list[dict[int, list[float]]] = [{lv: [] for lv in lv_list} for lv_list in levels]
     for j, raw in enumerate(series):
         raw = np.asarray(raw, dtype=np.float32)
         if raw.ndim == 1:
@@ -116,10 +118,10 @@ def level_aucs(encoders: Sequence[Encoder], series: Sequence[np.ndarray], *, see
             continue
         x, spans = plant(raw, rng)
         t = len(x)
+        slot = (t - t // 2) // len(spans)
         padded = np.concatenate([np.repeat(x[:1], window - 1, 0), x]).astype(np.float32)
         scope = np.full(t, text_hash64(f"planted:{j}"), dtype=np.uint64)
         bucket = np.full(t, NO_CALENDAR, dtype=np.uint64)
-        used += 1
         for e, enc in enumerate(encoders):
             idx = np.arange(t)[:, None] + np.arange(window - enc.window, window)[None, :]
             codes = enc.encode(padded[idx])
@@ -139,5 +141,21 @@ def level_aucs(encoders: Sequence[Encoder], series: Sequence[np.ndarray], *, see
                 for lo, hi in spans:
                     label[lo : min(hi + reach, t - 1) + 1] = 1
                 score = surprise[:, cols].max(axis=1)
-                sums[e][lv] += _auc(score[t // 2 :], label[t // 2 :])
-    return [{lv: v / max(used, 1) for lv, v in s.items()} for s in sums]
+                # each anomaly against the normal events of its own slot: surprise falls as
+                # counts grow, and a comparison across the whole half would reward lateness
+                for k in range(len(spans)):
+                    a = t // 2 + k * slot
+                    out[e][lv].append(_auc(score[a : a + slot], label[a : a + slot]))
+    return [{lv: np.array(v) for lv, v in d.items()} for d in out]
+
+
+def compare(candidate: np.ndarray, serving: np.ndarray, margin: float) -> tuple[bool, float]:
+    """Whether per-anomaly AUCs ``candidate`` beat ``serving`` (same anomalies): the mean
+    paired gain minus two standard errors must exceed ``margin``, so a handful of planted
+    anomalies (a few sources) cannot decide by chance. Returns (wins, mean gain)."""
+    n = min(candidate.size, serving.size)
+    if n < 2:
+        return False, float("nan")
+    gain = candidate[:n] - serving[:n]
+    low = gain.mean() - 2.0 * gain.std(ddof=1) / np.sqrt(n)
+    return bool(low > margin), float(gain.mean())

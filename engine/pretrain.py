@@ -25,7 +25,7 @@ from numba import njit
 
 from neurogate.engine.encoder import FixedEncoder
 from neurogate.engine.neuronet import NeuroNet, NeuroNetConfig, TrainReport
-from neurogate.engine.planted import level_aucs
+from neurogate.engine.planted import compare, level_aucs
 
 SEED = 20240601  # the corpus and the training seed of the shipped NeuroNet
 SERIES = 256
@@ -88,18 +88,19 @@ def pretrain(steps: int = STEPS, seed: int = SEED, progress: bool = False
     """Train the shipped NeuroNet (1 channel, default architecture) on ``corpus()`` and choose
     the levels it serves from the first event: those where its ROC-AUC on anomalies planted
     into a validation corpus (other series, ``seed + 1``) beats the fixed codes' by ``MARGIN``
-    (``neurogate.engine.planted``, the same rule as the online takeover). Both are in ``net.meta``."""
+    beyond two standard errors (``engine.planted.compare``, the online takeover's rule). Both
+    are in ``net.meta``."""
     from neurogate.engine.neurotrain import fit
 
     net, report = fit(corpus(seed=seed), NeuroNetConfig(), steps=steps, seed=seed,
                       progress=progress)
     validation = corpus(VALIDATION_SERIES, VALIDATION_LENGTH, seed + 1)
     ours, fixed = level_aucs([net, FixedEncoder()], validation, seed=seed)
-    serve = [lv for lv in sorted(ours) if ours[lv] > fixed[lv] + MARGIN]
+    serve = [lv for lv in sorted(ours) if compare(ours[lv], fixed[lv], MARGIN)[0]]
     net.meta = {
         "serve_levels": serve,
-        "planted_auc": {str(lv): round(a, 4) for lv, a in ours.items()},
-        "fixed_planted_auc": {str(lv): round(fixed[lv], 4) for lv in ours},
+        "planted_auc": {str(lv): round(float(a.mean()), 4) for lv, a in ours.items()},
+        "fixed_planted_auc": {str(lv): round(float(fixed[lv].mean()), 4) for lv in ours},
         "corpus": f"engine.pretrain.corpus(seed={seed}), {SERIES} x {LENGTH}",
         "code_perplexity": [round(p, 2) for p in report.code_perplexity],
     }

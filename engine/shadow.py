@@ -36,6 +36,7 @@ from neurogate.engine.config import EngineConfig
 from neurogate.engine.encoder import Encoder, FixedEncoder, StreamSpec
 from neurogate.engine.neuronet import NeuroNet, NeuroNetConfig
 from neurogate.engine.patterns import MAX_VOCAB, NO_CALENDAR, pattern_keys, stream_bases
+from neurogate.engine.planted import compare
 
 if TYPE_CHECKING:
     from neurogate.engine.background import Job
@@ -118,7 +119,9 @@ class Lifecycle:
         self.last_train = 0
         self.reports: list[str] = []
         self.perplexity: dict[str, list[float]] = {}  # NeuroNet version -> held-out, per level
-        self.aucs: dict[str, dict[int, float]] = {}  # encoder version -> level -> planted AUC
+        # encoder version -> level -> ROC-AUC per planted anomaly, from the latest job that
+        # measured it (a job measures the candidate and the serving encoders together)
+        self.aucs: dict[str, dict[int, np.ndarray]] = {}
         self.decisions: list[dict[str, Any]] = []
         self._saved: set[str] = set()
 
@@ -277,11 +280,15 @@ class Lifecycle:
                 rule = "separation"
                 cur_v = float(np.mean([_separation(cur.by_label[:, c]) for c in cur_cols]))
                 new_v = _separation(cand.by_label[:, j])
+                wins = new_v > cur_v + margin
             else:
                 rule = "planted"
-                cur_v = self.aucs.get(cur.encoder.version, {}).get(spec.level, math.nan)
-                new_v = self.aucs.get(cand.encoder.version, {}).get(spec.level, math.nan)
-            wins = new_v > cur_v + margin  # False when either is unknown (NaN)
+                empty = np.zeros(0)
+                cur_a = self.aucs.get(cur.encoder.version, {}).get(spec.level, empty)
+                new_a = self.aucs.get(cand.encoder.version, {}).get(spec.level, empty)
+                wins, _ = compare(new_a, cur_a, margin)
+                cur_v = float(cur_a.mean()) if cur_a.size else math.nan
+                new_v = float(new_a.mean()) if new_a.size else math.nan
             decision["levels"][spec.level] = {
                 "rule": rule, "serving": round(cur_v, 4), "candidate": round(new_v, 4),
                 "takes_over": bool(wins),
@@ -330,7 +337,8 @@ class Lifecycle:
                     "perplexity": self.perplexity.get(enc.version),
                     "live_perplexity": None if live is None else [round(float(p), 2)
                                                                   for p in live],
-                    "planted_auc": self.aucs.get(enc.version),
+                    "planted_auc": {lv: round(float(a.mean()), 4) for lv, a in
+                                    self.aucs.get(enc.version, {}).items() if a.size},
                 }
         pending = None
         if self.pending is not None:

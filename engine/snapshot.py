@@ -47,7 +47,8 @@ def dump(det: Detector) -> bytes:
             "serving": {str(k): v for k, v in lc.serving.items()}, "candidate": lc.candidate,
             "last_train": lc.last_train, "reports": lc.reports, "decisions": lc.decisions,
             "perplexity": lc.perplexity, "pending": pending,
-            "aucs": {v: {str(lv): a for lv, a in levels.items()} for v, levels in lc.aucs.items()},
+            "aucs": {v: {str(lv): a.tolist() for lv, a in levels.items()}
+                     for v, levels in lc.aucs.items()},
         })
     header = {"format": FORMAT, "settings": det.config.state_settings(),
               "events_seen": det.events_seen, "banks": banks}
@@ -85,7 +86,7 @@ def load(det: Detector, blob: bytes) -> None:
         lc.reports = list(info["reports"])
         lc.decisions = list(info["decisions"])
         lc.perplexity = dict(info["perplexity"])
-        lc.aucs = {v: {int(lv): float(a) for lv, a in levels.items()}
+        lc.aucs = {v: {int(lv): np.array(a, dtype=np.float64) for lv, a in levels.items()}
                    for v, levels in info["aucs"].items()}
         if info["pending"] is not None:
             lc.resume_job(int(info["pending"]["started_at"]), int(info["pending"]["due_at"]),
