@@ -168,14 +168,33 @@ class NeuroNet:
         self.config = cfg = config or NeuroNetConfig()
         self.window = cfg.window
         self.channels = cfg.channels
-        self.streams = [
-            StreamSpec(level=lv, channel=-1, dilation=2**lv, vocab=cfg.vocab)
-            for lv in range(1, cfg.levels + 1)
-        ]
         self.weights = weights if weights is not None else initial_weights(cfg, seed)
         self.meta = dict(meta or {})
         self._check()
         self.version = self._hash()
+        self._use(tuple(range(1, cfg.levels + 1)))
+
+    def _use(self, levels: tuple[int, ...]) -> None:
+        cfg = self.config
+        self.levels = levels
+        self.streams = [StreamSpec(level=lv, channel=-1, dilation=2**lv, vocab=cfg.vocab)
+                        for lv in levels]
+        whole = len(levels) == cfg.levels
+        # pattern namespace: a view's stream k is another level than the whole network's
+        self.namespace = f"{self.name}:{self.version}" + (
+            "" if whole else ":levels=" + ",".join(map(str, levels)))
+
+    def view(self, levels: list[int] | tuple[int, ...]) -> NeuroNet:
+        """The same network (same version and artifact) encoding only ``levels``: what a
+        pretrained NeuroNet serving a few levels costs (its other levels are not computed
+        or counted). Its pattern namespace names the levels."""
+        chosen = tuple(sorted(set(levels)))
+        if not chosen or not set(chosen) <= set(range(1, self.config.levels + 1)):
+            raise ValueError(f"levels must be a non-empty subset of 1..{self.config.levels}, "
+                             f"got {list(levels)}")
+        net = NeuroNet(self.config, weights=self.weights, meta=self.meta)
+        net._use(chosen)
+        return net
 
     def _check(self) -> None:
         cfg = self.config
@@ -208,20 +227,21 @@ class NeuroNet:
 
     def encode(self, windows: np.ndarray) -> np.ndarray:
         """Codes of each window's last event: finite [n, >= window, channels] values (the last
-        ``window`` are read) -> int64 [n, levels, 3], per level the codes at t-2d, t-d, t
-        (d = 2**level)."""
+        ``window`` are read) -> int64 [n, len(self.levels), 3], per level the codes at
+        t-2d, t-d, t (d = 2**level)."""
         x = np.asarray(windows)
         if x.ndim != 3 or x.shape[1] < self.window or x.shape[2] != self.channels:
             raise ValueError(f"windows must be [n, >={self.window}, {self.channels}], got "
                              f"{x.shape}")
         x = x[:, x.shape[1] - self.window :]
-        if not np.isfinite(x).all():
+        top = 2 ** max(self.levels)
+        if not np.isfinite(x[:, self.window - 2 * top - self.config.kernel * top // 2 :]).all():
             raise ValueError("windows must be finite (no NaN or inf)")
-        out = np.empty((len(x), self.config.levels, ORDER), dtype=np.int64)
+        out = np.empty((len(x), len(self.levels), ORDER), dtype=np.int64)
         w = self.weights
-        _encode(np.ascontiguousarray(x, dtype=np.float32), self.config.kernel,
-                self.config.fsq_levels, w["feat_mean"], w["feat_std"], w["w1"], w["b1"],
-                w["w2"], w["b2"], w["edges"], out)
+        _encode(np.ascontiguousarray(x, dtype=np.float32), np.array(self.levels) - 1,
+                self.config.kernel, self.config.fsq_levels, w["feat_mean"], w["feat_std"],
+                w["w1"], w["b1"], w["w2"], w["b2"], w["edges"], out)
         return out
 
     def latents(self, series: np.ndarray, ends: np.ndarray, level: int) -> np.ndarray:
@@ -370,25 +390,29 @@ def _latents(cs: np.ndarray, ends: np.ndarray, block: int, kernel: int, mean: np
 
 
 @njit(cache=True)
-def _encode(x: np.ndarray, kernel: int, q: int, mean: np.ndarray, std: np.ndarray,
-            w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray, edges: np.ndarray,
-            out: np.ndarray) -> None:
-    """Codes [n, levels, 3] at t-2d, t-d, t of windows x [n, W, C]."""
+def _encode(x: np.ndarray, which: np.ndarray, kernel: int, q: int, mean: np.ndarray,
+            std: np.ndarray, w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray,
+            edges: np.ndarray, out: np.ndarray) -> None:
+    """Codes [n, len(which), 3] at t-2d, t-d, t of windows x [n, W, C] for the levels
+    ``which`` (0-based)."""
     n, w, c = x.shape
-    levels, nf, nh = w1.shape
+    nf, nh = w1.shape[1], w1.shape[2]
     dims = w2.shape[2]
-    cs = np.zeros((w + 1, c))
+    top = 2 << which.max()
+    start = w - (2 * top + kernel * top // 2)  # only the values the top level reads
+    cs = np.zeros((w - start + 1, c))
     f = np.empty(nf)
     hbuf = np.empty(nh)
     z = np.empty(dims)
     for i in range(n):
-        for t in range(w):
+        for t in range(w - start):
             for ch in range(c):
-                cs[t + 1, ch] = cs[t, ch] + x[i, t, ch]
-        for lv in range(levels):
+                cs[t + 1, ch] = cs[t, ch] + x[i, start + t, ch]
+        for slot in range(which.size):
+            lv = which[slot]
             d = 2 << lv
             for k in range(3):
-                _features(cs, w - 1 - (2 - k) * d, d // 2, kernel, f)
+                _features(cs, w - start - 1 - (2 - k) * d, d // 2, kernel, f)
                 _latent(f, mean[lv], std[lv], w1[lv], b1[lv], w2[lv], b2[lv], hbuf, z)
                 code = 0
                 radix = 1
@@ -399,4 +423,4 @@ def _encode(x: np.ndarray, kernel: int, q: int, mean: np.ndarray, std: np.ndarra
                             digit += 1
                     code += digit * radix
                     radix *= q
-                out[i, lv, k] = code
+                out[i, slot, k] = code

@@ -111,8 +111,8 @@ class Lifecycle:
             chosen = self.pretrained.meta.get("serve_levels")
             levels = [s.level for s in self.pretrained.streams
                       if not isinstance(chosen, list) or s.level in chosen]
-            if levels:
-                idx = self._add_slot(self.pretrained)
+            if levels:  # only the serving levels are computed and counted
+                idx = self._add_slot(self.pretrained.view(levels))
                 self.serving.update(dict.fromkeys(levels, idx))
         self.candidate: int | None = None
         self.pending: Pending | None = None
@@ -143,7 +143,8 @@ class Lifecycle:
             raise ValueError(f"encoder {enc.name}: vocabulary must be < {MAX_VOCAB}")
         offset = sum(len(s.encoder.streams) for s in self.slots)
         k = len(enc.streams)
-        slot = EncoderSlot(enc, stream_bases(f"{enc.name}:{enc.version}", k), offset,
+        namespace = getattr(enc, "namespace", f"{enc.name}:{enc.version}")
+        slot = EncoderSlot(enc, stream_bases(namespace, k), offset,
                            trained_at, np.zeros((2, k, 3)), np.zeros(k))
         self.slots.append(slot)
         self._refresh()

@@ -36,7 +36,8 @@ def dump(det: Detector) -> bytes:
             arrays[f"b{b}/slot{s}/uni_sum"] = slot.uni_sum
             arrays[f"b{b}/slot{s}/by_label"] = slot.by_label
             slots.append({"name": slot.encoder.name, "version": slot.encoder.version,
-                          "trained_at": slot.trained_at, "shadowed": slot.shadowed})
+                          "trained_at": slot.trained_at, "shadowed": slot.shadowed,
+                          "levels": list(getattr(slot.encoder, "levels", []))})
         pending = None
         if lc.pending is not None:  # a job in flight: its payload restarts it on resume
             arrays[f"b{b}/pending"] = np.frombuffer(lc.pending.payload, dtype=np.uint8)
@@ -128,9 +129,13 @@ def _encoder(det: Detector, slot: dict[str, Any], channels: int) -> Encoder:
             raise ValueError("fixed encoder settings changed since the state was written")
         return enc
     blob = det.store.get_meta(f"encoder/{slot['name']}/{slot['version']}")
-    if blob is None:
+    if blob is not None:
+        net = NeuroNet.from_bytes(blob, f"encoder/{slot['name']}/{slot['version']}")
+    else:
         pretrained = load_pretrained(det.config.neuronet.pretrained, channels)
-        if pretrained is not None and pretrained.version == slot["version"]:
-            return pretrained  # served from the first event, before any flush saved it
-        raise ValueError(f"encoder artifact {slot['name']}/{slot['version']} missing from store")
-    return NeuroNet.from_bytes(blob, f"encoder/{slot['name']}/{slot['version']}")
+        if pretrained is None or pretrained.version != slot["version"]:
+            raise ValueError(f"encoder artifact {slot['name']}/{slot['version']} missing from "
+                             "store")
+        net = pretrained  # served from the first event, before any flush saved it
+    levels = slot.get("levels") or list(net.levels)
+    return net if len(levels) == net.config.levels else net.view(levels)

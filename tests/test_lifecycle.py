@@ -34,6 +34,7 @@ def cfg() -> EngineConfig:
         "neuronet.train_after": 900, "neuronet.retrain_every": 900, "neuronet.shadow_events": 300,
         "neuronet.train_events": 300, "neuronet.levels": 2, "neuronet.hidden": 4,
         "neuronet.steps": 15, "neuronet.reservoir": 256, "neuronet.background": False,
+        "neuronet.pretrained": "",
     })
 
 
@@ -150,11 +151,15 @@ def test_the_pretrained_neuronet_serves_from_the_first_event_and_is_fine_tuned(
     pretrained = NeuroNet.load(BUILTIN)
     levels = pretrained.meta["serve_levels"]
     assert levels and set(levels) <= {1, 2, 3, 4, 5, 6}
-    det = Detector(cfg.replace(**{"neuronet.pretrained": "builtin"}))
+    store = MemoryStore()
+    det = Detector(cfg.replace(**{"neuronet.pretrained": "builtin"}), store)
     versions = run(det, stream(700))  # training at 1,024, installed at 1,536, decided at 2,048
+    det.flush()
+    again = Detector(cfg.replace(**{"neuronet.pretrained": "builtin"}), store)
+    assert again.model_version() == det.model_version()  # the view of levels is restored
     assert f"neuronet:{pretrained.version}[{','.join(map(str, levels))}]" in versions[0]
     (status,) = det.status()["encoders"].values()
-    assert len(status["neuronets"][pretrained.version]["live_perplexity"]) == 6
+    assert len(status["neuronets"][pretrained.version]["live_perplexity"]) == len(levels)
     (candidate,) = det.status()["encoders"]["value"]["decisions"]
     cand = NeuroNet.from_bytes(det.store.get_meta(f"encoder/neuronet/{candidate['candidate']}"))
     assert cand.config == pretrained.config != NeuroNetConfig(window=16, levels=2, hidden=4)

@@ -111,6 +111,18 @@ def test_calibrated_edges_give_the_target_usage(trained: tuple[NeuroNet, object]
         np.testing.assert_allclose(usage, target_usage(q), atol=0.03)
 
 
+def test_a_view_encodes_only_its_levels(trained: tuple[NeuroNet, object]) -> None:
+    net, _ = trained
+    view = net.view([3, 1])
+    x = np.stack([s[-64:] for s in sines(5, 300, seed=4)])
+    assert view.levels == (1, 3) and [s.level for s in view.streams] == [1, 3]
+    np.testing.assert_array_equal(view.encode(x), net.encode(x)[:, [0, 2]])
+    assert view.version == net.version and view.namespace != net.namespace
+    assert view.to_bytes() == net.to_bytes()
+    with pytest.raises(ValueError, match="subset"):
+        net.view([4])
+
+
 def test_fit_is_deterministic() -> None:
     data = sines(4, 400)
     a, _ = fit(data, SMALL, steps=25, batch_size=64, seed=7)
