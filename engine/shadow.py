@@ -109,8 +109,9 @@ class Lifecycle:
         self.serving = {spec.level: 0 for spec in fixed.streams}
         if fresh and self.pretrained is not None:
             chosen = self.pretrained.meta.get("serve_levels")
-            levels = [s.level for s in self.pretrained.streams
-                      if not isinstance(chosen, list) or s.level in chosen]
+            levels = [s.level for s in self.pretrained.streams  # levels the fixed codes have
+                      if s.level in self.serving and (not isinstance(chosen, list)
+                                                      or s.level in chosen)]
             if levels:  # only the serving levels are computed and counted
                 idx = self._add_slot(self.pretrained.view(levels))
                 self.serving.update(dict.fromkeys(levels, idx))

@@ -163,6 +163,8 @@ def test_the_pretrained_neuronet_serves_from_the_first_event_and_is_fine_tuned(
     (candidate,) = det.status()["encoders"]["value"]["decisions"]
     cand = NeuroNet.from_bytes(det.store.get_meta(f"encoder/neuronet/{candidate['candidate']}"))
     assert cand.config == pretrained.config != NeuroNetConfig(window=16, levels=2, hidden=4)
+    level0 = Detector(cfg.replace(**{"neuronet.pretrained": "builtin", "fixed.levels": 1}))
+    assert "neuronet" not in level0.process_many(stream(10)).model_version  # no level 4, 5
     pair = Detector(cfg.replace(**{"neuronet.pretrained": "builtin"}))
     out = pair.process_many([Event("x", float(t), (1.0, 2.0), ("a", "b")) for t in range(50)])
     assert "neuronet" not in out.model_version  # 2 channels: the 1-channel net does not fit
