@@ -331,11 +331,13 @@ class Lifecycle:
         perplexity per level: held-out at training (``perplexity``) and on the events it has
         seen here (``live_perplexity``: exp of the mean unigram surprise of its codes)."""
         nets = {}
-        for slot in self.slots:
+        for i, slot in enumerate(self.slots):
             enc = slot.encoder
             if isinstance(enc, NeuroNet):
                 live = np.exp(slot.uni_sum / max(slot.shadowed, 1)) if slot.shadowed else None
                 nets[enc.version] = {
+                    "levels": list(enc.levels),
+                    "serving": sorted(lv for lv, s in self.serving.items() if s == i),
                     "perplexity": self.perplexity.get(enc.version),
                     "live_perplexity": None if live is None else [round(float(p), 2)
                                                                   for p in live],

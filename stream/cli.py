@@ -343,6 +343,13 @@ def _summary(args: argparse.Namespace, det: Any, stats: Counter[str], seen: int,
             print(f"  [{fields}] {line}", file=err)
         for d in status["decisions"]:
             print(f"  [{fields}] shadow decision: {json.dumps(d['levels'])}", file=err)
+        for version, net in status["neuronets"].items():
+            if net["live_perplexity"] is not None:
+                serving = ",".join(map(str, net["serving"])) or "no level"
+                live = ", ".join(f"L{lv} {p:.1f}" for lv, p in zip(
+                    net["levels"], net["live_perplexity"], strict=True))
+                print(f"  [{fields}] neuronet {version} serving {serving}: live code "
+                      f"perplexity {live}", file=err)
         if status["pending"] is not None:
             p = status["pending"]
             print(f"  [{fields}] NeuroNet training started at event {p['started_at']:,} was "

@@ -511,3 +511,21 @@ def test_module_reads_jsonl_from_stdin_and_fails_cleanly(tmp_path: Path) -> None
         f"neurogate: error: input file not found: {tmp_path / 'nothing.csv'}"
     ]
     assert np.isfinite([r["score"] for r in flags]).all()
+
+
+def test_train_a_neuronet_then_serve_it_from_the_first_event(cli: Cli, tmp_path: Path,
+                                                             series: Path) -> None:
+    """`neurogate train` writes an artifact that `run` serves with neuronet.pretrained; the
+    summary names it and its code perplexity per level."""
+    small = ("--set", "neuronet.levels=3", "--set", "neuronet.steps=20", "-q")
+    trained = cli("train", str(series), "--out", "net.npz", "--set", "warmup=50", *small)
+    assert trained.code == 0, trained.err
+    assert "level 3" in trained.out and "code perplexity" in trained.out
+    run = cli("run", str(series), "--store", "memory://", "--set", "warmup=50",
+              "--set", f"neuronet.pretrained={tmp_path / 'net.npz'}", *small)
+    assert run.code == 0, run.err
+    version = trained.out.split("saved NeuroNet ")[1].split()[0]
+    assert f"neuronet:{version}[1,2,3]" in run.err
+    assert f"neuronet {version} serving 1,2,3: live code perplexity L1 " in run.err
+    assert cli("train", str(series), "--pretrain", "--out", "x.npz").code == 2
+    assert cli("train", "--out", "x.npz").code == 2
