@@ -1,5 +1,6 @@
 """NeuroNet training off the scoring path: a job that trains a candidate and measures it against
-the encoders serving now, in a separate process (``python -m engine.background``) or inline.
+the encoders serving now, in a separate process (``python -m neurogate.engine.background``)
+or inline.
 
 A job is one self-contained payload (an ``.npz``: the training series, the settings, the
 encoder to fine-tune and the serving encoders to compare with) and one result (the candidate's
@@ -24,7 +25,6 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,13 +138,12 @@ class Job:
             self._result = run(job)
             return
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)  # this engine package's root
-        env["PYTHONPATH"] = os.pathsep.join(
-            [root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+        # the child imports this very package: it searches where this process searches
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         env["OMP_NUM_THREADS"] = "1"
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.background"], stdin=subprocess.PIPE,
+                [sys.executable, "-m", __name__], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         except OSError as exc:
             self._error = f"could not start the training process: {exc}"

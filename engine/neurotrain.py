@@ -1,6 +1,6 @@
-"""Training of a NeuroNet (``neurogate.engine.neuronet``) with torch: predictive, shared across sources,
-all levels at once (each level reads the raw block means, not the level below, so the levels
-are independent and train as one batched model).
+"""Training of a NeuroNet (``neurogate.engine.neuronet``) with torch: predictive, shared across
+sources, all levels at once (each level reads the raw block means, not the level below, so the
+levels are independent and train as one batched model).
 
 Each level learns to predict the mean of the next d = 2**l values from its codes at t-d and t,
 and to reconstruct its own block features from its code at t. While training, each latent is

@@ -3,10 +3,10 @@ sources' recent values above the events around them. The NeuroNet's unsupervised
 (``neurogate.engine.shadow``) compares encoders level by level with it.
 
 Why this and not a property of the codes alone: the score is each source's pattern surprise
-calibrated against that source's own history (``neurogate.engine.evidence``), so what decides detection
-is how a stream *ranks* an unusual event within its source. For each sampled source, a copy of
-its reservoir gets ``PER_SERIES`` anomalies of the kinds in ``KINDS`` (strengths in units of the
-series' robust spread), each encoder's codes are counted prequentially from an empty table
+calibrated against that source's own history (``neurogate.engine.evidence``), so what decides
+detection is how a stream *ranks* an unusual event within its source. For each sampled source, a
+copy of its reservoir gets ``PER_SERIES`` anomalies of the kinds in ``KINDS`` (strengths in units of
+the series' robust spread), each encoder's codes are counted prequentially from an empty table
 (score, then count, as the engine does), and each level's surprise gives a ROC-AUC of each
 planted anomaly's events (its span and the level's reach after it) against the other events
 of its slot (a sixth of the second half: surprise falls as counts grow, so comparing across

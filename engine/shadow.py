@@ -5,8 +5,8 @@ trained, installed, shadow-scored and takes over a level.
    ``neuronet.pretrained`` a NeuroNet trained beforehand (the one shipped in the package,
    ``engine/pretrained/neuronet.npz``, or a file) serves its levels 1..L from the first event.
 2. **Training off the scoring path.** After ``train_after`` events (and every ``retrain_every``
-   after that), a job (``neurogate.engine.background``) trains a candidate from the reservoirs of up to
-   ``max_sources`` sources, fine-tuning the serving NeuroNet if there is one, in a separate
+   after that), a job (``neurogate.engine.background``) trains a candidate from the reservoirs of
+   up to ``max_sources`` sources, fine-tuning the serving NeuroNet if there is one, in a separate
    process while scoring goes on. The job also measures every encoder on planted anomalies.
 3. **Installed at a fixed event count.** The job started at event N is installed when
    ``N + train_events`` events have been seen, whatever the training took (the batch that
@@ -16,8 +16,8 @@ trained, installed, shadow-scored and takes over a level.
 4. **Decision** after ``shadow_events``, per level. When the shadow period saw labels of both
    kinds (at least MIN_POSITIVES anomalies): the level's separation d' = (mean surprise on
    anomalies - mean on normals) / std on normals. Without labels: the level's ROC-AUC on
-   anomalies planted into the reservoirs (``neurogate.engine.planted``), which measures what the score
-   uses, a stream's ranking of unusual events within its source. The candidate takes over a
+   anomalies planted into the reservoirs (``neurogate.engine.planted``), which measures what the
+   score uses, a stream's ranking of unusual events within its source. The candidate takes over a
    level where it beats the serving encoder by ``neuronet.margin``.
 """
 

@@ -66,7 +66,13 @@ def _input_events(
     for resuming (records up to it are skipped: they were counted before) and kept up to date
     as events are yielded.
     """
-    from neurogate.stream.files import BadRecord, CsvOptions, count_lines, input_problem, read_events
+    from neurogate.stream.files import (
+        BadRecord,
+        CsvOptions,
+        count_lines,
+        input_problem,
+        read_events,
+    )
 
     def tracked(key: str, items: Iterable[Event | BadRecord]) -> Iterator[Event]:
         skip = positions.get(key, 0)

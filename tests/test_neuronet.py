@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from neurogate.engine.encoder import StreamSpec
-from neurogate.engine.neuronet import FORMAT, NeuroNet, NeuroNetConfig, target_perplexity, target_usage
+from neurogate.engine.neuronet import (
+    FORMAT,
+    NeuroNet,
+    NeuroNetConfig,
+    target_perplexity,
+    target_usage,
+)
 from neurogate.engine.neurotrain import COLLAPSED, Series, fit, perplexity
 
 SMALL = NeuroNetConfig(window=64, levels=3)
