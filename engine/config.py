@@ -56,11 +56,12 @@ class NeuroNetSettings:
     the input and the settings only, not on how fast training ran."""
 
     enabled: bool = True
-    # "builtin": the NeuroNet shipped in engine/pretrained/ (trained on generated series only)
-    # serves the levels its planted-anomaly check chose (4, 5) from the first event of 1-channel
-    # sources (NAB, 5 seeds: 68.90 vs 67.57 without it); "": fixed codes serve until a trained
-    # NeuroNet takes over; or the path of a NeuroNet file (`neurogate train`)
-    pretrained: str = "builtin"
+    # "": fixed codes serve until a trained NeuroNet takes over; "builtin": the NeuroNet shipped
+    # in engine/pretrained/ (trained on generated series only) serves the levels its
+    # planted-anomaly check chose (4, 5) from the first event of 1-channel sources (NAB, 5 seeds:
+    # 68.59 / 62.85 / 73.05 vs 68.13 / 63.04 / 72.81 without it, not a clear gain for ~30 % of
+    # the throughput); or the path of a NeuroNet file (`neurogate train`)
+    pretrained: str = ""
     train_after: int = 20_000  # events (all sources) seen before the first training
     retrain_every: int = 0  # events between retrainings to a new version; 0 = never
     train_events: int = 5_000  # events between a training's start and its installation

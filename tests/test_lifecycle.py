@@ -143,7 +143,6 @@ def test_resume_gives_the_same_scores(cfg: EngineConfig, split: int) -> None:
     np.testing.assert_array_equal(np.concatenate(part1 + part2), full)
 
 
-@pytest.mark.skipif(not BUILTIN.is_file(), reason="no pretrained NeuroNet in engine/pretrained")
 def test_the_pretrained_neuronet_serves_from_the_first_event_and_is_fine_tuned(
         cfg: EngineConfig) -> None:
     """The shipped NeuroNet serves the levels its planted-anomaly check chose (its artifact
