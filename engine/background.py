@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from neurogate.engine.encoder import Encoder, FixedEncoder, FixedEncoderConfig
+from neurogate.engine.config import FixedEncoderConfig
+from neurogate.engine.encoder import Encoder, FixedEncoder
 from neurogate.engine.neuronet import NeuroNet, NeuroNetConfig
 
 log = logging.getLogger("neurogate.background")

@@ -34,6 +34,7 @@ import numpy as np
 
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.encoder import Encoder, FixedEncoder, StreamSpec
+from neurogate.engine.extras import neuronet_usable
 from neurogate.engine.neuronet import NeuroNet, NeuroNetConfig
 from neurogate.engine.patterns import MAX_VOCAB, NO_CALENDAR, pattern_keys, stream_bases
 from neurogate.engine.planted import compare
@@ -101,6 +102,8 @@ class Lifecycle:
         self.channels = channels
         nn = config.neuronet
         self.pretrained = load_pretrained(nn.pretrained, channels) if nn.enabled else None
+        # without torch a pretrained NeuroNet still serves (numba), but nothing is trained
+        self.trains = neuronet_usable(nn.enabled)
         self.window = fixed.window
         if nn.enabled:
             self.window = max(self.window, self.train_config().window)
@@ -192,6 +195,8 @@ class Lifecycle:
             if isinstance(slot.encoder, NeuroNet) and slot.encoder.version not in self._saved:
                 det.save_encoder(slot.encoder)
                 self._saved.add(slot.encoder.version)
+        if not self.trains:
+            return
         seen = det.events_seen
         if self.pending is not None:
             if seen >= self.pending.due_at:
@@ -229,8 +234,12 @@ class Lifecycle:
 
     def resume_job(self, started_at: int, due_at: int, rows: np.ndarray, payload: bytes
                    ) -> None:
-        """Restart a job from a snapshot's payload (same payload, same result)."""
+        """Restart a job from a snapshot's payload (same payload, same result); without torch
+        the job is dropped (nothing is trained, as the NeuroNet-off warning said)."""
         from neurogate.engine import background
+
+        if not self.trains:
+            return
 
         job = background.Job(payload, background=self.config.neuronet.background)
         self.pending = Pending(started_at, due_at, rows, payload, job)

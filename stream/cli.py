@@ -434,6 +434,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a NeuroNet offline, from files or (``--pretrain``) from the generated corpus the
     shipped NeuroNet comes from; ``--set neuronet.pretrained=PATH`` serves the artifact."""
     import numpy as np
+    import torch  # noqa: F401  # training needs the neuronet extra: say so before reading input
 
     from neurogate.engine.bank import bins_range, robust_bounds
     from neurogate.engine.neuronet import NeuroNetConfig

@@ -5,6 +5,7 @@ scheduled retraining to new versions, artifacts kept for rollback, resume."""
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -167,3 +168,22 @@ def test_the_pretrained_neuronet_serves_from_the_first_event_and_is_fine_tuned(
     pair = Detector(cfg.replace(**{"neuronet.pretrained": "builtin"}))
     out = pair.process_many([Event("x", float(t), (1.0, 2.0), ("a", "b")) for t in range(50)])
     assert "neuronet" not in out.model_version  # 2 channels: the 1-channel net does not fit
+
+
+def test_without_torch_a_pretrained_neuronet_still_serves(
+        cfg: EngineConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serving needs no torch (numpy/numba); training does: without torch the shipped NeuroNet
+    serves its levels, nothing is trained, and the run goes on."""
+    from neurogate.engine.extras import _warn_neuronet_off
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    _warn_neuronet_off.cache_clear()
+    try:
+        det = Detector(cfg.replace(**{"neuronet.pretrained": "builtin"}))
+        versions = run(det, stream(600))
+    finally:
+        _warn_neuronet_off.cache_clear()
+    levels = NeuroNet.load(BUILTIN).meta["serve_levels"]
+    assert all(f"[{','.join(map(str, levels))}]" in v and "shadow" not in v for v in versions)
+    (status,) = det.status()["encoders"].values()
+    assert status["training"] == [] and status["pending"] is None
