@@ -73,6 +73,22 @@ def bins_range(lo: np.ndarray, hi: np.ndarray, margin: float) -> tuple[np.ndarra
     return lo - margin * span, span * (1 + 2 * margin)
 
 
+def warmup_range(warm: np.ndarray, margin: float,
+                 given: tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The one place a source's range is decided at the end of its warm-up: (low edge and width
+    of the value bins, seen min and max) from its warm-up values ``warm`` [r, n, C]. The bins
+    span the warm-up's robust min..max widened by ``margin`` on each side, or exactly a range
+    ``given`` up front (lo, hi per channel; margin 0), as NAB gives its detectors."""
+    lo, hi = robust_bounds(warm)
+    if given is None:
+        low, width = bins_range(lo, hi, margin)
+    else:
+        glo, ghi = (np.broadcast_to(np.asarray(v, dtype=np.float64), lo.shape) for v in given)
+        low, width = bins_range(glo, ghi, 0.0)
+    return low, width, lo, hi
+
+
 class Bank:
     """Per-source arrays for the sources of one field set (same channel count)."""
 
@@ -82,6 +98,8 @@ class Bank:
         self.window = window
         self.config = config
         self.sources: list[str] = []
+        # ranges given up front (Detector.set_range), read when a source's warm-up ends
+        self.given_ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         supp = max(config.suppress_window, 1)
         specs: dict[str, tuple[tuple[int, ...], type, float]] = {
             "n_seen": ((), np.int64, 0),
@@ -181,13 +199,15 @@ class Bank:
         return Prepared(late, future, warming, done_rows, done_at, post, pg, win)
 
     def _freeze(self, rows: np.ndarray) -> None:
-        """End of warm-up: fix each source's range (min/max widened by range_margin) and seed
-        its history with the warm-up values."""
+        """End of warm-up: fix each source's range (``warmup_range``) and seed its history with
+        the warm-up values."""
         st = self.state
         warm = st.warm[rows]  # [r, warmup, C]
-        lo, hi = robust_bounds(warm)
-        st.lo[rows], st.scale[rows] = bins_range(lo, hi, self.config.range_margin)
-        st.ext_lo[rows], st.ext_hi[rows] = lo, hi
+        for j, r in enumerate(rows.tolist()):
+            low, width, lo, hi = warmup_range(warm[j : j + 1], self.config.range_margin,
+                                              self.given_ranges.get(self.sources[r]))
+            st.lo[r], st.scale[r] = low[0], width[0]
+            st.ext_lo[r], st.ext_hi[r] = lo[0], hi[0]
         padded = self._padded_warm(rows)
         st.hist[rows] = padded[:, -self.window :]
         ev = self.config.evidence

@@ -238,6 +238,7 @@ class Detector:
         self._unknown: BaseException | None = None  # a write whose outcome is unknown
         self._learning = True  # False inside score_many: counts are read, never added
         self._steps: dict[str, int] = {}  # learn_one's event numbers of sources without ts
+        self._given_ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # set_range
         state = self.store.get_meta(snapshot.META_NAME)
         if state is not None:
             snapshot.load(self, state)
@@ -313,6 +314,28 @@ class Detector:
         if advance:
             self._steps[source] = step + 1
         return Event(source, float(step), values, fields, has_calendar=False)
+
+    def set_range(self, source: str, lo: Sequence[float] | float,
+                  hi: Sequence[float] | float) -> None:
+        """Give ``source``'s value range up front (per channel, or one for all): when its
+        warm-up ends, its value bins span exactly ``lo``..``hi`` instead of the warm-up's range
+        widened by ``range_margin`` (e.g. NAB's inputMin/inputMax). Call it before the
+        source's warm-up ends; the frozen range then lives in the saved state."""
+        low = np.atleast_1d(np.asarray(lo, dtype=np.float64))
+        high = np.atleast_1d(np.asarray(hi, dtype=np.float64))
+        if low.shape != high.shape or not (np.isfinite(low).all() and np.isfinite(high).all()):
+            raise ValueError(f"a range needs finite lo and hi of one shape, got {lo!r}, {hi!r}")
+        if (low > high).any():
+            raise ValueError(f"range of {source!r}: lo must not exceed hi, got {lo!r}, {hi!r}")
+        entry = self._sources.get(source)
+        if entry is not None:
+            bank, row = entry
+            if low.size not in (1, bank.channels):
+                raise ValueError(f"{source!r} has {bank.channels} channels, the range "
+                                 f"{low.size}")
+            if bank.state.n_seen[row] >= self.config.warmup:
+                raise ValueError(f"{source!r} has already fixed its range (its warm-up ended)")
+        self._given_ranges[source] = (low, high)
 
     def __enter__(self) -> Detector:
         return self
@@ -527,6 +550,7 @@ class Detector:
             fixed = FixedEncoder(self.config.fixed, channels=len(fields))
             lc = Lifecycle(self.config, fixed, len(fields))
             bank = Bank(fields, lc.window, self.config)
+            bank.given_ranges = self._given_ranges
             self.banks[fields] = bank
             self.lifecycles[fields] = lc
         entry = (bank, bank.add_source(source))

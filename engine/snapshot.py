@@ -93,6 +93,7 @@ def load(det: Detector, blob: bytes) -> None:
             lc.resume_job(int(info["pending"]["started_at"]), int(info["pending"]["due_at"]),
                           arrays[f"b{b}/pending_rows"], arrays[f"b{b}/pending"].tobytes())
         bank = Bank(fields, lc.window, det.config)
+        bank.given_ranges = det._given_ranges
         size = len(info["sources"])
         bank.state.add(size)
         for name in bank.state.arrays:

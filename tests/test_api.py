@@ -100,3 +100,22 @@ def test_detect_scores_a_frame_and_explains_its_flags() -> None:
         neurogate.detect(df, values=["nope"])
     with pytest.raises(ValueError, match="no numeric value column"):
         neurogate.detect(df[["site"]])
+
+
+def test_a_range_given_up_front_fixes_the_bins_and_is_checked() -> None:
+    cfg = config()
+    given, learned = Detector(cfg), Detector(cfg)
+    given.set_range("a", -5.0, 5.0)
+    given.process_many(wave("a", 0, 100))
+    learned.process_many(wave("a", 0, 100))
+    (bank, row) = given._sources["a"]
+    np.testing.assert_array_equal(bank.state.lo[row], [-5.0])
+    np.testing.assert_array_equal(bank.state.scale[row], [10.0])
+    assert learned._sources["a"][0].state.scale[row][0] < 3  # the warm-up's own range
+    with pytest.raises(ValueError, match="already fixed its range"):
+        given.set_range("a", 0.0, 1.0)
+    with pytest.raises(ValueError, match="lo must not exceed hi"):
+        given.set_range("b", 1.0, 0.0)
+    given.process_many(wave("m", 0, 5, channels=3))
+    with pytest.raises(ValueError, match="3 channels"):
+        given.set_range("m", [0.0, 0.0], [1.0, 1.0])
