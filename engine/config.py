@@ -21,7 +21,7 @@ class ConfigError(ValueError):
 # which made every `neurogate` command start in 0.66 s instead of 0.1 s (bench/startup.py).
 @dataclass(frozen=True)
 class FixedEncoderConfig:
-    """Multi-scale level x trend bins (EXPERIMENTS.md round 2, "N0/N9" codes).
+    """Multi-scale level x trend bins (docs/background.md section 2, "N0/N9" codes).
 
     Level 0 bins the value itself into ``value_bins`` bins over the warm-up range (plus one code
     below and one above it). Level l >= 1 codes the mean of the last 2**l values into

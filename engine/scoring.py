@@ -30,7 +30,7 @@ def stream_probabilities(
 
 def top_k_mean(s: np.ndarray, k: int) -> np.ndarray:
     """Mean of the k largest values along the last axis: one quiet level can't dilute another's
-    event (EXPERIMENTS.md round 2: +3.4 NAB points over the plain mean)."""
+    event (docs/background.md section 2, X2: +3.4 NAB points over the plain mean)."""
     k = min(k, s.shape[-1])
     if k == s.shape[-1]:
         return s.mean(axis=-1)
@@ -45,7 +45,7 @@ def squash(s: np.ndarray) -> np.ndarray:
 
 def rank_calibrate(score: np.ndarray, history: np.ndarray) -> np.ndarray:
     """Per-source empirical tail rank of each score among its recent scores, mixed 50/50 with
-    the score (EXPERIMENTS.md "Q2"); ``history`` is [n, window] with NaN for empty slots."""
+    the score (docs/background.md section 2, "Q2"); ``history`` is [n, window] with NaN for empty slots."""
     valid = np.isfinite(history)
     below = ((history < score[:, None]) & valid).sum(axis=1)
     total = valid.sum(axis=1)

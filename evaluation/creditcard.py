@@ -30,7 +30,7 @@ from neurogate.evaluation.protocol import SourceInfo, StreamDetector, run_stream
 FEATURES = tuple(f"V{i}" for i in range(1, 29)) + ("Amount",)
 COLUMNS = ("Time", *FEATURES, "Class")
 SEED_TEST_ROWS = 20_000
-SEED_FIGURES = {  # SEED_NOTES.md section 1, standard definitions of precision and recall
+SEED_FIGURES = {  # docs/background.md section 1, standard definitions of precision and recall
     "seed pattern inference (20k test rows)": {"precision": 0.852, "recall": 0.676, "f1": 0.754},
     "seed pattern inference (whole test split)": {"precision": 0.760, "recall": 0.388,
                                                   "f1": 0.51},

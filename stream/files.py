@@ -104,7 +104,7 @@ def read_events(
     inside quotes gets its first line); blank lines are skipped. Whole-file problems raise
     `FileNotFoundError`/`ValueError` here, before iteration starts.
 
-    JSONL: one event object (or array of them) per line, BRIEF section 1 format; a missing
+    JSONL: one event object (or array of them) per line, the event format of docs/background.md section 3; a missing
     "source" defaults to the file's stem; bad items of an array follow that line's good events.
 
     CSV auto-detection (for options left as `None`): timestamp = first column named
