@@ -113,7 +113,7 @@ class HotellingModel(_WarmupFit):
         super().__init__(info)
         self.q = float(chi2.ppf(T2_QUANTILE, info.channels))
         self.mean = np.zeros(info.channels)
-        self.precision = np.eye(info.channels)
+        self.precision: np.ndarray = np.eye(info.channels)
 
     def _fit(self, warm: np.ndarray) -> None:
         self.mean = warm.mean(axis=0)
