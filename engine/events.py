@@ -1,4 +1,5 @@
-"""The event contract (docs/background.md section 3): the `Event` type and its strict, fast JSON parsing.
+"""The event contract (docs/background.md section 3): the `Event` type and its strict, fast
+JSON parsing.
 
 Every input path (Kafka messages, JSONL and CSV files, the demo stream) ends in `Event`.
 Bad input raises `BadEvent` whose `.reason` comes from the fixed `REASONS` set, so it can
@@ -232,7 +233,8 @@ def _label(lab: object) -> int:
 
 
 def event_from_dict(obj: object, *, default_source: str | None = None) -> Event:
-    """Validate one decoded JSON event (docs/background.md section 3) into an `Event`; raise `BadEvent`.
+    """Validate one decoded JSON event (docs/background.md section 3) into an `Event`; raise
+    `BadEvent`.
 
     `default_source` (e.g. the Kafka key) is used when "source" is missing or null. Unknown keys
     are ignored, so producers may add fields. The optional key "calendar": false marks `ts` as a

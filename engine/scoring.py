@@ -45,7 +45,8 @@ def squash(s: np.ndarray) -> np.ndarray:
 
 def rank_calibrate(score: np.ndarray, history: np.ndarray) -> np.ndarray:
     """Per-source empirical tail rank of each score among its recent scores, mixed 50/50 with
-    the score (docs/background.md section 2, "Q2"); ``history`` is [n, window] with NaN for empty slots."""
+    the score (docs/background.md section 2, "Q2"); ``history`` is [n, window] with NaN for
+    empty slots."""
     valid = np.isfinite(history)
     below = ((history < score[:, None]) & valid).sum(axis=1)
     total = valid.sum(axis=1)

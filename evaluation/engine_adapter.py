@@ -47,7 +47,8 @@ class NeurogateDetector:
                               label_memory=self.config.label_memory)
             self._engines[info.warmup] = engine
         if info.value_range is not None:
-            lo, hi = (np.asarray(v, dtype=np.float64).reshape(-1).tolist() for v in info.value_range)
+            lo, hi = (np.asarray(v, dtype=np.float64).reshape(-1).tolist()
+                      for v in info.value_range)
             engine.set_range(info.name, lo, hi)
         self._of_source[info.name] = engine
         self._calendar[info.name] = info.has_calendar

@@ -104,8 +104,9 @@ def read_events(
     inside quotes gets its first line); blank lines are skipped. Whole-file problems raise
     `FileNotFoundError`/`ValueError` here, before iteration starts.
 
-    JSONL: one event object (or array of them) per line, the event format of docs/background.md section 3; a missing
-    "source" defaults to the file's stem; bad items of an array follow that line's good events.
+    JSONL: one event object (or array of them) per line, the event format of
+    docs/background.md section 3; a missing "source" defaults to the file's stem; bad items of
+    an array follow that line's good events.
 
     CSV auto-detection (for options left as `None`): timestamp = first column named
     timestamp/ts/time/date/datetime (any case), else the data-row index with

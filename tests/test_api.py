@@ -32,6 +32,7 @@ def test_the_public_names_are_importable_and_versioned() -> None:
     assert neurogate.__version__.count(".") >= 1
 
 
+@pytest.mark.slow
 def test_score_many_learns_nothing() -> None:
     """A detector that also ran score_many (on known sources, a new source and a new field
     set) then goes on exactly like one that never did."""
@@ -71,6 +72,7 @@ def test_score_one_and_learn_one_are_river_style() -> None:
         det.score_one({})
 
 
+@pytest.mark.slow
 def test_the_detector_flushes_its_counts_when_the_with_block_ends(tmp_path) -> None:
     store = open_store(str(tmp_path / "api.db"))
     with Detector(config(), store) as det:

@@ -25,6 +25,7 @@ def load_bench() -> ModuleType:
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_stream_benchmark_runs(kafka_bootstrap: str, tmp_path: Path, workers: int,
                                capsys: pytest.CaptureFixture[str]) -> None:

@@ -164,6 +164,7 @@ def test_label_column_gives_posteriors_and_explanations(cli: Cli, tmp_path: Path
 # -- run: golden files ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_record_then_expect(cli: Cli, tmp_path: Path, series: Path) -> None:
     golden = tmp_path / "golden.jsonl"
     res = cli("run", str(series), "--store", "p.db", "--record", str(golden), *FAST)
@@ -344,6 +345,7 @@ def test_explain_shows_posterior_lines(cli: Cli, tmp_path: Path) -> None:
     assert "prior_v(1) posterior(" in res.out and "prior_v(0) posterior(" in res.out
 
 
+@pytest.mark.slow
 def test_patterns_merge_adds_the_counts_of_two_runs(cli: Cli, tmp_path: Path) -> None:
     a = write_csv(tmp_path / "a.csv", series_values())
     b = write_csv(tmp_path / "b.csv", series_values(spike=100))
@@ -388,6 +390,7 @@ def test_append_resumes_after_the_last_committed_record(cli: Cli, tmp_path: Path
     assert store_contents(tmp_path / "p.db") == store_contents(tmp_path / "full.db")
 
 
+@pytest.mark.slow
 def test_an_existing_store_needs_append_or_fresh(cli: Cli, tmp_path: Path, series: Path) -> None:
     """A plain run never replaces a store, the default ./neurogate.db included: it says which
     flag to pass; --fresh replaces it."""
@@ -440,6 +443,7 @@ def test_append_with_another_configuration_is_refused(
     assert res.code == 0, res.err  # a scoring-only setting may change
 
 
+@pytest.mark.slow
 def test_demo_run_prints_the_truth_summary(cli: Cli) -> None:
     res = cli("run", "--demo-length", "1500", "--demo-sources", "3", "--store", "memory://",
               "--set", "neuronet.enabled=false", "-q")
@@ -459,6 +463,7 @@ def subprocess_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("NEUROGATE_")}
 
 
+@pytest.mark.slow
 def test_console_script_matches_the_in_process_run(cli: Cli, tmp_path: Path, series: Path) -> None:
     assert cli("run", str(series), "--store", "memory://", "--all-scores", "--out",
                "inproc.jsonl", *FAST).code == 0
@@ -473,6 +478,7 @@ def test_console_script_matches_the_in_process_run(cli: Cli, tmp_path: Path, ser
     assert "scored      350   warming 50" in proc.stderr
 
 
+@pytest.mark.slow
 def test_make_demo_runs_twice_in_a_row(tmp_path: Path) -> None:
     """The Makefile's demo command (on a shorter demo) succeeds again on its own store, and
     leaves a user's ./neurogate.db alone."""
@@ -488,6 +494,7 @@ def test_make_demo_runs_twice_in_a_row(tmp_path: Path) -> None:
     assert (tmp_path / "neurogate.db").read_bytes() == b"the user's own store"
 
 
+@pytest.mark.slow
 def test_module_reads_jsonl_from_stdin_and_fails_cleanly(tmp_path: Path) -> None:
     lines = [json.dumps({"source": "pump", "ts": ts(i), "value": v})
              for i, v in enumerate(series_values())]
@@ -513,6 +520,7 @@ def test_module_reads_jsonl_from_stdin_and_fails_cleanly(tmp_path: Path) -> None
     assert np.isfinite([r["score"] for r in flags]).all()
 
 
+@pytest.mark.slow
 def test_train_a_neuronet_then_serve_it_from_the_first_event(cli: Cli, tmp_path: Path,
                                                              series: Path) -> None:
     """`neurogate train` writes an artifact that `run` serves with neuronet.pretrained; the

@@ -46,6 +46,7 @@ def splitmix64_reference(x: int) -> int:
 # -- CountTable ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.lists(st.tuples(keys_strategy, delta_rows), max_size=40), max_size=8))
 def test_count_table_matches_dict_reference(batches: list[list[tuple[int, list[int]]]]) -> None:

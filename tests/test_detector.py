@@ -129,6 +129,7 @@ def test_same_events_and_config_give_identical_results(
     ],
     ids=["default", "rank-no-calendar", "global-scope"],
 )
+@pytest.mark.slow
 def test_results_do_not_depend_on_batch_size(
     fast_config: EngineConfig, staggered: list[Event], changes: dict[str, str]
 ) -> None:

@@ -100,6 +100,7 @@ def test_seed_split_is_scikit_learns_with_seed_42() -> None:
     assert train.tolist() == sorted(tr.tolist()) and test.tolist() == te.tolist()
 
 
+@pytest.mark.slow
 def test_neurogate_finds_planted_frauds_with_explanations(card_file: Path) -> None:
     data = creditcard.load(card_file)
     cfg = EngineConfig().replace(**CREDITCARD.engine, **{"neuronet.enabled": False})
@@ -116,6 +117,7 @@ def test_neurogate_finds_planted_frauds_with_explanations(card_file: Path) -> No
     assert sup.reports["score"]["roc_auc"] > 0.8 and "posterior" not in sup.reports
 
 
+@pytest.mark.slow
 def test_cli_creditcard_prints_table_and_writes_json_and_plot(
         card_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, png = tmp_path / "cc.json", tmp_path / "pr.png"

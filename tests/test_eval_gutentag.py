@@ -52,6 +52,7 @@ def test_the_committed_yaml_covers_every_kind_at_every_channel_count(corpus: gt.
         assert s.length == 2400 and s.config["name"] == s.name
 
 
+@pytest.mark.slow
 def test_generated_series_match_the_yaml(corpus: gt.Corpus, tmp_path: Path) -> None:
     groups = gt.streams(corpus, [1, 8], cache=tmp_path)
     assert [len(groups[1]), len(groups[8])] == [6, 5]

@@ -76,6 +76,7 @@ def test_incident_figures_by_hand() -> None:
     assert precision == pytest.approx(1 / 3)
 
 
+@pytest.mark.slow
 def test_evaluate_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     streams = mv.generate(SMALL)
     cfg = EngineConfig().replace(**MULTIVARIATE.engine, **{"neuronet.enabled": False})

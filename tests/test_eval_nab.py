@@ -91,6 +91,7 @@ def test_source_info_gives_probation_as_warmup_and_range_only_when_asked(nab_roo
     assert window_labels(f).sum() == sum(r - left + 1 for left, r in f.windows)
 
 
+@pytest.mark.slow
 def test_cli_eval_nab_prints_scores_and_writes_results(nab_root: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "results"

@@ -118,6 +118,7 @@ def test_shingle_uses_history_and_the_frozen_warmup_range() -> None:
     assert given.features(np.array([[1.0]]))[0, 0] == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(DETECTORS))
 def test_every_detector_scores_a_planted_spike_in_range(name: str) -> None:
     rng = np.random.default_rng(0)

@@ -28,6 +28,7 @@ def three_channels(n: int = 600) -> np.ndarray:
         0, 0.05, (n, 3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NEW)
 def test_a_planted_spike_scores_above_every_normal_row(name: str) -> None:
     n, warm = 600, 200

@@ -303,6 +303,7 @@ def events(draw: st.DrawFn) -> Event:
     )
 
 
+@pytest.mark.slow
 @given(events())
 def test_round_trip_through_dict_and_json(e: Event) -> None:
     d = event_to_dict(e)
@@ -364,6 +365,7 @@ _PLAIN = st.fixed_dictionaries(
 @given(st.one_of(st.lists(_PLAIN, min_size=1, max_size=8),
                  st.lists(st.one_of(_PLAIN, _ITEMS), min_size=1, max_size=8)),
        st.sampled_from([None, "key-1"]))
+@pytest.mark.slow
 def test_batch_from_json_gives_what_events_from_json_gives(
         items: list[dict[str, object]], key: str | None) -> None:
     """The column path (plain arrays) and the item path (anything else) agree with

@@ -108,6 +108,7 @@ def test_a_sustained_shift_stays_unusual_while_learning_is_held() -> None:
     assert np.median(held[late]) > np.median(learning[late]) + 0.2
 
 
+@pytest.mark.slow
 def test_hold_max_bounds_how_long_a_family_holds_back() -> None:
     values = correlated(2600, 3, seed=4)
     values[1000:, 1] += 1.5 * values[:1000, 1].std()  # a new normal that never ends
@@ -118,6 +119,7 @@ def test_hold_max_bounds_how_long_a_family_holds_back() -> None:
 # -- one meaning for the score -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_normal_events_reach_the_threshold_as_rarely_on_1_and_40_noisy_channels() -> None:
     """On normal data (no anomaly), the share of events at or above the default threshold is
     small on a clean 1-channel source and on a noisy 40-channel source alike; with the score

@@ -104,6 +104,7 @@ def finish(proc: subprocess.Popen[str]) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_sigkill_mid_stream_and_restart_equals_one_clean_pass(
     pg_db: Callable[[], str], tmp_path: Path
 ) -> None:

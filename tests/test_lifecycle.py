@@ -62,6 +62,7 @@ def test_fixed_codes_serve_until_a_neuronet_is_installed_then_it_shadows(
     assert len(names) == 1 and names[0].split("/")[-1] in versions[-1]
 
 
+@pytest.mark.slow
 def test_background_training_gives_the_inline_result_at_the_same_event(
         cfg: EngineConfig) -> None:
     """A job trained in a separate process is installed at the same event count as one trained

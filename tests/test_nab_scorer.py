@@ -306,6 +306,7 @@ def nab_cases(draw: st.DrawFn) -> tuple[list[NabFile], dict[str, np.ndarray], Pr
     return corpus, all_scores, draw(st.sampled_from(list(PROFILES.values())))
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(nab_cases())
 def test_fast_sweep_equals_nab_sweeper_and_brute_force(

@@ -186,6 +186,7 @@ def test_training_learns(trained: tuple[NeuroNet, object]) -> None:
     assert "level 1" in report.summary()  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_no_level_collapses_on_a_stream_with_structure(seed: int) -> None:
     """A source that switches between levels far outside its warm-up range: every level's

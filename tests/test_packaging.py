@@ -93,6 +93,7 @@ def test_help_and_version_load_nothing_heavy(tmp_path: Path) -> None:
         assert not heavy, f"neurogate {' '.join(args)} loaded {sorted(heavy)}"
 
 
+@pytest.mark.slow
 def test_run_on_csv_loads_no_extra(tmp_path: Path) -> None:
     """`neurogate run` on a CSV with the default settings (NeuroNet enabled, the SQLite store)
     loads the engine and nothing of the extras, even where they are installed."""
@@ -213,6 +214,7 @@ def _run(cmd: list[str | Path], cwd: Path, timeout: float = 600,
     return done
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_wheel_installs_into_a_fresh_venv_beside_a_user_engine_package(tmp_path: Path) -> None:

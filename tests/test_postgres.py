@@ -269,6 +269,7 @@ def test_connections_killed_between_calls_are_replaced(store: PostgresStore, pg_
     assert store.stats["retries"] >= 3
 
 
+@pytest.mark.slow
 def test_unreachable_postgres_raises_store_unavailable_after_the_budget(
     pg_url: str, pg_proxy: Proxy
 ) -> None:

@@ -322,6 +322,7 @@ def test_redis_unreachable_from_the_start_is_not_fatal(make: Make) -> None:
     assert s.stats["redis_errors"] >= 1 and s.stats["hits"] == 0
 
 
+@pytest.mark.slow
 def test_postgres_down_keeps_serving_cached_reads_and_refuses_writes(
     pg_url: str, pg_proxy: Proxy, make: Make
 ) -> None:
@@ -385,6 +386,7 @@ def stale_entries(redis_url: str, prefix: str, truth: dict[int, tuple[int, ...]]
     return stale
 
 
+@pytest.mark.slow
 def test_a_writer_killed_while_redis_is_paused_leaves_no_stale_read(
     pg_url: str, redis_server: RedisServer
 ) -> None:

@@ -154,6 +154,7 @@ def command_lines(path: tuple[str, ...], parser: argparse.ArgumentParser, store:
     return [argv + flags for flags in FLAGS.get(path, [[]])]
 
 
+@pytest.mark.slow
 def test_every_command_keeps_the_password_out_of_outputs_and_logs(
     servers: Servers, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
@@ -205,6 +206,7 @@ def _worker_env(servers: Servers, store: str) -> dict[str, str]:
     return {**servers.environ(), "NEUROGATE_WORKER__STORE": store}
 
 
+@pytest.mark.slow
 def test_worker_never_shows_the_password(servers: Servers, clean_env: pytest.MonkeyPatch,
                                          workers: Callable[..., WorkerProcess],
                                          kafka_bootstrap: str) -> None:
@@ -271,6 +273,7 @@ def test_known_secrets_come_from_arguments_and_environment() -> None:
     assert scrub("a short one: ab", {"ab"}) == "a short one: ab"  # below MIN_SECRET
 
 
+@pytest.mark.slow
 def test_the_console_script_keeps_the_environments_password_out(tmp_path: Path) -> None:
     """The installed ``neurogate`` as a process: the store URL comes from NEUROGATE_PG_URL."""
     exe = Path(sys.executable).with_name("neurogate")

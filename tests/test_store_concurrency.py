@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from neurogate.engine.counts import NCOLS
 from neurogate.engine.stores import CachedStore, PostgresStore
@@ -64,6 +65,7 @@ def expected(*seeds: int) -> dict[int, tuple[int, ...]]:
     return {k: tuple(int(x) for x in v) for k, v in acc.items()}
 
 
+@pytest.mark.slow
 def test_two_processes_upserting_overlapping_keys_end_with_exact_sums(pg_url: str) -> None:
     PostgresStore(pg_url).close()  # migrate once up front
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("NEUROGATE_")},

@@ -115,6 +115,7 @@ ops_st = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(ops_st, st.lists(keys_st, max_size=20))
 def test_memory_and_sqlite_agree_on_identical_apply_sequences(
@@ -233,6 +234,7 @@ def test_sqlite_store_is_visible_to_a_second_connection_after_each_apply(tmp_pat
         assert reader.positions() == {"f": 1}
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(count_set_st, count_set_st, st.data())
 def test_a_new_keys_hint_never_changes_the_sums_even_when_wrong(
@@ -313,6 +315,7 @@ def merged(stores: Stores, kind: str, *parts: PatternStore) -> PatternStore:
     return dst
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None)
 @given(count_set_st, count_set_st, count_set_st, st.sampled_from(KINDS))
 def test_merge_is_associative_and_commutative(a: Rows, b: Rows, c: Rows, kind: str) -> None:

@@ -79,6 +79,7 @@ def _sets(prefix: str) -> list[str]:
             ("events", "labels", "anomalies", "deadletter")] + ["--set=worker.partitions=3"]
 
 
+@pytest.mark.slow
 def test_topics_produce_and_tail(kafka_bootstrap: str, tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     prefix = f"c{uuid.uuid4().hex[:8]}"
@@ -137,6 +138,7 @@ def test_labels_topic_must_be_copartitioned(kafka_bootstrap: str,
     assert code == 2 and "co-partitioned" in err
 
 
+@pytest.mark.slow
 def test_replay_deadletters(kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]) -> None:
     prefix = f"c{uuid.uuid4().hex[:8]}"
     common = ["--bootstrap", kafka_bootstrap, *_sets(prefix)]

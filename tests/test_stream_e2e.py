@@ -132,6 +132,7 @@ class SlowProducer(threading.Thread):
 # -- tests ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_anomalies_deadletters_and_labels(env: StreamEnv, workers: Workers) -> None:
     """Planted anomalies come back with their explanation, every malformed message reaches the
     dead-letter topic with its reason while the worker goes on, late labels reach the counts."""
@@ -220,6 +221,7 @@ def _non_loopback_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
+@pytest.mark.slow
 def test_two_workers_split_partitions_with_exact_counts(env: StreamEnv, workers: Workers) -> None:
     """A second worker joins mid-stream: partitions (and their sources' state) move through the
     store, the two split them, and the final counts and flags are those of one detector."""
@@ -249,6 +251,7 @@ def test_two_workers_split_partitions_with_exact_counts(env: StreamEnv, workers:
     assert a.stop() == 0 and b.stop() == 0
 
 
+@pytest.mark.slow
 def test_killed_worker_loses_nothing_and_counts_nothing_twice(
     env: StreamEnv, workers: Workers
 ) -> None:
@@ -279,6 +282,7 @@ def test_killed_worker_loses_nothing_and_counts_nothing_twice(
     assert b.stop() == 0
 
 
+@pytest.mark.slow
 def test_store_outage_stops_the_worker_and_a_restart_recovers(
     env: StreamEnv, workers: Workers, pg_proxy: Proxy
 ) -> None:
@@ -317,6 +321,7 @@ def test_store_outage_stops_the_worker_and_a_restart_recovers(
     assert b.stop() == 0
 
 
+@pytest.mark.slow
 def test_store_positions_override_kafka_offsets(env: StreamEnv, workers: Workers) -> None:
     """Kafka's committed offsets ahead of the store (faust#312 can commit past unprocessed
     messages; here: the store restored from an earlier copy) are moved back to the store's

@@ -16,6 +16,7 @@ from tests.conftest import seasonal_stream
 from tests.test_stream_worker import SETTINGS, counts, published, reference, to_records
 
 
+@pytest.mark.slow
 def test_commits_in_the_commit_thread_are_reported_in_order(fast_config: EngineConfig) -> None:
     events = seasonal_stream(sources=2, length=2400).events
     records = to_records(events)
@@ -59,6 +60,7 @@ def _records(settings: WorkerSettings) -> list[tuple[str, int, int, bytes, bytes
              time.time()) for r in recs]
 
 
+@pytest.mark.slow
 def test_engine_process_matches_the_local_engine(fast_config: EngineConfig) -> None:
     settings = WorkerSettings(partitions=2, store="memory://")
     records = _records(settings)
@@ -87,12 +89,14 @@ def test_engine_process_matches_the_local_engine(fast_config: EngineConfig) -> N
         child.close(commit=False)
 
 
+@pytest.mark.slow
 def test_engine_process_reports_a_store_it_cannot_open(fast_config: EngineConfig) -> None:
     settings = WorkerSettings(partitions=1, store="sqlite:///nonexistent-dir/x/y.db")
     with pytest.raises(EngineError, match="starting the engine: FileNotFoundError"):
         EngineProcess(fast_config, settings, start_timeout=120)
 
 
+@pytest.mark.slow
 def test_a_killed_engine_process_is_an_error(fast_config: EngineConfig) -> None:
     settings = WorkerSettings(partitions=1, store="memory://")
     child = EngineProcess(fast_config, settings, start_timeout=120)

@@ -78,6 +78,7 @@ def test_memory_keeps_the_newest_batches() -> None:
     assert len(off) == 0
 
 
+@pytest.mark.slow
 def test_memory_never_finds_the_wrong_event_and_costs_the_collector_nothing(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Names are hashes: with every name colliding (patched to one value), a lookup finds

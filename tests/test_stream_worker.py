@@ -214,6 +214,7 @@ def test_redelivered_records_are_skipped_not_counted_twice(cfg: EngineConfig) ->
     assert not published([out1]) & published([out2]), "no anomaly published twice"
 
 
+@pytest.mark.slow
 def test_restart_resumes_exactly_where_the_commit_left_off(cfg: EngineConfig) -> None:
     events = seasonal_stream(sources=3, length=2400).events
     records = to_records(events, per_message=7)
