@@ -134,13 +134,20 @@ def _batches(events: Iterator[Event], size: int) -> Iterator[list[Event]]:
 
 
 class Writer:
-    """Writes result records as JSONL or CSV (by extension; ``-`` = stdout JSONL)."""
+    """Writes result records as JSONL or CSV (by extension; ``-`` = stdout JSONL).
+
+    CSV: the record's scalar fields, then one column per value field of the first record (named
+    as in the input; ``value_`` prefixed where a name is taken), then JSON columns for what is
+    nested: ``values`` (every value, whatever the source's fields), ``families``, ``evidence``
+    and ``explanation`` (``neurogate explain`` reads them back)."""
 
     CSV_COLUMNS = ("source", "ts", "id", "score", "flagged", "status", "suppressed", "extreme",
-                   "posterior", "reason", "model_version")
+                   "posterior", "reason", "model_version", "threshold", "time")
+    JSON_COLUMNS = ("values", "families", "evidence", "explanation")
 
     def __init__(self, target: str | None) -> None:
         self.csv = bool(target) and str(target).endswith(".csv")
+        self._csv: Any = None
         if not target:
             self._f = None
         elif target == "-":
@@ -150,21 +157,38 @@ class Writer:
             if not parent.exists():
                 raise CliError(f"output directory does not exist: {parent}")
             self._f = open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115
-        if self._f is not None and self.csv:
-            import csv
 
-            self._csv = csv.DictWriter(self._f, self.CSV_COLUMNS, extrasaction="ignore")
-            self._csv.writeheader()
+    def _start_csv(self, fields: Iterable[str]) -> None:
+        """The header, once the first record names the value fields."""
+        import csv
+
+        taken = set(self.CSV_COLUMNS + self.JSON_COLUMNS)
+        self._named = {f: f if f not in taken else f"value_{f}" for f in fields}
+        columns = self.CSV_COLUMNS + tuple(self._named.values()) + self.JSON_COLUMNS
+        self._csv = csv.DictWriter(self._f, columns, extrasaction="ignore")
+        self._csv.writeheader()
 
     def write(self, record: dict[str, Any]) -> None:
         if self._f is None:
             return
-        if self.csv:
-            self._csv.writerow(record)
-        else:
+        if not self.csv:
             self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+            return
+        values = record.get("values") or {}
+        if self._csv is None:
+            self._start_csv(values)
+        row = dict(record)
+        for name, v in values.items():
+            if name in self._named:
+                row[self._named[name]] = v
+        for col in self.JSON_COLUMNS:
+            if col in record:
+                row[col] = json.dumps(record[col], separators=(",", ":"))
+        self._csv.writerow(row)
 
     def close(self) -> None:
+        if self._f is not None and self.csv and self._csv is None:
+            self._start_csv(())  # no record: the header alone
         if self._f is not None and self._f is not sys.stdout:
             self._f.close()
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -129,8 +130,13 @@ def test_all_scores_as_csv_and_jsonl_agree(cli: Cli, tmp_path: Path, series: Pat
     with open(tmp_path / "scores.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     records = read_jsonl(tmp_path / "scores.jsonl")
-    assert list(rows[0]) == list(Writer.CSV_COLUMNS)
+    assert list(rows[0]) == [*Writer.CSV_COLUMNS, "value", *Writer.JSON_COLUMNS]
     assert len(rows) == len(records) == N
+    values = series_values()
+    assert [float(r["value"]) for r in rows] == [r["values"]["value"] for r in records] == values
+    assert rows[SPIKE]["time"] == records[SPIKE]["time"] == datetime.fromtimestamp(
+        ts(SPIKE), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert json.loads(rows[SPIKE]["evidence"]) == records[SPIKE]["evidence"]
     assert [r["status"] for r in rows[:50]] == ["warming"] * 50
     assert all(float(r["score"]) == 0.0 for r in rows[:50])
     assert [float(r["score"]) for r in rows] == [r["score"] for r in records]
