@@ -397,36 +397,24 @@ def _summary(args: argparse.Namespace, det: Any, stats: Counter[str], seen: int,
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    """Pretty-print flagged events (from a run's --out JSONL) with their evidence."""
+    """Flagged events of a run's --out (.jsonl or .csv) with their evidence, in words."""
+    from neurogate.stream.results import NotResults, describe, read_records, spacing
+
     path = Path(args.results)
     if not path.is_file():
         raise CliError(f"results file not found: {path}")
-    shown = 0
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            raise CliError(
-                f"{path}:{n}: not a JSON line (explain reads a run's --out .jsonl)"
-            ) from None
-        if not rec.get("flagged") or (args.source and rec.get("source") != args.source):
-            continue
-        ts = rec.get("ts")
-        print(f"{rec['source']}  ts={ts}  id={rec.get('id')}  score={rec['score']:.4f}"
-              f"{'  NEW EXTREME' if rec.get('extreme') else ''}  model={rec.get('model_version')}")
-        if rec.get("posterior") is not None:
-            print(f"  log-odds anomaly vs normal: {rec['posterior']:.4f}")
-        for ev in rec.get("evidence", []):
-            print(f"  level {ev['level']} ch {ev['channel']} {ev['encoder']:<8} "
-                  f"pattern {ev['pattern']} seen {ev['count']:>6}x  "
-                  f"p={ev['probability']:.3g}  surprise {ev['surprise']:.2f} nats")
-        for text in rec.get("explanation", []):
-            print(f"  {text}")
-        shown += 1
-        if shown >= args.top:
-            break
+    try:
+        steps = spacing(read_records(path))
+        shown = 0
+        for rec in read_records(path):
+            if not rec.get("flagged") or (args.source and rec.get("source") != args.source):
+                continue
+            print("\n".join(describe(rec, steps.get(rec["source"]))))
+            shown += 1
+            if shown >= args.top:
+                break
+    except NotResults as exc:
+        raise CliError(str(exc)) from None
     if not shown:
         suffix = f" for source {args.source}" if args.source else ""
         print(f"no flagged events in the file{suffix}")
@@ -575,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("explain", help="show flagged events of a run with their evidence")
-    e.add_argument("results", help="a run's --out .jsonl file")
+    e.add_argument("results", help="a run's --out file (.jsonl or .csv)")
     e.add_argument("--source")
     e.add_argument("--top", type=positive_int, default=20)
     e.set_defaults(func=cmd_explain)

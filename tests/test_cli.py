@@ -266,7 +266,7 @@ def test_out_of_order_rows_are_listed_as_rejected_events(cli: Cli, tmp_path: Pat
         (["run", "{series}", "--store", "postgresql://u@h/db", "--fresh"], "never wiped"),
         (["run", "{series}", "--expect", "absent.jsonl"], "golden file not found"),
         (["explain", "absent.jsonl"], "results file not found"),
-        (["explain", "{series}"], "not a JSON line"),
+        (["explain", "{series}"], "not a neurogate results file"),
         (["patterns", "merge", "all.db"], "needs at least one source store"),
         (["patterns", "merge", "all.db", "no/dir/x.db"], "does not exist"),
     ],
@@ -318,21 +318,45 @@ def test_file_errors_name_the_file_once(cli: Cli, series: Path) -> None:
 # -- explain, merge, demo ------------------------------------------------------------------------
 
 
-def test_explain_prints_the_evidence_of_a_run(cli: Cli, tmp_path: Path, series: Path) -> None:
-    assert cli("run", str(series), "--store", "memory://", "--out", "flags.jsonl", *FAST).code == 0
+@pytest.mark.parametrize("out", ["flags.jsonl", "scores.csv"])
+def test_explain_says_in_words_why_events_were_flagged(
+        cli: Cli, tmp_path: Path, series: Path, out: str) -> None:
+    """On a real run's output, JSONL (flags) and CSV (every score): the level and its time
+    scale, the code as a band of the warm-up range in the value's units (and trend), how often
+    the pattern and its context were seen, the channel by name, the change stream named."""
+    extra = ["--all-scores"] if out.endswith(".csv") else []
+    assert cli("run", str(series), "--store", "memory://", "--out", out, *extra, *FAST).code == 0
+    assert cli("run", str(series), "--store", "memory://", "--out", "flags.jsonl",
+               *FAST).code == 0
     flags = read_jsonl(tmp_path / "flags.jsonl")
-    res = cli("explain", "flags.jsonl")
-    assert res.code == 0
-    header = f"series  ts={float(ts(SPIKE))}  id=None  score=1.0000  NEW EXTREME  model=fixed:"
-    assert header in res.out
     spike = next(r for r in flags if r["ts"] == ts(SPIKE))
+    res = cli("explain", out)
+    assert res.code == 0, res.err
+    lines = res.out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"series  {spike['time']}"))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("  ")),
+               len(lines))
+    block = "\n".join(lines[start:end])
+    assert block.startswith(f"series  {spike['time']}  id=None  score=1.0000  NEW EXTREME")
+    assert f"  values: value={series_values()[SPIKE]}" in block
+    assert "  why: a value outside everything seen so far" in block
+    value = next(ev for ev in spike["evidence"] if ev["stream"] == "value")
+    lo, hi = value["range"]
+    assert value["codes"][2] == value["vocab"] - 1  # the spike is above the warm-up range
+    # each event is STEP seconds apart: the CSV holds every event, so the scale is known
+    scale = f", {STEP // 60} min" if out.endswith(".csv") else ""
+    assert (f"  value, level 0 (each event{scale}): value above the warm-up range "
+            f"(> {hi:.4g}), after [") in block
     for ev in spike["evidence"]:
-        assert f"level {ev['level']} ch 0 fixed    pattern {ev['pattern']} seen" in res.out
-    level0_streams = sum(ev["level"] == 0 for ev in flags[0]["evidence"])  # value + change
-    assert level0_streams == 2
-    assert res.out.count("  level 0 ch 0 ") == level0_streams * len(flags)
-    assert cli("explain", "flags.jsonl", "--top", "1").out.count("score=") == 1
-    other = cli("explain", "flags.jsonl", "--source", "elsewhere")
+        if ev["stream"] == "level":
+            assert f"  value, level {ev['level']} (means of {ev['dilation']} events" in block
+    assert block.count("  value, change stream (did the value change from the event before): "
+                       "changed, after [changed, changed]: seen ") == 1
+    level0 = next(ev for ev in spike["evidence"] if ev["stream"] == "value")
+    seen = ("never seen before" if level0["count"] == 0 else f"seen {level0['count']} time")
+    assert f"{seen} in the {level0['context_count']} time" in block
+    assert cli("explain", out, "--top", "1").out.count("score=") == 1
+    other = cli("explain", out, "--source", "elsewhere")
     assert other.code == 0 and "no flagged events in the file for source elsewhere" in other.out
 
 
