@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from neurogate.engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
 from neurogate.engine.redaction import redact_url
-from neurogate.stream import cli_eval, cli_store, cli_stream
+from neurogate.stream import cli_eval, cli_store, cli_stream, report
 from neurogate.stream.argtypes import positive_int
 from neurogate.stream.boundary import Parser, print_error, run_command
 from neurogate.stream.settings import read_config_file
@@ -284,6 +284,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.append:
         positions.update(store.positions())
     writer = Writer(args.out)
+    if args.report and not Path(args.report).parent.exists():
+        raise CliError(f"output directory does not exist: {Path(args.report).parent}")
+    drawn = report.Report(f"neurogate run: {', '.join(args.files) or 'demo'}") \
+        if args.report else None
     try:
         det = Detector(cfg, store, flush_every=None, progress=not args.quiet)
     except ValueError as exc:
@@ -298,6 +302,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         for batch in _batches(events, args.batch_size):
             out = det.process_many(batch)
+            if drawn is not None:
+                drawn.add_batch(batch, out)
             for i in range(len(batch)):
                 st = out.STATUS[int(out.status[i])]
                 stats[st] += 1
@@ -323,6 +329,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     _summary(args, det, stats, seen, elapsed, bad, rejected, flagged_records)
     store.close()
+    if drawn is not None:
+        report.write(drawn, Path(args.report))
+        print(f"wrote       report to {args.report}", file=sys.stderr)
     if (bad or rejected) and not stats["scored"] + stats["warming"]:
         print_error(f"every input record was bad ({len(bad) + len(rejected):,}, listed above); "
                     "nothing was scored", args)
@@ -552,6 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="commit counts, input positions and state every N events")
     r.add_argument("--out", help="write flagged events (or all scores) to .jsonl/.csv, '-' stdout")
     r.add_argument("--all-scores", action="store_true", help="write every event's score")
+    r.add_argument("--report", metavar="HTML", help="draw the run as one self-contained HTML "
+                   "page (values, score, threshold, flags, incidents per source)")
     r.add_argument("--batch-size", type=positive_int, default=4096)
     r.add_argument("--record", metavar="GOLDEN", help="write this run's flags as a golden file")
     r.add_argument("--expect", metavar="GOLDEN", help="compare flags with a golden file; exit 1 "
@@ -578,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_store.register(sub)  # db migrate / db status / db clear-cache
     cli_eval.register(sub)  # eval nab / creditcard / multivariate ...
     cli_stream.register(sub)  # worker / produce / replay / topics / tail
+    report.register(sub)  # report RESULTS -o OUT.html
 
     t = sub.add_parser("train", help="train a NeuroNet encoder offline from files")
     t.add_argument("files", nargs="*")
