@@ -99,9 +99,11 @@ class Report:
         self.sources: dict[str, SourceSeries] = {}
         self.dropped_sources: set[str] = set()  # bounded by the input's sources, names only
 
-    def add(self, source: str, ts: float | None, values: dict[str, float | None],
-            score: float | None, flagged: bool, threshold: float, calendar: bool,
-            why: str = "", gap: float | None = None) -> None:
+    def add(self, source: str, ts: float | None, fields: tuple[str, ...],
+            values: tuple[float | None, ...], score: float | None, flagged: bool,
+            threshold: float, calendar: bool, why: str = "", gap: float | None = None) -> None:
+        """One event of ``source``: its ``values`` of ``fields`` (a source keeps the fields of
+        its first event: a value of another field is not drawn)."""
         if ts is None or score is None:  # rejected events are not drawn
             return
         s = self.sources.get(source)
@@ -110,19 +112,22 @@ class Report:
                 if len(self.dropped_sources) < 100_000:
                     self.dropped_sources.add(source)
                 return
-            s = self.sources[source] = SourceSeries(tuple(values))
+            s = self.sources[source] = SourceSeries(fields)
         s.threshold, s.calendar = threshold, calendar
-        s.add(ts, score, tuple(values.get(f) for f in s.fields), flagged, why, gap)
+        if fields != s.fields:
+            values = tuple(dict(zip(fields, values, strict=True)).get(f) for f in s.fields)
+        s.add(ts, score, values, flagged, why, gap)
 
     def add_batch(self, events: Sequence[Event], out: BatchResult) -> None:
         """A batch as ``Detector.process_many`` scored it (``run --report``)."""
+        # lists, not numpy scalars: 1.7 us an event in all (demo stream, 40,000 events)
+        status, score, flagged = out.status.tolist(), out.score.tolist(), out.flagged.tolist()
         for i, e in enumerate(events):
-            if out.status[i] == 2:  # rejected
+            if status[i] == 2:  # rejected
                 continue
-            flagged = bool(out.flagged[i])
-            why = summary(out.result(i).as_dict()) if flagged else ""
-            self.add(e.source, e.ts, dict(zip(e.fields, e.values, strict=True)),
-                     float(out.score[i]), flagged, out.threshold, e.has_calendar, why)
+            why = summary(out.result(i).as_dict()) if flagged[i] else ""
+            self.add(e.source, e.ts, e.fields, e.values, score[i], flagged[i], out.threshold,
+                     e.has_calendar, why)
 
     @classmethod
     def from_records(cls, records: Iterable[dict[str, Any]], title: str) -> Report:
@@ -144,7 +149,8 @@ class Report:
         for r in recs:
             src = str(r.get("source"))
             gap = None if rep.every_event else GAP * gaps.get(src, 0.0)
-            rep.add(src, r.get("ts"), r.get("values") or {}, r.get("score"),
+            values = r.get("values") or {}
+            rep.add(src, r.get("ts"), tuple(values), tuple(values.values()), r.get("score"),
                     bool(r.get("flagged")), float(r.get("threshold", math.nan)),
                     bool(r.get("time")), summary(r), gap)
         return rep

@@ -117,9 +117,9 @@ def test_report_memory_is_bounded_per_source() -> None:
     rep = report.Report("long")
     n = 5 * report.MAX_POINTS
     for i in range(n):
-        rep.add("s", float(i), {"v": float(i % 7)}, 0.1, i % 997 == 0, 0.9, False, "why")
+        rep.add("s", float(i), ("v",), (float(i % 7),), 0.1, i % 997 == 0, 0.9, False, "why")
     for k in range(report.MAX_SOURCES + 5):
-        rep.add(f"other-{k}", 0.0, {"v": 0.0}, 0.0, False, 0.9, False)
+        rep.add(f"other-{k}", 0.0, ("v",), (0.0,), 0.0, False, 0.9, False)
     s = rep.sources["s"]
     assert s.events == n and len(s.points) < report.MAX_POINTS and s.stride == 8
     assert s.flagged == len(s.flags) == len(s.incidents) == len(range(0, n, 997))
