@@ -213,13 +213,19 @@ def evidence_line(ev: dict[str, Any], step: float | None = None) -> str:
     ctx = ev.get("context_count", 0)
     seen = ("never seen before" if ev["count"] == 0 else
             f"seen {ev['count']} time{'s' if ev['count'] != 1 else ''}")
+    p = ev["probability"]  # records keep 6 decimals
     return (f"{head}: {now}, after [{before}]: {seen} in the {ctx} time{'s' if ctx != 1 else ''}"
-            f" this context occurred (p={ev['probability']:.3g}, surprise "
+            f" this context occurred ({f'p={p:.3g}' if p else 'p<1e-06'}, surprise "
             f"{ev['surprise']:.2f} nats)")
 
 
+USUAL = 1.0  # nats: a stream less surprising than this (p > 0.37) is summed up, not listed
+
+
 def describe(rec: dict[str, Any], step: float | None = None) -> list[str]:
-    """A flagged record as readable lines: header, values, why, then each evidence stream."""
+    """A flagged record as readable lines: header, values, why, then the evidence streams that
+    were surprising (at least USUAL nats; the most surprising one always), most first, and how
+    many others were as usual."""
     when = rec.get("time") or f"ts={rec.get('ts')}"
     score = rec.get("score")
     lines = [f"{rec['source']}  {when}  id={rec.get('id')}  "
@@ -234,6 +240,10 @@ def describe(rec: dict[str, Any], step: float | None = None) -> list[str]:
     if rec.get("posterior") is not None:
         lines.append(f"  log-odds anomaly vs normal: {rec['posterior']:.4f}")
     evidence = sorted(rec.get("evidence", []), key=lambda e: -e.get("surprise", 0.0))
-    lines.extend(f"  {evidence_line(ev, step)}" for ev in evidence)
+    shown = [ev for k, ev in enumerate(evidence) if k == 0 or ev.get("surprise", 0.0) >= USUAL]
+    lines.extend(f"  {evidence_line(ev, step)}" for ev in shown)
+    if len(evidence) > len(shown):
+        lines.append(f"  {len(evidence) - len(shown)} other code streams as usual "
+                     f"(surprise below {USUAL:g} nat each)")
     lines.extend(f"  {text}" for text in rec.get("explanation", []))
     return lines
