@@ -269,7 +269,7 @@ def _section(name: str, s: SourceSeries, every_event: bool) -> str:
     shown = (f", {len(s.flags):,} drawn" if len(s.flags) < s.flagged else "")
     parts = [f'<section class="source" data-source="{_e(name)}">',
              f"<h2>{_e(name)}</h2>",
-             f'<p class="stats">{s.events:,} {"events" if every_event else "flagged events"}, '
+             f'<p class="stats">{f"{s.events:,} events, " if every_event else ""}'
              f'{s.flagged:,} flagged{shown}, {len(s.incidents) + s.incidents_dropped:,} '
              f'incident(s); threshold {s.threshold:g}; values: {_e(", ".join(s.fields))}'
              f'{f"; one point per {s.stride} events" if s.stride > 1 else ""}</p>',
@@ -292,7 +292,8 @@ _STYLE = """body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width
 h1{font-size:20px}h2{font-size:16px;margin:28px 0 4px}.stats{color:#555;margin:0 0 6px}
 svg{display:block;margin:4px 0;background:#fff}nav a{margin-right:10px}
 table{border-collapse:collapse;font-size:12px;margin-top:6px}
-td,th{border:1px solid #ddd;padding:2px 6px;text-align:left}"""
+td,th{border:1px solid #ddd;padding:2px 6px;text-align:left}
+td:not(:last-child){white-space:nowrap}"""
 
 
 def render(rep: Report) -> str:
