@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import html
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,29 +130,29 @@ class Report:
                      e.has_calendar, why)
 
     @classmethod
-    def from_records(cls, records: Iterable[dict[str, Any]], title: str) -> Report:
-        """From a run's --out records: the whole series if the file holds every event, else
-        (flags only) incidents merge flags at most GAP times the source's smallest gap between
-        two flags apart (consecutive events flag together often enough to show the spacing)."""
-        recs = list(records)
-        rep = cls(title, every_event=any(not r.get("flagged") for r in recs))
-        gaps: dict[str, float] = {}
-        if not rep.every_event:
-            last: dict[str, float] = {}
-            for r in recs:
-                src, ts = str(r.get("source")), r.get("ts")
-                if ts is None:
-                    continue
-                if src in last and ts > last[src]:
-                    gaps[src] = min(gaps.get(src, math.inf), ts - last[src])
+    def from_file(cls, path: Path, title: str) -> Report:
+        """From a run's --out file, read twice (never held in memory): the whole series if the
+        file holds every event, else (flags only) incidents merge flags at most GAP times the
+        source's smallest gap between two flags apart (consecutive events flag together often
+        enough to show the spacing). Raises ``NotResults``."""
+        every = False
+        gaps: dict[str, float] = {}  # one float per source (MAX_SOURCES are drawn)
+        last: dict[str, float] = {}
+        for r in read_records(path):
+            every = every or not r.get("flagged")
+            src, ts = str(r.get("source")), r.get("ts")
+            if ts is not None and src in last and ts > last[src]:
+                gaps[src] = min(gaps.get(src, math.inf), ts - last[src])
+            if ts is not None:
                 last[src] = ts
-        for r in recs:
+        rep = cls(title, every_event=every)
+        for r in read_records(path):
             src = str(r.get("source"))
-            gap = None if rep.every_event else GAP * gaps.get(src, 0.0)
             values = r.get("values") or {}
             rep.add(src, r.get("ts"), tuple(values), tuple(values.values()), r.get("score"),
                     bool(r.get("flagged")), float(r.get("threshold", math.nan)),
-                    bool(r.get("time")), summary(r), gap)
+                    bool(r.get("time")), summary(r) if r.get("flagged") else "",
+                    None if every else GAP * gaps.get(src, 0.0))
         return rep
 
     def html(self) -> str:
@@ -336,7 +336,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not out.parent.exists():
         raise CliError(f"output directory does not exist: {out.parent}")
     try:
-        rep = Report.from_records(read_records(path), f"neurogate run: {path.name}")
+        rep = Report.from_file(path, f"neurogate run: {path.name}")
     except NotResults as exc:
         raise CliError(str(exc)) from None
     write(rep, out)
