@@ -136,7 +136,7 @@ class Report:
         source's smallest gap between two flags apart (consecutive events flag together often
         enough to show the spacing). Raises ``NotResults``."""
         every = False
-        gaps: dict[str, float] = {}  # one float per source (MAX_SOURCES are drawn)
+        gaps: dict[str, float] = {}  # two floats per source of the file
         last: dict[str, float] = {}
         for r in read_records(path):
             every = every or not r.get("flagged")
