@@ -226,7 +226,7 @@ def describe(rec: dict[str, Any], step: float | None = None) -> list[str]:
     """A flagged record as readable lines: header, values, why, then the evidence streams that
     were surprising (at least USUAL nats; the most surprising one always), most first, and how
     many others were as usual."""
-    when = rec.get("time") or f"ts={rec.get('ts')}"
+    when = f"{rec['time']}  ts={rec.get('ts')}" if rec.get("time") else f"ts={rec.get('ts')}"
     score = rec.get("score")
     lines = [f"{rec['source']}  {when}  id={rec.get('id')}  "
              f"score={score if score is None else f'{score:.4f}'}"

@@ -333,11 +333,13 @@ def test_explain_says_in_words_why_events_were_flagged(
     res = cli("explain", out)
     assert res.code == 0, res.err
     lines = res.out.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"series  {spike['time']}"))
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith(f"series  {spike['time']}  ts={float(ts(SPIKE))}"))
     end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("  ")),
                len(lines))
     block = "\n".join(lines[start:end])
-    assert block.startswith(f"series  {spike['time']}  id=None  score=1.0000  NEW EXTREME")
+    assert block.startswith(f"series  {spike['time']}  ts={float(ts(SPIKE))}  id=None  "
+                            "score=1.0000  NEW EXTREME")
     assert f"  values: value={series_values()[SPIKE]}" in block
     assert "  why: a value outside everything seen so far" in block
     value = next(ev for ev in spike["evidence"] if ev["stream"] == "value")
