@@ -4,9 +4,7 @@ explanation column and the HTML report share these words."""
 
 from __future__ import annotations
 
-import csv
 import json
-import statistics
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +56,8 @@ def _jsonl(path: Path, lines: Any) -> Iterator[dict[str, Any]]:
 
 
 def _csv(path: Path, f: Any) -> Iterator[dict[str, Any]]:
+    import csv  # here, not at the top: the command line starts without it (bench/startup.py)
+
     reader = csv.DictReader(f)
     if not {"source", "score", "flagged"} <= set(reader.fieldnames or ()):
         raise NotResults(f"{path}: not a neurogate results file (a .jsonl, or a .csv with the "
@@ -124,7 +124,9 @@ def spacing(records: Iterable[dict[str, Any]]) -> dict[str, float]:
         if src in last and ts > last[src]:
             steps.setdefault(src, []).append(ts - last[src])
         last[src] = ts
-    return {src: statistics.median(s) for src, s in steps.items()} if every else {}
+    from statistics import median  # 5 ms to import: only when a file is explained
+
+    return {src: median(s) for src, s in steps.items()} if every else {}
 
 
 def duration(seconds: float) -> str:
