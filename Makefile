@@ -7,7 +7,7 @@ TORCH := torch==2.13.0
 # without their pins (pyproject.toml's eval extra lists what they import; it says why)
 NODEPS := timeeval-gutentag==1.5.0 neurokit2==0.2.13
 
-.PHONY: setup tools demo test test-fast lint bench clean typecheck-tree
+.PHONY: setup tools chromium demo test test-fast lint bench clean typecheck-tree
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,7 +30,15 @@ $(BIN)/promtool: | $(BIN)/python
 	  else echo "promtool unavailable (no Debian prometheus package): its tests will skip"; fi; \
 	  rm -rf $$tmp
 
-tools: $(BIN)/promtool
+# Debian's chromium and its driver let tests/test_report.py open the HTML report in a real
+# headless browser (Selenium, by their paths; Playwright's own browser download cannot work here).
+# Best effort (apt needs root): without them the browser test skips, except under CI.
+chromium:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "chromium unavailable (apt-get install chromium chromium-driver): the report's browser test will skip"
+
+tools: $(BIN)/promtool chromium
 
 # The demo has its own store, replaced on every run (--fresh: it is only ever a demo store), so
 # `make demo` runs again and again and never touches ./neurogate.db, where your own runs go.

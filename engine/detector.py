@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from neurogate.engine.events import Event, EventBatch
 from neurogate.engine.evidence import FAMILIES, NFAM, PATTERNS, combine
 from neurogate.engine.gcpause import collector_paused
 from neurogate.engine.labels import Label, LabelMemory, learn_labels
-from neurogate.engine.patterns import TRI, calendar_bucket, pattern_keys
+from neurogate.engine.patterns import TRI, TRICTX, calendar_bucket, pattern_keys
 from neurogate.engine.posterior import ClassEvidence, explain, log_odds
 from neurogate.engine.scoring import rank_calibrate, squash, stream_probabilities, top_k_mean
 from neurogate.engine.shadow import Lifecycle
@@ -38,6 +39,18 @@ log = logging.getLogger("neurogate.detector")
 # Smallest combined tail probability: -ln of it (690 nats) still squashes below 1.0, which
 # the new-extreme rule keeps for values outside everything seen.
 MIN_PROBABILITY = 1e-300
+
+
+def iso_time(ts: float) -> str | None:
+    """ISO-8601 UTC of epoch seconds (None when unknown or out of the calendar's range).
+
+    >>> iso_time(1_700_000_000.0), iso_time(0.25)
+    ('2023-11-14T22:13:20Z', '1970-01-01T00:00:00.250000Z')
+    """
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 @dataclass
@@ -51,9 +64,17 @@ class Evidence:
     count: int  # times that pattern was seen before this event
     probability: float
     surprise: float
+    # what the stream's codes mean, so a reader can decode them (stream/results.py)
+    stream: str = "learned"  # StreamSpec.kind: value, level, change or learned
+    field: str = ""  # the channel's field name ("" = joint over channels)
+    dilation: int = 1  # events per step of the stream
+    vocab: int = 0
+    codes: tuple[int, int, int] = (0, 0, 0)  # the codes at t-2d, t-d, t
+    context_count: int = 0  # times the context (codes at t-2d, t-d) was seen before
+    value_range: tuple[float, float] | None = None  # the warm-up range the bins span
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "level": self.level,
             "channel": self.channel,
             "encoder": self.encoder,
@@ -61,7 +82,16 @@ class Evidence:
             "count": self.count,
             "probability": round(self.probability, 6),
             "surprise": round(self.surprise, 4),
+            "stream": self.stream,
+            "field": self.field,
+            "dilation": self.dilation,
+            "vocab": self.vocab,
+            "codes": list(self.codes),
+            "context_count": self.context_count,
         }
+        if self.value_range is not None:
+            out["range"] = [float(f"{v:.6g}") for v in self.value_range]
+        return out
 
 
 @dataclass
@@ -95,6 +125,9 @@ class Result:
             "flagged": self.flagged,
             "threshold": self.threshold,
             "status": self.status,
+            "values": {k: v if math.isfinite(v) else None  # JSON has no NaN
+                       for k, v in zip(e.fields, e.values, strict=True)},
+            "time": iso_time(e.ts) if e.has_calendar else None,
         }
         if self.status == "rejected":
             out["reason"] = self.reason
@@ -712,7 +745,12 @@ class Detector:
             sel = np.flatnonzero(has_labels)
             c_s = counts[sel][:, cols]
             out.posterior[target[sel]] = log_odds(c_s, p_uni[sel][:, cols], cfg.posterior_beta)
-        for j in np.flatnonzero(flagged):
+        flag = np.flatnonzero(flagged)
+        if flag.size:  # the codes again, for the flagged events only (they are not kept)
+            codes = np.concatenate([slot.encoder.encode(p.windows[flag]) for slot in lc.slots],
+                                   axis=1)
+            low, width = bank.state.lo[prow[flag]], bank.state.scale[prow[flag]]
+        for f, j in enumerate(flag):
             i = int(target[j])
             out.evidence[i] = [
                 Evidence(
@@ -723,6 +761,15 @@ class Detector:
                     count=int(counts[j, col, TRI, 0]),
                     probability=float(p_ctx[j, col]),
                     surprise=float(surprise[j, col]),
+                    stream=spec.kind,
+                    field=bank.fields[spec.channel] if spec.channel >= 0 else "",
+                    dilation=spec.dilation,
+                    vocab=spec.vocab,
+                    codes=(int(codes[f, col, 0]), int(codes[f, col, 1]), int(codes[f, col, 2])),
+                    context_count=int(counts[j, col, TRICTX, 0]),
+                    value_range=(None if spec.channel < 0 else
+                                 (float(low[f, spec.channel]),
+                                  float(low[f, spec.channel] + width[f, spec.channel]))),
                 )
                 for col, spec, name in lc.serving_specs()
             ]

@@ -23,12 +23,15 @@ ORDER = 3  # codes per stream handed to the pattern layer: t-2d, t-d, t
 
 @dataclass(frozen=True)
 class StreamSpec:
-    """One code stream: its level, channel (-1 = joint over channels), time step and vocabulary."""
+    """One code stream: its level, channel (-1 = joint over channels), time step, vocabulary and
+    what its codes mean: "value" (a bin of the value), "level" (bin of a block mean x trend),
+    "change" (did the value change) or "learned" (a NeuroNet code, no fixed meaning)."""
 
     level: int
     channel: int
     dilation: int
     vocab: int
+    kind: str = "learned"
 
 
 class Encoder(Protocol):
@@ -62,12 +65,13 @@ class FixedEncoder:
                 channel=c,
                 dilation=1 << lvl,
                 vocab=self.config.value_bins + 2 if lvl == 0 else (self.config.level_bins + 2) * 4,
+                kind="value" if lvl == 0 else "level",
             )
             for lvl in range(self.config.levels)
             for c in range(channels)
         ]
         if self.config.change_stream:
-            self.streams += [StreamSpec(0, c, 1, CHANGE_CODES) for c in range(channels)]
+            self.streams += [StreamSpec(0, c, 1, CHANGE_CODES, "change") for c in range(channels)]
         blob = json.dumps({"enc": "fixed/1", "cfg": asdict(self.config), "ch": channels})
         self.version = hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
 

@@ -12,20 +12,15 @@ from neurogate.engine.config import EngineConfig
 from neurogate.engine.detector import Detector, Result
 from neurogate.engine.events import Event, EventBatch
 from neurogate.engine.stores import PatternStore
+from neurogate.stream.results import summary
 
 if TYPE_CHECKING:
     import pandas as pd
 
-_FAMILY_WORDS = {
-    "patterns": "its recent pattern of values is rare",
-    "relation": "{channel} strays from what the other channels predict",
-    "deviation": "{channel} is far from its usual level",
-}
-
-
 def explain(result: Result) -> str:
     """One line saying why an event was flagged ("" when it was not): the new-extreme rule,
-    or each evidence family below 1 % tail probability, strongest first.
+    or each evidence family below 1 % tail probability, strongest first
+    (``neurogate explain`` decodes the whole record).
 
     >>> from neurogate.engine.detector import Result
     >>> r = Result(Event("s", 0.0, (1.0, 2.0), ("a", "b")), 0.97, True, 0.9, "scored",
@@ -34,16 +29,7 @@ def explain(result: Result) -> str:
     >>> explain(r)
     'b strays from what the other channels predict (tail probability 2e-05)'
     """
-    if not result.flagged:
-        return ""
-    if result.extreme:
-        return "a value outside everything seen so far"
-    parts = sorted((p, name) for name, p in result.families.items() if p < 0.01)
-    if not parts:
-        parts = sorted((p, name) for name, p in result.families.items())[:1]
-    words = [_FAMILY_WORDS[name].format(channel=result.family_channels.get(name, "a channel"))
-             + f" (tail probability {p:.2g})" for p, name in parts]
-    return "; ".join(words)
+    return summary(result.as_dict()) if result.flagged else ""
 
 
 def detect(

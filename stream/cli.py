@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from neurogate.engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
 from neurogate.engine.redaction import redact_url
-from neurogate.stream import cli_eval, cli_store, cli_stream
+from neurogate.stream import cli_eval, cli_store, cli_stream, report
 from neurogate.stream.argtypes import positive_int
 from neurogate.stream.boundary import Parser, print_error, run_command
 from neurogate.stream.settings import read_config_file
@@ -134,13 +134,20 @@ def _batches(events: Iterator[Event], size: int) -> Iterator[list[Event]]:
 
 
 class Writer:
-    """Writes result records as JSONL or CSV (by extension; ``-`` = stdout JSONL)."""
+    """Writes result records as JSONL or CSV (by extension; ``-`` = stdout JSONL).
+
+    CSV: the record's scalar fields, then one column per value field of the first record (named
+    as in the input; ``value_`` prefixed where a name is taken), then JSON columns for what is
+    nested: ``values`` (every value, whatever the source's fields), ``families``, ``evidence``
+    and ``explanation`` (``neurogate explain`` reads them back)."""
 
     CSV_COLUMNS = ("source", "ts", "id", "score", "flagged", "status", "suppressed", "extreme",
-                   "posterior", "reason", "model_version")
+                   "posterior", "reason", "model_version", "threshold", "time")
+    JSON_COLUMNS = ("values", "families", "evidence", "explanation")
 
     def __init__(self, target: str | None) -> None:
         self.csv = bool(target) and str(target).endswith(".csv")
+        self._csv: Any = None
         if not target:
             self._f = None
         elif target == "-":
@@ -150,21 +157,38 @@ class Writer:
             if not parent.exists():
                 raise CliError(f"output directory does not exist: {parent}")
             self._f = open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115
-        if self._f is not None and self.csv:
-            import csv
 
-            self._csv = csv.DictWriter(self._f, self.CSV_COLUMNS, extrasaction="ignore")
-            self._csv.writeheader()
+    def _start_csv(self, fields: Iterable[str]) -> None:
+        """The header, once the first record names the value fields."""
+        import csv
+
+        taken = set(self.CSV_COLUMNS + self.JSON_COLUMNS)
+        self._named = {f: f if f not in taken else f"value_{f}" for f in fields}
+        columns = self.CSV_COLUMNS + tuple(self._named.values()) + self.JSON_COLUMNS
+        self._csv = csv.DictWriter(self._f, columns, extrasaction="ignore")
+        self._csv.writeheader()
 
     def write(self, record: dict[str, Any]) -> None:
         if self._f is None:
             return
-        if self.csv:
-            self._csv.writerow(record)
-        else:
+        if not self.csv:
             self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+            return
+        values = record.get("values") or {}
+        if self._csv is None:
+            self._start_csv(values)
+        row = dict(record)
+        for name, v in values.items():
+            if name in self._named:
+                row[self._named[name]] = v
+        for col in self.JSON_COLUMNS:
+            if col in record:
+                row[col] = json.dumps(record[col], separators=(",", ":"))
+        self._csv.writerow(row)
 
     def close(self) -> None:
+        if self._f is not None and self.csv and self._csv is None:
+            self._start_csv(())  # no record: the header alone
         if self._f is not None and self._f is not sys.stdout:
             self._f.close()
 
@@ -260,6 +284,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.append:
         positions.update(store.positions())
     writer = Writer(args.out)
+    if args.report and not Path(args.report).parent.exists():
+        raise CliError(f"output directory does not exist: {Path(args.report).parent}")
+    drawn = report.Report(f"neurogate run: {', '.join(args.files) or 'demo'}") \
+        if args.report else None
     try:
         det = Detector(cfg, store, flush_every=None, progress=not args.quiet)
     except ValueError as exc:
@@ -274,6 +302,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         for batch in _batches(events, args.batch_size):
             out = det.process_many(batch)
+            if drawn is not None:
+                drawn.add_batch(batch, out)
             for i in range(len(batch)):
                 st = out.STATUS[int(out.status[i])]
                 stats[st] += 1
@@ -299,6 +329,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     _summary(args, det, stats, seen, elapsed, bad, rejected, flagged_records)
     store.close()
+    if drawn is not None:
+        report.write(drawn, Path(args.report))
+        print(f"wrote       report to {args.report}", file=sys.stderr)
     if (bad or rejected) and not stats["scored"] + stats["warming"]:
         print_error(f"every input record was bad ({len(bad) + len(rejected):,}, listed above); "
                     "nothing was scored", args)
@@ -373,36 +406,24 @@ def _summary(args: argparse.Namespace, det: Any, stats: Counter[str], seen: int,
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    """Pretty-print flagged events (from a run's --out JSONL) with their evidence."""
+    """Flagged events of a run's --out (.jsonl or .csv) with their evidence, in words."""
+    from neurogate.stream.results import NotResults, describe, read_records, spacing
+
     path = Path(args.results)
     if not path.is_file():
         raise CliError(f"results file not found: {path}")
-    shown = 0
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            raise CliError(
-                f"{path}:{n}: not a JSON line (explain reads a run's --out .jsonl)"
-            ) from None
-        if not rec.get("flagged") or (args.source and rec.get("source") != args.source):
-            continue
-        ts = rec.get("ts")
-        print(f"{rec['source']}  ts={ts}  id={rec.get('id')}  score={rec['score']:.4f}"
-              f"{'  NEW EXTREME' if rec.get('extreme') else ''}  model={rec.get('model_version')}")
-        if rec.get("posterior") is not None:
-            print(f"  log-odds anomaly vs normal: {rec['posterior']:.4f}")
-        for ev in rec.get("evidence", []):
-            print(f"  level {ev['level']} ch {ev['channel']} {ev['encoder']:<8} "
-                  f"pattern {ev['pattern']} seen {ev['count']:>6}x  "
-                  f"p={ev['probability']:.3g}  surprise {ev['surprise']:.2f} nats")
-        for text in rec.get("explanation", []):
-            print(f"  {text}")
-        shown += 1
-        if shown >= args.top:
-            break
+    try:
+        steps = spacing(read_records(path))
+        shown = 0
+        for rec in read_records(path):
+            if not rec.get("flagged") or (args.source and rec.get("source") != args.source):
+                continue
+            print("\n".join(describe(rec, steps.get(rec["source"]))))
+            shown += 1
+            if shown >= args.top:
+                break
+    except NotResults as exc:
+        raise CliError(str(exc)) from None
     if not shown:
         suffix = f" for source {args.source}" if args.source else ""
         print(f"no flagged events in the file{suffix}")
@@ -540,6 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="commit counts, input positions and state every N events")
     r.add_argument("--out", help="write flagged events (or all scores) to .jsonl/.csv, '-' stdout")
     r.add_argument("--all-scores", action="store_true", help="write every event's score")
+    r.add_argument("--report", metavar="HTML", help="draw the run as one self-contained HTML "
+                   "page (values, score, threshold, flags, incidents per source)")
     r.add_argument("--batch-size", type=positive_int, default=4096)
     r.add_argument("--record", metavar="GOLDEN", help="write this run's flags as a golden file")
     r.add_argument("--expect", metavar="GOLDEN", help="compare flags with a golden file; exit 1 "
@@ -551,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("explain", help="show flagged events of a run with their evidence")
-    e.add_argument("results", help="a run's --out .jsonl file")
+    e.add_argument("results", help="a run's --out file (.jsonl or .csv)")
     e.add_argument("--source")
     e.add_argument("--top", type=positive_int, default=20)
     e.set_defaults(func=cmd_explain)
@@ -566,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_store.register(sub)  # db migrate / db status / db clear-cache
     cli_eval.register(sub)  # eval nab / creditcard / multivariate ...
     cli_stream.register(sub)  # worker / produce / replay / topics / tail
+    report.register(sub)  # report RESULTS -o OUT.html
 
     t = sub.add_parser("train", help="train a NeuroNet encoder offline from files")
     t.add_argument("files", nargs="*")

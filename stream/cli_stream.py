@@ -363,18 +363,10 @@ def _describe(rec: Any, text: str) -> str:
     if "reason" in rec and "topic" in rec:
         return (f"DEAD LETTER {rec['reason']:<16} {rec['topic']}[{rec['partition']}]@"
                 f"{rec['offset']} item {rec.get('index')}: {rec.get('error')}")
-    if "score" in rec:
-        lines = [f"{rec.get('source')}  ts={rec.get('ts')}  id={rec.get('id')}  "
-                 f"score={rec.get('score')}{'  NEW EXTREME' if rec.get('extreme') else ''}  "
-                 f"model={rec.get('model_version')}"]
-        if rec.get("posterior") is not None:
-            lines.append(f"  log-odds anomaly vs normal: {rec['posterior']:.4f}")
-        for ev in rec.get("evidence", []):
-            lines.append(f"  level {ev['level']} ch {ev['channel']} {ev['encoder']:<8} pattern "
-                         f"{ev['pattern']} seen {ev['count']:>6}x  p={ev['probability']:.3g}  "
-                         f"surprise {ev['surprise']:.2f} nats")
-        lines.extend(f"  {line}" for line in rec.get("explanation", []))
-        return "\n".join(lines)
+    if "score" in rec and "source" in rec:
+        from neurogate.stream.results import describe
+
+        return "\n".join(describe(rec))
     return text
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -129,8 +130,13 @@ def test_all_scores_as_csv_and_jsonl_agree(cli: Cli, tmp_path: Path, series: Pat
     with open(tmp_path / "scores.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     records = read_jsonl(tmp_path / "scores.jsonl")
-    assert list(rows[0]) == list(Writer.CSV_COLUMNS)
+    assert list(rows[0]) == [*Writer.CSV_COLUMNS, "value", *Writer.JSON_COLUMNS]
     assert len(rows) == len(records) == N
+    values = series_values()
+    assert [float(r["value"]) for r in rows] == [r["values"]["value"] for r in records] == values
+    assert rows[SPIKE]["time"] == records[SPIKE]["time"] == datetime.fromtimestamp(
+        ts(SPIKE), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert json.loads(rows[SPIKE]["evidence"]) == records[SPIKE]["evidence"]
     assert [r["status"] for r in rows[:50]] == ["warming"] * 50
     assert all(float(r["score"]) == 0.0 for r in rows[:50])
     assert [float(r["score"]) for r in rows] == [r["score"] for r in records]
@@ -261,7 +267,7 @@ def test_out_of_order_rows_are_listed_as_rejected_events(cli: Cli, tmp_path: Pat
         (["run", "{series}", "--store", "postgresql://u@h/db", "--fresh"], "never wiped"),
         (["run", "{series}", "--expect", "absent.jsonl"], "golden file not found"),
         (["explain", "absent.jsonl"], "results file not found"),
-        (["explain", "{series}"], "not a JSON line"),
+        (["explain", "{series}"], "not a neurogate results file"),
         (["patterns", "merge", "all.db"], "needs at least one source store"),
         (["patterns", "merge", "all.db", "no/dir/x.db"], "does not exist"),
     ],
@@ -313,22 +319,69 @@ def test_file_errors_name_the_file_once(cli: Cli, series: Path) -> None:
 # -- explain, merge, demo ------------------------------------------------------------------------
 
 
-def test_explain_prints_the_evidence_of_a_run(cli: Cli, tmp_path: Path, series: Path) -> None:
-    assert cli("run", str(series), "--store", "memory://", "--out", "flags.jsonl", *FAST).code == 0
+@pytest.mark.parametrize("out", ["flags.jsonl", "scores.csv"])
+def test_explain_says_in_words_why_events_were_flagged(
+        cli: Cli, tmp_path: Path, series: Path, out: str) -> None:
+    """On a real run's output, JSONL (flags) and CSV (every score): the level and its time
+    scale, the code as a band of the warm-up range in the value's units (and trend), how often
+    the pattern and its context were seen, the channel by name, the change stream named."""
+    extra = ["--all-scores"] if out.endswith(".csv") else []
+    assert cli("run", str(series), "--store", "memory://", "--out", out, *extra, *FAST).code == 0
+    assert cli("run", str(series), "--store", "memory://", "--out", "flags.jsonl",
+               *FAST).code == 0
     flags = read_jsonl(tmp_path / "flags.jsonl")
-    res = cli("explain", "flags.jsonl")
-    assert res.code == 0
-    header = f"series  ts={float(ts(SPIKE))}  id=None  score=1.0000  NEW EXTREME  model=fixed:"
-    assert header in res.out
     spike = next(r for r in flags if r["ts"] == ts(SPIKE))
-    for ev in spike["evidence"]:
-        assert f"level {ev['level']} ch 0 fixed    pattern {ev['pattern']} seen" in res.out
-    level0_streams = sum(ev["level"] == 0 for ev in flags[0]["evidence"])  # value + change
-    assert level0_streams == 2
-    assert res.out.count("  level 0 ch 0 ") == level0_streams * len(flags)
-    assert cli("explain", "flags.jsonl", "--top", "1").out.count("score=") == 1
-    other = cli("explain", "flags.jsonl", "--source", "elsewhere")
+    res = cli("explain", out)
+    assert res.code == 0, res.err
+    lines = res.out.splitlines()
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith(f"series  {spike['time']}  ts={float(ts(SPIKE))}"))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("  ")),
+               len(lines))
+    block = "\n".join(lines[start:end])
+    assert block.startswith(f"series  {spike['time']}  ts={float(ts(SPIKE))}  id=None  "
+                            "score=1.0000  NEW EXTREME")
+    assert f"  values: value={series_values()[SPIKE]}" in block
+    assert "  why: a value outside everything seen so far" in block
+    value = next(ev for ev in spike["evidence"] if ev["stream"] == "value")
+    lo, hi = value["range"]
+    assert value["codes"][2] == value["vocab"] - 1  # the spike is above the warm-up range
+    # each event is STEP seconds apart: the CSV holds every event, so the scale is known
+    scale = f", {STEP // 60} min" if out.endswith(".csv") else ""
+    assert (f"  value, level 0 (each event{scale}): value above the warm-up range "
+            f"(> {hi:.4g}), after [") in block
+    surprising = [ev for ev in spike["evidence"] if ev["surprise"] >= 1.0]
+    for ev in surprising:
+        if ev["stream"] == "level":
+            assert f"  value, level {ev['level']} (means of {ev['dilation']} events" in block
+    usual = len(spike["evidence"]) - len(surprising)
+    assert f"  {usual} other code streams as usual (surprise below 1 nat each)" in block
+    level0 = next(ev for ev in spike["evidence"] if ev["stream"] == "value")
+    seen = ("never seen before" if level0["count"] == 0 else f"seen {level0['count']} time")
+    assert f"{seen} in the {level0['context_count']} time" in block
+    assert cli("explain", out, "--top", "1").out.count("score=") == 1
+    other = cli("explain", out, "--source", "elsewhere")
     assert other.code == 0 and "no flagged events in the file for source elsewhere" in other.out
+
+
+def test_explain_names_channels_the_change_stream_and_the_relation(
+        cli: Cli, tmp_path: Path) -> None:
+    """Two fields that move together; one of them (rpm) freezes for 40 events."""
+    lines = ["timestamp,temp,rpm"]
+    for i in range(800):
+        wave = math.sin(2 * math.pi * i / 50)
+        rpm = 1500.0 if 600 <= i < 640 else 1500 + 100 * wave
+        lines.append(f"{ts(i)},{20 + 5 * wave:.3f},{rpm:.3f}")
+    (tmp_path / "mv.csv").write_text("\n".join(lines) + "\n")
+    assert cli("run", "mv.csv", "--store", "memory://", "--out", "scores.csv",
+               "--all-scores", *FAST).code == 0
+    res = cli("explain", "scores.csv", "--top", "100")
+    assert res.code == 0, res.err
+    assert "  values: rpm=1500.0, temp=" in res.out
+    assert "strays from what the other channels predict (tail probability" in res.out
+    assert ("  rpm, change stream (did the value change from the event before): unchanged, "
+            "after [") in res.out
+    assert f"  rpm, level 1 (means of 2 events, {2 * STEP // 60} min): mean in band" in res.out
 
 
 def test_explain_shows_posterior_lines(cli: Cli, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -602,7 +603,7 @@ def test_result_records_have_the_documented_fields(fast_config: EngineConfig) ->
     events.append(BAD_EVENTS["nan"][0])
     out = run(events, fast_config)
     warming, scored, flagged, rejected = (out.records[i] for i in (0, 119, 120, 121))
-    common = {"source", "ts", "id", "score", "flagged", "threshold", "status"}
+    common = {"source", "ts", "id", "score", "flagged", "threshold", "status", "values", "time"}
     assert set(warming) == common | {"suppressed", "extreme", "model_version"}
     assert warming["status"] == "warming" and warming["score"] == 0
     assert set(scored) == common | {"suppressed", "extreme", "model_version"}
@@ -614,9 +615,18 @@ def test_result_records_have_the_documented_fields(fast_config: EngineConfig) ->
     assert flagged["id"] == "e-120" and flagged["ts"] == T0 + 120 * STEP
     assert flagged["threshold"] == fast_config.threshold
     assert flagged["model_version"].startswith("fixed:")
+    assert flagged["values"] == {"value": 100.0}
+    assert rejected["values"] == {"value": None}  # the NaN event: JSON has no NaN
+    assert flagged["time"] == datetime.fromtimestamp(T0 + 120 * STEP, UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    spec = [ev for ev in flagged["evidence"] if ev["stream"] == "value"]
+    assert len(spec) == 1 and spec[0]["codes"][2] == spec[0]["vocab"] - 1  # above the range
+    assert spec[0]["field"] == "value" and spec[0]["context_count"] >= spec[0]["count"]
+    assert {ev["stream"] for ev in flagged["evidence"]} == {"value", "level", "change"}
     for ev in flagged["evidence"]:
         assert set(ev) == {"level", "channel", "encoder", "pattern", "count", "probability",
-                           "surprise"}
+                           "surprise", "stream", "field", "dilation", "vocab", "codes",
+                           "context_count", "range"}
         assert len(ev["pattern"]) == 16 and int(ev["pattern"], 16) > 0
         assert ev["count"] >= 0 and 0 <= ev["probability"] <= 1 and ev["surprise"] >= 0
     assert Detector(fast_config).process_one(Event("z", math.nan, (1.0,))).as_dict()["ts"] is None

@@ -12,8 +12,9 @@ import pytest
 import neurogate.engine as engine
 import neurogate.evaluation as evaluation
 
-MODULES = ["neurogate", "neurogate.frame"] + sorted(m.name for pkg in (engine, evaluation)
-                 for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."))
+MODULES = ["neurogate", "neurogate.frame", "neurogate.stream.results"] + sorted(
+    m.name for pkg in (engine, evaluation)
+    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."))
 
 
 @pytest.mark.parametrize("name", MODULES)

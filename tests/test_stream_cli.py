@@ -114,7 +114,8 @@ def test_topics_produce_and_tail(kafka_bootstrap: str, tmp_path: Path,
          "explanation": ["pid(1) prior_v(1) ..."], "model_version": "fixed:x"}))])
     code, out, _ = run(["tail", "--from-beginning", "--max", "1", "--timeout", "10", *common],
                        capsys)
-    assert code == 0 and "s0  ts=1.0" in out and "level 2 ch 0 fixed" in out
+    assert code == 0 and "s0  ts=1.0  id=a  score=0.9900" in out
+    assert "channel 0, level 2 (steps of 4 events): pattern 00ff seen 0x" in out
     assert "pid(1)" in out
 
 

@@ -9,6 +9,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -98,6 +99,11 @@ def test_anomaly_records_carry_evidence_and_origin(cfg: EngineConfig) -> None:
     src = next(r for r in records if r.partition == origin["partition"]
                and r.offset == origin["offset"])
     assert json.loads(src.value)[origin["index"]]["ts"] == rec["ts"]
+    sent = json.loads(src.value)[origin["index"]]  # the values by name, the time readable
+    assert rec["values"] == {"value": sent["value"]}
+    assert rec["time"] == datetime.fromtimestamp(rec["ts"], UTC).isoformat().replace(
+        "+00:00", "Z")
+    assert {ev["stream"] for ev in rec["evidence"]} >= {"value", "level"}
 
 
 @pytest.mark.parametrize(("value", "reason", "index"), [
