@@ -120,8 +120,10 @@ class Bank:
             specs["cal_hist"] = ((config.calibration_window,), np.float64, np.nan)
         ev = config.evidence
         self.relation = ev.relation and c >= 2
-        self.families = 1 + int(ev.deviation) + int(self.relation)  # combined by Bonferroni
-        specs.update(evidence.state_specs(c, ev.smoothing * evidence.LONG, self.relation))
+        self.deviation = ev.deviation and c >= ev.deviation_channels
+        self.families = 1 + int(self.deviation) + int(self.relation)  # combined by Bonferroni
+        specs.update(evidence.state_specs(c, ev.smoothing * evidence.LONG, self.relation,
+                                          ev.period_max if self.deviation else 0))
         if config.neuronet.enabled:
             specs["res"] = ((config.neuronet.reservoir, c), np.float32, 0.0)
             specs["res_n"] = ((), np.int64, 0)
@@ -211,7 +213,8 @@ class Bank:
         padded = self._padded_warm(rows)
         st.hist[rows] = padded[:, -self.window :]
         ev = self.config.evidence
-        evidence.start(st, rows, warm, self.relation, ev.ridge, ev.smoothing * evidence.LONG)
+        evidence.start(st, rows, warm, self.relation, ev.ridge, ev.smoothing * evidence.LONG,
+                       ev.period_max if self.deviation else 0)
         if "res" in st.arrays:
             norm = (warm - st.lo[rows][:, None]) / st.scale[rows][:, None]
             keep = min(norm.shape[1], st.res.shape[1])
@@ -307,8 +310,9 @@ class Bank:
         evidence.score_events(
             rows, np.ascontiguousarray(values, dtype=np.float64),
             np.ascontiguousarray(pattern_stat, dtype=np.float64),
-            ev.deviation, self.relation, pattern_prior,
-            st.ev_base, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_hist,
+            self.deviation, self.relation, pattern_prior,
+            st.ev_base, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_mode,
+            st.ev_period, st.ev_profile, st.ev_t, st.ev_hist,
             st.ev_total, st.ev_held, mu, cov, prec, ev.rate, ev.ridge, ev.refresh,
             float(ev.tail_memory), ev.hold, ev.hold_max, evidence.WIDTH, p_out, stat, chan)
         return p_out, stat, chan

@@ -5,9 +5,14 @@ Three families of evidence, each reduced to one statistic per event:
 
 * **patterns**: the mean of the k largest code-stream surprises (nats), as the pattern layer
   computes them (``scoring.top_k_mean``).
-* **deviation**: each channel against a slow robust baseline (a running median and spread,
-  started from the warm-up), as ``|x - median| / spread`` averaged over the last
-  ``smoothing`` events and over ``LONG`` times as many; the largest channel counts.
+* **deviation**: each channel against its own forecast, as ``|x - forecast| / spread``
+  averaged over the last ``smoothing`` events and over ``LONG`` times as many; the largest
+  channel counts. The forecast is chosen per channel at the end of the warm-up, whichever of
+  three fits the warm-up best (smallest robust residual spread): a slow robust baseline (a
+  running median), the previous value (a drifting channel, e.g. a random walk, is judged by its
+  steps, not by its distance from a slow mean it keeps leaving), or a seasonal profile (the
+  channel's mean at each phase of the period its warm-up autocorrelation shows; an amplitude,
+  mean, shape or phase change of a periodic channel leaves its profile).
 * **relation** (sources with two or more channels): each channel against what the *other*
   channels predict, from a slowly forgetting covariance of the source (the Gaussian conditional:
   ``e = P (x - mu)``, ``z_c = |e_c| / sqrt(P_cc)`` with ``P`` the regularised precision),
@@ -62,14 +67,26 @@ LONG = 4
 LONG_GAIN = math.sqrt(LONG)
 HALF_NORMAL_MEAN = 0.7979
 CLIP = 8.0  # baselines learn a deviation as at most this many spreads (winsorised updates)
+# Deviation forecasts (``ev_mode``): slow baseline, previous value, seasonal profile.
+# NONE: the channel is left out of the family -- it drifts (its previous value forecasts it
+# better than a baseline or a profile: a random walk, mode jumps) or the other channels
+# predict it more closely than its own forecast does (the relation family judges it).
+BASELINE, SEASONAL, NONE = range(3)
+MIN_AUTOCORR = 0.5  # a warm-up autocorrelation peak at least this high is a period
+MIN_PERIODS = 3  # a period needs this many whole periods in the warm-up
 
 
-def state_specs(channels: int, smoothing: int, relation: bool
+def state_specs(channels: int, smoothing: int, relation: bool, period_max: int = 0
                 ) -> dict[str, tuple[tuple[int, ...], type, float]]:
     """Per-source arrays the families keep (added to the bank's state, saved in snapshots).
-    Bytes per source: 8 * (4C + 2 K C + 2 NFAM * BINS/2 ...) -- see docs/operations.md."""
+    Bytes per source: 8 * (4C + 2 K C + 2 NFAM * BINS/2 ...) -- see docs/operations.md; the
+    deviation family's seasonal profiles add 8 * period_max * C (bounded by the setting)."""
     c = channels
     specs: dict[str, tuple[tuple[int, ...], type, float]] = {
+        "ev_mode": ((c,), np.int64, BASELINE),
+        "ev_period": ((c,), np.int64, 1),
+        "ev_t": ((), np.int64, 0),
+        "ev_profile": ((max(period_max, 1), c), np.float64, 0.0),
         "ev_base": ((c,), np.float64, 0.0),
         "ev_spread": ((c,), np.float64, 1.0),
         "ev_floor": ((c,), np.float64, 1e-12),
@@ -86,11 +103,66 @@ def state_specs(channels: int, smoothing: int, relation: bool
     return specs
 
 
+def period(x: np.ndarray, period_max: int) -> int:
+    """The period of a warm-up series ``x`` [n]: the lag (at most ``period_max`` and a
+    ``MIN_PERIODS``-th of n) of the highest autocorrelation after its first zero crossing, if
+    that is at least ``MIN_AUTOCORR``; else 0 (no period: noise, a drift, a random walk)."""
+    n = x.shape[0]
+    top = min(period_max, n // MIN_PERIODS)
+    d = x - x.mean()
+    energy = float(d @ d)
+    if top < 2 or not energy > 0:
+        return 0
+    ac = np.array([float(d[:-lag] @ d[lag:]) for lag in range(1, top + 1)]) / energy
+    crossed = np.flatnonzero(ac < 0)
+    if not crossed.size:
+        return 0
+    lag = int(crossed[0] + np.argmax(ac[crossed[0]:])) + 1
+    return lag if ac[lag - 1] >= MIN_AUTOCORR else 0
+
+
+def forecasts(warm: np.ndarray, med: np.ndarray, period_max: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each channel's deviation forecast from its warm-up ``warm`` [n, C] (clipped) and median
+    ``med`` [C]: ``(mode, period, profile [period_max, C], residuals [n, C])``, the mode whose
+    warm-up residuals have the smallest MAD (the seasonal profile's in-sample MAD is raised by
+    sqrt(m / (m - 1)) for m periods, the bias of a mean of m values)."""
+    n, c = warm.shape
+    mode = np.full(c, BASELINE, dtype=np.int64)
+    per = np.ones(c, dtype=np.int64)
+    profile = np.zeros((max(period_max, 1), c))
+    resid = warm - med
+    for ch in range(c):
+        x = warm[:, ch]
+        best = np.median(np.abs(resid[:, ch]))
+        step = np.empty(n)
+        step[0] = 0.0
+        step[1:] = np.diff(x)
+        if n > 1 and np.median(np.abs(step[1:])) < best:
+            best = np.median(np.abs(step[1:]))
+            mode[ch], resid[:, ch] = NONE, step
+        peak = period(x, period_max) if period_max >= 2 else 0
+        # the autocorrelation peak may sit one lag off the period in noise (measured: 99 for
+        # a period of 100), so its neighbours are tried too
+        for lag in range(max(peak - 1, 2), min(peak + 1, n // MIN_PERIODS) + 1) if peak else ():
+            phase = np.arange(n) % lag
+            prof = np.bincount(phase, weights=x, minlength=lag) / np.bincount(phase, minlength=lag)
+            r = x - prof[phase]
+            m = n / lag
+            if np.median(np.abs(r)) * math.sqrt(m / (m - 1)) < best:
+                best = np.median(np.abs(r)) * math.sqrt(m / (m - 1))
+                mode[ch], per[ch], resid[:, ch] = SEASONAL, lag, r
+                profile[:, ch] = 0.0
+                profile[:lag, ch] = prof
+    return mode, per, profile, resid
+
+
 def start(state: object, rows: np.ndarray, warm: np.ndarray, relation: bool, ridge: float,
-          smoothing: int) -> None:
+          smoothing: int, period_max: int = 0) -> None:
     """End of warm-up: baselines from the warm-up values ``warm`` [r, warmup, C] of ``rows``
     (median and MAD; outliers beyond 8 spreads are clipped before the covariance is taken),
-    the smoothing ring filled with the last warm-up events' deviations."""
+    each channel's deviation forecast (``forecasts``), the smoothing ring filled with the last
+    warm-up events' deviations."""
     st = state
     med = np.median(warm, axis=1)  # [r, C]
     mad = np.median(np.abs(warm - med[:, None]), axis=1) * MAD_SIGMA
@@ -99,13 +171,21 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, relation: bool, rid
     span = np.where(np.isfinite(span), span, 0.0)
     floor = SPREAD_FLOOR * np.where(span > 0, span, np.maximum(np.abs(med), 1.0))
     spread = np.maximum(np.where(np.isfinite(mad), mad, 0.0), floor)
-    st.ev_base[rows], st.ev_spread[rows], st.ev_floor[rows] = med, spread, floor  # type: ignore[attr-defined]
     clipped = np.clip(warm, (med - 8 * spread)[:, None], (med + 8 * spread)[:, None])
+    resid = np.empty_like(clipped)
+    for j, r in enumerate(rows.tolist()):
+        mode, per, profile, resid[j] = forecasts(clipped[j], med[j], period_max)
+        st.ev_mode[r], st.ev_period[r] = mode, per  # type: ignore[attr-defined]
+        st.ev_profile[r] = profile  # type: ignore[attr-defined]
+    rmad = np.median(np.abs(resid), axis=1) * MAD_SIGMA
+    spread = np.maximum(np.where(np.isfinite(rmad), rmad, 0.0), floor)
+    st.ev_base[rows], st.ev_spread[rows], st.ev_floor[rows] = med, spread, floor  # type: ignore[attr-defined]
+    st.ev_t[rows] = warm.shape[1]  # type: ignore[attr-defined]
     tail = clipped[:, -smoothing:]  # [r, <=K, C]
     k = tail.shape[1]
     ring = st.ev_ring  # type: ignore[attr-defined]
     ring[rows] = 0.0
-    ring[rows, :k, 0] = np.abs(tail - med[:, None]) / spread[:, None]
+    ring[rows, :k, 0] = np.abs(resid[:, -k:]) / spread[:, None]
     st.ev_n[rows] = k % smoothing  # type: ignore[attr-defined]
     st.ev_hist[rows] = 0.0  # type: ignore[attr-defined]
     st.ev_total[rows] = 0.0  # type: ignore[attr-defined]
@@ -119,6 +199,11 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, relation: bool, rid
         for j, r in enumerate(rows.tolist()):
             prec = _precision(cov[j], ridge)
             st.ev_prec[r] = prec  # type: ignore[attr-defined]
+            # a channel the others predict more closely (conditional sd 1 / sqrt(P_cc)) than
+            # its own forecast is left to the relation family
+            with np.errstate(divide="ignore"):
+                closer = 1.0 / np.sqrt(np.diag(prec)) < spread[j]
+            st.ev_mode[r, closer] = NONE  # type: ignore[attr-defined]
             e = (tail[j] - mu[j]) @ prec
             ring[r, :k, 1] = np.abs(e) / np.sqrt(np.diag(prec))
 
@@ -226,6 +311,7 @@ def score_events(
     rows: np.ndarray, values: np.ndarray, pattern_stat: np.ndarray,
     use_dev: bool, use_rel: bool, pattern_prior: float,
     base: np.ndarray, spread: np.ndarray, floor: np.ndarray, ring: np.ndarray, n_ev: np.ndarray,
+    mode: np.ndarray, period: np.ndarray, profile: np.ndarray, t: np.ndarray,
     hist: np.ndarray, total: np.ndarray, held: np.ndarray,
     mu: np.ndarray, cov: np.ndarray, prec: np.ndarray,
     rate: float, ridge: float, refresh: int, memory: float, hold: float, hold_max: int,
@@ -237,14 +323,26 @@ def score_events(
     ``channel_out`` [n, 2]; updates the sources' baselines and histories unless held."""
     n, c = values.shape
     k = ring.shape[1]
-    families = 1 + int(use_dev) + int(use_rel)
     z = np.empty((2, c))
+    dev = np.empty(c)
     for i in range(n):
         r = rows[i]
         x = values[i]
         slot = n_ev[r] % k
+        dev_on = False  # a source whose channels all drift has no deviation evidence
+        if use_dev:
+            for ch in range(c):
+                dev_on = dev_on or mode[r, ch] != NONE
+        families = 1 + int(dev_on) + int(use_rel)
         for ch in range(c):
-            z[0, ch] = _capped(abs(x[ch] - base[r, ch]) / spread[r, ch])
+            m = mode[r, ch]
+            if m == NONE:
+                dev[ch] = 0.0
+            elif m == SEASONAL:
+                dev[ch] = x[ch] - profile[r, t[r] % period[r, ch], ch]
+            else:
+                dev[ch] = x[ch] - base[r, ch]
+            z[0, ch] = _capped(abs(dev[ch]) / spread[r, ch])
         if use_rel:
             for a in range(c):
                 e = 0.0
@@ -260,6 +358,8 @@ def score_events(
         for fam in range(2):
             best, arg = -1.0, 0
             for ch in range(c):
+                if fam == 0 and mode[r, ch] == NONE:
+                    continue
                 s_long = 0.0
                 s_short = 0.0
                 for j in range(k):
@@ -271,20 +371,20 @@ def score_events(
                         HALF_NORMAL_MEAN + LONG_GAIN * (s_long / k - HALF_NORMAL_MEAN))
                 if s > best:
                     best, arg = s, ch
-            stats[1 + fam] = best
+            stats[1 + fam] = max(best, 0.0)
             channel_out[i, fam] = arg
         for f in range(NFAM):
-            on = f == PATTERNS or (f == DEVIATION and use_dev) or (f == RELATION and use_rel)
+            on = f == PATTERNS or (f == DEVIATION and dev_on) or (f == RELATION and use_rel)
             stat_out[i, f] = stats[f]
             if not on:
-                p_out[i, f] = 1.0
+                p_out[i, f] = np.nan if f == DEVIATION and use_dev else 1.0
                 continue
             prior = pattern_prior if f == PATTERNS else 0.0
             p = tail_probability(hist[r, f], total[r, f], stats[f], width[f], prior)
             p_out[i, f] = max(p, absolute_bound(f, stats[f], pattern_prior))
         # learn (unless the family is in an open episode)
         for f in range(NFAM):
-            on = f == PATTERNS or (f == DEVIATION and use_dev) or (f == RELATION and use_rel)
+            on = f == PATTERNS or (f == DEVIATION and dev_on) or (f == RELATION and use_rel)
             if not on:
                 continue
             unusual = f != PATTERNS and families * p_out[i, f] < hold
@@ -296,9 +396,16 @@ def score_events(
             remember(hist, total, r, f, stats[f], width[f], memory)
             if f == DEVIATION:
                 for ch in range(c):
-                    d = x[ch] - base[r, ch]
-                    step = rate * spread[r, ch]
-                    base[r, ch] += step if d > 0 else (-step if d < 0 else 0.0)
+                    d = dev[ch]
+                    if mode[r, ch] == BASELINE:
+                        step = rate * spread[r, ch]
+                        base[r, ch] += step if d > 0 else (-step if d < 0 else 0.0)
+                    elif mode[r, ch] == SEASONAL and d == d:
+                        # one visit per period: the profile adapts in about 1/rate events too
+                        lim = CLIP * spread[r, ch]
+                        ph = t[r] % period[r, ch]
+                        profile[r, ph, ch] += min(1.0, rate * period[r, ch]) * min(max(d, -lim),
+                                                                                   lim)
                     big = abs(d) * ABS_SIGMA
                     big = min(big, CLIP * spread[r, ch]) if big == big else spread[r, ch]
                     spread[r, ch] = max(spread[r, ch] + rate * (big - spread[r, ch]),
@@ -314,8 +421,11 @@ def score_events(
                 if n_ev[r] % refresh == refresh - 1:
                     prec[r] = _precision(cov[r], ridge)
         n_ev[r] += 1
+        t[r] += 1
 
 
 def combine(p: np.ndarray, families: int) -> np.ndarray:
-    """Bonferroni over the families a source has: ``min(1, F * min_f p_f)``."""
-    return np.minimum(1.0, families * p.min(axis=1))
+    """Bonferroni over the families a source has: ``min(1, F * min_f p_f)``, F = ``families``
+    less those its event has no evidence of (NaN: deviation on a source whose channels all
+    drift)."""
+    return np.minimum(1.0, (families - np.isnan(p).sum(axis=1)) * np.nanmin(p, axis=1))
