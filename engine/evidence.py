@@ -134,12 +134,12 @@ def forecasts(warm: np.ndarray, med: np.ndarray, period_max: int
     resid = warm - med
     for ch in range(c):
         x = warm[:, ch]
-        best = np.median(np.abs(resid[:, ch]))
+        best = np.mean(np.abs(resid[:, ch]))
         step = np.empty(n)
         step[0] = 0.0
         step[1:] = np.diff(x)
-        if n > 1 and np.median(np.abs(step[1:])) < best:
-            best = np.median(np.abs(step[1:]))
+        if n > 1 and np.mean(np.abs(step[1:])) < best:
+            best = np.mean(np.abs(step[1:]))
             mode[ch], resid[:, ch] = NONE, step
         peak = period(x, period_max) if period_max >= 2 else 0
         # the autocorrelation peak may sit one lag off the period in noise (measured: 99 for
@@ -149,8 +149,8 @@ def forecasts(warm: np.ndarray, med: np.ndarray, period_max: int
             prof = np.bincount(phase, weights=x, minlength=lag) / np.bincount(phase, minlength=lag)
             r = x - prof[phase]
             m = n / lag
-            if np.median(np.abs(r)) * math.sqrt(m / (m - 1)) < best:
-                best = np.median(np.abs(r)) * math.sqrt(m / (m - 1))
+            if np.mean(np.abs(r)) * math.sqrt(m / (m - 1)) < best:
+                best = np.mean(np.abs(r)) * math.sqrt(m / (m - 1))
                 mode[ch], per[ch], resid[:, ch] = SEASONAL, lag, r
                 profile[:, ch] = 0.0
                 profile[:lag, ch] = prof
