@@ -12,7 +12,18 @@ import pytest
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.detector import Detector
 from neurogate.engine.events import Event
-from neurogate.engine.evidence import BINS, MIN_HISTORY, TAIL_EVENTS, _precision, tail_probability
+from neurogate.engine.evidence import (
+    BASELINE,
+    BINS,
+    MIN_HISTORY,
+    NONE,
+    SEASONAL,
+    TAIL_EVENTS,
+    _precision,
+    combine,
+    forecasts,
+    tail_probability,
+)
 
 T0 = 1_700_000_000.0
 
@@ -93,6 +104,68 @@ def test_a_channel_that_leaves_the_others_shows_in_the_relation_family() -> None
     assert np.median(s_with[inside]) > np.median(s_without[inside]) + 0.1
     flagged = [r for r in results[1000:1200] if r.flagged]
     assert flagged and any(r.family_channels.get("relation") == "c02" for r in flagged)
+
+
+# -- the deviation family: each channel against its own forecast ----------------------------
+
+
+def independent(n: int, seed: int) -> np.ndarray:
+    """GutenTAG-like independent channels: two noisy periodic waves (periods 100 and 50),
+    white noise and a random walk."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return np.stack([np.sin(2 * np.pi * t / 100), np.sign(np.sin(2 * np.pi * t / 50)),
+                     np.zeros(n), np.cumsum(rng.normal(0, 0.05, n))], axis=1) + (
+        rng.normal(0, 0.1, (n, 4)) * np.array([1, 1, 1, 0]))
+
+
+def test_each_channel_gets_the_forecast_its_warm_up_fits_best() -> None:
+    warm = independent(800, seed=11)
+    mode, period, profile, resid = forecasts(warm, np.median(warm, axis=0), 200)
+    assert mode.tolist() == [SEASONAL, SEASONAL, BASELINE, NONE]  # the walk drifts: left out
+    assert period[:2].tolist() == [100, 50]
+    np.testing.assert_allclose(profile[:100, 0], np.sin(2 * np.pi * np.arange(100) / 100),
+                               atol=0.1)
+    assert np.median(np.abs(resid[:, :3])) < 0.1  # what is left is the noise
+    # no period search when period_max is 0: the waves fall back to a baseline
+    assert SEASONAL not in forecasts(warm, np.median(warm, axis=0), 0)[0].tolist()
+
+
+def test_a_periodic_channel_that_changes_shape_shows_in_the_deviation_family() -> None:
+    """An amplitude change of one periodic channel among independent ones stays inside the
+    channel's range and barely moves its relation to the others; against its seasonal
+    profile it stands out."""
+    values = independent(1600, seed=12)
+    values[1200:1300, 0] *= 1.5
+    inside = slice(1210, 1300)
+    before = slice(400, 1200)
+    on, results = score(values, config(warmup=400))
+    off, _ = score(values, config(warmup=400, **{"evidence.deviation": False}))
+    assert np.median(on[inside]) > np.quantile(on[before], 0.95)
+    assert np.median(on[inside]) > np.median(off[inside]) + 0.2
+    flagged = [r for r in results[1200:1300] if r.flagged]
+    assert flagged and any(r.family_channels.get("deviation") == "c00" for r in flagged)
+
+
+def test_a_source_whose_channels_all_drift_scores_as_without_the_deviation_family() -> None:
+    """Drifting channels are left out of the family; with none left, the family is absent
+    (NaN) and the Bonferroni count does not grow, so the score equals the one without it."""
+    walks = np.cumsum(np.random.default_rng(13).normal(0, 1, (900, 3)), axis=0)
+    on, results = score(walks, config())
+    off, _ = score(walks, config(**{"evidence.deviation": False}))
+    np.testing.assert_array_equal(on, off)
+    fam = np.array([r.families.get("deviation", np.nan) for r in results])
+    assert np.isnan(fam).all()
+    p = np.array([[0.01, np.nan, 0.2], [0.3, 0.02, 0.5]])
+    np.testing.assert_allclose(combine(p, 3), [0.02, 0.06])
+
+
+def test_a_univariate_source_has_no_deviation_family_by_default() -> None:
+    values = independent(900, seed=14)[:, 2:3]  # white noise: a baseline forecast
+    default, results = score(values, config())
+    single, _ = score(values, config(**{"evidence.deviation_channels": 1}))
+    assert not any("deviation" in r.families for r in results)
+    assert not np.array_equal(default, single)  # one more family when it is asked for
 
 
 # -- holding back learning during an incident ----------------------------------------------
