@@ -1,5 +1,6 @@
-"""State of all sources that share one field set: warm-up, frozen ranges, value history,
-new-extreme tracking, alert suppression and the reservoir the NeuroNet trains on."""
+"""State of all sources that share one field set: warm-up, frozen ranges, value history, the
+arrays the post-score rules keep (new extremes, evidence, calibration and suppression
+histories: engine/rules.py) and the reservoir the NeuroNet trains on."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from neurogate.engine.state import (
     grouped_cummax_before,
     normalised_windows,
     store_tail,
-    windows_at,
 )
 
 
@@ -120,7 +120,6 @@ class Bank:
             specs["cal_hist"] = ((config.calibration_window,), np.float64, np.nan)
         ev = config.evidence
         self.relation = ev.relation and c >= 2
-        self.families = 1 + int(ev.deviation) + int(self.relation)  # combined by Bonferroni
         specs.update(evidence.state_specs(c, ev.smoothing * evidence.LONG, self.relation))
         if config.neuronet.enabled:
             specs["res"] = ((config.neuronet.reservoir, c), np.float32, 0.0)
@@ -265,54 +264,6 @@ class Bank:
                 out.append(np.concatenate([st.res[r, start:], st.res[r, :start]]))
         return out
 
-    # -- rules applied to scores ------------------------------------------------------------
-
-    def extreme(self, p: Prepared, values: np.ndarray) -> np.ndarray:
-        """New-extreme rule: any channel outside the source's seen [min, max] +- margin*range.
-        Updates the seen range. ``values`` are the post events' raw values (arrival order)."""
-        st = self.state
-        g = p.groups
-        assert g is not None
-        v = values[g.order]
-        hi = grouped_cummax_before(st.ext_hi[g.rows], g, v)
-        lo = -grouped_cummax_before(-st.ext_lo[g.rows], g, -v)
-        # Each channel can set a record by chance: with C channels the margin grows by ln C, so
-        # a noisy 40-channel source does not hit the rule 40 times as often (measured: 2.1 % of
-        # normal events at margin 0.05 on 40 noisy channels; univariate sources unchanged).
-        span = (hi - lo) * self.config.extreme_margin * (1.0 + np.log(self.channels))
-        out_o = ((v > hi + span) | (v < lo - span)).any(axis=1)
-        last = g.starts + g.counts - 1
-        st.ext_hi[g.rows] = np.maximum(hi[last], v[last])
-        st.ext_lo[g.rows] = np.minimum(lo[last], v[last])
-        out = np.empty_like(out_o)
-        out[g.order] = out_o
-        return out
-
-    def evidence(self, rows: np.ndarray, values: np.ndarray, pattern_stat: np.ndarray,
-                 pattern_prior: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each family's tail probability [n, NFAM], statistic [n, NFAM] and driving channel
-        [n, 2] for scored events of source ``rows`` (arrival order), learning from each unless
-        it is held (engine/evidence.py). ``values`` are raw; ``pattern_prior`` is the log of
-        the code vocabulary (the pattern family's prior)."""
-        st = self.state
-        ev = self.config.evidence
-        n = values.shape[0]
-        p_out = np.empty((n, evidence.NFAM))
-        stat = np.empty((n, evidence.NFAM))
-        chan = np.empty((n, 2), dtype=np.int64)
-        if self.relation:
-            mu, cov, prec = st.ev_mu, st.ev_cov, st.ev_prec
-        else:  # typed placeholders: the kernel does not read them
-            mu, cov, prec = np.zeros((1, 1)), np.zeros((1, 1, 1)), np.zeros((1, 1, 1))
-        evidence.score_events(
-            rows, np.ascontiguousarray(values, dtype=np.float64),
-            np.ascontiguousarray(pattern_stat, dtype=np.float64),
-            ev.deviation, self.relation, pattern_prior,
-            st.ev_base, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_hist,
-            st.ev_total, st.ev_held, mu, cov, prec, ev.rate, ev.ridge, ev.refresh,
-            float(ev.tail_memory), ev.hold, ev.hold_max, evidence.WIDTH, p_out, stat, chan)
-        return p_out, stat, chan
-
     def seed_pattern_history(self, row: int, stats: np.ndarray) -> None:
         """Add pattern-evidence statistics (e.g. of the warm-up replay) to a source's history."""
         st = self.state
@@ -320,29 +271,3 @@ class Bank:
         width = float(evidence.WIDTH[evidence.PATTERNS])
         for x in np.asarray(stats, dtype=np.float64).tolist():
             evidence.remember(st.ev_hist, st.ev_total, row, evidence.PATTERNS, x, width, memory)
-
-    def suppress(self, p: Prepared, score: np.ndarray) -> np.ndarray:
-        """True where a score does not beat the source's previous ``suppress_window`` scores
-        (the same incident alerting again). Updates the score history."""
-        g = p.groups
-        assert g is not None
-        k = self.config.suppress_window
-        if k == 0:
-            return np.zeros(score.size, dtype=bool)
-        ext, vpos = extend(self.state.score_hist[g.rows], g, score[g.order])
-        store_tail(self.state.score_hist, g, ext, vpos)
-        prev = windows_at(ext, vpos - 1, k).max(axis=1)
-        out = np.empty(score.size, dtype=bool)
-        out[g.order] = score[g.order] <= prev
-        return out
-
-    def calibration_history(self, p: Prepared, score: np.ndarray) -> np.ndarray:
-        """Each event's previous ``calibration_window`` scores of its source (NaN = none yet)."""
-        g = p.groups
-        assert g is not None
-        st = self.state
-        ext, vpos = extend(st.cal_hist[g.rows], g, score[g.order])
-        store_tail(st.cal_hist, g, ext, vpos)
-        out = np.empty((score.size, st.cal_hist.shape[1]))
-        out[g.order] = windows_at(ext, vpos - 1, st.cal_hist.shape[1])
-        return out

@@ -19,27 +19,22 @@ from typing import Any
 
 import numpy as np
 
-from neurogate.engine import snapshot
+from neurogate.engine import rules, snapshot
 from neurogate.engine.bank import Bank, Prepared
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.counts import NCOLS, CountTable
 from neurogate.engine.encoder import Encoder, FixedEncoder
 from neurogate.engine.events import Event, EventBatch
-from neurogate.engine.evidence import FAMILIES, NFAM, PATTERNS, combine
+from neurogate.engine.evidence import FAMILIES, NFAM, PATTERNS
 from neurogate.engine.gcpause import collector_paused
 from neurogate.engine.labels import Label, LabelMemory, learn_labels
 from neurogate.engine.patterns import TRI, TRICTX, calendar_bucket, pattern_keys
 from neurogate.engine.posterior import ClassEvidence, explain, log_odds
-from neurogate.engine.scoring import rank_calibrate, squash, stream_probabilities, top_k_mean
+from neurogate.engine.scoring import stream_probabilities, top_k_mean
 from neurogate.engine.shadow import Lifecycle
 from neurogate.engine.stores import MemoryStore, OutcomeUnknown, PatternStore
 
 log = logging.getLogger("neurogate.detector")
-
-# Smallest combined tail probability: -ln of it (690 nats) still squashes below 1.0, which
-# the new-extreme rule keeps for values outside everything seen.
-MIN_PROBABILITY = 1e-300
-
 
 def iso_time(ts: float) -> str | None:
     """ISO-8601 UTC of epoch seconds (None when unknown or out of the calendar's range).
@@ -210,6 +205,19 @@ class BatchResult:
         return [self.result(int(i)) for i in np.flatnonzero(self.flagged)]
 
 
+@dataclass
+class _Scored:
+    """A bank's scored events of one batch, in arrival order."""
+
+    target: np.ndarray  # index in the batch
+    at: np.ndarray  # index among the bank's events of the batch (replays are counted by it)
+    rows: np.ndarray  # source row
+    ts: np.ndarray
+    has_cal: np.ndarray
+    values: np.ndarray  # raw [n, C]
+    labels: np.ndarray  # int8, -1 = unknown
+
+
 class FlushUnknown(ConnectionError):
     """A flush was asked of a detector whose earlier write may or may not have landed."""
 
@@ -272,6 +280,7 @@ class Detector:
         self._learning = True  # False inside score_many: counts are read, never added
         self._steps: dict[str, int] = {}  # learn_one's event numbers of sources without ts
         self._given_ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # set_range
+        self._rules = rules.chain(self.config)  # post-score rules, in order
         state = self.store.get_meta(snapshot.META_NAME)
         if state is not None:
             snapshot.load(self, state)
@@ -619,7 +628,10 @@ class Detector:
             bucket = self._bucket(r.ts, r.has_calendar)
             keys = self._keys(lc, r.windows, bank.state.scope[r.rows], bucket)
             replays.append((int(at), int(row), keys, r.labels))
-        self._score_post(bank, lc, p, idx, rows, ts, has_cal, values, labels, replays, out)
+        post = p.post
+        scored = _Scored(idx[post], post, rows[post], ts[post], has_cal[post], values[post],
+                         labels[post])
+        self._score_post(bank, p, scored, replays, out)
 
     def _keys(
         self, lc: Lifecycle, windows: np.ndarray, scope: np.ndarray, bucket: np.ndarray
@@ -694,52 +706,41 @@ class Detector:
         cols = lc.serving_columns()
         bank.seed_pattern_history(row, top_k_mean(-np.log(p_ctx[:, cols]), cfg.top_k))
 
-    def _score_post(
-        self, bank: Bank, lc: Lifecycle, p: Prepared, idx: np.ndarray, rows: np.ndarray,
-        ts: np.ndarray, has_cal: np.ndarray, values: np.ndarray, labels: np.ndarray,
-        replays: list[tuple[int, int, np.ndarray, np.ndarray]], out: BatchResult,
-    ) -> None:
+    def _score_post(self, bank: Bank, p: Prepared, s: _Scored,
+                    replays: list[tuple[int, int, np.ndarray, np.ndarray]],
+                    out: BatchResult) -> None:
+        """Count the scored events ``s`` (with the warm-up ``replays`` in arrival order), score
+        them from the counts before each, then run the post-score rules (engine/rules.py)."""
         cfg = self.config
-        post = p.post
-        if not post.size:
-            self._count_in_order(bank, lc, np.zeros((0, 0, 0), np.uint64), labels[:0], post,
+        lc = self.lifecycles[bank.fields]
+        if not s.at.size:
+            self._count_in_order(bank, lc, np.zeros((0, 0, 0), np.uint64), s.labels, s.at,
                                  replays)
             return
-        prow = rows[post]
-        target = idx[post]
-        bucket = self._bucket(ts[post], has_cal[post])
-        keys = self._keys(lc, p.windows, bank.state.scope[prow], bucket)
-        counts = self._count_in_order(bank, lc, keys, labels[post], post, replays)
+        target = s.target
+        bucket = self._bucket(s.ts, s.has_cal)
+        keys = self._keys(lc, p.windows, bank.state.scope[s.rows], bucket)
+        counts = self._count_in_order(bank, lc, keys, s.labels, s.at, replays)
         if self.label_memory is not None and self._learning:
             batch = out.events
             assert isinstance(batch, EventBatch)
-            self.label_memory.remember(batch.take(target), keys, labels[post])
+            self.label_memory.remember(batch.take(target), keys, s.labels)
         p_uni, p_ctx = stream_probabilities(counts[..., 0], lc.vocab, cfg.alpha, cfg.alpha0)
         surprise = -np.log(p_ctx)
         if self._learning:
-            lc.observe(surprise, -np.log(p_uni), labels[post])
+            lc.observe(surprise, -np.log(p_uni), s.labels)
         cols = lc.serving_columns()
-        pattern_stat = top_k_mean(surprise[:, cols], cfg.top_k)
-        if cfg.evidence.calibrate:
-            prior = float(np.log(np.median(lc.vocab[cols])))
-            fam_p, _, fam_chan = bank.evidence(prow, values[post], pattern_stat, prior)
-            out.family_p[target] = fam_p
-            out.family_channel[target] = fam_chan
-            combined = combine(fam_p, bank.families)
-            raw = squash(-np.log2(np.maximum(combined, MIN_PROBABILITY)))
-        else:
-            raw = squash(pattern_stat)
-        extreme = bank.extreme(p, values[post]) if cfg.extreme_rule else np.zeros(post.size, bool)
-        if cfg.calibration == "rank":
-            hist = bank.calibration_history(p, raw)
-            raw = rank_calibrate(raw, hist)
-        score = np.where(extreme, 1.0, raw)
-        suppressed = bank.suppress(p, score)
-        flagged = (score >= cfg.threshold) & ~suppressed
-        out.score[target] = score
-        out.extreme[target] = extreme
-        out.suppressed[target] = suppressed
+        assert p.groups is not None
+        ctx = rules.run(self._rules, rules.ScoreContext(
+            bank.state, s.rows, p.groups, s.values, top_k_mean(surprise[:, cols], cfg.top_k),
+            float(np.log(np.median(lc.vocab[cols]))), bank.relation))
+        flagged = ctx.flagged
+        out.score[target] = ctx.score
+        out.extreme[target] = ctx.extreme
+        out.suppressed[target] = ctx.suppressed
         out.flagged[target] = flagged
+        out.family_p[target] = ctx.family_p
+        out.family_channel[target] = ctx.family_channel
         has_labels = np.asarray((counts[:, 0, 0, 1:] > 0).all(axis=1))
         if has_labels.any():
             sel = np.flatnonzero(has_labels)
@@ -749,7 +750,7 @@ class Detector:
         if flag.size:  # the codes again, for the flagged events only (they are not kept)
             codes = np.concatenate([slot.encoder.encode(p.windows[flag]) for slot in lc.slots],
                                    axis=1)
-            low, width = bank.state.lo[prow[flag]], bank.state.scale[prow[flag]]
+            low, width = bank.state.lo[s.rows[flag]], bank.state.scale[s.rows[flag]]
         for f, j in enumerate(flag):
             i = int(target[j])
             out.evidence[i] = [
