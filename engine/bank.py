@@ -5,6 +5,7 @@ histories: engine/rules.py) and the reservoir the NeuroNet trains on."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -125,6 +126,25 @@ class Bank:
             specs["res"] = ((config.neuronet.reservoir, c), np.float32, 0.0)
             specs["res_n"] = ((), np.int64, 0)
         self.state = Growing(specs)
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The bank's part of a detector state (engine/snapshot.py): a JSON-able header and
+        every per-source array; ``from_state`` reads them back."""
+        st = self.state
+        return ({"fields": list(self.fields), "sources": self.sources},
+                {name: arr[: st.size] for name, arr in st.arrays.items()})
+
+    @classmethod
+    def from_state(cls, fields: tuple[str, ...], window: int, config: EngineConfig,
+                   meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Bank:
+        """A bank as ``to_state`` saved it (``arrays`` may hold other parts' arrays too)."""
+        bank = cls(fields, window, config)
+        size = len(meta["sources"])
+        bank.state.add(size)
+        for name in bank.state.arrays:
+            bank.state.arrays[name][:size] = arrays[name]
+        bank.sources = list(meta["sources"])
+        return bank
 
     def add_source(self, source: str) -> int:
         """Register a new source; returns its row."""

@@ -248,13 +248,15 @@ class Detector:
         preload_limit: int = 5_000_000,
         progress: bool = False,
         label_memory: int = 0,
+        state: bytes | None = None,
     ) -> None:
         """``flush_every``: events between automatic flushes, written in the background while
         scoring goes on (None: only when ``flush`` is called, e.g. by a caller that records
-        input positions). A store holding a state snapshot is resumed from it. While a
-        background flush runs, its thread uses the store: call ``flush`` or ``close`` before
-        using the store directly. ``label_memory``: how many recent scored events keep their
-        pattern keys for ``learn_labels`` (0: none; labels that come with events need none)."""
+        input positions). A store holding a state snapshot is resumed from it, unless a
+        ``state`` (``to_state``) is given (see ``from_state``). While a background flush runs,
+        its thread uses the store: call ``flush`` or ``close`` before using the store directly.
+        ``label_memory``: how many recent scored events keep their pattern keys for
+        ``learn_labels`` (0: none; labels that come with events need none)."""
         self.config = config or EngineConfig()
         self.store = store if store is not None else MemoryStore()
         self.flush_every = flush_every
@@ -281,9 +283,44 @@ class Detector:
         self._steps: dict[str, int] = {}  # learn_one's event numbers of sources without ts
         self._given_ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # set_range
         self._rules = rules.chain(self.config)  # post-score rules, in order
-        state = self.store.get_meta(snapshot.META_NAME)
+        if state is None:
+            state = self.store.get_meta(snapshot.META_NAME)
         if state is not None:
-            snapshot.load(self, state)
+            self._restore(state)
+
+    @classmethod
+    def from_state(cls, state: bytes, config: EngineConfig | None = None,
+                   store: PatternStore | None = None, **options: Any) -> Detector:
+        """A detector that continues exactly where ``to_state`` left off: ``state`` holds
+        everything but the pattern counts, which ``store`` holds (the counts flushed with
+        that state). ``config`` must have the same state-shaping settings
+        (``EngineConfig.state_settings``); ``options`` as for ``Detector``."""
+        return cls(config, store, state=state, **options)
+
+    def to_state(self) -> bytes:
+        """Everything besides the pattern counts that scoring depends on: each field set's
+        per-source arrays and encoder lifecycle (engine/snapshot.py). ``flush`` stores it
+        beside the counts; ``from_state`` continues from it."""
+        banks: list[dict[str, Any]] = []
+        arrays: dict[str, np.ndarray] = {}
+        for b, (fields, bank) in enumerate(self.banks.items()):
+            bank_meta, bank_arrays = bank.to_state()
+            lc_meta, lc_arrays = self.lifecycles[fields].to_state()
+            banks.append(bank_meta | lc_meta)
+            arrays.update((f"b{b}/{k}", v) for k, v in (bank_arrays | lc_arrays).items())
+        return snapshot.dump(self.config, self.events_seen, banks, arrays)
+
+    def _restore(self, state: bytes) -> None:
+        """Take over ``to_state``'s state (a fresh detector with the same configuration)."""
+        self.events_seen, banks = snapshot.load(state, self.config)
+        for meta, arrays in banks:
+            fields = tuple(meta["fields"])
+            lc = Lifecycle.from_state(self.config, len(fields), meta, arrays,
+                                      self.store.get_meta)
+            bank = Bank.from_state(fields, lc.window, self.config, meta, arrays)
+            self._attach(bank, lc)
+            for row, source in enumerate(bank.sources):
+                self._sources[source] = (bank, row)
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -482,7 +519,7 @@ class Detector:
                 "on the store (it resumes from the store's state) and feed the input again from "
                 "the store's positions") from self._unknown
         keys, deltas, new = self.cache.changes()
-        blob = snapshot.dump(self)
+        blob = self.to_state()
         self.cache.mark_stored()
         self._pending_events = 0
         return keys, deltas, new, blob
@@ -592,12 +629,16 @@ class Detector:
             fixed = FixedEncoder(self.config.fixed, channels=len(fields))
             lc = Lifecycle(self.config, fixed, len(fields))
             bank = Bank(fields, lc.window, self.config)
-            bank.given_ranges = self._given_ranges
-            self.banks[fields] = bank
-            self.lifecycles[fields] = lc
+            self._attach(bank, lc)
         entry = (bank, bank.add_source(source))
         self._sources[source] = entry
         return entry
+
+    def _attach(self, bank: Bank, lc: Lifecycle) -> None:
+        """Serve a field set with ``bank`` and ``lc``."""
+        bank.given_ranges = self._given_ranges
+        self.banks[bank.fields] = bank
+        self.lifecycles[bank.fields] = lc
 
     def _process_bank(
         self, bank: Bank, batch: EventBatch, idx: np.ndarray, rows: np.ndarray,
