@@ -564,7 +564,7 @@ class Detector:
     def save_encoder(self, encoder: Encoder) -> None:
         """Keep a trained encoder's artifact in the store's registry (for rollback and reuse)."""
         self._settle()
-        blob = encoder.to_bytes()  # type: ignore[attr-defined]
+        blob = encoder.to_bytes()
         self.store.put_meta(f"encoder/{encoder.name}/{encoder.version}", blob)
 
     def count_only(self, keys: np.ndarray, labels: np.ndarray) -> None:

@@ -28,13 +28,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.encoder import Encoder, FixedEncoder, StreamSpec
+from neurogate.engine.encoders import load_pretrained, restore
 from neurogate.engine.extras import neuronet_usable
 from neurogate.engine.neuronet import NeuroNet, NeuroNetConfig
 from neurogate.engine.patterns import MAX_VOCAB, NO_CALENDAR, pattern_keys, stream_bases
@@ -47,19 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("neurogate.shadow")
 
 MIN_POSITIVES = 5  # labelled anomalies needed in the shadow period to judge by separation
-BUILTIN = Path(__file__).resolve().parent / "pretrained" / "neuronet.npz"
-
-
-def load_pretrained(setting: str, channels: int) -> NeuroNet | None:
-    """The NeuroNet named by ``neuronet.pretrained`` ("" none, "builtin", or a file path),
-    or None when it is not set or encodes another number of channels."""
-    if not setting:
-        return None
-    path = BUILTIN if setting == "builtin" else Path(setting)
-    if not path.is_file():
-        raise ValueError(f"neuronet.pretrained: no NeuroNet file at {path}")
-    net = NeuroNet.load(path)
-    return net if net.channels == channels else None
 
 
 class Host(Protocol):
@@ -194,7 +181,7 @@ class Lifecycle:
         """A lifecycle as ``to_state`` saved it; NeuroNet artifacts are read with ``artifact``
         (the store's ``get_meta``)."""
         slots = meta["slots"]
-        encoders = [restore_encoder(s, config, channels, artifact) for s in slots]
+        encoders = [restore(s, config, channels, artifact) for s in slots]
         fixed = encoders[0]
         assert isinstance(fixed, FixedEncoder)
         lc = cls(config, fixed, channels, fresh=False)
@@ -441,29 +428,6 @@ class Lifecycle:
             "neuronets": nets,
             "pending": pending,
         }
-
-
-def restore_encoder(slot: dict[str, Any], config: EngineConfig, channels: int,
-                    artifact: Callable[[str], bytes | None]) -> Encoder:
-    """The encoder a saved slot names (``Lifecycle.to_state``): the fixed codes of ``config``
-    (which must still have the saved version), or a NeuroNet from its artifact (or the
-    pretrained one, served from the first event, before any flush saved it)."""
-    if slot["name"] == "fixed":
-        enc = FixedEncoder(config.fixed, channels=channels)
-        if enc.version != slot["version"]:
-            raise ValueError("fixed encoder settings changed since the state was written")
-        return enc
-    blob = artifact(f"encoder/{slot['name']}/{slot['version']}")
-    if blob is not None:
-        net = NeuroNet.from_bytes(blob, f"encoder/{slot['name']}/{slot['version']}")
-    else:
-        pretrained = load_pretrained(config.neuronet.pretrained, channels)
-        if pretrained is None or pretrained.version != slot["version"]:
-            raise ValueError(f"encoder artifact {slot['name']}/{slot['version']} missing from "
-                             "store")
-        net = pretrained
-    levels = slot.get("levels") or list(net.levels)
-    return net if len(levels) == net.config.levels else net.view(levels)
 
 
 def _summary(report: dict[str, Any]) -> str:
