@@ -36,6 +36,7 @@ from neurogate.engine.stores import MemoryStore, OutcomeUnknown, PatternStore
 
 log = logging.getLogger("neurogate.detector")
 
+
 def iso_time(ts: float) -> str | None:
     """ISO-8601 UTC of epoch seconds (None when unknown or out of the calendar's range).
 
