@@ -1,9 +1,11 @@
-"""State of all sources that share one field set: warm-up, frozen ranges, value history,
-new-extreme tracking, alert suppression and the reservoir the NeuroNet trains on."""
+"""State of all sources that share one field set: warm-up, frozen ranges, value history, the
+arrays the post-score rules keep (new extremes, evidence, calibration and suppression
+histories: engine/rules.py) and the reservoir the NeuroNet trains on."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +19,6 @@ from neurogate.engine.state import (
     grouped_cummax_before,
     normalised_windows,
     store_tail,
-    windows_at,
 )
 
 
@@ -121,13 +122,31 @@ class Bank:
         ev = config.evidence
         self.relation = ev.relation and c >= 2
         self.deviation = ev.deviation and c >= ev.deviation_channels
-        self.families = 1 + int(self.deviation) + int(self.relation)  # combined by Bonferroni
         specs.update(evidence.state_specs(c, ev.smoothing * evidence.LONG, self.relation,
                                           ev.period_max if self.deviation else 0))
         if config.neuronet.enabled:
             specs["res"] = ((config.neuronet.reservoir, c), np.float32, 0.0)
             specs["res_n"] = ((), np.int64, 0)
         self.state = Growing(specs)
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The bank's part of a detector state (engine/snapshot.py): a JSON-able header and
+        every per-source array; ``from_state`` reads them back."""
+        st = self.state
+        return ({"fields": list(self.fields), "sources": self.sources},
+                {name: arr[: st.size] for name, arr in st.arrays.items()})
+
+    @classmethod
+    def from_state(cls, fields: tuple[str, ...], window: int, config: EngineConfig,
+                   meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Bank:
+        """A bank as ``to_state`` saved it (``arrays`` may hold other parts' arrays too)."""
+        bank = cls(fields, window, config)
+        size = len(meta["sources"])
+        bank.state.add(size)
+        for name in bank.state.arrays:
+            bank.state.arrays[name][:size] = arrays[name]
+        bank.sources = list(meta["sources"])
+        return bank
 
     def add_source(self, source: str) -> int:
         """Register a new source; returns its row."""
@@ -268,55 +287,6 @@ class Bank:
                 out.append(np.concatenate([st.res[r, start:], st.res[r, :start]]))
         return out
 
-    # -- rules applied to scores ------------------------------------------------------------
-
-    def extreme(self, p: Prepared, values: np.ndarray) -> np.ndarray:
-        """New-extreme rule: any channel outside the source's seen [min, max] +- margin*range.
-        Updates the seen range. ``values`` are the post events' raw values (arrival order)."""
-        st = self.state
-        g = p.groups
-        assert g is not None
-        v = values[g.order]
-        hi = grouped_cummax_before(st.ext_hi[g.rows], g, v)
-        lo = -grouped_cummax_before(-st.ext_lo[g.rows], g, -v)
-        # Each channel can set a record by chance: with C channels the margin grows by ln C, so
-        # a noisy 40-channel source does not hit the rule 40 times as often (measured: 2.1 % of
-        # normal events at margin 0.05 on 40 noisy channels; univariate sources unchanged).
-        span = (hi - lo) * self.config.extreme_margin * (1.0 + np.log(self.channels))
-        out_o = ((v > hi + span) | (v < lo - span)).any(axis=1)
-        last = g.starts + g.counts - 1
-        st.ext_hi[g.rows] = np.maximum(hi[last], v[last])
-        st.ext_lo[g.rows] = np.minimum(lo[last], v[last])
-        out = np.empty_like(out_o)
-        out[g.order] = out_o
-        return out
-
-    def evidence(self, rows: np.ndarray, values: np.ndarray, pattern_stat: np.ndarray,
-                 pattern_prior: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each family's tail probability [n, NFAM], statistic [n, NFAM] and driving channel
-        [n, 2] for scored events of source ``rows`` (arrival order), learning from each unless
-        it is held (engine/evidence.py). ``values`` are raw; ``pattern_prior`` is the log of
-        the code vocabulary (the pattern family's prior)."""
-        st = self.state
-        ev = self.config.evidence
-        n = values.shape[0]
-        p_out = np.empty((n, evidence.NFAM))
-        stat = np.empty((n, evidence.NFAM))
-        chan = np.empty((n, 2), dtype=np.int64)
-        if self.relation:
-            mu, cov, prec = st.ev_mu, st.ev_cov, st.ev_prec
-        else:  # typed placeholders: the kernel does not read them
-            mu, cov, prec = np.zeros((1, 1)), np.zeros((1, 1, 1)), np.zeros((1, 1, 1))
-        evidence.score_events(
-            rows, np.ascontiguousarray(values, dtype=np.float64),
-            np.ascontiguousarray(pattern_stat, dtype=np.float64),
-            self.deviation, self.relation, pattern_prior,
-            st.ev_base, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_mode,
-            st.ev_period, st.ev_profile, st.ev_t, st.ev_hist,
-            st.ev_total, st.ev_held, mu, cov, prec, ev.rate, ev.ridge, ev.refresh,
-            float(ev.tail_memory), ev.hold, ev.hold_max, evidence.WIDTH, p_out, stat, chan)
-        return p_out, stat, chan
-
     def seed_pattern_history(self, row: int, stats: np.ndarray) -> None:
         """Add pattern-evidence statistics (e.g. of the warm-up replay) to a source's history."""
         st = self.state
@@ -324,29 +294,3 @@ class Bank:
         width = float(evidence.WIDTH[evidence.PATTERNS])
         for x in np.asarray(stats, dtype=np.float64).tolist():
             evidence.remember(st.ev_hist, st.ev_total, row, evidence.PATTERNS, x, width, memory)
-
-    def suppress(self, p: Prepared, score: np.ndarray) -> np.ndarray:
-        """True where a score does not beat the source's previous ``suppress_window`` scores
-        (the same incident alerting again). Updates the score history."""
-        g = p.groups
-        assert g is not None
-        k = self.config.suppress_window
-        if k == 0:
-            return np.zeros(score.size, dtype=bool)
-        ext, vpos = extend(self.state.score_hist[g.rows], g, score[g.order])
-        store_tail(self.state.score_hist, g, ext, vpos)
-        prev = windows_at(ext, vpos - 1, k).max(axis=1)
-        out = np.empty(score.size, dtype=bool)
-        out[g.order] = score[g.order] <= prev
-        return out
-
-    def calibration_history(self, p: Prepared, score: np.ndarray) -> np.ndarray:
-        """Each event's previous ``calibration_window`` scores of its source (NaN = none yet)."""
-        g = p.groups
-        assert g is not None
-        st = self.state
-        ext, vpos = extend(st.cal_hist[g.rows], g, score[g.order])
-        store_tail(st.cal_hist, g, ext, vpos)
-        out = np.empty((score.size, st.cal_hist.shape[1]))
-        out[g.order] = windows_at(ext, vpos - 1, st.cal_hist.shape[1])
-        return out

@@ -19,26 +19,22 @@ from typing import Any
 
 import numpy as np
 
-from neurogate.engine import snapshot
+from neurogate.engine import rules, snapshot
 from neurogate.engine.bank import Bank, Prepared
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.counts import NCOLS, CountTable
 from neurogate.engine.encoder import Encoder, FixedEncoder
 from neurogate.engine.events import Event, EventBatch
-from neurogate.engine.evidence import FAMILIES, NFAM, PATTERNS, combine
+from neurogate.engine.evidence import FAMILIES, NFAM, PATTERNS
 from neurogate.engine.gcpause import collector_paused
 from neurogate.engine.labels import Label, LabelMemory, learn_labels
 from neurogate.engine.patterns import TRI, TRICTX, calendar_bucket, pattern_keys
 from neurogate.engine.posterior import ClassEvidence, explain, log_odds
-from neurogate.engine.scoring import rank_calibrate, squash, stream_probabilities, top_k_mean
+from neurogate.engine.scoring import stream_probabilities, top_k_mean
 from neurogate.engine.shadow import Lifecycle
 from neurogate.engine.stores import MemoryStore, OutcomeUnknown, PatternStore
 
 log = logging.getLogger("neurogate.detector")
-
-# Smallest combined tail probability: -ln of it (690 nats) still squashes below 1.0, which
-# the new-extreme rule keeps for values outside everything seen.
-MIN_PROBABILITY = 1e-300
 
 
 def iso_time(ts: float) -> str | None:
@@ -210,6 +206,19 @@ class BatchResult:
         return [self.result(int(i)) for i in np.flatnonzero(self.flagged)]
 
 
+@dataclass
+class _Scored:
+    """A bank's scored events of one batch, in arrival order."""
+
+    target: np.ndarray  # index in the batch
+    at: np.ndarray  # index among the bank's events of the batch (replays are counted by it)
+    rows: np.ndarray  # source row
+    ts: np.ndarray
+    has_cal: np.ndarray
+    values: np.ndarray  # raw [n, C]
+    labels: np.ndarray  # int8, -1 = unknown
+
+
 class FlushUnknown(ConnectionError):
     """A flush was asked of a detector whose earlier write may or may not have landed."""
 
@@ -240,13 +249,15 @@ class Detector:
         preload_limit: int = 5_000_000,
         progress: bool = False,
         label_memory: int = 0,
+        state: bytes | None = None,
     ) -> None:
         """``flush_every``: events between automatic flushes, written in the background while
         scoring goes on (None: only when ``flush`` is called, e.g. by a caller that records
-        input positions). A store holding a state snapshot is resumed from it. While a
-        background flush runs, its thread uses the store: call ``flush`` or ``close`` before
-        using the store directly. ``label_memory``: how many recent scored events keep their
-        pattern keys for ``learn_labels`` (0: none; labels that come with events need none)."""
+        input positions). A store holding a state snapshot is resumed from it, unless a
+        ``state`` (``to_state``) is given (see ``from_state``). While a background flush runs,
+        its thread uses the store: call ``flush`` or ``close`` before using the store directly.
+        ``label_memory``: how many recent scored events keep their pattern keys for
+        ``learn_labels`` (0: none; labels that come with events need none)."""
         self.config = config or EngineConfig()
         self.store = store if store is not None else MemoryStore()
         self.flush_every = flush_every
@@ -272,9 +283,45 @@ class Detector:
         self._learning = True  # False inside score_many: counts are read, never added
         self._steps: dict[str, int] = {}  # learn_one's event numbers of sources without ts
         self._given_ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # set_range
-        state = self.store.get_meta(snapshot.META_NAME)
+        self._rules = rules.chain(self.config)  # post-score rules, in order
+        if state is None:
+            state = self.store.get_meta(snapshot.META_NAME)
         if state is not None:
-            snapshot.load(self, state)
+            self._restore(state)
+
+    @classmethod
+    def from_state(cls, state: bytes, config: EngineConfig | None = None,
+                   store: PatternStore | None = None, **options: Any) -> Detector:
+        """A detector that continues exactly where ``to_state`` left off: ``state`` holds
+        everything but the pattern counts, which ``store`` holds (the counts flushed with
+        that state). ``config`` must have the same state-shaping settings
+        (``EngineConfig.state_settings``); ``options`` as for ``Detector``."""
+        return cls(config, store, state=state, **options)
+
+    def to_state(self) -> bytes:
+        """Everything besides the pattern counts that scoring depends on: each field set's
+        per-source arrays and encoder lifecycle (engine/snapshot.py). ``flush`` stores it
+        beside the counts; ``from_state`` continues from it."""
+        banks: list[dict[str, Any]] = []
+        arrays: dict[str, np.ndarray] = {}
+        for b, (fields, bank) in enumerate(self.banks.items()):
+            bank_meta, bank_arrays = bank.to_state()
+            lc_meta, lc_arrays = self.lifecycles[fields].to_state()
+            banks.append(bank_meta | lc_meta)
+            arrays.update((f"b{b}/{k}", v) for k, v in (bank_arrays | lc_arrays).items())
+        return snapshot.dump(self.config, self.events_seen, banks, arrays)
+
+    def _restore(self, state: bytes) -> None:
+        """Take over ``to_state``'s state (a fresh detector with the same configuration)."""
+        self.events_seen, banks = snapshot.load(state, self.config)
+        for meta, arrays in banks:
+            fields = tuple(meta["fields"])
+            lc = Lifecycle.from_state(self.config, len(fields), meta, arrays,
+                                      self.store.get_meta)
+            bank = Bank.from_state(fields, lc.window, self.config, meta, arrays)
+            self._attach(bank, lc)
+            for row, source in enumerate(bank.sources):
+                self._sources[source] = (bank, row)
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -473,7 +520,7 @@ class Detector:
                 "on the store (it resumes from the store's state) and feed the input again from "
                 "the store's positions") from self._unknown
         keys, deltas, new = self.cache.changes()
-        blob = snapshot.dump(self)
+        blob = self.to_state()
         self.cache.mark_stored()
         self._pending_events = 0
         return keys, deltas, new, blob
@@ -518,7 +565,7 @@ class Detector:
     def save_encoder(self, encoder: Encoder) -> None:
         """Keep a trained encoder's artifact in the store's registry (for rollback and reuse)."""
         self._settle()
-        blob = encoder.to_bytes()  # type: ignore[attr-defined]
+        blob = encoder.to_bytes()
         self.store.put_meta(f"encoder/{encoder.name}/{encoder.version}", blob)
 
     def count_only(self, keys: np.ndarray, labels: np.ndarray) -> None:
@@ -583,12 +630,16 @@ class Detector:
             fixed = FixedEncoder(self.config.fixed, channels=len(fields))
             lc = Lifecycle(self.config, fixed, len(fields))
             bank = Bank(fields, lc.window, self.config)
-            bank.given_ranges = self._given_ranges
-            self.banks[fields] = bank
-            self.lifecycles[fields] = lc
+            self._attach(bank, lc)
         entry = (bank, bank.add_source(source))
         self._sources[source] = entry
         return entry
+
+    def _attach(self, bank: Bank, lc: Lifecycle) -> None:
+        """Serve a field set with ``bank`` and ``lc``."""
+        bank.given_ranges = self._given_ranges
+        self.banks[bank.fields] = bank
+        self.lifecycles[bank.fields] = lc
 
     def _process_bank(
         self, bank: Bank, batch: EventBatch, idx: np.ndarray, rows: np.ndarray,
@@ -619,7 +670,10 @@ class Detector:
             bucket = self._bucket(r.ts, r.has_calendar)
             keys = self._keys(lc, r.windows, bank.state.scope[r.rows], bucket)
             replays.append((int(at), int(row), keys, r.labels))
-        self._score_post(bank, lc, p, idx, rows, ts, has_cal, values, labels, replays, out)
+        post = p.post
+        scored = _Scored(idx[post], post, rows[post], ts[post], has_cal[post], values[post],
+                         labels[post])
+        self._score_post(bank, p, scored, replays, out)
 
     def _keys(
         self, lc: Lifecycle, windows: np.ndarray, scope: np.ndarray, bucket: np.ndarray
@@ -694,52 +748,41 @@ class Detector:
         cols = lc.serving_columns()
         bank.seed_pattern_history(row, top_k_mean(-np.log(p_ctx[:, cols]), cfg.top_k))
 
-    def _score_post(
-        self, bank: Bank, lc: Lifecycle, p: Prepared, idx: np.ndarray, rows: np.ndarray,
-        ts: np.ndarray, has_cal: np.ndarray, values: np.ndarray, labels: np.ndarray,
-        replays: list[tuple[int, int, np.ndarray, np.ndarray]], out: BatchResult,
-    ) -> None:
+    def _score_post(self, bank: Bank, p: Prepared, s: _Scored,
+                    replays: list[tuple[int, int, np.ndarray, np.ndarray]],
+                    out: BatchResult) -> None:
+        """Count the scored events ``s`` (with the warm-up ``replays`` in arrival order), score
+        them from the counts before each, then run the post-score rules (engine/rules.py)."""
         cfg = self.config
-        post = p.post
-        if not post.size:
-            self._count_in_order(bank, lc, np.zeros((0, 0, 0), np.uint64), labels[:0], post,
+        lc = self.lifecycles[bank.fields]
+        if not s.at.size:
+            self._count_in_order(bank, lc, np.zeros((0, 0, 0), np.uint64), s.labels, s.at,
                                  replays)
             return
-        prow = rows[post]
-        target = idx[post]
-        bucket = self._bucket(ts[post], has_cal[post])
-        keys = self._keys(lc, p.windows, bank.state.scope[prow], bucket)
-        counts = self._count_in_order(bank, lc, keys, labels[post], post, replays)
+        target = s.target
+        bucket = self._bucket(s.ts, s.has_cal)
+        keys = self._keys(lc, p.windows, bank.state.scope[s.rows], bucket)
+        counts = self._count_in_order(bank, lc, keys, s.labels, s.at, replays)
         if self.label_memory is not None and self._learning:
             batch = out.events
             assert isinstance(batch, EventBatch)
-            self.label_memory.remember(batch.take(target), keys, labels[post])
+            self.label_memory.remember(batch.take(target), keys, s.labels)
         p_uni, p_ctx = stream_probabilities(counts[..., 0], lc.vocab, cfg.alpha, cfg.alpha0)
         surprise = -np.log(p_ctx)
         if self._learning:
-            lc.observe(surprise, -np.log(p_uni), labels[post])
+            lc.observe(surprise, -np.log(p_uni), s.labels)
         cols = lc.serving_columns()
-        pattern_stat = top_k_mean(surprise[:, cols], cfg.top_k)
-        if cfg.evidence.calibrate:
-            prior = float(np.log(np.median(lc.vocab[cols])))
-            fam_p, _, fam_chan = bank.evidence(prow, values[post], pattern_stat, prior)
-            out.family_p[target] = fam_p
-            out.family_channel[target] = fam_chan
-            combined = combine(fam_p, bank.families)
-            raw = squash(-np.log2(np.maximum(combined, MIN_PROBABILITY)))
-        else:
-            raw = squash(pattern_stat)
-        extreme = bank.extreme(p, values[post]) if cfg.extreme_rule else np.zeros(post.size, bool)
-        if cfg.calibration == "rank":
-            hist = bank.calibration_history(p, raw)
-            raw = rank_calibrate(raw, hist)
-        score = np.where(extreme, 1.0, raw)
-        suppressed = bank.suppress(p, score)
-        flagged = (score >= cfg.threshold) & ~suppressed
-        out.score[target] = score
-        out.extreme[target] = extreme
-        out.suppressed[target] = suppressed
+        assert p.groups is not None
+        ctx = rules.run(self._rules, rules.ScoreContext(
+            bank.state, s.rows, p.groups, s.values, top_k_mean(surprise[:, cols], cfg.top_k),
+            float(np.log(np.median(lc.vocab[cols]))), bank.relation, bank.deviation))
+        flagged = ctx.flagged
+        out.score[target] = ctx.score
+        out.extreme[target] = ctx.extreme
+        out.suppressed[target] = ctx.suppressed
         out.flagged[target] = flagged
+        out.family_p[target] = ctx.family_p
+        out.family_channel[target] = ctx.family_channel
         has_labels = np.asarray((counts[:, 0, 0, 1:] > 0).all(axis=1))
         if has_labels.any():
             sel = np.flatnonzero(has_labels)
@@ -749,7 +792,7 @@ class Detector:
         if flag.size:  # the codes again, for the flagged events only (they are not kept)
             codes = np.concatenate([slot.encoder.encode(p.windows[flag]) for slot in lc.slots],
                                    axis=1)
-            low, width = bank.state.lo[prow[flag]], bank.state.scale[prow[flag]]
+            low, width = bank.state.lo[s.rows[flag]], bank.state.scale[s.rows[flag]]
         for f, j in enumerate(flag):
             i = int(target[j])
             out.evidence[i] = [

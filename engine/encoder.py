@@ -2,7 +2,8 @@
 
 Every encoder exposes the same interface: ``streams`` (what each code column means) and
 ``encode(windows) -> codes[n, streams, 3]`` giving each stream's codes at t-2d, t-d and t, so the
-pattern layer can count n-grams dilated by the stream's time step d without keeping code history.
+pattern layer can count n-grams dilated by the stream's time step d without keeping code history,
+and ``to_bytes`` / ``save`` (its artifact, read back by name with ``engine.encoders.load``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -47,9 +49,28 @@ class Encoder(Protocol):
         """windows float32 [n, window, channels] (last row = now) -> int64 [n, streams, ORDER]."""
         ...
 
+    def to_bytes(self) -> bytes:
+        """The artifact: all it takes to encode exactly as this encoder does (the store keeps
+        it as ``encoder/<name>/<version>``; ``engine.encoders.load`` reads it by name)."""
+        ...
 
-class FixedEncoder:
-    """Deterministic multi-scale level x trend codes: the cold-start encoder and the ablation."""
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the artifact (``to_bytes``) to ``path``."""
+        with open(path, "wb") as f:
+            f.write(self.to_bytes())
+
+
+FIXED_FORMAT = "fixed/1"
+
+
+class FixedEncoder(Encoder):
+    """Deterministic multi-scale level x trend codes: the cold-start encoder and the ablation.
+
+    >>> enc = FixedEncoder(channels=2)
+    >>> again = FixedEncoder.from_bytes(enc.to_bytes())
+    >>> again.version == enc.version, again.channels
+    (True, 2)
+    """
 
     name = "fixed"
 
@@ -72,8 +93,24 @@ class FixedEncoder:
         ]
         if self.config.change_stream:
             self.streams += [StreamSpec(0, c, 1, CHANGE_CODES, "change") for c in range(channels)]
-        blob = json.dumps({"enc": "fixed/1", "cfg": asdict(self.config), "ch": channels})
-        self.version = hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+        self.version = hashlib.blake2b(self.to_bytes(), digest_size=8).hexdigest()
+
+    def to_bytes(self) -> bytes:
+        """The artifact: JSON of the settings and channel count (its hash is the version)."""
+        return json.dumps({"enc": FIXED_FORMAT, "cfg": asdict(self.config),
+                           "ch": self.channels}).encode()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, where: str = "fixed encoder artifact") -> FixedEncoder:
+        """Read ``to_bytes``; ValueError if it is not a fixed encoder's artifact."""
+        try:
+            info = json.loads(blob)
+            if info["enc"] != FIXED_FORMAT:
+                raise ValueError(f"format {info['enc']!r}")
+            return cls(FixedEncoderConfig(**info["cfg"]), channels=int(info["ch"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{where}: not a fixed encoder artifact of format "
+                             f"{FIXED_FORMAT!r} ({exc})") from None
 
     def encode(self, windows: np.ndarray) -> np.ndarray:
         n, w, c = windows.shape

@@ -42,7 +42,7 @@ from statistics import NormalDist
 import numpy as np
 from numba import njit
 
-from neurogate.engine.encoder import ORDER, StreamSpec
+from neurogate.engine.encoder import ORDER, Encoder, StreamSpec
 from neurogate.engine.patterns import MAX_VOCAB
 
 FORMAT = "neurogate.neuronet/2"
@@ -151,7 +151,7 @@ class TrainReport:
         return dataclasses.asdict(self)
 
 
-class NeuroNet:
+class NeuroNet(Encoder):
     """Learned encoder: one joint stream of codes per level, shared across sources.
 
     A fresh NeuroNet has random weights and uncalibrated edges (a standard normal grid);
@@ -291,11 +291,6 @@ class NeuroNet:
             raise ValueError(f"{where}: content hash {net.version} does not match the stored "
                              f"version {header.get('version')!r}: the file is corrupted")
         return net
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the artifact (``to_bytes``) to ``path``."""
-        with open(path, "wb") as f:
-            f.write(self.to_bytes())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> NeuroNet:

@@ -26,14 +26,15 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.encoder import Encoder, FixedEncoder, StreamSpec
+from neurogate.engine.encoders import load_pretrained, restore
 from neurogate.engine.extras import neuronet_usable
 from neurogate.engine.neuronet import NeuroNet, NeuroNetConfig
 from neurogate.engine.patterns import MAX_VOCAB, NO_CALENDAR, pattern_keys, stream_bases
@@ -42,24 +43,29 @@ from neurogate.engine.planted import compare
 if TYPE_CHECKING:
     from neurogate.engine.background import Job
     from neurogate.engine.bank import Bank
-    from neurogate.engine.detector import Detector
 
 log = logging.getLogger("neurogate.shadow")
 
 MIN_POSITIVES = 5  # labelled anomalies needed in the shadow period to judge by separation
-BUILTIN = Path(__file__).resolve().parent / "pretrained" / "neuronet.npz"
 
 
-def load_pretrained(setting: str, channels: int) -> NeuroNet | None:
-    """The NeuroNet named by ``neuronet.pretrained`` ("" none, "builtin", or a file path),
-    or None when it is not set or encodes another number of channels."""
-    if not setting:
-        return None
-    path = BUILTIN if setting == "builtin" else Path(setting)
-    if not path.is_file():
-        raise ValueError(f"neuronet.pretrained: no NeuroNet file at {path}")
-    net = NeuroNet.load(path)
-    return net if net.channels == channels else None
+class Host(Protocol):
+    """What a lifecycle needs from the detector it serves, and nothing more."""
+
+    @property
+    def events_seen(self) -> int:
+        """Events the detector has processed (all sources): lifecycle steps are due at counts."""
+        ...
+
+    timings: dict[str, float]  # adds "train_seconds" and "train_wait_seconds"
+
+    def save_encoder(self, encoder: Encoder) -> None:
+        """Keep an encoder's artifact in the store's registry."""
+        ...
+
+    def count_only(self, keys: np.ndarray, labels: np.ndarray) -> None:
+        """Count pattern keys without scoring them (warming a new encoder's namespace)."""
+        ...
 
 
 @dataclass
@@ -97,7 +103,7 @@ class Lifecycle:
     def __init__(self, config: EngineConfig, fixed: FixedEncoder, channels: int, *,
                  fresh: bool = True) -> None:
         """``fresh``: a new field set (the pretrained NeuroNet, if any, starts serving); a
-        restored one (``engine.snapshot``) gets its slots from the snapshot."""
+        restored one (``from_state``) gets its slots from the saved state."""
         self.config = config
         self.channels = channels
         nn = config.neuronet
@@ -139,6 +145,64 @@ class Lifecycle:
             window *= 2
         return NeuroNetConfig(channels=self.channels, window=window, levels=nn.levels,
                               hidden=nn.hidden)
+
+    # -- state -------------------------------------------------------------------------------
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The lifecycle's part of a detector state (engine/snapshot.py): a JSON-able header
+        (encoders by name and version, serving levels, decisions, a pending job) and arrays
+        (shadow statistics, a pending job's payload); ``from_state`` reads them back."""
+        arrays: dict[str, np.ndarray] = {}
+        slots = []
+        for s, slot in enumerate(self.slots):
+            arrays[f"slot{s}/uni_sum"] = slot.uni_sum
+            arrays[f"slot{s}/by_label"] = slot.by_label
+            slots.append({"name": slot.encoder.name, "version": slot.encoder.version,
+                          "trained_at": slot.trained_at, "shadowed": slot.shadowed,
+                          "levels": list(getattr(slot.encoder, "levels", []))})
+        pending = None
+        if self.pending is not None:  # a job in flight: its payload restarts it on resume
+            arrays["pending"] = np.frombuffer(self.pending.payload, dtype=np.uint8)
+            arrays["pending_rows"] = self.pending.rows
+            pending = {"started_at": self.pending.started_at, "due_at": self.pending.due_at}
+        meta = {
+            "slots": slots, "serving": {str(k): v for k, v in self.serving.items()},
+            "candidate": self.candidate, "last_train": self.last_train, "reports": self.reports,
+            "decisions": self.decisions, "perplexity": self.perplexity, "pending": pending,
+            "aucs": {v: {str(lv): a.tolist() for lv, a in levels.items()}
+                     for v, levels in self.aucs.items()},
+        }
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, config: EngineConfig, channels: int, meta: dict[str, Any],
+                   arrays: dict[str, np.ndarray], artifact: Callable[[str], bytes | None]
+                   ) -> Lifecycle:
+        """A lifecycle as ``to_state`` saved it; NeuroNet artifacts are read with ``artifact``
+        (the store's ``get_meta``)."""
+        slots = meta["slots"]
+        encoders = [restore(s, config, channels, artifact) for s in slots]
+        fixed = encoders[0]
+        assert isinstance(fixed, FixedEncoder)
+        lc = cls(config, fixed, channels, fresh=False)
+        for enc, s in zip(encoders[1:], slots[1:], strict=True):
+            lc._add_slot(enc, int(s["trained_at"]))
+        for s, (slot, info) in enumerate(zip(lc.slots, slots, strict=True)):
+            slot.uni_sum = arrays[f"slot{s}/uni_sum"]
+            slot.by_label = arrays[f"slot{s}/by_label"]
+            slot.shadowed = int(info["shadowed"])
+        lc.serving = {int(k): int(v) for k, v in meta["serving"].items()}
+        lc.candidate = meta["candidate"]
+        lc.last_train = int(meta["last_train"])
+        lc.reports = list(meta["reports"])
+        lc.decisions = list(meta["decisions"])
+        lc.perplexity = dict(meta["perplexity"])
+        lc.aucs = {v: {int(lv): np.array(a, dtype=np.float64) for lv, a in levels.items()}
+                   for v, levels in meta["aucs"].items()}
+        if meta["pending"] is not None:
+            lc._resume_job(int(meta["pending"]["started_at"]), int(meta["pending"]["due_at"]),
+                           arrays["pending_rows"], arrays["pending"].tobytes())
+        return lc
 
     # -- streams -------------------------------------------------------------------------------
 
@@ -186,7 +250,7 @@ class Lifecycle:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def after_batch(self, det: Detector, bank: Bank) -> None:
+    def after_batch(self, det: Host, bank: Bank) -> None:
         """Start, install or decide when their event count has come (after every batch)."""
         nn = self.config.neuronet
         if not nn.enabled:
@@ -211,7 +275,7 @@ class Lifecycle:
             if first or again:
                 self._start(det, bank)
 
-    def _start(self, det: Detector, bank: Bank) -> None:
+    def _start(self, det: Host, bank: Bank) -> None:
         from neurogate.engine import background
 
         nn = self.config.neuronet
@@ -232,7 +296,7 @@ class Lifecycle:
         self.pending = Pending(seen, seen + nn.train_events, pick, payload,
                                background.Job(payload, background=nn.background))
 
-    def resume_job(self, started_at: int, due_at: int, rows: np.ndarray, payload: bytes
+    def _resume_job(self, started_at: int, due_at: int, rows: np.ndarray, payload: bytes
                    ) -> None:
         """Restart a job from a snapshot's payload (same payload, same result); without torch
         the job is dropped (nothing is trained, as the NeuroNet-off warning said)."""
@@ -244,7 +308,7 @@ class Lifecycle:
         job = background.Job(payload, background=self.config.neuronet.background)
         self.pending = Pending(started_at, due_at, rows, payload, job)
 
-    def _install(self, det: Detector, bank: Bank) -> None:
+    def _install(self, det: Host, bank: Bank) -> None:
         assert self.pending is not None
         t0 = time.perf_counter()
         result = self.pending.job.result()
@@ -263,7 +327,7 @@ class Lifecycle:
         self._saved.add(net.version)
         self._warm(det, bank, self.slots[idx], rows)
 
-    def _warm(self, det: Detector, bank: Bank, slot: EncoderSlot, rows: np.ndarray) -> None:
+    def _warm(self, det: Host, bank: Bank, slot: EncoderSlot, rows: np.ndarray) -> None:
         """Count the reservoir through a new encoder so it starts with history, not cold."""
         w = self.window
         for row, series in zip(rows, bank.reservoir_series(rows), strict=True):

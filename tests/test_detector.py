@@ -503,6 +503,29 @@ def test_a_restarted_detector_continues_where_the_last_flush_left_off(
     run(staggered[split:], fast_config, store).assert_same(whole.part(slice(split, None)))
 
 
+def test_from_state_continues_where_to_state_left_off(
+    fast_config: EngineConfig, staggered: list[Event]
+) -> None:
+    """``to_state`` is the snapshot ``flush`` stores; ``from_state`` takes the state given,
+    not the one the store holds, and continues from it with the store's counts."""
+    whole = run(staggered, fast_config)
+    store = MemoryStore()
+    det = Detector(fast_config, store, flush_every=None)
+    det.process_many(staggered[:333])
+    det.flush()
+    state = det.to_state()
+    assert state == store.get_meta(snapshot.META_NAME)
+    det.process_many(staggered[333:400])  # a later state, flushed over the first
+    det.close()
+    assert Detector.from_state(state, fast_config, store_copy(store)).events_seen == 333
+    later = Detector.from_state(det.to_state(), fast_config, store_copy(store))
+    assert later.events_seen == 400
+    np.testing.assert_array_equal(later.process_many(staggered[400:]).score,
+                                  whole.part(slice(400, None)).score)
+    with pytest.raises(ValueError, match=r"warmup \(stored 50, now 60\)"):
+        Detector.from_state(state, fast_config.replace(warmup=60))
+
+
 def test_events_after_the_last_flush_are_redelivered_without_double_counting(
     fast_config: EngineConfig, staggered: list[Event]
 ) -> None:

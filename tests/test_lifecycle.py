@@ -12,9 +12,9 @@ import pytest
 
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.detector import Detector
+from neurogate.engine.encoders import BUILTIN
 from neurogate.engine.events import Event
 from neurogate.engine.neuronet import NeuroNet, NeuroNetConfig
-from neurogate.engine.shadow import BUILTIN
 from neurogate.engine.stores import MemoryStore
 
 

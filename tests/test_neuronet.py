@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurogate.engine.encoder import StreamSpec
+from neurogate.engine import encoders
+from neurogate.engine.config import EngineConfig
+from neurogate.engine.encoder import Encoder, FixedEncoder, StreamSpec
 from neurogate.engine.neuronet import (
     FORMAT,
     NeuroNet,
@@ -157,6 +159,36 @@ def test_save_load_round_trip(trained: tuple[NeuroNet, object], tmp_path: Path) 
     x = np.random.default_rng(2).uniform(0, 1, (500, 64, 1)).astype(np.float32)
     assert loaded.version == net.version and loaded.config == net.config
     np.testing.assert_array_equal(loaded.encode(x), net.encode(x))
+
+
+@pytest.mark.parametrize("name", ["fixed", "neuronet"])
+def test_every_encoder_saves_and_is_read_back_by_name(
+        trained: tuple[NeuroNet, object], tmp_path: Path, name: str) -> None:
+    """``save`` is part of the Encoder interface; the registry reads an artifact by the
+    encoder's name, and refuses another encoder's artifact."""
+    enc: Encoder = trained[0] if name == "neuronet" else FixedEncoder(channels=1)
+    enc.save(tmp_path / "enc")
+    loaded = encoders.load(enc.name, (tmp_path / "enc").read_bytes())
+    assert type(loaded) is type(enc) and loaded.version == enc.version
+    x = np.random.default_rng(2).uniform(0, 1, (50, 256, 1)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.encode(x), enc.encode(x))
+    other = "fixed" if name == "neuronet" else "neuronet"
+    with pytest.raises(ValueError, match="not a"):
+        encoders.load(other, enc.to_bytes())
+
+
+def test_an_unknown_encoder_name_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown encoder 'neuronet2'; known: fixed, neuronet"):
+        encoders.load("neuronet2", b"")
+    slot = {"name": "neuronet2", "version": "0" * 16, "levels": [1]}
+    with pytest.raises(ValueError, match=r"unknown encoder 'neuronet2'; known: fixed, neuronet"):
+        encoders.restore(slot, EngineConfig(), 1, lambda key: None)
+    fixed = FixedEncoder(channels=1)
+    slot = {"name": "fixed", "version": fixed.version}
+    assert encoders.restore(slot, EngineConfig(), 1, lambda key: None).version == fixed.version
+    with pytest.raises(ValueError, match="fixed encoder settings changed"):
+        encoders.restore(slot, EngineConfig().replace(**{"fixed.levels": 5}), 1,
+                         lambda key: None)
 
 
 def test_load_rejects_tampered_and_foreign_files(trained: tuple[NeuroNet, object],
