@@ -53,7 +53,7 @@ typecheck-tree:
 	@for f in neurogate/*; do ln -sfn $(abspath .)/$$f $(TYPECHECK)/; done
 	@for d in engine stream evaluation; do ln -sfn $(abspath $$d) $(TYPECHECK)/$$d; done
 
-test: setup tools typecheck-tree  ## lint, type-check the engine, run the test suite
+test: setup tools typecheck-tree  ## lint, type-check, run the test suite
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q

@@ -38,11 +38,12 @@ from typing import Any, TypeVar
 
 import faust
 from faust.sensors import Monitor
+from faust.transport.consumer import Consumer
 from faust.types import TP
 
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.redaction import known_secrets, scrub
-from neurogate.stream.engine_process import EngineError, EngineProcess, LocalEngine
+from neurogate.stream.engine_process import Engine, EngineError, EngineProcess, LocalEngine
 from neurogate.stream.settings import WorkerSettings, load_settings
 
 __all__ = ["EXIT_FATAL", "Runtime", "create_app"]
@@ -64,7 +65,7 @@ class Runtime:
         self.config = config
         self.settings = settings
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="neurogate-engine-calls")
-        self.engine: EngineProcess | LocalEngine | None = None
+        self.engine: Engine | None = None
         self.pending: dict[int, list[Any]] = {}  # processed, not yet in a commit
         self.awaiting: dict[int, collections.deque[list[Any]]] = {}  # in commits being written
         self.sends: list[Any] = []
@@ -93,22 +94,24 @@ class Runtime:
         finally:
             self.busy_since = None
 
-    async def ensure_engine(self) -> EngineProcess | LocalEngine:
+    async def ensure_engine(self) -> Engine:
         """Start the engine (it opens the store, waiting while it is unreachable)."""
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
             if self.engine is None:
-                kind = EngineProcess if self.settings.engine_process else LocalEngine
+                kind: Callable[..., Engine] = (EngineProcess if self.settings.engine_process
+                                               else LocalEngine)
                 try:
-                    self.engine = await self.run(kind, self.config, self.settings)
+                    engine = await self.run(kind, self.config, self.settings)
                 except Exception as exc:
                     await self.die(exc, "starting the engine")
                     raise
                 log.info("engine ready (%s), store %s",
                          "own process" if self.settings.engine_process else "in-process",
-                         self.engine.url)
-        return self.engine
+                         engine.url)
+                self.engine = engine
+            return self.engine
 
     def _highwaters(self) -> dict[tuple[str, int], int]:
         consumer = self.app.consumer
@@ -233,7 +236,9 @@ class Runtime:
             offsets = {TP(t, p): off for (t, p), off in positions.items()
                        if TP(t, p) in assignment}
             if offsets:
-                # faust's public commit only commits acknowledged offsets; this sets them
+                # faust's public commit only commits acknowledged offsets; its transport
+                # consumer's private one sets them
+                assert isinstance(consumer, Consumer), type(consumer)
                 await consumer._commit(offsets)
             if not self.assigned_once:
                 self.assigned_once = True
@@ -417,15 +422,17 @@ def create_app(config: EngineConfig, settings: WorkerSettings) -> faust.App:
             if rt.engine is not None and rt.fatal is None and not rt.closed:
                 await rt.run(rt.engine.refresh_store_size)  # returns at once: a thread counts
 
-    @app.on_partitions_revoked.connect
+    # mode's SignalHandlerT matches no function, not even one with its exact signature
+    # (mypy 1.x), hence the ignores
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         await rt.on_revoked(revoked)
 
-    @app.on_rebalance_complete.connect
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
         await rt.on_rebalance_complete()
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def on_shutdown(sender: Any, **kwargs: Any) -> None:
         await rt.on_shutdown()
 

@@ -8,14 +8,16 @@ process, so faust and the engine use a core each; the faust side only moves raw 
 output records out through a pipe. ``LocalEngine`` is the same interface in-process (for
 ``worker.engine_process = false``: one core, no child).
 
-Both expose: ``process(records, highwaters) -> Output``, ``assign``, ``release``,
-``start_commit``, ``tick``, ``drain``, ``status``, ``refresh_store_size``, ``set_ready``,
-``exposition`` (the /metrics text) and ``close``. Records cross the pipe as tuples
+Both implement the ``Engine`` protocol below. Its call lists are the one place a call is
+written: ``EngineProcess`` forwards ``PIPE_CALLS`` down its pipe and ``SIDE_CALLS`` to the child's
+side thread, and the child serves them from a ``LocalEngine``, which answers the ``Processor``'s own
+calls (``PROCESSOR_CALLS``) by handing them on. Records cross the pipe as tuples
 ``(topic, partition, offset, key, value, timestamp)``.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import multiprocessing
@@ -23,7 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.redaction import known_secrets, redact_url, redacting_logs, scrub
@@ -32,11 +34,79 @@ from neurogate.stream.metrics import Metrics
 from neurogate.stream.settings import WorkerSettings
 from neurogate.stream.worker import Output, Processor, Record
 
-__all__ = ["EngineError", "EngineProcess", "LocalEngine", "open_stores"]
+__all__ = ["Engine", "EngineError", "EngineProcess", "LocalEngine", "open_stores"]
 
 log = logging.getLogger("neurogate.worker")
 RecordTuple = tuple[str, int, int, bytes | None, bytes | None, float]
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+
+
+class ProcessorCalls(Protocol):
+    """The engine calls a ``Processor`` answers itself (see its methods)."""
+
+    def assign(self, partitions: Sequence[int]) -> tuple[set[int], dict[tuple[str, int], int]]:
+        ...
+
+    def release(self, partitions: Sequence[int]) -> None: ...
+
+    def start_commit(self, force: bool) -> list[int]: ...
+
+    def tick(self) -> tuple[list[tuple[int, str | None]], bool]: ...
+
+    def drain(self) -> list[tuple[int, str | None]]: ...
+
+
+class EngineCalls(ProcessorCalls, Protocol):
+    """The calls that go down the proxy's pipe, one at a time in the engine thread."""
+
+    def process(self, records: Sequence[RecordTuple],
+                highwaters: Mapping[tuple[str, int], int] | None = None) -> Output:
+        """Score a batch (see ``Processor.process``; ``highwaters`` None: unchanged)."""
+        ...
+
+    def refresh_store_size(self) -> None:
+        """Start a count of the store's keys (returns at once)."""
+        ...
+
+    def set_ready(self, ready: bool) -> None: ...
+
+
+class EngineSide(Protocol):
+    """The calls a scrape makes: the child serves them from a second thread, so they do not
+    wait for a batch."""
+
+    def status(self) -> dict[str, Any]:
+        """Partitions, positions, encoders and the store, for /ready."""
+        ...
+
+    def exposition(self) -> bytes:
+        """The /metrics text."""
+        ...
+
+
+class Engine(EngineCalls, EngineSide, Protocol):
+    """What the faust process holds: ``LocalEngine`` or ``EngineProcess``."""
+
+    url: str
+
+    @property
+    def alive(self) -> bool: ...
+
+    def close(self, commit: bool = True) -> None:
+        """Commit everything (unless ``commit`` is false) and release the store clients."""
+        ...
+
+
+def _calls(protocol: type) -> frozenset[str]:
+    """The method names a protocol declares (with its bases')."""
+    return frozenset(name for name in dir(protocol) if not name.startswith("_"))
+
+
+PROCESSOR_CALLS = _calls(ProcessorCalls)
+PIPE_CALLS = _calls(EngineCalls)
+SIDE_CALLS = _calls(EngineSide)
+# the Processor must answer its calls as the protocol spells them (a static check)
+_PROCESSOR: type[ProcessorCalls] = Processor
 
 
 class EngineError(RuntimeError):
@@ -88,20 +158,12 @@ class LocalEngine:
                 highwaters: Mapping[tuple[str, int], int] | None = None) -> Output:
         return self.proc.process([Record(*r) for r in records], highwaters)
 
-    def assign(self, partitions: Sequence[int]) -> tuple[set[int], dict[tuple[str, int], int]]:
-        return self.proc.assign(partitions)
-
-    def release(self, partitions: Sequence[int]) -> None:
-        self.proc.release(partitions)
-
-    def start_commit(self, force: bool) -> list[int]:
-        return self.proc.start_commit(force)
-
-    def tick(self) -> tuple[list[tuple[int, str | None]], bool]:
-        return self.proc.tick()
-
-    def drain(self) -> list[tuple[int, str | None]]:
-        return self.proc.drain()
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        """``PROCESSOR_CALLS``, answered by the ``Processor``."""
+        if name in PROCESSOR_CALLS:
+            call: Callable[..., Any] = getattr(self.proc, name)
+            return call
+        raise AttributeError(name)
 
     def status(self) -> dict[str, Any]:
         return {**self.proc.status(), "store": self.url}
@@ -174,6 +236,7 @@ class EngineProcess:
         return value
 
     def call(self, name: str, *args: Any) -> Any:
+        """Call ``name`` in the child and wait for its answer (``EngineError`` if it failed)."""
         with self._lock:
             try:
                 self._conn.send((name, args))
@@ -190,36 +253,14 @@ class EngineProcess:
             except (EOFError, OSError):
                 raise EngineError("the engine process exited") from None
 
-    def process(self, records: Sequence[RecordTuple],
-                highwaters: Mapping[tuple[str, int], int] | None = None) -> Output:
-        return self.call("process", list(records), dict(highwaters or {}))  # type: ignore[no-any-return]
-
-    def assign(self, partitions: Sequence[int]) -> tuple[set[int], dict[tuple[str, int], int]]:
-        return self.call("assign", sorted(partitions))  # type: ignore[no-any-return]
-
-    def release(self, partitions: Sequence[int]) -> None:
-        self.call("release", sorted(partitions))
-
-    def start_commit(self, force: bool) -> list[int]:
-        return self.call("start_commit", force)  # type: ignore[no-any-return]
-
-    def tick(self) -> tuple[list[tuple[int, str | None]], bool]:
-        return self.call("tick")  # type: ignore[no-any-return]
-
-    def drain(self) -> list[tuple[int, str | None]]:
-        return self.call("drain")  # type: ignore[no-any-return]
-
-    def refresh_store_size(self) -> None:
-        self.call("refresh_store_size")
-
-    def set_ready(self, ready: bool) -> None:
-        self.call("set_ready", ready)
-
-    def status(self) -> dict[str, Any]:
-        return self._side_call("status")  # type: ignore[no-any-return]
-
-    def exposition(self) -> bytes:
-        return self._side_call("exposition")  # type: ignore[no-any-return]
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        """The engine's calls: ``PIPE_CALLS`` down the pipe, ``SIDE_CALLS`` to the side thread
+        (typed by the ``Engine`` protocol the caller holds; what comes back is unpickled)."""
+        if name in PIPE_CALLS:
+            return functools.partial(self.call, name)
+        if name in SIDE_CALLS:
+            return functools.partial(self._side_call, name)
+        raise AttributeError(name)
 
     def close(self, commit: bool = True) -> None:
         """Commit everything (unless ``commit`` is false) and stop the child."""
@@ -270,17 +311,13 @@ def _serve(conn: Any, side: Any, config: EngineConfig, settings: WorkerSettings,
             except (EOFError, OSError):
                 return
             try:
-                side.send(engine.status() if what == "status" else engine.exposition())
+                side.send(getattr(engine, what)() if what in SIDE_CALLS else None)
             except (EOFError, OSError):
                 return
 
     threading.Thread(target=serve_side, name="neurogate-metrics", daemon=True).start()
-    calls: dict[str, Callable[..., Any]] = {
-        "process": lambda recs, hw: engine.process(recs, hw),
-        "assign": engine.assign, "release": engine.release, "start_commit": engine.start_commit,
-        "tick": engine.tick, "drain": engine.drain, "set_ready": engine.set_ready,
-        "refresh_store_size": engine.refresh_store_size, "url": lambda: engine.url,
-    }
+    calls: dict[str, Callable[..., Any]] = {name: getattr(engine, name) for name in PIPE_CALLS}
+    calls["url"] = lambda: engine.url
     while True:
         try:
             name, args = conn.recv()

@@ -28,7 +28,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ from neurogate.engine.config import EngineConfig
 from neurogate.engine.detector import Detector
 from neurogate.engine.events import BadEvent, Event, EventBatch, event_to_dict, message_events
 from neurogate.engine.labels import labels_from_json
-from neurogate.engine.stores import PatternStore, PositionsMoved
+from neurogate.engine.stores import DelegatingStore, PatternStore, PositionsMoved, StoreStats
 from neurogate.stream.metrics import Metrics, store_families
 from neurogate.stream.settings import WorkerSettings
 
@@ -77,14 +77,14 @@ class Output:
     finished: list[tuple[int, str | None]] = field(default_factory=list)  # commits written
 
 
-class PartitionView(PatternStore):
+class PartitionView(DelegatingStore):
     """One partition's window on the shared store: shared counts, positions and encoder
     artifacts, its own detector state snapshot. Writes go to ``writer`` (the commit thread's
     own store client; stores are not shared between threads)."""
 
     def __init__(self, store: PatternStore, name: str, size: Callable[[], int],
                  writer: PatternStore | None = None) -> None:
-        self.store = store
+        super().__init__(store)
         self.writer = writer if writer is not None else store
         self.url = f"{store.url}#{name}"
         self.meta_name = f"{snapshot.META_NAME}/{name}"
@@ -96,7 +96,7 @@ class PartitionView(PatternStore):
 
     def fetch(self, keys: np.ndarray) -> np.ndarray:
         self.fetched += int(np.size(keys))
-        return self.store.fetch(keys)
+        return self.backend.fetch(keys)
 
     def apply(self, keys: np.ndarray, deltas: np.ndarray,
               positions: Mapping[str, int] | None = None,
@@ -106,23 +106,14 @@ class PartitionView(PatternStore):
         renamed = {self._name(k): v for k, v in (meta or {}).items()}
         self.writer.apply(keys, deltas, positions, renamed, new=new, expect=expect)
 
-    def positions(self) -> dict[str, int]:
-        return self.store.positions()
-
     def size(self) -> int:
         return self._size()
 
-    def iter_counts(self, chunk: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        return self.store.iter_counts(chunk)
-
     def put_meta(self, name: str, value: bytes) -> None:
-        self.store.put_meta(self._name(name), value)
+        self.backend.put_meta(self._name(name), value)
 
     def get_meta(self, name: str) -> bytes | None:
-        return self.store.get_meta(self._name(name))
-
-    def meta_names(self, prefix: str = "") -> list[str]:
-        return self.store.meta_names(prefix)
+        return self.backend.get_meta(self._name(name))
 
 
 @dataclass
@@ -396,8 +387,8 @@ class Processor:
             except BadEvent as e:
                 self._dead(out, r, e.reason, e.message, None, r.value or b"")
                 continue
-            for e in errors:
-                self._dead(out, r, e.reason, e.message, e.index, _item(r.value, e.index))
+            for bad in errors:
+                self._dead(out, r, bad.reason, bad.message, bad.index, _item(r.value, bad.index))
             if len(got):
                 chunk.append((r, got, _good_indexes(len(got), errors)))
                 size += len(got)
@@ -449,8 +440,8 @@ class Processor:
             except BadEvent as e:
                 self._dead(out, r, e.reason, e.message, None, r.value or b"")
                 continue
-            for e in errors:
-                self._dead(out, r, e.reason, e.message, e.index, _item(r.value, e.index))
+            for bad in errors:
+                self._dead(out, r, bad.reason, bad.message, bad.index, _item(r.value, bad.index))
         if got:
             for outcome, n in st.detector.learn_labels(got).items():
                 self.metrics.labels.labels(outcome).inc(n)
@@ -561,10 +552,12 @@ class Processor:
         clients = [self.store] if self.commit_store is self.store else [self.store,
                                                                         self.commit_store]
         for store in clients:
-            while store is not None:  # CachedStore -> its PostgresStore backend
-                for name, value in dict(getattr(store, "stats", {})).items():
-                    stats[name] = stats.get(name, 0) + value
-                store = getattr(store, "backend", None)
+            layer: PatternStore | None = store
+            while layer is not None:  # CachedStore -> its PostgresStore backend
+                if isinstance(layer, StoreStats):
+                    for name, value in dict(layer.stats).items():
+                        stats[name] = stats.get(name, 0) + value
+                layer = layer.backend if isinstance(layer, DelegatingStore) else None
         encoders: dict[str, int] = {}
         for st in parts:
             if st.partition in self.active:

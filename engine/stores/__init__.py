@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from neurogate.engine.stores.base import (
+    DelegatingStore,
     OutcomeUnknown,
     PatternStore,
     PositionsMoved,
+    StoreStats,
     merge_into,
     totals,
 )
@@ -21,10 +23,10 @@ if TYPE_CHECKING:  # the server back-ends import psycopg/redis: loaded only when
     from neurogate.engine.stores.postgres import CommitUnknown, PostgresStore, StoreUnavailable
     from neurogate.engine.stores.redis_front import CachedStore
 
-__all__ = ["CachedStore", "CommitUnknown", "MemoryStore", "OutcomeUnknown", "PatternStore",
-           "PositionsMoved",
-           "PostgresStore", "SQLiteStore", "StoreUnavailable", "merge_into", "open_store",
-           "totals"]
+__all__ = ["CachedStore", "CommitUnknown", "DelegatingStore", "MemoryStore", "OutcomeUnknown",
+           "PatternStore", "PositionsMoved",
+           "PostgresStore", "SQLiteStore", "StoreStats", "StoreUnavailable", "merge_into",
+           "open_store", "totals"]
 
 _PG, _REDIS = "neurogate.engine.stores.postgres", "neurogate.engine.stores.redis_front"
 _LAZY = {"PostgresStore": _PG, "StoreUnavailable": _PG, "CommitUnknown": _PG, "CachedStore": _REDIS}

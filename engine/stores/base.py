@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -84,6 +85,41 @@ class PatternStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class DelegatingStore(PatternStore):
+    """A store in front of another one, ``backend``: positions, size, counts and blobs go on to
+    it unless a subclass changes them. ``fetch`` and ``apply`` are what a front is for, so each
+    subclass writes its own, and ``close`` is its to decide (the front may not own ``backend``)."""
+
+    def __init__(self, backend: PatternStore) -> None:
+        self.backend = backend
+
+    def positions(self) -> dict[str, int]:
+        return self.backend.positions()
+
+    def size(self) -> int:
+        return self.backend.size()
+
+    def iter_counts(self, chunk: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return self.backend.iter_counts(chunk)
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        self.backend.put_meta(name, value)
+
+    def get_meta(self, name: str) -> bytes | None:
+        return self.backend.get_meta(name)
+
+    def meta_names(self, prefix: str = "") -> list[str]:
+        return self.backend.meta_names(prefix)
+
+
+@runtime_checkable
+class StoreStats(Protocol):
+    """A store that counts what it went through (retries, cache hits, ...); the worker exports
+    ``stats`` as metrics, summed over the layers of a ``DelegatingStore``."""
+
+    stats: dict[str, int]
 
 
 def merge_into(dst: PatternStore, *sources: PatternStore) -> int:

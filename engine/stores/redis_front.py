@@ -42,7 +42,7 @@ import random
 import re
 import socket
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from neurogate.engine.counts import NCOLS
-from neurogate.engine.stores.base import OutcomeUnknown, PatternStore, check_keys
+from neurogate.engine.stores.base import DelegatingStore, OutcomeUnknown, check_keys
 from neurogate.engine.stores.postgres import EncoderVersion, PostgresStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -81,13 +81,15 @@ return 1
 """
 
 
-class CachedStore(PatternStore):
+class CachedStore(DelegatingStore):
     """A PostgresStore with a Redis read cache; see the module docstring.
 
     ``stats`` counts keys hit, missed, filled (and not filled because a write raced them) and
     invalidated, Redis errors, keys served from PostgreSQL because Redis was down or not to be
     trusted (``fallback_keys``), invalidations owed to Redis and epochs this client ended.
     """
+
+    backend: PostgresStore
 
     def __init__(
         self,
@@ -108,7 +110,7 @@ class CachedStore(PatternStore):
             raise ValueError("buckets must be a power of two")
         if not pending_grace >= 0:
             raise ValueError("pending_grace must be seconds >= 0")
-        self.backend = backend
+        super().__init__(backend)
         self.url = "redis+" + backend.url
         self.prefix = prefix if prefix is not None else f"neurogate:{{{backend.store_id}}}"
         self.ttl_ms = max(1, int(ttl * 1000))
@@ -430,25 +432,7 @@ class CachedStore(PatternStore):
             removed += int(self._r.unlink(*found[i : i + 1000]))
         return removed
 
-    # -- everything else is PostgreSQL's -------------------------------------------------------
-
-    def positions(self) -> dict[str, int]:
-        return self.backend.positions()
-
-    def size(self) -> int:
-        return self.backend.size()
-
-    def iter_counts(self, chunk: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        return self.backend.iter_counts(chunk)
-
-    def put_meta(self, name: str, value: bytes) -> None:
-        self.backend.put_meta(name, value)
-
-    def get_meta(self, name: str) -> bytes | None:
-        return self.backend.get_meta(name)
-
-    def meta_names(self, prefix: str = "") -> list[str]:
-        return self.backend.meta_names(prefix)
+    # -- everything else is PostgreSQL's (DelegatingStore forwards the rest) -----------------
 
     def status(self) -> dict[str, Any]:
         """PostgreSQL's status plus the cache's counters, prefix and epoch."""
