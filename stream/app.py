@@ -32,7 +32,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -40,6 +40,7 @@ import faust
 from faust.sensors import Monitor
 from faust.transport.consumer import Consumer
 from faust.types import TP
+from mode.services import WaitResults
 
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.redaction import known_secrets, scrub
@@ -126,6 +127,15 @@ class Runtime:
         return out
 
     # -- batches -----------------------------------------------------------------------------
+
+    async def handle_batches(self, batches: asyncio.Queue[list[Any]]) -> None:
+        """Handle the batches the agent queues, in order, until cancelled."""
+        while True:
+            batch = await batches.get()
+            try:
+                await self.handle(batch)
+            except Exception as exc:  # handle reports its own failures; this is a bug
+                await self.die(exc, "handling a batch")
 
     async def handle(self, batch: list[Any]) -> None:
         """Process one ``noack_take`` batch of faust events."""
@@ -357,10 +367,61 @@ def _transport() -> type:
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+        async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
+            """faust hands every fetched message to its streams with ``wait_first(delivery,
+            self.suspend_flow.wait())``: four tasks and an ``asyncio.wait`` per message, which
+            the delivery is dropped by if the flow stops (a rebalance). A delivery that
+            finishes without waiting (the stream's buffer has room) is run here directly;
+            one that waits goes on as faust's, from where it stopped. Measured (bench/stream.py,
+            one event per message): faust's CPU per message 108 -> 57-63 µs."""
+            if (len(coros) != 2 or timeout is not None or not asyncio.iscoroutine(coros[0])
+                    or not _waits_on(coros[1], self.suspend_flow)
+                    or self.suspend_flow.is_set()):
+                return await super().wait_first(*coros, timeout=timeout)
+            delivery, suspended = coros
+            try:
+                blocked_on = delivery.send(None)
+            except StopIteration as done:
+                suspended.close()  # never started
+                return WaitResults([delivery], [done.value], False)
+            return await super().wait_first(_Resumed(delivery, blocked_on), suspended)
+
     class Transport(driver.Transport):
         Consumer = WaitingConsumer
 
     return Transport
+
+
+def _waits_on(coro: Any, event: Any) -> bool:
+    """Whether ``coro`` is ``event.wait()``, not started yet."""
+    frame = getattr(coro, "cr_frame", None)
+    return frame is not None and frame.f_locals.get("self") is event \
+        and coro.cr_code is type(event).wait.__code__
+
+
+class _Resumed:
+    """Awaits a coroutine that was stepped by hand and stopped at ``blocked_on`` (what it
+    yielded to the event loop): waits for that, then drives the coroutine as a task would."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], blocked_on: Any) -> None:
+        self.coro = coro
+        self.blocked_on = blocked_on
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        step = self.blocked_on
+        while True:
+            try:
+                yield step
+            except BaseException as exc:  # cancelled while waiting: the coroutine's to handle
+                try:
+                    step = self.coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    step = self.coro.send(None)
+                except StopIteration as done:
+                    return done.value
 
 
 def create_app(config: EngineConfig, settings: WorkerSettings) -> faust.App:
@@ -409,8 +470,16 @@ def create_app(config: EngineConfig, settings: WorkerSettings) -> faust.App:
     @app.agent(source, name="neurogate.score", concurrency=1)
     async def score(stream: Any) -> None:
         rt.stream = stream
-        async for batch in stream.noack_take(s.batch_size, within=s.batch_within):
-            await rt.handle(batch)
+        # faust adds nothing to the take buffer while this loop's body runs: a task handles the
+        # batches so that faust reads the next one while the engine scores this one (one batch
+        # waits at most: memory stays bounded)
+        batches: asyncio.Queue[list[Any]] = asyncio.Queue(maxsize=1)
+        handler = asyncio.ensure_future(rt.handle_batches(batches))
+        try:
+            async for batch in stream.noack_take(s.batch_size, within=s.batch_within):
+                await batches.put(batch)
+        finally:
+            handler.cancel()
 
     @app.timer(interval=s.commit_interval, name="neurogate.commit")
     async def commit_timer() -> None:
