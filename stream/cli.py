@@ -159,8 +159,10 @@ class Writer:
             self._f = open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115
 
     def _start_csv(self, fields: Iterable[str]) -> None:
-        """The header, once the first record names the value fields."""
+        """The header, once the first record names the value fields (output is open)."""
         import csv
+
+        assert self._f is not None
 
         taken = set(self.CSV_COLUMNS + self.JSON_COLUMNS)
         self._named = {f: f if f not in taken else f"value_{f}" for f in fields}

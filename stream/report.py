@@ -43,7 +43,7 @@ class Incident:
     flags: int
     peak: float
     why: str
-    last: int  # event number of its last flag (or its time, in a file of flags only)
+    last: float  # event number of its last flag (or its time, in a file of flags only)
 
 
 @dataclass
@@ -241,8 +241,8 @@ def _charts(s: SourceSeries) -> list[str]:
     t0, t1 = min(times), max(times)
     out = []
     for k, name in enumerate(s.fields[:MAX_FIELDS]):
-        line = [(t, v[k]) for t, _, v in s.points if v[k] is not None]
-        marks = [(t, v[k], why) for t, _, v, why in s.flags if v[k] is not None]
+        line = [(t, y) for t, _, v in s.points if (y := v[k]) is not None]
+        marks = [(t, y, why) for t, _, v, why in s.flags if (y := v[k]) is not None]
         ys = [v for _, v in line] + [v for _, v, _ in marks]
         if not ys:
             continue
