@@ -306,7 +306,11 @@ def test_store_outage_stops_the_worker_and_a_restart_recovers(
     while a.metrics().get('neurogate_store_errors_total{operation="commit"}', 0) < 1:
         assert time.monotonic() < deadline, a.tail()
         time.sleep(0.5)
-    assert a.get("/healthz")[0] == 503
+    # the app learns of the engine's failure at its next batch or its 0.5 s timer, not at once
+    deadline = time.monotonic() + 8
+    while a.get("/healthz")[0] != 503:
+        assert time.monotonic() < deadline, a.tail()
+        time.sleep(0.2)
     assert a.wait_exit() == 70
     assert "fatal error while committing" in a.tail(200)
     pg_proxy.start()
