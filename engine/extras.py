@@ -21,6 +21,7 @@ EXTRA_OF = {
     "faust": "kafka", "aiokafka": "kafka", "kafka": "kafka", "prometheus_client": "kafka",
     "pysad": "eval", "river": "eval", "sklearn": "eval", "matplotlib": "eval", "pandas": "eval",
     "scipy": "eval", "yaml": "eval", "gutenTAG": "eval", "neurokit2": "eval",
+    "optuna": "tune", "sqlalchemy": "tune",
 }
 
 NEURONET_OFF = ("NeuroNet off: torch is not installed, so fixed codes serve every level. "

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from neurogate.engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
 from neurogate.engine.redaction import redact_url
+from neurogate.evaluation import tune_cli
 from neurogate.stream import cli_eval, cli_store, cli_stream, report
 from neurogate.stream.argtypes import positive_int
 from neurogate.stream.boundary import Parser, print_error, run_command
@@ -592,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_eval.register(sub)  # eval nab / creditcard / multivariate ...
     cli_stream.register(sub)  # worker / produce / replay / topics / tail
     report.register(sub)  # report RESULTS -o OUT.html
+    tune_cli.register(sub)  # tune (evaluation/tune_cli.py)
 
     t = sub.add_parser("train", help="train a NeuroNet encoder offline from files")
     t.add_argument("files", nargs="*")

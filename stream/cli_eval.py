@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from neurogate.engine.config import EngineConfig
+from neurogate.evaluation import tune_cli
 from neurogate.stream.argtypes import non_negative_int, positive_int
 
 
@@ -132,6 +133,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="comma-separated file names (category/name.csv) or name fragments")
     pl.add_argument("--out", type=Path, required=True, help="PNG path")
     pl.set_defaults(func=cmd_plot_nab)
+
+    tune_cli.register_eval(es)  # eval tuned (evaluation/tune_cli.py)
 
     ls = es.add_parser("detectors", help="list the detectors the harness can run")
     ls.set_defaults(func=cmd_detectors)

@@ -1,0 +1,220 @@
+"""``neurogate tune``: the search finds a planted optimum, a study resumes from its storage
+(SQLite and PostgreSQL), bad spaces and metrics are one-line errors (exit 2), and the TOML it
+writes loads back into the same configuration (``run`` and the worker's loader)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from neurogate.engine.config import EngineConfig
+from neurogate.evaluation.tune import evaluate_config, run_search, toml_text
+from neurogate.evaluation.tune_data import Series, plan
+from neurogate.evaluation.tune_metrics import get_metric
+from neurogate.evaluation.tune_space import (
+    DEFAULT_SPACE,
+    Param,
+    SearchSpace,
+    TuneError,
+    load_space,
+)
+from neurogate.stream.cli import main
+from neurogate.stream.settings import load_settings
+from tests.pg_fixtures import pg_db, pg_url  # noqa: F401  # fixtures
+
+FIXED = EngineConfig().replace(**{"neuronet.enabled": False})
+
+
+def _values(rng: np.random.Generator, n: int, k: int) -> tuple[np.ndarray, list[int]]:
+    """A seasonal series with t(4) noise and a spike every 230 rows, each above every value
+    before it (a new extreme: score 1.0), so the best thresholds are those above the noise's
+    scores."""
+    t = np.arange(n)
+    x = 10 + np.sin(2 * np.pi * t / 96) + 0.3 * rng.standard_t(4, n)
+    at = list(range(700 + 13 * k, n - 20, 230))
+    for i, a in enumerate(at):
+        x[a] = x[:a].max() + 2 + i
+    return x, at
+
+
+def _series(seed: int = 0, n: int = 2400) -> list[Series]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(2):
+        x, at = _values(rng, n, k)
+        out.append(Series(f"s{k}", 1.7e9 + 300.0 * np.arange(n), x[:, None], ("value",), True,
+                          tuple((a, a) for a in at), labelled=True))
+    return out
+
+
+def _csv(path: Path, labels: bool = True, n: int = 2400) -> Path:
+    rng = np.random.default_rng(3)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["timestamp", "source", "value", *(["label"] if labels else [])])
+        for k in range(2):
+            x, at = _values(rng, n, k)
+            spikes = set(at)
+            for i in range(n):
+                w.writerow([1_700_000_000 + 300 * i, f"s{k}", round(float(x[i]), 4),
+                            *([int(i in spikes)] if labels else [])])
+    return path
+
+
+def test_search_finds_the_planted_optimum() -> None:
+    corpus = plan(_series(), 2, True, 200)
+    metric = get_metric("f1", budget=5.0)
+    space = SearchSpace((Param("threshold", "float", 0.6, 1.0),))
+    grid = {thr: evaluate_config(FIXED.replace(threshold=thr), corpus, metric,
+                                 holdout=False).search.value
+            for thr in (0.6, 0.8, 0.9, 0.95, 0.99, 1.0)}
+    best = max(grid.values())
+    assert grid[0.9] < best and grid[0.6] < best  # the default threshold is not the optimum
+    res = run_search(corpus, metric, space, FIXED, trials=14, study_name="planted",
+                     storage=None, seed=1, progress=False, out=lambda _: None)
+    assert res.tuned.search.value == pytest.approx(best)
+    assert res.params["threshold"] >= min(t for t, v in grid.items() if v == best) - 0.06
+    s = res.summary()
+    assert s["in_sample"]["tuned"]["value"] > s["in_sample"]["base"]["value"]
+    assert [f["fold"] for f in s["forward_chaining"]] == [1, 2]  # the last one: the holdout
+    assert s["forward_chaining"][-1]["trial"] == res.best_trial
+    assert s["holdout"]["tuned"]["value"] == s["forward_chaining"][-1]["out_of_sample"]
+
+
+def _study(url: str, name: str) -> optuna.Study:
+    from neurogate.evaluation.tune import storage_url
+
+    return optuna.load_study(study_name=name, storage=storage_url(url))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_resuming_continues_the_same_study(tmp_path: Path, backend: str,
+                                           request: pytest.FixtureRequest) -> None:
+    data = _csv(tmp_path / "data.csv")
+    url = (f"sqlite:///{tmp_path / 'study.db'}" if backend == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    args = [ "tune", str(data), "--metric", "recall", "--out", str(tmp_path / "t.toml"),
+            "--storage", url, "--study", "s1", "--folds", "1", "--set",
+            "neuronet.enabled=false", "-q"]
+    assert main([*args, "--trials", "3"]) == 0
+    first = _study(url, "s1").get_trials(deepcopy=False)
+    assert len(first) == 3
+    assert main([*args, "--trials", "5", "--seed", "2"]) == 0
+    study = _study(url, "s1")
+    again = study.get_trials(deepcopy=False)
+    assert study.study_name == "s1" and len(again) == 5
+    assert [t.params for t in again[:3]] == [t.params for t in first]
+    assert [t.number for t in again] == list(range(5))
+
+
+def test_a_resume_with_another_metric_is_refused(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    data = _csv(tmp_path / "data.csv")
+    args = ["tune", str(data), "--out", str(tmp_path / "t.toml"), "--folds", "1",
+            "--trials", "2", "-q", "--set", "neuronet.enabled=false"]
+    assert main([*args, "--metric", "recall"]) == 0
+    assert main([*args, "--metric", "f1"]) == 2
+    err = capsys.readouterr().err
+    assert "study 't' was made with other metric" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("space", "message"), [
+    ('[space]\nthreshhold = {low = 0.8, high = 0.9}', "'threshhold' is not an engine setting"),
+    ('[space]\nthreshold = {low = 0.8, high = 1.5}', "threshold = 1.5 is out of range"),
+    ('[space]\nthreshold = {low = 0.9, high = 0.8}', "low (0.9) must be below high (0.8)"),
+    ('[space]\n"fixed.levels" = {low = 3.5, high = 8}', "integer setting"),
+    ('[space]\ncalendar = {low = 0, high = 1}', "not a number: give a list of choices"),
+    ('[space]\nscope = ["source", "galaxy"]', "choice 'galaxy' is not one of"),
+    ('[space]\nalpha = {low = 0, high = 2, log = true}', "a log range needs low > 0"),
+    ('[space]\nfixed = {levels = 3}', "fixed.levels must be {low"),
+    ('[spaces]\nalpha = [1.0]', "expected one non-empty [space] table"),
+])
+def test_a_bad_space_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         space: str, message: str) -> None:
+    path = tmp_path / "space.toml"
+    path.write_text(space + "\n")
+    with pytest.raises(TuneError, match="space"):
+        load_space(path)
+    data = _csv(tmp_path / "data.csv", n=1500)
+    code = main(["tune", str(data), "--metric", "f1", "--out", str(tmp_path / "t.toml"),
+                 "--space", str(path), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "t.db").exists()  # refused before any study is made
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--metric", "f2"], "unknown metric 'f2'; known: pr-auc, f1, recall, nab, injected"),
+    (["--metric", "f1", "--flag-budget", "-1"], "--flag-budget must be a number >= 0"),
+    (["--metric", "nab", "--profile", "lenient"], "--profile must be one of"),
+])
+def test_a_bad_metric_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          argv: list[str], message: str) -> None:
+    data = _csv(tmp_path / "data.csv", n=1500)
+    code = main(["tune", str(data), "--out", str(tmp_path / "t.toml"), "-q", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_labelled_metrics_need_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _csv(tmp_path / "data.csv", labels=False, n=1500)
+    code = main(["tune", str(data), "--metric", "pr-auc", "--out", str(tmp_path / "t.toml"),
+                 "-q"])
+    assert code == 2 and "needs labels" in capsys.readouterr().err
+
+
+def test_the_default_space_is_valid_and_holds_the_defaults() -> None:
+    cfg = EngineConfig()
+    for p in DEFAULT_SPACE.params:
+        value = cfg
+        for part in p.name.split("."):
+            value = getattr(value, part)
+        assert p.contains(value), p.name
+        if p.kind != "choice":
+            cfg.replace(**{p.name: int(p.low) if p.kind == "int" else p.low})
+            cfg.replace(**{p.name: int(p.high) if p.kind == "int" else p.high})
+
+
+def test_the_toml_loads_back_into_the_same_configuration(tmp_path: Path) -> None:
+    cfg = EngineConfig().replace(**{
+        "threshold": 0.9371234567891234, "suppress_window": 0, "alpha": 1e-05,
+        "calendar": False, "scope": "global", "max_future_skew": float("inf"),
+        "fixed.levels": 5, "fixed.trend_step": 0.123, "neuronet.enabled": False,
+        "evidence.deviation": True})
+    path = tmp_path / "tuned.toml"
+    path.write_text(toml_text(cfg, ["a comment"]))
+    engine, _ = load_settings(path, environ={})
+    assert engine == cfg
+    path.write_text(toml_text(EngineConfig()))
+    assert load_settings(path, environ={})[0] == EngineConfig()
+
+
+def test_tune_without_labels_writes_a_config_run_takes(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    data = _csv(tmp_path / "data.csv", labels=False)
+    out = tmp_path / "tuned.toml"
+    report = tmp_path / "report.json"
+    assert main(["tune", str(data), "--metric", "injected", "--trials", "4", "--out",
+                 str(out), "--folds", "2", "--set", "neuronet.enabled=false", "-q",
+                 "--report", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert "holdout (last block, out-of-sample)" in printed and "optimism" in printed
+    import json
+
+    s = json.loads(report.read_text())
+    engine, _ = load_settings(out, environ={})
+    assert engine == FIXED.replace(**s["params"])
+    assert main(["run", str(data), "--config", str(out), "--store", "memory://", "-q"]) == 0
+
+
+def test_eval_tuned_reports_tuned_against_default(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.eval_cli import cli
+
+    assert cli("eval", "tuned", "--only", "generated", "--sources", "2", "--length", "2000",
+               "--trials", "3", "--metric", "recall", "-q") == 0
+    out = capsys.readouterr().out
+    assert "seed 7 -> 8" in out and "optimism" in out
