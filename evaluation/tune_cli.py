@@ -101,26 +101,15 @@ def register_eval(es: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
 
 def _base_config(args: argparse.Namespace, preset: dict[str, Any] | None = None) -> Any:
-    """The base engine configuration: defaults <- preset <- --config <- NEUROGATE_* <- --set."""
-    import os
+    """The base engine configuration: defaults <- preset <- --config <- NEUROGATE_* <- --set
+    (``neurogate eval``'s loader)."""
+    from neurogate.evaluation.tune_space import TuneError
+    from neurogate.stream.cli_eval import EvalError, engine_config
 
-    from neurogate.engine.config import EngineConfig, env_overrides, from_mapping
-    from neurogate.stream.settings import read_config_file
-
-    cfg = EngineConfig().replace(**preset) if preset else EngineConfig()
-    if args.config is not None:
-        cfg = from_mapping(EngineConfig, read_config_file(args.config).get("engine", {}),
-                           base=cfg)
-    cfg = from_mapping(EngineConfig, env_overrides(dict(os.environ)), base=cfg)
-    sets = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            from neurogate.evaluation.tune_space import TuneError
-
-            raise TuneError(f"--set expects KEY=VALUE, got {item!r}")
-        sets[key.strip()] = value.strip()
-    return from_mapping(EngineConfig, sets, base=cfg)
+    try:
+        return engine_config(preset or {}, args)
+    except EvalError as exc:
+        raise TuneError(str(exc)) from None
 
 
 def _space(args: argparse.Namespace) -> Any:
