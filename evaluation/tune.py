@@ -23,6 +23,7 @@ import dataclasses
 import json
 import math
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -143,15 +144,21 @@ def open_study(name: str, storage: str | None, meta: dict[str, Any], seed: int |
     if storage is not None:
         from optuna.storages import RDBStorage
 
-        # a trial whose process died stops being RUNNING after grace_period seconds
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                store = RDBStorage(storage_url(storage), heartbeat_interval=30,
-                                   grace_period=120)
-        except Exception as exc:  # SQLAlchemy's and the drivers' errors, e.g. no such database
-            raise TuneError(f"cannot open the study storage: {type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0]}") from None
+        # a trial whose process died stops being RUNNING after grace_period seconds. Processes
+        # started together race to create the schema ("table ... already exists" in one of
+        # them): a second attempt finds it made.
+        for attempt in range(4):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    store = RDBStorage(storage_url(storage), heartbeat_interval=30,
+                                       grace_period=120)
+                break
+            except Exception as exc:  # SQLAlchemy's and the drivers' errors
+                if attempt == 3:
+                    raise TuneError(f"cannot open the study storage: {type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0]}") from None
+                time.sleep(0.5 * (attempt + 1))
 
     with warnings.catch_warnings():  # multivariate TPE and heartbeats are "experimental"
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -225,8 +232,6 @@ def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineC
     """Run the study up to ``trials`` finished trials (others' included), then evaluate the
     chosen and the base configuration on every block. ``progress`` None = a bar only when
     stderr is a terminal."""
-    import time
-
     import optuna
     from tqdm import tqdm
 
@@ -253,7 +258,7 @@ def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineC
     if not study.trials:  # the base configuration is the first point (where it is in range)
         start = {p.name: getattr_dotted(base, p.name) for p in space.params}
         if all(p.contains(start[p.name]) for p in space.params):
-            study.enqueue_trial(start)
+            study.enqueue_trial(start, skip_if_exists=True)
 
     def objective(trial: Any) -> float:
         params = space.suggest(trial)

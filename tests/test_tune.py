@@ -111,6 +111,32 @@ def test_resuming_continues_the_same_study(tmp_path: Path, backend: str,
     assert [t.number for t in again] == list(range(5))
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_processes_share_one_study(tmp_path: Path, backend: str,
+                                       request: pytest.FixtureRequest) -> None:
+    import os
+    import subprocess
+    import sys
+
+    data = _csv(tmp_path / "data.csv", n=1500)
+    url = (f"sqlite:///{tmp_path / 'study.db'}" if backend == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    exe = Path(sys.executable).with_name("neurogate")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEUROGATE_")}
+    procs = [subprocess.Popen(
+        [str(exe), "tune", str(data), "--metric", "recall", "--out", str(tmp_path / f"{i}.toml"),
+         "--storage", url, "--study", "shared", "--folds", "1", "--trials", "6", "--seed",
+         str(i), "--set", "neuronet.enabled=false", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in (1, 2)]
+    results = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in results]
+    trials = _study(url, "shared").get_trials(deepcopy=False)
+    # each stops once the study holds 6 finished trials; one may be running in the other then
+    assert 6 <= len(trials) <= 7
+    assert all(t.state.is_finished() for t in trials)
+    assert [t.number for t in trials] == list(range(len(trials)))
+
+
 def test_a_resume_with_another_metric_is_refused(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     data = _csv(tmp_path / "data.csv")
@@ -151,6 +177,7 @@ def test_a_bad_space_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureF
     (["--metric", "f2"], "unknown metric 'f2'; known: pr-auc, f1, recall, nab, injected"),
     (["--metric", "f1", "--flag-budget", "-1"], "--flag-budget must be a number >= 0"),
     (["--metric", "nab", "--profile", "lenient"], "--profile must be one of"),
+    (["--metric", "f1", "--storage", "mysql://db/x"], "--storage must be sqlite:///PATH or"),
 ])
 def test_a_bad_metric_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           argv: list[str], message: str) -> None:
