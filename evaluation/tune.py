@@ -306,6 +306,11 @@ def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineC
         raise TuneError(f"study {study_name!r} has no finished trial (all pruned or failed)")
     best = max(complete, key=lambda t: _ranked(_figure(t.user_attrs["search"]), metric.budget))
     params = {p.name: best.params[p.name] for p in space.params}
+    chosen = _figure(best.user_attrs["search"]).chosen
+    if chosen is not None and 0 < chosen <= 1:
+        # NAB's threshold, swept on the search part: the engine's flags at it (score >=
+        # threshold, repeats suppressed) are the detections NAB scored
+        params["threshold"] = chosen
     cfg = base.replace(**params)
     out(f"evaluating the chosen (trial {best.number}) and the base configuration on every "
         f"block, holdout included")

@@ -245,3 +245,17 @@ def test_eval_tuned_reports_tuned_against_default(capsys: pytest.CaptureFixture[
                "--trials", "3", "--metric", "recall", "-q") == 0
     out = capsys.readouterr().out
     assert "seed 7 -> 8" in out and "optimism" in out
+
+
+def test_the_nab_metric_writes_the_threshold_its_sweep_chose(tmp_path: Path) -> None:
+    import json
+
+    data = _csv(tmp_path / "data.csv")
+    out, report = tmp_path / "nab.toml", tmp_path / "nab.json"
+    assert main(["tune", str(data), "--metric", "nab", "--trials", "2", "--out", str(out),
+                 "--folds", "1", "--set", "neuronet.enabled=false", "-q",
+                 "--report", str(report)]) == 0
+    s = json.loads(report.read_text())
+    engine, _ = load_settings(out, environ={})
+    assert "threshold" in s["params"]  # not searched, but chosen by NAB's sweep
+    assert engine.threshold == s["in_sample"]["tuned"]["chosen"] == s["params"]["threshold"]
