@@ -240,8 +240,8 @@ def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineC
                         f"root); without labels use --metric injected")
     if corpus.fixed_warmup and "warmup" in space.names:
         space = space.without("warmup")  # NAB fixes each file's warm-up (its probation)
-    if not metric.uses_threshold and "threshold" in space.names:
-        space = space.without("threshold")  # the metric cannot see it: it would drift at random
+    for name in metric.blind_to:  # the metric cannot see them: they would drift at random
+        space = space.without(name)
     if not space.params:
         raise TuneError("the search space is empty")
     if not any(s.spans for s in corpus.series):

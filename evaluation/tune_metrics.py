@@ -91,7 +91,7 @@ class Metric:
 
     name = ""
     needs_labels = True
-    uses_threshold = True  # the engine's threshold changes the value
+    blind_to: tuple[str, ...] = ()  # settings that cannot change the value (not searched)
     budgeted = True
 
     def __init__(self, budget: float = 1.0, profile: str = "standard") -> None:
@@ -119,7 +119,8 @@ class Metric:
 class PrAuc(Metric):
     """Average precision of the raw score over the rows (threshold-free)."""
 
-    name, uses_threshold, budgeted = "pr-auc", False, False
+    name, budgeted = "pr-auc", False
+    blind_to = ("threshold", "suppress_window")  # it ranks the score before suppression
 
     def fit(self, segments: Sequence[Segment]) -> Figure:
         y = np.concatenate([g.series.labels(g.a, g.b) for g in segments])
@@ -160,7 +161,8 @@ class F1(Metric):
 class Nab(Metric):
     """NAB's normalised score; ``fit`` sweeps NAB's corpus-wide threshold, ``score`` keeps it."""
 
-    name, uses_threshold, budgeted = "nab", False, False
+    name, budgeted = "nab", False
+    blind_to = ("threshold",)  # NAB sweeps its own
 
     def describe(self) -> str:
         return f"nab ({self.profile} profile)"

@@ -259,3 +259,11 @@ def test_the_nab_metric_writes_the_threshold_its_sweep_chose(tmp_path: Path) -> 
     engine, _ = load_settings(out, environ={})
     assert "threshold" in s["params"]  # not searched, but chosen by NAB's sweep
     assert engine.threshold == s["in_sample"]["tuned"]["chosen"] == s["params"]["threshold"]
+
+
+def test_settings_a_metric_cannot_see_are_not_searched() -> None:
+    corpus = plan(_series(n=1500), 1, True, 200)
+    res = run_search(corpus, get_metric("pr-auc"), DEFAULT_SPACE, FIXED, trials=1,
+                     study_name="blind", storage=None, progress=False, out=lambda _: None)
+    assert "threshold" not in res.params and "suppress_window" not in res.params
+    assert "top_k" in res.params
