@@ -151,8 +151,12 @@ def open_study(name: str, storage: str | None, meta: dict[str, Any], seed: int |
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    # SQLite: wait up to 60 s for another process's write lock (sqlite3's
+                    # default 5 s failed one of two processes on this loaded machine)
+                    kwargs = ({"connect_args": {"timeout": 60}}
+                              if storage.startswith("sqlite") else {})
                     store = RDBStorage(storage_url(storage), heartbeat_interval=30,
-                                       grace_period=120)
+                                       grace_period=120, engine_kwargs=kwargs)
                 break
             except Exception as exc:  # SQLAlchemy's and the drivers' errors
                 if attempt == 3:

@@ -65,6 +65,7 @@ def _csv(path: Path, labels: bool = True, n: int = 2400) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_search_finds_the_planted_optimum() -> None:
     corpus = plan(_series(), 2, True, 200)
     metric = get_metric("f1", budget=5.0)
@@ -91,6 +92,7 @@ def _study(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage_url(url))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_resuming_continues_the_same_study(tmp_path: Path, backend: str,
                                            request: pytest.FixtureRequest) -> None:
@@ -111,6 +113,7 @@ def test_resuming_continues_the_same_study(tmp_path: Path, backend: str,
     assert [t.number for t in again] == list(range(5))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_processes_share_one_study(tmp_path: Path, backend: str,
                                        request: pytest.FixtureRequest) -> None:
@@ -137,6 +140,7 @@ def test_two_processes_share_one_study(tmp_path: Path, backend: str,
     assert [t.number for t in trials] == list(range(len(trials)))
 
 
+@pytest.mark.slow
 def test_a_resume_with_another_metric_is_refused(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     data = _csv(tmp_path / "data.csv")
@@ -177,7 +181,8 @@ def test_a_bad_space_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureF
     (["--metric", "f2"], "unknown metric 'f2'; known: pr-auc, f1, recall, nab, injected"),
     (["--metric", "f1", "--flag-budget", "-1"], "--flag-budget must be a number >= 0"),
     (["--metric", "nab", "--profile", "lenient"], "--profile must be one of"),
-    (["--metric", "f1", "--storage", "mysql://db/x"], "--storage must be sqlite:///PATH or"),
+    pytest.param(["--metric", "f1", "--storage", "mysql://db/x"],
+                 "--storage must be sqlite:///PATH or", marks=pytest.mark.slow),
 ])
 def test_a_bad_metric_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           argv: list[str], message: str) -> None:
@@ -220,6 +225,7 @@ def test_the_toml_loads_back_into_the_same_configuration(tmp_path: Path) -> None
     assert load_settings(path, environ={})[0] == EngineConfig()
 
 
+@pytest.mark.slow
 def test_tune_without_labels_writes_a_config_run_takes(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     data = _csv(tmp_path / "data.csv", labels=False)
@@ -238,6 +244,7 @@ def test_tune_without_labels_writes_a_config_run_takes(tmp_path: Path,
     assert main(["run", str(data), "--config", str(out), "--store", "memory://", "-q"]) == 0
 
 
+@pytest.mark.slow
 def test_eval_tuned_reports_tuned_against_default(capsys: pytest.CaptureFixture[str]) -> None:
     from tests.eval_cli import cli
 
@@ -247,6 +254,7 @@ def test_eval_tuned_reports_tuned_against_default(capsys: pytest.CaptureFixture[
     assert "seed 7 -> 8" in out and "optimism" in out
 
 
+@pytest.mark.slow
 def test_the_nab_metric_writes_the_threshold_its_sweep_chose(tmp_path: Path) -> None:
     import json
 
