@@ -33,7 +33,8 @@ T0 = 1_700_000_000
 SPIKE = 500
 # packages that only some commands need (pyproject.toml's extras)
 OPTIONAL = ("torch", "psycopg", "psycopg_pool", "redis", "faust", "aiokafka", "kafka",
-            "prometheus_client", "matplotlib", "pandas", "pysad", "river", "sklearn")
+            "prometheus_client", "matplotlib", "pandas", "pysad", "river", "sklearn", "optuna",
+            "sqlalchemy")
 # The command line loaded as the console script does, run, then the top-level packages it loaded
 # on stderr (last line): `-c` keeps the caller's cwd off the result.
 LOADED = """
