@@ -208,7 +208,8 @@ def inject(corpus: Corpus, seed: int) -> Corpus:
     """The corpus with anomalies planted into every block (``neurogate.engine.planted``'s
     kinds and strengths: spike, level shift, variance, frozen, trend, reversal, in units of the
     block's robust spread after scaling by the rows before the evaluation start, as the engine
-    scales), about one per 400 rows; the spans are the planted ones, the data's labels are
+    scales), about one per 400 rows (at most 6) in the second half of every block (``plant``
+    places them there); the spans are the planted ones, the data's labels are
     not used."""
     from neurogate.engine.bank import bins_range, robust_bounds
     from neurogate.engine.planted import PER_SERIES, plant
