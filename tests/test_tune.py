@@ -275,3 +275,26 @@ def test_settings_a_metric_cannot_see_are_not_searched() -> None:
                      study_name="blind", storage=None, progress=False, out=lambda _: None)
     assert "threshold" not in res.params and "suppress_window" not in res.params
     assert "top_k" in res.params
+
+
+def test_blocks_never_split_an_anomaly_and_injection_stays_inside_its_block() -> None:
+    from neurogate.evaluation.tune_data import inject
+
+    series = _series(n=3000)
+    long = Series("long", series[0].ts, series[0].values, ("value",), True,
+                  ((1600, 1800),), labelled=True)  # across the cut at 1725
+    corpus = plan([*series, long], 3, True, 200)
+    for s in corpus.series:
+        assert s.bounds[0] == 450 and s.bounds[-1] == s.n and len(s.bounds) == 5
+        for a, e in s.spans:
+            assert not any(a < c <= e for c in s.bounds[1:-1])
+    assert 1600 in corpus.series[2].bounds  # the cut moved to the anomaly's start
+    injected = inject(corpus, seed=0)
+    for before, after in zip(corpus.series, injected.series, strict=True):
+        changed = np.flatnonzero((before.values != after.values).any(axis=1))
+        inside = np.zeros(before.n, dtype=bool)
+        for a, e in after.spans:
+            inside[a : e + 1] = True
+            block = np.searchsorted(after.bounds, a, side="right") - 1
+            assert after.bounds[block] <= e < after.bounds[block + 1]
+        assert len(after.spans) >= 4 and inside[changed].all()
