@@ -55,8 +55,8 @@ def _search_options(p: argparse.ArgumentParser, trials: int) -> None:
                    help="false flags per 1,000 scored rows a configuration may raise (f1, "
                    "recall, injected)")
     p.add_argument("--profile", default="standard", help="NAB profile of --metric nab")
-    p.add_argument("--seed", type=int, default=0, help="TPE sampler and injection seed "
-                   "(give each process of a shared study its own)")
+    p.add_argument("--seed", type=int, default=0, help="TPE sampler seed (give each process "
+                   "of a shared study its own)")
     p.add_argument("--no-prune", action="store_true", help="run every trial to its end")
     p.add_argument("--config", type=Path, help="TOML with the base [engine] settings")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -77,6 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="forward-chaining folds: the rows after the warm-up are cut into "
                    "FOLDS + 1 time-ordered blocks, the last one held out")
     _search_options(t, 50)
+    t.add_argument("--inject-seed", type=int, default=0,
+                   help="where --metric injected plants its anomalies (part of the data: the "
+                   "same for every process of a study)")
     t.add_argument("--timestamp-column")
     t.add_argument("--value-columns", help="comma-separated value columns (default: all numeric)")
     t.add_argument("--source-column")
@@ -167,7 +170,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     warm_max = max([int(p.high) for p in space.params if p.name == "warmup"] + [base.warmup])
     corpus = plan(series, args.folds, True, warm_max)
     if metric.name == "injected":
-        corpus = inject(corpus, args.seed)
+        corpus = inject(corpus, args.inject_seed)
     storage = args.storage or f"sqlite:///{args.out.with_suffix('.db')}"
     print(f"{len(corpus.series)} series, {corpus.rows():,} rows"
           + (f" ({bad} unreadable records left out)" if bad else "")

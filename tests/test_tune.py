@@ -231,9 +231,10 @@ def test_tune_without_labels_writes_a_config_run_takes(tmp_path: Path,
     data = _csv(tmp_path / "data.csv", labels=False)
     out = tmp_path / "tuned.toml"
     report = tmp_path / "report.json"
-    assert main(["tune", str(data), "--metric", "injected", "--trials", "4", "--out",
-                 str(out), "--folds", "2", "--set", "neuronet.enabled=false", "-q",
-                 "--report", str(report)]) == 0
+    argv = ["tune", str(data), "--metric", "injected", "--out", str(out), "--folds", "2",
+            "--set", "neuronet.enabled=false", "-q", "--report", str(report)]
+    assert main([*argv, "--trials", "3"]) == 0
+    assert main([*argv, "--trials", "4", "--seed", "5"]) == 0  # another sampler, same data
     printed = capsys.readouterr().out
     assert "holdout (last block, out-of-sample)" in printed and "optimism" in printed
     import json
