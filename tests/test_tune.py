@@ -145,8 +145,9 @@ def test_a_resume_with_another_metric_is_refused(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     data = _csv(tmp_path / "data.csv")
     args = ["tune", str(data), "--out", str(tmp_path / "t.toml"), "--folds", "1",
-            "--trials", "2", "-q", "--set", "neuronet.enabled=false"]
+            "--trials", "2", "--set", "neuronet.enabled=false"]
     assert main([*args, "--metric", "recall"]) == 0
+    assert "tune recall" not in capsys.readouterr().err  # no progress bar: not a terminal
     assert main([*args, "--metric", "f1"]) == 2
     err = capsys.readouterr().err
     assert "study 't' was made with other metric" in err and "Traceback" not in err
