@@ -38,7 +38,27 @@ chromium:
 	  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "chromium unavailable (apt-get install chromium chromium-driver): the report's browser test will skip"
 
-tools: $(BIN)/promtool chromium
+# docker-compose: Debian's package (1.29, Python) and the Python packages it depends on, unpacked
+# into the venv (no root needed) and run by Debian's python3, so that the tests can run
+# `docker-compose config`, which parses and interpolates docker-compose.yml without a Docker
+# engine. Best effort: without it those tests skip (and fail when CI is set).
+COMPOSE_ROOT := $(abspath $(VENV))/opt/docker-compose
+$(BIN)/docker-compose: | $(BIN)/python
+	@tmp=$$(mktemp -d) && chmod 755 $$tmp && cd $$tmp && \
+	  deps=$$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+	    --no-breaks --no-replaces --no-enhances docker-compose 2>/dev/null | \
+	    grep -E '^python3-' | grep -vxE 'python3-(minimal|distutils|lib2to3)' | sort -u) && \
+	  if [ -x /usr/bin/python3 ] && apt-get download docker-compose $$deps >/dev/null 2>&1; then \
+	    rm -rf $(COMPOSE_ROOT) && mkdir -p $(COMPOSE_ROOT) && \
+	    for f in *.deb; do dpkg-deb -x $$f $(COMPOSE_ROOT) || exit 1; done && \
+	    { echo '#!/bin/sh'; \
+	      echo 'PYTHONPATH=$(COMPOSE_ROOT)/usr/lib/python3/dist-packages \'; \
+	      echo '  exec /usr/bin/python3 -s $(COMPOSE_ROOT)/usr/bin/docker-compose "$$@"'; \
+	    } > $(abspath $(BIN))/docker-compose && chmod +x $(abspath $(BIN))/docker-compose; \
+	  else echo "docker-compose unavailable (no Debian docker-compose package): its tests will skip"; fi; \
+	  rm -rf $$tmp
+
+tools: $(BIN)/promtool $(BIN)/docker-compose chromium
 
 # The demo has its own store, replaced on every run (--fresh: it is only ever a demo store), so
 # `make demo` runs again and again and never touches ./neurogate.db, where your own runs go.
