@@ -403,6 +403,6 @@ def test_dockerfile_is_multi_stage_and_unprivileged() -> None:
     assert user and user[-1].split(":")[0] not in ("0", "root")
     assert "COPY --from=" in final and "apt-get" not in final
     pinned = re.search(r'"torch==([\d.]+)"', (ROOT / "pyproject.toml").read_text())
-    assert pinned and f"torch=={pinned.group(1)}" in text
+    assert pinned and f"torch=={pinned.group(1)}+cpu" in (OPS / "requirements.lock").read_text()
     assert "/healthz" in text
     assert "@app.page(\"/healthz\")" in (ROOT / "stream/app.py").read_text()
