@@ -217,3 +217,19 @@ def test_tls_to_a_plain_listener_is_a_clear_error(
     err = capsys.readouterr().err
     assert code == 2, err
     assert "TLS handshake" in err and "is it a TLS listener?" in err, err
+
+
+def test_the_worker_refuses_tls_to_a_plain_listener(
+    kafka_bootstrap: str, pki: dict[str, Path], tmp_path: Path,
+) -> None:
+    """Without the start-up check too: faust's aiokafka producer would wait silently (40 s
+    without a log line, measured) for the handshake."""
+    env = kf.StreamEnv(kafka_bootstrap, "memory://", tmp_path)
+    env.worker = {"security_protocol": "SSL", "ssl_cafile": str(pki["broker_pem"])}
+    for args in (["--no-preflight"], ["--wait", "1"]):
+        w = kf.WorkerProcess(env, "tls", args=args).start()
+        try:
+            assert w.wait_exit(60) == 2, w.tail()
+        finally:
+            w.kill()
+        assert "is it a TLS listener?" in w.log_path.read_text(), w.tail()
