@@ -48,8 +48,10 @@ def _client(settings: WorkerSettings, cls: type, **kwargs: Any) -> Any:
                    bootstrap_timeout_ms=int(CONNECT_TIMEOUT * 1000),
                    **kwargs, **kafka_python_kwargs(settings))
     except KafkaError as exc:
+        hint = (f"; a listener without SASL {settings.sasl_mechanism}, or credentials it "
+                "refuses, end the same way" if settings.sasl_mechanism else "")
         raise KafkaToolError(f"cannot reach Kafka at {settings.bootstrap} "
-                             f"({settings.security_protocol}): {exc}") from None
+                             f"({settings.security_protocol}): {exc}{hint}") from None
 
 
 def _admin(settings: WorkerSettings) -> Any:

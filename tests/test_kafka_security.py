@@ -233,3 +233,20 @@ def test_the_worker_refuses_tls_to_a_plain_listener(
         finally:
             w.kill()
         assert "is it a TLS listener?" in w.log_path.read_text(), w.tail()
+
+
+def test_sasl_against_a_listener_without_it_says_so(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from neurogate.stream import kafka_tools
+
+    monkeypatch.setattr(kafka_tools, "CONNECT_TIMEOUT", 1.0)
+    monkeypatch.setenv("NEUROGATE_WORKER__SASL_PASSWORD", "pw-not-shown-1")
+    code = cli.main(["topics", "list", "--bootstrap", kafka_bootstrap,
+                     "--set", "worker.security_protocol=SASL_PLAINTEXT",
+                     "--set", "worker.sasl_mechanism=SCRAM-SHA-256",
+                     "--set", "worker.sasl_username=svc"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "(SASL_PLAINTEXT)" in err and "a listener without SASL SCRAM-SHA-256" in err, err
+    assert "pw-not-shown-1" not in err
