@@ -7,7 +7,7 @@ TORCH := torch==2.13.0
 # without their pins (pyproject.toml's eval extra lists what they import; it says why)
 NODEPS := timeeval-gutentag==1.5.0 neurokit2==0.2.13
 
-.PHONY: setup tools chromium demo test test-fast lint bench clean typecheck-tree
+.PHONY: setup tools chromium demo test test-fast lint bench clean typecheck-tree lock
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,7 +38,47 @@ chromium:
 	  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "chromium unavailable (apt-get install chromium chromium-driver): the report's browser test will skip"
 
-tools: $(BIN)/promtool chromium
+# docker-compose: Debian's package (1.29, Python) and the Python packages it depends on, unpacked
+# into the venv (no root needed) and run by Debian's python3, so that the tests can run
+# `docker-compose config`, which parses and interpolates docker-compose.yml without a Docker
+# engine. Best effort: without it those tests skip (and fail when CI is set).
+COMPOSE_ROOT := $(abspath $(VENV))/opt/docker-compose
+$(BIN)/docker-compose: | $(BIN)/python
+	@tmp=$$(mktemp -d) && chmod 755 $$tmp && cd $$tmp && \
+	  deps=$$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+	    --no-breaks --no-replaces --no-enhances docker-compose 2>/dev/null | \
+	    grep -E '^python3-' | grep -vxE 'python3-(minimal|distutils|lib2to3)' | sort -u) && \
+	  if [ -x /usr/bin/python3 ] && apt-get download docker-compose $$deps >/dev/null 2>&1; then \
+	    rm -rf $(COMPOSE_ROOT) && mkdir -p $(COMPOSE_ROOT) && \
+	    for f in *.deb; do dpkg-deb -x $$f $(COMPOSE_ROOT) || exit 1; done && \
+	    { echo '#!/bin/sh'; \
+	      echo 'PYTHONPATH=$(COMPOSE_ROOT)/usr/lib/python3/dist-packages \'; \
+	      echo '  exec /usr/bin/python3 -s $(COMPOSE_ROOT)/usr/bin/docker-compose "$$@"'; \
+	    } > $(abspath $(BIN))/docker-compose && chmod +x $(abspath $(BIN))/docker-compose; \
+	  else echo "docker-compose unavailable (no Debian docker-compose package): its tests will skip"; fi; \
+	  rm -rf $$tmp
+
+tools: $(BIN)/promtool $(BIN)/docker-compose chromium
+
+# ops/requirements.lock: every package of the worker image (pyproject.toml's worker extras, the
+# CPU build of torch, the build backend), pinned with their hashes, for the image's Python (3.11,
+# linux x86_64: run this there). ops/Dockerfile installs it with --require-hashes, wheels only.
+# pip-tools runs from its own venv; pip's local configuration is ignored, so only the public
+# indexes count (TORCH_SOURCE: where the CPU torch wheel comes from, e.g. --find-links DIR).
+# The project's own line (its redis extra names neurogate[postgres]) is dropped: the image
+# installs the project itself after the lock.
+LOCK := ops/requirements.lock
+LOCK_EXTRAS := neuronet postgres redis kafka
+TORCH_SOURCE ?= --extra-index-url https://download.pytorch.org/whl/cpu
+lock:
+	@$(PY) -c 'import sys, platform; assert sys.version_info[:2] == (3, 11) and platform.machine() == "x86_64", "make lock needs Python 3.11 on x86_64 (the image)"'
+	$(PY) -m venv build/lock-venv && build/lock-venv/bin/pip install -q pip-tools
+	printf 'setuptools>=68\nwheel\n$(TORCH)+cpu\n' > build/lock-build.in
+	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null build/lock-venv/bin/pip-compile -q \
+	  --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
+	  $(foreach e,$(LOCK_EXTRAS),--extra $(e)) --index-url https://pypi.org/simple \
+	  $(TORCH_SOURCE) -o $(LOCK) pyproject.toml build/lock-build.in
+	sed -i '/^# WARNING: pip install will require/,/^    # via neurogate (pyproject.toml)/d' $(LOCK)
 
 # The demo has its own store, replaced on every run (--fresh: it is only ever a demo store), so
 # `make demo` runs again and again and never touches ./neurogate.db, where your own runs go.

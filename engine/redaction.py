@@ -28,8 +28,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from urllib.parse import quote, quote_plus, unquote_plus
 
-__all__ = ["MASK", "MIN_SECRET", "known_secrets", "redact_url", "redacting_logs", "scrub",
-           "secrets_in"]
+__all__ = ["MASK", "MIN_SECRET", "known_secrets", "redact_url", "redacting_logs",
+           "register_secret", "scrub", "secrets_in"]
 
 MASK = "***"
 MIN_SECRET = 4  # shorter known secrets are masked inside URLs only
@@ -37,6 +37,7 @@ _SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "pass", "sslpassword", 
                             "token", "access_token", "api_key", "apikey",
                             "sasl_plain_password", "sasl_password"})
 _SECRET_ENV = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|AUTH", re.I)
+_REGISTERED: set[str] = set()  # secrets read at run time (register_secret); a handful at most
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]*[^\s'\"<>.,;:)\]}]")  # no end punctuation
 _KV = re.compile(r"\b(password|passwd|pwd|sslpassword)(\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&'\"]+)",
                  re.I)
@@ -128,12 +129,20 @@ def known_secrets(values: Iterable[object], environ: Mapping[str, str]) -> froze
     return frozenset(found)
 
 
+def register_secret(secret: str) -> None:
+    """Mask ``secret`` in everything this process scrubs from now on: for secrets that are
+    read at run time, not given on the command line or in the environment (a password file)."""
+    if secret:
+        _REGISTERED.add(secret)
+
+
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with every URL's and ``password=`` pair's secrets masked, and every known
-    secret of at least ``MIN_SECRET`` characters masked wherever it appears."""
+    secret (``secrets`` and those registered) of at least ``MIN_SECRET`` characters masked
+    wherever it appears."""
     text = _URL.sub(lambda m: redact_url(m.group(0)), text)
     text = _kv(text, set())
-    forms = {f for s in secrets if len(s) >= MIN_SECRET
+    forms = {f for s in (*secrets, *_REGISTERED) if len(s) >= MIN_SECRET
              for f in (s, quote(s, safe=""), quote_plus(s), repr(s)[1:-1])}
     for form in sorted(forms, key=len, reverse=True):  # longest first: no partial leftovers
         if form in text:

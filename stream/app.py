@@ -45,6 +45,7 @@ from mode.services import WaitResults
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.redaction import known_secrets, scrub
 from neurogate.stream.engine_process import Engine, EngineError, EngineProcess, LocalEngine
+from neurogate.stream.kafka_security import aiokafka_credentials
 from neurogate.stream.settings import WorkerSettings, load_settings
 
 __all__ = ["EXIT_FATAL", "Runtime", "create_app"]
@@ -430,6 +431,7 @@ def create_app(config: EngineConfig, settings: WorkerSettings) -> faust.App:
     app = _App(
         s.group,
         broker=";".join(f"kafka://{server.strip()}" for server in s.bootstrap.split(",")),
+        broker_credentials=aiokafka_credentials(s),
         value_serializer="raw",
         key_serializer="raw",
         processing_guarantee="at_least_once",

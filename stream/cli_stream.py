@@ -150,6 +150,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
     if not args.no_preflight:
         _preflight(settings, args.wait)
+    else:  # aiokafka, like kafka-python, waits forever for a TLS handshake a listener ignores
+        from neurogate.stream.kafka_security import tls_problem
+
+        if (problem := tls_problem(settings)) is not None:
+            raise StreamCommandError(f"cannot reach Kafka at {settings.bootstrap}: {problem}")
     import faust
 
     from neurogate.stream.app import EXIT_FATAL, create_app

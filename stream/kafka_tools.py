@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from neurogate.engine.events import Event, event_to_dict
+from neurogate.stream.kafka_security import kafka_python_kwargs, tls_problem
 from neurogate.stream.settings import WorkerSettings
 
 __all__ = ["KafkaToolError", "SendStats", "check_topics", "create_topics", "describe_topics",
@@ -35,16 +36,29 @@ def _servers(settings: WorkerSettings) -> list[str]:
     return [s.strip() for s in settings.bootstrap.split(",")]
 
 
-def _admin(settings: WorkerSettings) -> Any:
-    from kafka import KafkaAdminClient
+def _client(settings: WorkerSettings, cls: type, **kwargs: Any) -> Any:
+    """A kafka-python client with the settings' TLS/SASL arguments; unreachable clusters and
+    listeners that do not speak TLS are ``KafkaToolError``s."""
     from kafka.errors import KafkaError
 
+    if (problem := tls_problem(settings)) is not None:
+        raise KafkaToolError(f"cannot reach Kafka at {settings.bootstrap}: {problem}")
     try:
-        return KafkaAdminClient(bootstrap_servers=_servers(settings), client_id="neurogate-admin",
-                                request_timeout_ms=int(CONNECT_TIMEOUT * 1000),
-                                bootstrap_timeout_ms=int(CONNECT_TIMEOUT * 1000))
+        return cls(bootstrap_servers=_servers(settings),
+                   bootstrap_timeout_ms=int(CONNECT_TIMEOUT * 1000),
+                   **kwargs, **kafka_python_kwargs(settings))
     except KafkaError as exc:
-        raise KafkaToolError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
+        hint = (f"; a listener without SASL {settings.sasl_mechanism}, or credentials it "
+                "refuses, end the same way" if settings.sasl_mechanism else "")
+        raise KafkaToolError(f"cannot reach Kafka at {settings.bootstrap} "
+                             f"({settings.security_protocol}): {exc}{hint}") from None
+
+
+def _admin(settings: WorkerSettings) -> Any:
+    from kafka import KafkaAdminClient
+
+    return _client(settings, KafkaAdminClient, client_id="neurogate-admin",
+                   request_timeout_ms=int(CONNECT_TIMEOUT * 1000))
 
 
 def _topics(settings: WorkerSettings) -> list[str]:
@@ -107,16 +121,10 @@ def check_topics(settings: WorkerSettings) -> dict[str, int | None]:
 def make_producer(settings: WorkerSettings, *, idempotent: bool = True) -> Any:
     """A kafka-python producer tuned for throughput (batched, lz4 not assumed)."""
     from kafka import KafkaProducer
-    from kafka.errors import KafkaError
 
-    try:
-        return KafkaProducer(bootstrap_servers=_servers(settings), client_id="neurogate-tools",
-                             linger_ms=20, batch_size=512 * 1024, acks="all",
-                             enable_idempotence=idempotent,
-                             bootstrap_timeout_ms=int(CONNECT_TIMEOUT * 1000),
-                             max_request_size=max(1_048_576, settings.max_message_bytes))
-    except KafkaError as exc:
-        raise KafkaToolError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
+    return _client(settings, KafkaProducer, client_id="neurogate-tools", linger_ms=20,
+                   batch_size=512 * 1024, acks="all", enable_idempotence=idempotent,
+                   max_request_size=max(1_048_576, settings.max_message_bytes))
 
 
 @dataclass
@@ -238,14 +246,9 @@ def read_topic(settings: WorkerSettings, topic: str, *, from_beginning: bool = F
     """Messages of ``topic`` (all partitions, no consumer group: reading disturbs nothing), from
     the beginning or from now on; stops after ``limit`` messages or ``timeout`` idle seconds."""
     from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
 
-    try:
-        consumer = KafkaConsumer(bootstrap_servers=_servers(settings), group_id=None,
-                                 enable_auto_commit=False, client_id="neurogate-tail",
-                                 bootstrap_timeout_ms=int(CONNECT_TIMEOUT * 1000))
-    except KafkaError as exc:
-        raise KafkaToolError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
+    consumer = _client(settings, KafkaConsumer, group_id=None, enable_auto_commit=False,
+                       client_id="neurogate-tail")
     try:
         parts = consumer.partitions_for_topic(topic)
         if not parts:

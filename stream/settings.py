@@ -19,11 +19,13 @@ from typing import Any
 
 from neurogate.engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
 from neurogate.engine.redaction import redact_url
+from neurogate.stream.kafka_security import check_security
 
 __all__ = ["CONFIG_ENV", "WorkerSettings", "load_settings"]
 
 CONFIG_ENV = "NEUROGATE_CONFIG"  # path of the TOML file when no --config is given
 _WORKER_ENV = "NEUROGATE_WORKER__"
+_ENV_ONLY = ("sasl_password",)  # secrets: from the environment, never a file or a command line
 _STORE_SCHEMES = ("memory://", "sqlite:///", "postgresql://", "redis+postgresql://")
 MAX_METRICS_SOURCES = 1000
 
@@ -33,6 +35,16 @@ class WorkerSettings:
     """Everything the streaming worker needs besides the engine configuration."""
 
     bootstrap: str = "localhost:9092"  # Kafka bootstrap servers, comma-separated host:port
+    # TLS and SASL for every Kafka client (stream/kafka_security.py checks and maps them)
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    ssl_cafile: str = ""  # PEM CA bundle of the brokers' certificates ("": the system's)
+    ssl_certfile: str = ""  # client certificate (PEM) for brokers that require one
+    ssl_keyfile: str = ""  # its unencrypted key ("": in ssl_certfile)
+    ssl_check_hostname: bool = True
+    sasl_mechanism: str = ""  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)  # only NEUROGATE_WORKER__SASL_PASSWORD
+    sasl_password_file: str = ""  # or the first line of this file
     group: str = "neurogate"  # consumer group (and faust app id): workers of one group share
     events_topic: str = "neurogate.events"
     labels_topic: str = "neurogate.labels"  # "" = no label feedback
@@ -137,6 +149,14 @@ def _worker_env(environ: Mapping[str, str]) -> dict[str, str]:
     return {k.removeprefix("worker."): v for k, v in known.items()}
 
 
+def _refuse_secret(name: str, where: str) -> None:
+    """A password in a config file or on a command line is readable by others (and config
+    files end up in repositories): only the environment may hold it."""
+    if name in _ENV_ONLY:
+        raise ConfigError(f"worker.{name} is not accepted from {where}: set "
+                          f"NEUROGATE_WORKER__{name.upper()} or worker.{name}_file")
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """The shared TOML file: only [engine] and [worker] tables, each a table."""
     if not path.is_file():
@@ -169,6 +189,8 @@ def load_settings(
         path = Path(environ[CONFIG_ENV])
     data = read_config_file(path) if path is not None else {}
     where = f"{path}: " if path is not None else ""
+    for key in data.get("worker", {}):
+        _refuse_secret(key, str(path))
     try:
         engine = from_mapping(EngineConfig, data.get("engine", {}), base=EngineConfig())
         worker = from_mapping(WorkerSettings, data.get("worker", {}), base=WorkerSettings(),
@@ -185,9 +207,11 @@ def load_settings(
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         if key.startswith("worker."):
+            _refuse_secret(key.removeprefix("worker."), "--set")
             worker_sets[key.removeprefix("worker.")] = value.strip()
         else:
             engine_sets[key] = value.strip()
     engine = from_mapping(EngineConfig, engine_sets, base=engine)
     worker = from_mapping(WorkerSettings, worker_sets, base=worker, prefix="worker.")
+    check_security(worker)  # on the result: its parts may come from different places
     return engine, worker

@@ -190,9 +190,49 @@ def test_docker_image_builds_from_every_mapped_folder() -> None:
     for folder in folders:
         assert f"COPY {folder} ./{folder}" in dockerfile, folder
         assert f"!{folder}/**" in context, folder
-    installed = re.search(r"pip install '\.\[([a-z,]+)\]'", dockerfile)
+    installed = re.search(r"pip install --no-deps --no-build-isolation '\.\[([a-z,]+)\]'",
+                          dockerfile)
     assert installed is not None
-    assert set(installed.group(1).split(",")) == {"neuronet", "postgres", "redis", "kafka"}
+    assert set(installed.group(1).split(",")) == WORKER_EXTRAS
+
+
+WORKER_EXTRAS = {"neuronet", "postgres", "redis", "kafka"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_docker_image_installs_the_hashed_lock() -> None:
+    """ops/requirements.lock pins every package of the worker's extras with hashes (CPU torch
+    at pyproject.toml's pin), and the image installs it with --require-hashes, wheels only,
+    without a compiler."""
+    dockerfile = (ROOT / "ops/Dockerfile").read_text()
+    assert "build-essential" not in dockerfile and "apt-get" not in dockerfile
+    assert re.search(r"pip install --no-deps --require-hashes --only-binary=:all: .*"
+                     r"-r requirements\.lock", dockerfile, re.S)
+    assert "COPY ops/requirements.lock ./" in dockerfile
+    assert "!ops/requirements.lock" in (ROOT / "ops/Dockerfile.dockerignore").read_text()
+    pins: dict[str, tuple[str, list[str]]] = {}
+    name = ""
+    for line in (ROOT / "ops/requirements.lock").read_text().splitlines():
+        if m := re.match(r"^([A-Za-z0-9_.\-]+)==(\S+) \\$", line):
+            name = m.group(1).lower().replace("_", "-")
+            pins[name] = (m.group(2), [])
+        elif m := re.match(r"^\s+--hash=sha256:([0-9a-f]{64})", line):
+            pins[name][1].append(m.group(1))
+        else:
+            assert not line or line.lstrip().startswith("#"), f"not a hashed pin: {line!r}"
+    assert all(hashes for _, hashes in pins.values()), [n for n, (_, h) in pins.items() if not h]
+    torch = re.search(r'"torch==([\d.]+)"', (ROOT / "pyproject.toml").read_text())
+    assert torch is not None and pins["torch"][0] == f"{torch.group(1)}+cpu"
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    wanted = {_name(r) for r in PYPROJECT["project"]["dependencies"]}
+    wanted |= {_name(r) for e in WORKER_EXTRAS for r in extras[e]}
+    wanted |= {"setuptools", "wheel"}  # the project is built without build isolation
+    wanted.discard("neurogate")  # the redis extra names neurogate[postgres]
+    assert wanted <= set(pins), sorted(wanted - set(pins))
+    assert "neurogate" not in pins
 
 
 # -- the wheel in a fresh virtual environment ----------------------------------------------------

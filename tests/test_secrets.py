@@ -286,3 +286,61 @@ def test_the_console_script_keeps_the_environments_password_out(tmp_path: Path) 
     assert SENTINEL not in proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("neurogate: error: ")
 
+
+
+@pytest.mark.parametrize("source", ["env", "file"])
+def test_kafka_commands_keep_the_sasl_password_out(
+    servers: Servers, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture, source: str,
+) -> None:
+    """Every command that talks to Kafka, and the worker, with SASL (SCRAM) and the sentinel
+    as the SASL password, from NEUROGATE_WORKER__SASL_PASSWORD or from a password file (which
+    no scan of the environment or the command line knows about). The test broker does not
+    speak SASL, so each command fails its handshake: the error path is what shows settings."""
+    sasl = ["--set=worker.security_protocol=SASL_PLAINTEXT",
+            "--set=worker.sasl_mechanism=SCRAM-SHA-512", "--set=worker.sasl_username=svc"]
+    env = {"NEUROGATE_STORE_RETRY_SECONDS": "0.5"}
+    if source == "env":
+        env["NEUROGATE_WORKER__SASL_PASSWORD"] = SENTINEL
+    else:
+        (servers.tmp / "sasl.pw").write_text(SENTINEL + "\n")
+        sasl.append(f"--set=worker.sasl_password_file={servers.tmp / 'sasl.pw'}")
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    clean_env.setattr(kafka_tools, "CONNECT_TIMEOUT", 1.0)
+    caplog.set_level(logging.DEBUG)  # kafka-python's debug records too: the handshake
+    export = servers.tmp / "none.zip"
+    commands = [(p, parser) for p, parser in leaves(cli.build_parser())
+                if any("--bootstrap" in a.option_strings for a in parser._actions)]
+    assert {("produce",), ("replay",), ("tail",), ("topics",), WORKER} <= {p for p, _ in commands}
+    for path, parser in commands:
+        if path == WORKER:
+            continue
+        store = servers.stores()["userinfo"]
+        for argv in command_lines(path, parser, store, servers, export):
+            try:
+                code = cli.main(argv + sasl)
+            except SystemExit as exc:
+                code = exc.code
+            out, err = capsys.readouterr()
+            for where, text in (("stdout", out), ("stderr", err), ("log", caplog.text)):
+                assert SENTINEL not in text, f"{path} [{source}]: the password is in its " \
+                    f"{where}:\n{text.replace(SENTINEL, '<<SENTINEL>>')[-3000:]}"
+            assert "internal error" not in err, f"{path} crashed:\n{err[-3000:]}"
+            assert code == 2, f"{path}: {code}\n{err[-2000:]}"  # no SASL at the test broker
+            caplog.clear()
+    # the worker: its start-up check fails the same way, and its log shows no password
+    env_file = StreamEnv(servers.bootstrap, servers.stores()["userinfo"], servers.tmp)
+    env_file.worker = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                       "sasl_username": "svc"}
+    if source == "file":
+        env_file.worker["sasl_password_file"] = str(servers.tmp / "sasl.pw")
+    w = WorkerProcess(env_file, "sasl", extra_env={**servers.environ(), **env},
+                      args=["--wait", "1", "--log-level", "debug"]).start()
+    try:
+        assert w.wait_exit(90) == 2
+    finally:
+        w.kill()
+    log = w.log_path.read_text()
+    assert "cannot reach Kafka" in log and SENTINEL not in log, \
+        log.replace(SENTINEL, "<<SENTINEL>>")[-3000:]
