@@ -150,7 +150,7 @@ class EvidenceSettings:
 # they may differ between the run that wrote a store and the one that resumes it.
 SCORING_ONLY = frozenset({"threshold", "alpha", "alpha0", "top_k", "extreme_rule",
                           "extreme_margin", "posterior_beta", "label_memory", "late_tolerance",
-                          "max_future_skew"})
+                          "max_future_skew", "max_patterns"})
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,11 @@ class EngineConfig:
     calibration_window: int = 2000
     posterior_beta: float = 1.0  # smoothing of class-conditional pattern probabilities
     label_memory: int = 200_000  # recent events whose pattern keys are kept for late labels
+    # pattern keys a detector keeps in memory (the worker splits it between its partitions);
+    # past it, keys whose counts are committed are evicted and read back from the store when
+    # needed again (same scores). Keys with uncommitted counts are never evicted, so the bound
+    # holds between commits. ~80 B per key resident (docs/operations.md, "Memory and sizing").
+    max_patterns: int = 10_000_000
     seed: int = 0
     fixed: FixedEncoderConfig = field(default_factory=FixedEncoderConfig)
     neuronet: NeuroNetSettings = field(default_factory=NeuroNetSettings)
@@ -219,6 +224,8 @@ class EngineConfig:
             raise ConfigError(f"calibration must be 'none' or 'rank', got {self.calibration!r}")
         if self.calibration_window < 10 or self.label_memory < 0:
             raise ConfigError("calibration_window must be >= 10 and label_memory >= 0")
+        if self.max_patterns < 1000:
+            raise ConfigError(f"max_patterns must be >= 1000, got {self.max_patterns}")
 
     def state_settings(self) -> dict[str, Any]:
         """Every setting that shapes the learned state (dotted names -> values): a store's

@@ -6,12 +6,19 @@ the hash works on whole numpy arrays and the table's loops are compiled with num
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 EMPTY = np.uint64(0)
+# Highest share of slots in use before the table doubles. 0.7 instead of 0.5: linear probing
+# stays short (about 2.2 probes per lookup of a present key) and a key costs ~1.4x fewer bytes.
+MAX_LOAD = 0.7
 NCOLS = 3  # count columns per key: n (all events), n0 (labelled normal), n1 (labelled anomaly)
 # A table that tracks changes keeps, after its NCOLS counts, NCOLS more: the part already stored.
 
@@ -53,10 +60,12 @@ def _probe(tkeys: np.ndarray, key: np.uint64) -> np.int64:
 
 
 @njit(cache=True)
-def _get(tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, out: np.ndarray) -> None:
+def _get(tkeys: np.ndarray, tvals: np.ndarray, tused: np.ndarray, keys: np.ndarray,
+         out: np.ndarray) -> None:
     for i in range(keys.size):
         slot = _probe(tkeys, keys[i])
         if tkeys[slot] == keys[i]:
+            tused[slot] = 1
             for j in range(NCOLS):
                 out[i, j] = tvals[slot, j]
         else:
@@ -95,7 +104,8 @@ def _add_rows(tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, deltas: np
 
 @njit(cache=True)
 def _score_then_add(
-    tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, deltas: np.ndarray, out: np.ndarray
+    tkeys: np.ndarray, tvals: np.ndarray, tused: np.ndarray, keys: np.ndarray,
+    deltas: np.ndarray, out: np.ndarray
 ) -> int:
     """Event by event: read the counts of its keys, then add its deltas (prequential). The hot
     loop of the engine, so the probes are written out here rather than calling ``_probe``."""
@@ -125,6 +135,7 @@ def _score_then_add(
                 if t == EMPTY:
                     tkeys[slot] = key
                     new += 1
+            tused[slot] = 1
             for j in range(NCOLS):
                 tvals[slot, j] += deltas[i, j]
     return new
@@ -133,12 +144,14 @@ def _score_then_add(
 class CountTable:
     """Open-addressing hash table: uint64 key -> int64[NCOLS] counts, loops compiled by numba.
 
-    Linear probing at load factor <= 0.5 keeps probe sequences short; the table doubles before
-    it would pass that. Key 0 is reserved for empty slots (mix64 never returns it).
+    Linear probing at load factor <= ``MAX_LOAD``; the table doubles before it would pass that.
+    Key 0 is reserved for empty slots (mix64 never returns it).
 
     With ``track_changes`` each slot also holds the counts already stored elsewhere (``load``
     adds to both), so ``changes`` yields exactly what a store still lacks without a second
-    table, i.e. one hash probe per key on the hot path instead of two.
+    table, i.e. one hash probe per key on the hot path instead of two; ``evict`` then drops
+    keys whose counts are all stored (a store reads them back). A byte per slot marks the keys
+    read or counted since the last eviction, which evicts the others first (CLOCK).
     """
 
     def __init__(self, capacity: int = 1 << 18, *, track_changes: bool = False) -> None:
@@ -146,6 +159,7 @@ class CountTable:
         self._width = 2 * NCOLS if track_changes else NCOLS
         self._keys = np.zeros(cap, dtype=np.uint64)
         self._vals = np.zeros((cap, self._width), dtype=np.int64)
+        self._used = np.zeros(cap, dtype=np.uint8)
         self._size = 0
 
     def __len__(self) -> int:
@@ -153,26 +167,32 @@ class CountTable:
 
     @property
     def nbytes(self) -> int:
-        return int(self._keys.nbytes + self._vals.nbytes)
+        return int(self._keys.nbytes + self._vals.nbytes + self._used.nbytes)
 
     def _reserve(self, extra: int) -> None:
         need = self._size + extra
-        if need * 2 <= self._keys.size:
+        if need <= MAX_LOAD * self._keys.size:
             return
         occ = self._keys != EMPTY
         keys, vals = self._keys[occ], self._vals[occ]  # every column, stored part included
+        used = self._used[occ]
         cap = self._keys.size
-        while need * 2 > cap:
+        while need > MAX_LOAD * cap:
             cap *= 2
+        self._keys = self._vals = self._used = None  # type: ignore[assignment]  # freed first
         self._keys = np.zeros(cap, dtype=np.uint64)
         self._vals = np.zeros((cap, self._width), dtype=np.int64)
+        self._used = np.zeros(cap, dtype=np.uint8)
         self._size = _add_rows(self._keys, self._vals, keys[:, None], vals)
+        self._used[_slots(self._keys, keys)] = used
+        del keys, vals, used
+        release_free_memory()
 
     def get(self, keys: np.ndarray) -> np.ndarray:
         """Counts [len(keys), NCOLS] for the given keys; absent keys read as zeros."""
         keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
         out = np.empty((keys.size, NCOLS), dtype=np.int64)
-        _get(self._keys, self._vals, keys, out)
+        _get(self._keys, self._vals, self._used, keys, out)
         return out
 
     def contains(self, keys: np.ndarray) -> np.ndarray:
@@ -238,7 +258,7 @@ class CountTable:
         _check_nonzero(keys)
         self._reserve(keys.size)
         out = np.empty(keys.shape + (NCOLS,), dtype=np.int64)
-        self._size += _score_then_add(self._keys, self._vals, keys, deltas, out)
+        self._size += _score_then_add(self._keys, self._vals, self._used, keys, deltas, out)
         return out
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
@@ -246,15 +266,105 @@ class CountTable:
         occ = self._keys != EMPTY
         return self._keys[occ], self._vals[occ, :NCOLS]
 
+    def evict(self, target: int, pinned: Sequence[np.ndarray] = ()) -> int:
+        """Drop keys whose counts are all stored (no change since ``mark_stored``) until at
+        most ``target`` remain, those not read or counted since the last eviction first; never
+        a key with changes, nor one in ``pinned`` (e.g. keys of a write not yet confirmed).
+        Returns how many were dropped: fewer if too few keys may go."""
+        self._check_tracking()
+        if self._size <= target:
+            return 0
+        pin = np.zeros(self._keys.size, dtype=np.bool_)
+        for keys in pinned:
+            keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
+            slots = _slots(self._keys, keys)
+            pin[slots[self._keys[slots] == keys]] = True
+        dropped = _evict(self._keys, self._vals, self._used, pin, self._size - target)
+        self._size -= dropped
+        return dropped
+
     def clear(self) -> None:
         self._keys[:] = EMPTY
         self._vals[:] = 0
+        self._used[:] = 0
         self._size = 0
+
+
+def release_free_memory() -> None:
+    """Hand memory that was freed back to the system (glibc keeps freed heap pages otherwise:
+    arrays below its mmap threshold, which rises to 32 MB, live on the heap). No-op elsewhere."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()
 
 
 def _check_nonzero(keys: np.ndarray) -> None:
     if (keys == EMPTY).any():
         raise ValueError("pattern key 0 is reserved (it marks empty slots); keys come from mix64")
+
+
+@njit(cache=True)
+def _slots(tkeys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Slot of each key (or of the empty slot where it would go)."""
+    out = np.empty(keys.size, dtype=np.int64)
+    for i in range(keys.size):
+        out[i] = _probe(tkeys, keys[i])
+    return out
+
+
+@njit(cache=True)
+def _evict(tkeys: np.ndarray, tvals: np.ndarray, tused: np.ndarray, pinned: np.ndarray,
+           want: int) -> int:
+    """Empty up to ``want`` slots whose counts equal their stored part (unused ones first,
+    then used ones), clear every used mark, then move the remaining keys of each probe run
+    back towards their home slot so that lookups still find them (in place, no new arrays)."""
+    mask = np.int64(tkeys.size - 1)
+    # A slot empty before the eviction: no key's probe run crosses it (MAX_LOAD < 1: one exists)
+    start = np.int64(0)
+    while tkeys[start] != EMPTY:
+        start += 1
+    dropped = 0
+    for used in range(2):
+        for slot in range(tkeys.size):
+            if dropped >= want:
+                break
+            if (tkeys[slot] != EMPTY and tused[slot] == used and not pinned[slot]
+                    and not _differs(tvals[slot])):
+                tkeys[slot] = EMPTY
+                for j in range(tvals.shape[1]):
+                    tvals[slot, j] = 0
+                dropped += 1
+    tused[:] = 0
+    if dropped == 0:
+        return 0
+    # Re-insert every key in probe order from ``start``: each lands at or before its slot.
+    for i in range(1, tkeys.size + 1):
+        slot = (start + np.int64(i)) & mask
+        key = tkeys[slot]
+        if key == EMPTY:
+            continue
+        home = np.int64((key ^ (key >> np.uint64(29))) & np.uint64(mask))
+        while tkeys[home] != EMPTY and home != slot:
+            home = (home + np.int64(1)) & mask
+        if home != slot:
+            tkeys[home] = key
+            tkeys[slot] = EMPTY
+            for j in range(tvals.shape[1]):
+                tvals[home, j] = tvals[slot, j]
+                tvals[slot, j] = 0
+    return dropped
 
 
 @njit(cache=True)

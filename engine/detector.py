@@ -250,6 +250,7 @@ class Detector:
         progress: bool = False,
         label_memory: int = 0,
         state: bytes | None = None,
+        max_patterns: int | None = None,
     ) -> None:
         """``flush_every``: events between automatic flushes, written in the background while
         scoring goes on (None: only when ``flush`` is called, e.g. by a caller that records
@@ -257,15 +258,24 @@ class Detector:
         ``state`` (``to_state``) is given (see ``from_state``). While a background flush runs,
         its thread uses the store: call ``flush`` or ``close`` before using the store directly.
         ``label_memory``: how many recent scored events keep their pattern keys for
-        ``learn_labels`` (0: none; labels that come with events need none)."""
+        ``learn_labels`` (0: none; labels that come with events need none). ``max_patterns``:
+        pattern keys held in memory (default: the configuration's); past it, keys whose
+        counts the store holds are evicted and read back when needed again."""
         self.config = config or EngineConfig()
         self.store = store if store is not None else MemoryStore()
         self.flush_every = flush_every
         self.progress = progress
         self.cache = CountTable(track_changes=True)  # counts, and which of them are not stored
+        self.max_patterns = max_patterns or self.config.max_patterns
+        self.evicted = 0  # keys evicted from the cache so far
+        # keys of writes taken out by ``detach_flush`` that the caller has not confirmed yet
+        # (``committed``): pinned in the cache, the store may not hold their counts yet
+        self._detached: list[tuple[int, np.ndarray]] = []
+        self._detach_seq = 0
+        self.committed_seq = 0  # set by ``committed`` (from any thread: one int assignment)
         self._pending_events = 0
         # Fresh or small stores are read whole: then every key not in the cache is truly zero.
-        self._complete = self.store.size() <= preload_limit
+        self._complete = self.store.size() <= min(preload_limit, self.max_patterns)
         if self._complete:
             for keys, counts in self.store.iter_counts():
                 self.cache.load(keys, counts)
@@ -457,6 +467,7 @@ class Detector:
             out.score[i] = np.nan
         out.model_version = self.model_version()
         if not learn:
+            self._bound()
             return out
         self.events_seen += n
         for fields in by_bank:
@@ -464,6 +475,7 @@ class Detector:
         out.model_version = self.model_version()
         if self.flush_every is not None and self._pending_events >= self.flush_every:
             self.flush(wait=False)
+        self._bound()
         return out
 
     def process_one(self, event: Event) -> Result:
@@ -477,7 +489,9 @@ class Detector:
         if self.label_memory is None:
             raise ValueError("this detector keeps no keys for late labels: create it with "
                              "label_memory=N (recent events to remember)")
-        return learn_labels(self.cache, self.label_memory, labels)
+        outcomes = learn_labels(self.cache, self.label_memory, labels, self._load_missing)
+        self._bound()
+        return outcomes
 
     def flush(self, positions: dict[str, int] | None = None, *, wait: bool = True) -> None:
         """Write the counts added since the last flush, the input positions they cover and the
@@ -502,12 +516,21 @@ class Detector:
         job = self._writer.submit(self.store.apply, keys, deltas, positions, meta, new=new)
         self._writing = (job, keys, deltas)
 
-    def detach_flush(self) -> tuple[np.ndarray, np.ndarray, bytes]:
-        """What ``flush`` would write (count deltas, state snapshot), taken out without writing
-        it: for a caller that writes it elsewhere (the worker's commit thread) and, if that
-        write fails, discards this detector and resumes from the store."""
+    def detach_flush(self) -> tuple[np.ndarray, np.ndarray, bytes, int]:
+        """What ``flush`` would write (count deltas, state snapshot) and its sequence number,
+        taken out without writing it: for a caller that writes it elsewhere (the worker's
+        commit thread), reports it written with ``committed(seq)`` and, if that write fails,
+        discards this detector and resumes from the store. Until then its keys stay in memory."""
         keys, deltas, _, blob = self._take_changes()
-        return keys, deltas, blob
+        self._detach_seq += 1
+        self._detached = [(seq, k) for seq, k in self._detached if seq > self.committed_seq]
+        self._detached.append((self._detach_seq, keys))
+        return keys, deltas, blob, self._detach_seq
+
+    def committed(self, seq: int) -> None:
+        """The detached writes up to ``seq`` are in the store: their keys may be evicted.
+        Safe from another thread (the commit thread)."""
+        self.committed_seq = max(self.committed_seq, seq)
 
     def _take_changes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, bytes]:
         """(keys, deltas, new-key mask, state snapshot) of everything not yet stored, now
@@ -582,6 +605,7 @@ class Detector:
             "events": self.events_seen,
             "sources": len(self._sources),
             "patterns_cached": len(self.cache),
+            "patterns_evicted": self.evicted,
             "encoders": {",".join(f): lc.status() for f, lc in self.lifecycles.items()},
             "train_seconds": round(self.timings["train_seconds"], 2),
             "train_wait_seconds": round(self.timings["train_wait_seconds"], 2),
@@ -698,16 +722,38 @@ class Detector:
         d[labels == 1, 2] = 1
         return d
 
+    def _load_missing(self, keys: np.ndarray) -> None:
+        """Read the counts of the keys the cache does not hold from the store (unless the cache
+        holds everything the store has)."""
+        if self._complete:
+            return
+        uniq = np.unique(keys)
+        miss = uniq[~self.cache.contains(uniq)]
+        if miss.size:
+            self._settle()  # the store is not shared with a background flush
+            self.cache.load(miss, self.store.fetch(miss))
+
+    def _bound(self) -> None:
+        """Past ``max_patterns`` keys, evict stored ones down to 80 % of it (so evictions, one
+        pass over the table each, come once per fifth of the bound of new keys). Keys of writes
+        not confirmed yet stay: a read-back could miss their counts. Afterwards a key the cache
+        lacks may be in the store, so misses are read from it."""
+        if len(self.cache) <= self.max_patterns:
+            return
+        self._detached = [(seq, keys) for seq, keys in self._detached if seq > self.committed_seq]
+        pinned = [keys for _, keys in self._detached]
+        if self._writing is not None:
+            pinned.append(self._writing[1])
+        dropped = self.cache.evict(self.max_patterns * 4 // 5, pinned)
+        if dropped:
+            self.evicted += dropped
+            self._complete = False
+
     def _count(self, keys: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Prequential read-then-add of every event's keys; returns the counts before each event."""
         m = keys.shape[0]
         flat = keys.reshape(m, -1)
-        if not self._complete:
-            uniq = np.unique(flat)
-            miss = uniq[~self.cache.contains(uniq)]
-            if miss.size:
-                self._settle()  # the store is not shared with a background flush
-                self.cache.load(miss, self.store.fetch(miss))
+        self._load_missing(flat)
         if not self._learning:  # score_many: read, never add
             return self.cache.get(flat.ravel()).reshape(keys.shape + (NCOLS,))
         deltas = self._deltas(labels)

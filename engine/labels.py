@@ -29,7 +29,7 @@ Examples
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 
@@ -279,9 +279,11 @@ class LabelMemory:
         return hits
 
 
-def learn_labels(cache: CountTable, memory: LabelMemory, labels: Sequence[Label]) -> Counter[str]:
+def learn_labels(cache: CountTable, memory: LabelMemory, labels: Sequence[Label],
+                 load: Callable[[np.ndarray], None] | None = None) -> Counter[str]:
     """Add each label to its event's n0/n1 counts in ``cache`` (what scoring reads and, as a
-    change, what the next flush writes); returns how many labels had each outcome."""
+    change, what the next flush writes); returns how many labels had each outcome. ``load``
+    first reads keys the cache may have evicted back into it."""
     outcomes: Counter[str] = Counter()
     keys: list[np.ndarray] = []
     deltas: list[np.ndarray] = []
@@ -304,5 +306,7 @@ def learn_labels(cache: CountTable, memory: LabelMemory, labels: Sequence[Label]
         deltas.append(np.broadcast_to(d, (chunk.keys.shape[1], NCOLS)))
     if keys:
         flat, flat_deltas = np.concatenate(keys), np.concatenate(deltas)
+        if load is not None:
+            load(flat)
         cache.add(flat, flat_deltas)
     return outcomes

@@ -148,6 +148,7 @@ class PendingCommit:
     snapshot: bytes
     metrics: Metrics
     expected: dict[str, int | None] = field(default_factory=dict)  # positions before it
+    seq: int = 0  # the detector's number of this write (``Detector.committed``)
 
     def apply(self) -> None:
         """Write the commit, unless the store's positions are not the ones this worker left:
@@ -167,6 +168,7 @@ class PendingCommit:
         self.metrics.commit_seconds.observe(time.perf_counter() - t0)
         self.metrics.last_commit.set(time.time())
         self.state.committed = self.next
+        self.state.detector.committed(self.seq)
 
 
 class CommitThread:
@@ -247,6 +249,8 @@ class Processor:
         # the engine's label_memory is the worker's budget, shared by the partitions it may own
         self.label_capacity = (max(1000, config.label_memory // settings.partitions)
                                if settings.labels_topic and config.label_memory else 0)
+        # likewise the pattern-key bound (engine max_patterns)
+        self.pattern_capacity = max(1000, config.max_patterns // settings.partitions)
         self.store_size: int | None = None
         self.committer = CommitThread(limit=2 * settings.partitions)
         self._fetched_closed = 0  # keys fetched by detectors that were dropped since
@@ -308,7 +312,7 @@ class Processor:
         view = PartitionView(self.store, name, store_size, self.commit_store)
         det = Detector(self.config, view, flush_every=None,
                        preload_limit=self.settings.preload_limit,
-                       label_memory=self.label_capacity)
+                       label_memory=self.label_capacity, max_patterns=self.pattern_capacity)
         return PartitionState(p, det, view, dict(committed), dict(committed), dict(committed),
                               model_version=det.model_version())
 
@@ -485,9 +489,9 @@ class Processor:
             name = self.settings.position_key
             positions = {name(t, p): off for t, off in st.next.items()}
             expected = {name(t, p): st.prepared.get(t) for t in st.next}
-            keys, deltas, blob = st.detector.detach_flush()
+            keys, deltas, blob, seq = st.detector.detach_flush()
             out.append(PendingCommit(st, keys, deltas, positions, dict(st.next), blob,
-                                     self.metrics, expected))
+                                     self.metrics, expected, seq))
             st.prepared = dict(st.next)
             st.dirty = 0
         return out

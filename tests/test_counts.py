@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neurogate.engine.counts import EMPTY, NCOLS, CountTable, mix64, text_hash64
+from neurogate.engine.counts import EMPTY, MAX_LOAD, NCOLS, CountTable, mix64, text_hash64
 
 MASK64 = (1 << 64) - 1
 
@@ -81,14 +81,75 @@ def test_growth_past_capacity_keeps_every_count() -> None:
     np.testing.assert_array_equal(got[100:], np.tile([1, 0, 1], (4900, 1)))
 
 
-def test_capacity_is_a_power_of_two_and_load_stays_at_most_half() -> None:
-    slot_bytes = 8 * (1 + NCOLS)  # one uint64 key and NCOLS int64 counts per slot
+def test_capacity_is_a_power_of_two_and_load_stays_at_most_max_load() -> None:
+    slot_bytes = 8 * (1 + NCOLS) + 1  # a uint64 key, NCOLS int64 counts, a used mark per slot
     table = CountTable(capacity=100)
     assert table.nbytes == 128 * slot_bytes
-    table.add(np.arange(1, 65, dtype=np.uint64), np.ones((64, NCOLS)))
-    assert table.nbytes == 128 * slot_bytes  # exactly half full: no growth yet
+    full = int(MAX_LOAD * 128)
+    table.add(np.arange(1, full + 1, dtype=np.uint64), np.ones((full, NCOLS)))
+    assert table.nbytes == 128 * slot_bytes  # exactly at the load limit: no growth yet
     table.add(np.array([1000], dtype=np.uint64), np.ones((1, NCOLS)))
     assert table.nbytes == 256 * slot_bytes
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "score", "stored", "evict"]),
+                          st.lists(st.tuples(keys_strategy, delta_rows), max_size=30)),
+                max_size=12))
+def test_evict_drops_only_stored_unpinned_keys_and_keeps_lookups_right(
+    steps: list[tuple[str, list[tuple[int, list[int]]]]]
+) -> None:
+    """Eviction (in place, probe runs repaired) against a dict: every key left reads its
+    counts, no key with changes and no pinned key goes, and at most ``target`` keys remain
+    when enough may go. Small colliding keys exercise runs that wrap around the table."""
+    table = CountTable(capacity=16, track_changes=True)
+    total: dict[int, list[int]] = defaultdict(lambda: [0] * NCOLS)
+    dirty: set[int] = set()
+    for op, rows in steps:
+        if op == "stored":
+            table.mark_stored()
+            dirty.clear()
+            continue
+        if op == "evict":
+            pinned = as_keys([k for k, _ in rows if k in total])
+            before = len(table)
+            target = before // 3
+            dropped = table.evict(target, [pinned])
+            keys, _ = table.items()
+            left = {int(k) for k in keys}
+            assert len(table) == before - dropped == len(left)
+            gone = set(total) - left
+            assert not gone & dirty and not gone & {int(k) for k in pinned}
+            may_go = set(total) - dirty - {int(k) for k in pinned}
+            assert len(table) <= max(target, before - len(may_go))
+            for k in gone:
+                del total[k]
+            continue
+        if not rows:
+            continue
+        keys, deltas = as_keys([k for k, _ in rows]), np.array([d for _, d in rows])
+        if op == "add":
+            table.add(keys, deltas)
+        else:
+            table.score_then_add(keys[:, None], deltas)
+        for k, d in rows:
+            total[k] = [a + b for a, b in zip(total[k], d, strict=True)]
+            if any(d):
+                dirty.add(k)
+    assert table_dict(table) == {k: tuple(v) for k, v in total.items()}
+    probe = list(total)
+    np.testing.assert_array_equal(table.contains(as_keys(probe)), [True] * len(probe))
+
+
+def test_evict_prefers_keys_not_used_since_the_last_eviction() -> None:
+    table = CountTable(capacity=64, track_changes=True)
+    keys = mix64(np.arange(1, 41, dtype=np.uint64))
+    table.add(keys, np.ones((40, NCOLS)))
+    table.mark_stored()
+    table.evict(40)  # clears the used marks
+    table.get(keys[:10])  # read: these are warm
+    assert table.evict(10) == 30
+    np.testing.assert_array_equal(table.contains(keys[:10]), [True] * 10)
 
 
 def test_clear_empties_the_table() -> None:
