@@ -68,6 +68,8 @@ EXPORTED = (
     "neurogate_partitions_assigned",
     "neurogate_offset_gaps_total",
     "neurogate_patterns_cached",
+    "neurogate_patterns_limit",
+    "neurogate_patterns_evicted_total",
     "neurogate_store_patterns",
     "neurogate_store_fetched_keys_total",
     "neurogate_store_retries_total",
@@ -75,6 +77,7 @@ EXPORTED = (
     "neurogate_cache_errors_total",
     "neurogate_cache_fallback_keys_total",
     "neurogate_consumer_lag_messages",
+    "neurogate_consumer_committed_lag_messages",
     "neurogate_ready",
 )
 
@@ -272,7 +275,8 @@ class _ScrapeCollector(Collector):
 
 def store_families(stats: dict[str, int], cached: int, store_size: int | None,
                    fetched: int, lag: dict[tuple[str, int], int],
-                   encoders: dict[str, int]) -> list[Any]:
+                   encoders: dict[str, int], *, limit: int = 0, evicted: int = 0,
+                   committed_lag: dict[tuple[str, int], int] | None = None) -> list[Any]:
     """Scrape-time metric families from the stores' own counters and the worker's state."""
     hits = CounterMetricFamily("neurogate_cache_requests_total",
                                "Pattern keys looked up in the Redis cache", labels=["result"])
@@ -294,6 +298,12 @@ def store_families(stats: dict[str, int], cached: int, store_size: int | None,
                             value=fetched),
         GaugeMetricFamily("neurogate_patterns_cached",
                           "Pattern keys held in this worker's detectors", value=cached),
+        GaugeMetricFamily("neurogate_patterns_limit",
+                          "Pattern keys this worker's detectors may hold (engine max_patterns; "
+                          "keys with uncommitted counts may exceed it)", value=limit),
+        CounterMetricFamily("neurogate_patterns_evicted_total",
+                            "Pattern keys with committed counts dropped from memory (read "
+                            "back from the store when needed again)", value=evicted),
     ]
     if store_size is not None:
         out.append(GaugeMetricFamily("neurogate_store_patterns",
@@ -311,6 +321,14 @@ def store_families(stats: dict[str, int], cached: int, store_size: int | None,
     for (topic, partition), n in sorted(lag.items()):
         gauge.add_metric([topic, str(partition)], n)
     out.append(gauge)
+    committed = GaugeMetricFamily(
+        "neurogate_consumer_committed_lag_messages",
+        "Messages behind the partition's end counted from the position committed to the store "
+        "(where a restart resumes); the lag gauge counts from the position processed",
+        labels=["topic", "partition"])
+    for (topic, partition), n in sorted((committed_lag or {}).items()):
+        committed.add_metric([topic, str(partition)], n)
+    out.append(committed)
     return out
 
 

@@ -254,6 +254,7 @@ class Processor:
         self.store_size: int | None = None
         self.committer = CommitThread(limit=2 * settings.partitions)
         self._fetched_closed = 0  # keys fetched by detectors that were dropped since
+        self._evicted_closed = 0  # keys evicted by them
         self._highwaters: dict[tuple[str, int], int] = {}  # partition ends, from the consumer
         self.metrics.on_scrape(self._families)
 
@@ -319,6 +320,7 @@ class Processor:
     def _drop(self, p: int) -> None:
         st = self.parts.pop(p)
         self._fetched_closed += st.view.fetched
+        self._evicted_closed += st.detector.evicted
 
     # -- processing ----------------------------------------------------------------------------
 
@@ -570,15 +572,21 @@ class Processor:
             stats, cached=sum(len(st.detector.cache) for st in parts),
             store_size=self.store_size,
             fetched=self._fetched_closed + sum(st.view.fetched for st in parts),
-            lag=self.lag(), encoders=encoders)
+            lag=self.lag(), encoders=encoders,
+            limit=sum(st.detector.max_patterns for st in parts),
+            evicted=self._evicted_closed + sum(st.detector.evicted for st in parts),
+            committed_lag=self.lag(committed=True))
 
-    def lag(self) -> dict[tuple[str, int], int]:
-        """Messages between each assigned partition's position and its end, where known."""
+    def lag(self, committed: bool = False) -> dict[tuple[str, int], int]:
+        """Messages between each assigned partition's position and its end, where known: from
+        the position processed, or (``committed``) from the one committed to the store (none
+        for a partition that has committed nothing yet)."""
         out = {}
         for (topic, p), end in self._highwaters.items():
             st = self.parts.get(p)
-            if st is not None and p in self.active and topic in st.next and end is not None:
-                out[(topic, p)] = max(0, end - st.next[topic])
+            pos = None if st is None else (st.committed if committed else st.next).get(topic)
+            if pos is not None and p in self.active and end is not None:
+                out[(topic, p)] = max(0, end - pos)
         return out
 
 

@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -18,7 +19,7 @@ import pytest
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.detector import Detector
 from neurogate.engine.events import Event, event_to_dict
-from neurogate.engine.stores import MemoryStore, PatternStore
+from neurogate.engine.stores import MemoryStore, PatternStore, SQLiteStore
 from neurogate.stream.settings import WorkerSettings
 from neurogate.stream.worker import Fenced, Processor, Record
 from tests.conftest import seasonal_stream
@@ -343,3 +344,55 @@ def test_a_worker_that_lost_its_partition_cannot_commit_it(cfg: EngineConfig) ->
     assert counts(store) == before
     assert store.positions()[f"kafka:{EVENTS}:0"] == records[39].offset + 1
 
+
+
+def test_a_bounded_worker_counts_and_flags_like_an_unbounded_detector(
+    cfg: EngineConfig, tmp_path: Path
+) -> None:
+    """engine max_patterns split over 2 partitions (1,000 keys each, of ~2,400 per source):
+    committed keys are evicted and read back while the commit thread writes (keys of commits
+    not yet written stay), and the result is exactly the unbounded one; the metrics show the
+    keys held, the limit and the evictions."""
+    events = seasonal_stream(sources=4, length=700, plant=False).events
+    want_counts, want_flags = reference(cfg, events)
+    settings = WorkerSettings(partitions=2, store="memory://", commit_interval=60.0,
+                              commit_events=100)
+    path = tmp_path / "w.db"
+    with SQLiteStore(path) as store, SQLiteStore(path) as writer:
+        proc = Processor(cfg.replace(max_patterns=2000), settings, store, commit_store=writer)
+        proc.assign([0, 1])
+        records = to_records(events)
+        outs = []
+        for start in range(0, len(records), 40):
+            outs.append(proc.process(records[start : start + 40]))
+            proc.start_commit()
+        proc.drain()
+        proc.close()
+        text = proc.metrics.exposition().decode()
+        assert counts(store) == want_counts
+    assert published(outs) == want_flags
+    evicted = sum(st.detector.evicted for st in proc.parts.values())
+    assert evicted > 0
+    assert f"neurogate_patterns_evicted_total {float(evicted)}" in text
+    assert "neurogate_patterns_limit 2000.0" in text
+    held = sum(len(st.detector.cache) for st in proc.parts.values())
+    assert held < len(want_counts)  # (the last eviction ran before the last commits)
+
+
+def test_committed_lag_counts_from_the_committed_position(cfg: EngineConfig) -> None:
+    """The lag gauge counts from the position processed: 0 while nothing is committed. The
+    committed lag counts from the store's position: what a restart would redo."""
+    proc = Processor(cfg, SETTINGS, MemoryStore())
+    proc.assign([0])
+    recs = [Record(EVENTS, 0, off, b"s0", orjson.dumps(
+        {"source": "s0", "ts": 1_700_000_000 + off, "value": 1.0})) for off in range(10)]
+    proc.process(recs[:4], highwaters={(EVENTS, 0): 10})
+    proc.commit(force=True)
+    proc.process(recs[4:], highwaters={(EVENTS, 0): 10})
+    assert proc.lag() == {(EVENTS, 0): 0}
+    assert proc.lag(committed=True) == {(EVENTS, 0): 6}
+    text = proc.metrics.exposition().decode()
+    assert ('neurogate_consumer_committed_lag_messages{partition="0",topic="neurogate.events"} '
+            '6.0') in text
+    proc.commit(force=True)
+    assert proc.lag(committed=True) == {(EVENTS, 0): 0}
