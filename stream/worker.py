@@ -37,7 +37,7 @@ import orjson
 
 from neurogate.engine import snapshot
 from neurogate.engine.config import EngineConfig
-from neurogate.engine.detector import Detector
+from neurogate.engine.detector import Detector, write_and_release
 from neurogate.engine.events import BadEvent, Event, EventBatch, event_to_dict, message_events
 from neurogate.engine.labels import labels_from_json
 from neurogate.engine.stores import DelegatingStore, PatternStore, PositionsMoved, StoreStats
@@ -157,8 +157,8 @@ class PendingCommit:
         t0 = time.perf_counter()
         view = self.state.view
         try:
-            view.apply(self.keys, self.deltas, self.positions,
-                       {snapshot.META_NAME: self.snapshot}, expect=self.expected)
+            write_and_release(view, self.keys, self.deltas, self.positions,
+                              {snapshot.META_NAME: self.snapshot}, expect=self.expected)
         except Exception as exc:
             self.metrics.store_errors.labels("commit").inc()
             if isinstance(exc, PositionsMoved):
