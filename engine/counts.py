@@ -351,19 +351,19 @@ def _evict(tkeys: np.ndarray, tvals: np.ndarray, tused: np.ndarray, pinned: np.n
         return 0
     # Re-insert every key in probe order from ``start``: each lands at or before its slot.
     for i in range(1, tkeys.size + 1):
-        slot = (start + np.int64(i)) & mask
-        key = tkeys[slot]
+        at = (start + np.int64(i)) & mask
+        key = tkeys[at]
         if key == EMPTY:
             continue
         home = np.int64((key ^ (key >> np.uint64(29))) & np.uint64(mask))
-        while tkeys[home] != EMPTY and home != slot:
+        while tkeys[home] != EMPTY and home != at:
             home = (home + np.int64(1)) & mask
-        if home != slot:
+        if home != at:
             tkeys[home] = key
-            tkeys[slot] = EMPTY
+            tkeys[at] = EMPTY
             for j in range(tvals.shape[1]):
-                tvals[home, j] = tvals[slot, j]
-                tvals[slot, j] = 0
+                tvals[home, j] = tvals[at, j]
+                tvals[at, j] = 0
     return dropped
 
 
