@@ -2,13 +2,16 @@
 
 Each case runs in its own process: a detector on a fresh SQLite store scores ``--sources``
 sine-plus-noise sources of ``--events`` events each (interleaved, as a stream would bring
-them), flushing every ``--flush`` events. Reported per case:
+them, each joining over the first half of the run), flushing every ``--flush`` events.
+Reported per case:
 
 - keys: distinct pattern keys in the store; keys/source;
 - held: the most keys the detector held after a batch (``len(detector.cache)``);
 - table B/key: the count table's own arrays per key held (``CountTable.nbytes / held``);
-- RSS B/key: (peak RSS - RSS before the first event) / most keys held: what a key costs the
-  process, table growth and temporaries included;
+- source state KB: the per-source arrays (windows, ranges, histories) per source;
+- grown MB: peak RSS - RSS before the first event (after numba compiled);
+- RSS B/key: (grown - source state) / most keys held: what a key costs the process, table
+  growth, store reads and write buffers included;
 - end RSS: RSS after the run (what stays resident);
 - bounded / unbounded: peak RSS and held keys as ratios.
 
@@ -16,7 +19,7 @@ Ratios and bytes only, no timings asserted. Runs on whichever ``neurogate`` the 
 imports, so ``/work/.../main/.venv/bin/python bench/memory.py`` measures another tree (without
 ``max_patterns`` only the unbounded case runs).
 
-    .venv/bin/python bench/memory.py [--sources 2000] [--events 600] [--bound 0.25] [--json]
+    .venv/bin/python bench/memory.py [--sources 1000] [--events 600] [--bound 0.25] [--json]
 """
 
 from __future__ import annotations
@@ -63,31 +66,38 @@ def one(sources: int, events: int, flush: int, bound: int | None) -> dict[str, A
         base = rss_bytes()
         base_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         held = 0
-        step = 8  # events per source per batch
-        for start in range(0, events, step):
-            batch = [Event(f"s{j}", t0 + (start + i) * 300 + j, (float(series[j, start + i]),))
-                     for i in range(min(step, events - start)) for j in range(sources)]
+        # sources join over the first half of the run (their warm-ups end at different times,
+        # as in a live system); each batch holds one event of every source that has begun
+        begin = (np.arange(sources) * events // (2 * sources)).astype(np.int64)
+        for step in range(int(begin.max()) + events):
+            live = np.flatnonzero((begin <= step) & (step < begin + events))
+            batch = [Event(f"s{j}", t0 + step * 300 + j, (float(series[j, step - begin[j]]),))
+                     for j in live.tolist()]
             det.process_many(batch)
             held = max(held, len(det.cache))
         table = det.cache.nbytes
+        state = sum(a.nbytes for bank in det.banks.values()
+                    for a in bank.state.arrays.values())
         det.close()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         keys = store.size()
         store.close()
-    grown = peak - max(base, base_peak) if peak > base_peak else peak - base
+    grown = peak - max(base, base_peak)
     return {"bound": bound, "sources": sources, "events": sources * events, "keys": keys,
             "keys_per_source": round(keys / sources), "held": held,
             "table_bytes_per_key": round(table / max(held, 1), 1),
-            "rss_bytes_per_key": round(grown / max(held, 1), 1),
+            "rss_bytes_per_key": round((grown - state) / max(held, 1), 1),
+            "source_state_kb": round(state / sources / 1024, 1),
+            "grown_mb": round(grown / 2**20, 1),
             "peak_rss_mb": round(peak / 2**20, 1), "end_rss_mb": round(rss_bytes() / 2**20, 1),
             "evicted": getattr(det, "evicted", 0)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sources", type=int, default=2000)
+    ap.add_argument("--sources", type=int, default=1000)
     ap.add_argument("--events", type=int, default=600, help="events per source")
-    ap.add_argument("--flush", type=int, default=20_000, help="events between flushes")
+    ap.add_argument("--flush", type=int, default=5_000, help="events between flushes")
     ap.add_argument("--bound", type=float, default=0.25,
                     help="max_patterns of the bounded case, as a share of the unbounded keys")
     ap.add_argument("--json", action="store_true")
@@ -113,6 +123,8 @@ def main() -> None:
         free, bounded = rows
         ratios = {"peak_rss_bounded_over_unbounded": round(bounded["peak_rss_mb"]
                                                            / free["peak_rss_mb"], 3),
+                  "grown_bounded_over_unbounded": round(bounded["grown_mb"]
+                                                        / free["grown_mb"], 3),
                   "held_bounded_over_unbounded": round(bounded["held"] / free["held"], 3)}
     else:
         ratios = {}
@@ -120,10 +132,10 @@ def main() -> None:
         print(json.dumps({"cases": rows, "ratios": ratios}, indent=2))
         return
     cols = ("bound", "keys", "keys_per_source", "held", "evicted", "table_bytes_per_key",
-            "rss_bytes_per_key", "peak_rss_mb", "end_rss_mb")
-    print("  ".join(f"{c:>19}" for c in cols))
+            "rss_bytes_per_key", "source_state_kb", "grown_mb", "peak_rss_mb", "end_rss_mb")
+    print("  ".join(f"{c:>{len(c)}}" for c in cols))
     for r in rows:
-        print("  ".join(f"{str(r[c]):>19}" for c in cols))
+        print("  ".join(f"{str(r[c]):>{len(c)}}" for c in cols))
     for name, value in ratios.items():
         print(f"{name}: {value}")
 

@@ -195,7 +195,7 @@ class EngineConfig:
     # past it, keys whose counts are committed are evicted and read back from the store when
     # needed again (same scores). Keys with uncommitted counts are never evicted, so the bound
     # holds between commits. ~80 B per key resident (docs/operations.md, "Memory and sizing").
-    max_patterns: int = 10_000_000
+    max_patterns: int = 4_000_000
     seed: int = 0
     fixed: FixedEncoderConfig = field(default_factory=FixedEncoderConfig)
     neuronet: NeuroNetSettings = field(default_factory=NeuroNetSettings)

@@ -173,12 +173,16 @@ class CountTable:
         need = self._size + extra
         if need <= MAX_LOAD * self._keys.size:
             return
-        occ = self._keys != EMPTY
-        keys, vals = self._keys[occ], self._vals[occ]  # every column, stored part included
-        used = self._used[occ]
         cap = self._keys.size
         while need > MAX_LOAD * cap:
             cap *= 2
+        self._rebuild(cap)
+
+    def _rebuild(self, cap: int) -> None:
+        """Move every key into new arrays of ``cap`` slots; the old ones go back to the system."""
+        occ = self._keys != EMPTY
+        keys, vals = self._keys[occ], self._vals[occ]  # every column, stored part included
+        used = self._used[occ]
         self._keys = self._vals = self._used = None  # type: ignore[assignment]  # freed first
         self._keys = np.zeros(cap, dtype=np.uint64)
         self._vals = np.zeros((cap, self._width), dtype=np.int64)
@@ -187,6 +191,18 @@ class CountTable:
         self._used[_slots(self._keys, keys)] = used
         del keys, vals, used
         release_free_memory()
+
+    def shrink(self) -> bool:
+        """Halve the table while its keys would fill at most half of ``MAX_LOAD`` after it
+        (so it does not grow back at once): after a burst of keys is evicted, its memory goes
+        back to the system. Returns whether it shrank."""
+        cap = self._keys.size
+        while cap > 16 and self._size <= MAX_LOAD * cap / 4:
+            cap //= 2
+        if cap == self._keys.size:
+            return False
+        self._rebuild(cap)
+        return True
 
     def get(self, keys: np.ndarray) -> np.ndarray:
         """Counts [len(keys), NCOLS] for the given keys; absent keys read as zeros."""

@@ -759,6 +759,7 @@ class Detector:
         if dropped:
             self.evicted += dropped
             self._complete = False
+            self.cache.shrink()  # e.g. after the warm-ups of many sources ended together
 
     def _count(self, keys: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Prequential read-then-add of every event's keys; returns the counts before each event."""

@@ -337,3 +337,18 @@ def test_text_hash64_is_stable_across_processes() -> None:
     assert len(set(here.values())) == 4
     assert isinstance(text_hash64("x"), np.uint64)
     assert text_hash64("pump-7") == text_hash64("pump-7")
+
+
+def test_shrink_gives_back_the_slots_of_evicted_keys() -> None:
+    table = CountTable(capacity=16, track_changes=True)
+    keys = mix64(np.arange(1, 5001, dtype=np.uint64))
+    table.add(keys, np.ones((5000, NCOLS)))
+    table.mark_stored()
+    table.add(keys[:100], np.ones((100, NCOLS)))  # unstored: these stay
+    big = table.nbytes
+    assert not table.shrink()  # full enough
+    table.evict(300)
+    assert table.shrink() and table.nbytes == big // 8  # 8192 -> 1024 slots
+    assert len(table) == 300 and table.contains(keys[:100]).all()
+    np.testing.assert_array_equal(table.get(keys[:100]), np.full((100, NCOLS), 2))
+    assert table.changes()[0].size == 100
