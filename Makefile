@@ -91,7 +91,7 @@ TYPECHECK := build/typecheck/neurogate
 typecheck-tree:
 	@mkdir -p $(TYPECHECK)
 	@for f in neurogate/*; do ln -sfn $(abspath .)/$$f $(TYPECHECK)/; done
-	@for d in engine stream evaluation; do ln -sfn $(abspath $$d) $(TYPECHECK)/$$d; done
+	@for d in engine cli stream evaluation; do ln -sfn $(abspath $$d) $(TYPECHECK)/$$d; done
 
 test: setup tools typecheck-tree  ## lint, type-check, run the test suite
 	$(BIN)/ruff check .

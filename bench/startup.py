@@ -29,7 +29,7 @@ def _cli(*args: str) -> list[str]:
     script = Path(sys.executable).with_name("neurogate")
     if script.is_file():
         return [str(script), *args]
-    code = f"import sys; from neurogate.stream.cli import main; sys.exit(main({list(args)!r}))"
+    code = f"import sys; from neurogate.cli.main import main; sys.exit(main({list(args)!r}))"
     return [sys.executable, "-c", code]
 
 
@@ -54,7 +54,7 @@ def best_times(repeat: int) -> dict[str, float]:
 
 def heavy_modules_of_help() -> list[str]:
     """Heavy top-level packages in ``sys.modules`` after ``neurogate --help``."""
-    code = ("import sys\nfrom neurogate.stream.cli import main\ntry:\n    main(['--help'])\n"
+    code = ("import sys\nfrom neurogate.cli.main import main\ntry:\n    main(['--help'])\n"
             "except SystemExit:\n    pass\n"
             "print(','.join(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

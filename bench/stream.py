@@ -173,7 +173,7 @@ class Phase:
             log = Path(tempfile.gettempdir()) / f"{self.prefix}-worker{n}.log"
             self.logs.append(log)
             self.workers.append(subprocess.Popen(
-                [sys.executable, "-m", "neurogate.stream.cli_stream", "worker", "--config",
+                [sys.executable, "-m", "neurogate.cli.stream", "worker", "--config",
                  str(self.config)], cwd=ROOT, env={**env, "NEUROGATE_WORKER__WEB_PORT": str(port)},
                 stdout=log.open("wb"), stderr=subprocess.STDOUT))
 

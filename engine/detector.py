@@ -60,7 +60,7 @@ class Evidence:
     count: int  # times that pattern was seen before this event
     probability: float
     surprise: float
-    # what the stream's codes mean, so a reader can decode them (stream/results.py)
+    # what the stream's codes mean, so a reader can decode them (cli/results.py)
     stream: str = "learned"  # StreamSpec.kind: value, level, change or learned
     field: str = ""  # the channel's field name ("" = joint over channels)
     dilation: int = 1  # events per step of the stream

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from neurogate.stream.argtypes import positive_int
+from neurogate.cli.argtypes import positive_int
 
 EXIT_ERROR = 2  # a user error (TuneError, ConfigError): one line, as the CLI's other errors
 METRIC_HELP = ("pr-auc | f1 | recall | nab (labels) | injected (no labels); "
@@ -29,9 +29,9 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
 
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
+        from neurogate.cli.boundary import print_error
         from neurogate.engine.config import ConfigError
         from neurogate.evaluation.tune_space import TuneError
-        from neurogate.stream.boundary import print_error
 
         try:
             return func(args)
@@ -106,8 +106,8 @@ def register_eval(es: argparse._SubParsersAction) -> None:  # type: ignore[type-
 def _base_config(args: argparse.Namespace, preset: dict[str, Any] | None = None) -> Any:
     """The base engine configuration: defaults <- preset <- --config <- NEUROGATE_* <- --set
     (``neurogate eval``'s loader)."""
+    from neurogate.cli.evaluate import EvalError, engine_config
     from neurogate.evaluation.tune_space import TuneError
-    from neurogate.stream.cli_eval import EvalError, engine_config
 
     try:
         return engine_config(preset or {}, args)

@@ -124,8 +124,8 @@ def load_inputs(paths: Sequence[Path], *, timestamp_column: str | None = None,
     CSV/TSV/JSONL files (``neurogate run``'s reader; one series per source, in first-seen
     order); and the number of unreadable records left out. Labels: a 0/1 column (a source is
     labelled when any of its rows has one)."""
+    from neurogate.cli.files import BadRecord, CsvOptions, input_problem, read_events
     from neurogate.evaluation.nab import load_corpus
-    from neurogate.stream.files import BadRecord, CsvOptions, input_problem, read_events
 
     out: list[Series] = []
     bad = 0

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from neurogate.cli.results import summary
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.detector import Detector, Result
 from neurogate.engine.events import Event, EventBatch
 from neurogate.engine.stores import PatternStore
-from neurogate.stream.results import summary
 
 if TYPE_CHECKING:
     import pandas as pd

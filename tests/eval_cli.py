@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neurogate.stream.cli_eval import register
+from neurogate.cli.evaluate import register
 
 
 def cli(*argv: str) -> int:

@@ -153,7 +153,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
-        cmd = [sys.executable, "-m", "neurogate.stream.cli_stream", "worker", "--config",
+        cmd = [sys.executable, "-m", "neurogate.cli.stream", "worker", "--config",
                str(self.env.config_file()), "--web-port", str(self.port), "--wait", "30",
                *self.args]
         environ = {k: v for k, v in os.environ.items() if not k.startswith("NEUROGATE_WORKER__")}

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from neurogate.cli.main import Writer, main
 from neurogate.engine.stores import SQLiteStore, totals
-from neurogate.stream.cli import Writer, main
 from tests.conftest import foreign_sqlite
 
 REPO = Path(__file__).resolve().parents[1]
@@ -552,7 +552,7 @@ def test_module_reads_jsonl_from_stdin_and_fails_cleanly(tmp_path: Path) -> None
     lines = [json.dumps({"source": "pump", "ts": ts(i), "value": v})
              for i, v in enumerate(series_values())]
     lines.insert(5, '{"source": "pump", "ts": 1, "value": "x"}')
-    base = [sys.executable, "-m", "neurogate.stream.cli", "run"]
+    base = [sys.executable, "-m", "neurogate.cli.main", "run"]
     proc = subprocess.run(
         [*base, "-", "--store", "memory://", "--out", "-", *FAST],
         input="\n".join(lines) + "\n", cwd=REPO, capture_output=True, text=True,

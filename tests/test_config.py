@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from neurogate.cli.main import CliError, load_config
 from neurogate.engine.config import ConfigError, EngineConfig, _coerce, env_overrides, from_mapping
 from neurogate.engine.encoder import FixedEncoderConfig
-from neurogate.stream.cli import CliError, load_config
 
 ENV = {
     "NEUROGATE_THRESHOLD": "0.9",

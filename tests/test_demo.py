@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from neurogate.cli.demo import DEMO_START, KINDS, DemoTruth, Incident, demo_events
 from neurogate.engine.events import Event
-from neurogate.stream.demo import DEMO_START, KINDS, DemoTruth, Incident, demo_events
 
 
 @pytest.fixture(scope="module")

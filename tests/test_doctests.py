@@ -12,7 +12,7 @@ import pytest
 import neurogate.engine as engine
 import neurogate.evaluation as evaluation
 
-MODULES = ["neurogate", "neurogate.frame", "neurogate.stream.results"] + sorted(
+MODULES = ["neurogate", "neurogate.frame", "neurogate.cli.results"] + sorted(
     m.name for pkg in (engine, evaluation)
     for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."))
 

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from neurogate.engine.events import Event
-from neurogate.stream.files import (
+from neurogate.cli.files import (
     MAX_HEADER_BYTES,
     BadRecord,
     CsvOptions,
@@ -19,6 +18,7 @@ from neurogate.stream.files import (
     input_problem,
     read_events,
 )
+from neurogate.engine.events import Event
 
 T0 = datetime(2014, 7, 1, tzinfo=UTC).timestamp()
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from neurogate.cli.main import main
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.detector import Detector
 from neurogate.engine.events import Event
 from neurogate.engine.extras import NEURONET_OFF, _warn_neuronet_off
-from neurogate.stream.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -39,7 +39,7 @@ OPTIONAL = ("torch", "psycopg", "psycopg_pool", "redis", "faust", "aiokafka", "k
 # on stderr (last line): `-c` keeps the caller's cwd off the result.
 LOADED = """
 import sys
-from neurogate.stream.cli import main
+from neurogate.cli.main import main
 try:
     code = main(sys.argv[1:])
 except SystemExit as exc:
@@ -269,7 +269,7 @@ def test_wheel_installs_into_a_fresh_venv_beside_a_user_engine_package(tmp_path:
     assert {n.split("/")[0] for n in names} == {"neurogate", f"neurogate-{version}.dist-info"}
     assert "neurogate/py.typed" in names
     assert "neurogate/evaluation/gutentag.yaml" in names
-    assert {"neurogate/engine/detector.py", "neurogate/stream/cli.py",
+    assert {"neurogate/engine/detector.py", "neurogate/cli/main.py",
             "neurogate/engine/stores/sqlite.py"} <= set(names)
     metadata = zipfile.ZipFile(wheel).read(f"neurogate-{version}.dist-info/METADATA").decode()
     required = re.findall(r"^Requires-Dist: ([A-Za-z0-9_.-]+)[^;\n]*$", metadata, re.M)
@@ -295,7 +295,7 @@ def test_wheel_installs_into_a_fresh_venv_beside_a_user_engine_package(tmp_path:
         import neurogate
         from neurogate import Detector, EngineConfig, Event, __version__, open_store
         from neurogate.engine.detector import Detector as Same
-        from neurogate.stream.cli import main
+        from neurogate.cli.main import main
         assert Detector is Same and open_store("memory://") is not None
         cfg = EngineConfig(warmup=20).replace(**{"neuronet.enabled": False})
         out = Detector(cfg).process_many([Event("s", float(t), (t % 7,)) for t in range(60)])

@@ -14,6 +14,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from neurogate.cli import store as cli_store
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.counts import NCOLS
 from neurogate.engine.detector import Detector
@@ -30,7 +31,6 @@ from neurogate.engine.stores import (
 )
 from neurogate.engine.stores import postgres as pgmod
 from neurogate.engine.stores.postgres import SCHEMA_VERSION, SchemaError
-from neurogate.stream import cli_store
 from tests import pg_fixtures as fx
 from tests.pg_fixtures import Proxy, admin_connect, contents, terminate_backends, url_via
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import redis
 
+from neurogate.cli import store as cli_store
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.counts import NCOLS
 from neurogate.engine.detector import Detector
@@ -28,7 +29,6 @@ from neurogate.engine.stores import (
     StoreUnavailable,
     open_store,
 )
-from neurogate.stream import cli_store
 from tests import pg_fixtures as fx
 from tests.conftest import seasonal_stream
 from tests.pg_fixtures import (

@@ -1,4 +1,4 @@
-"""The HTML report of a run (stream/report.py): what the page holds, read as HTML and as a
+"""The HTML report of a run (cli/report.py): what the page holds, read as HTML and as a
 real headless browser draws it, and its bounded memory."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from neurogate.stream import report
-from neurogate.stream.cli import main
+from neurogate.cli import report
+from neurogate.cli.main import main
 
 T0, STEP, N = 1_700_000_000, 60, 500
 SPIKES = {"pump": 300, "fan": 420}

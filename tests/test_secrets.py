@@ -24,10 +24,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from neurogate.cli import main as cli
+from neurogate.cli.store import export_counts
 from neurogate.engine.redaction import known_secrets, redact_url, scrub, secrets_in
 from neurogate.engine.stores import SQLiteStore
-from neurogate.stream import cli, kafka_tools
-from neurogate.stream.cli_store import export_counts
+from neurogate.stream import kafka_tools
 from tests import kafka_fixtures as kf
 from tests.kafka_fixtures import StreamEnv, WorkerProcess
 from tests.pg_fixtures import RedisServer, free_port, pg_db, require_pg, require_redis

@@ -1,4 +1,4 @@
-"""``neurogate worker|produce|replay|topics|tail`` (neurogate.stream.cli_stream): argument
+"""``neurogate worker|produce|replay|topics|tail`` (neurogate.cli.stream): argument
 handling and errors without servers, and the kafka-python tools against the test broker."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from neurogate.stream import cli_stream
+from neurogate.cli import stream as cli_stream
 from neurogate.stream.settings import WorkerSettings
 from tests import kafka_fixtures as kf
 from tests.kafka_fixtures import produce, read_all

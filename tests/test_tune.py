@@ -11,6 +11,7 @@ import numpy as np
 import optuna
 import pytest
 
+from neurogate.cli.main import main
 from neurogate.engine.config import EngineConfig
 from neurogate.evaluation.tune import evaluate_config, run_search, toml_text
 from neurogate.evaluation.tune_data import Series, plan
@@ -22,7 +23,6 @@ from neurogate.evaluation.tune_space import (
     TuneError,
     load_space,
 )
-from neurogate.stream.cli import main
 from neurogate.stream.settings import load_settings
 from tests.pg_fixtures import pg_db, pg_url  # noqa: F401  # fixtures
 

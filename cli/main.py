@@ -14,12 +14,15 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from neurogate.cli import evaluate as cli_eval
+from neurogate.cli import report
+from neurogate.cli import store as cli_store
+from neurogate.cli import stream as cli_stream
+from neurogate.cli.argtypes import positive_int
+from neurogate.cli.boundary import Parser, print_error, run_command
 from neurogate.engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
 from neurogate.engine.redaction import redact_url
 from neurogate.evaluation import tune_cli
-from neurogate.stream import cli_eval, cli_store, cli_stream, report
-from neurogate.stream.argtypes import positive_int
-from neurogate.stream.boundary import Parser, print_error, run_command
 from neurogate.stream.settings import read_config_file
 
 if TYPE_CHECKING:  # numpy: not loaded to start the command line (bench/startup.py)
@@ -67,7 +70,7 @@ def _input_events(
     for resuming (records up to it are skipped: they were counted before) and kept up to date
     as events are yielded.
     """
-    from neurogate.stream.files import (
+    from neurogate.cli.files import (
         BadRecord,
         CsvOptions,
         count_lines,
@@ -88,7 +91,7 @@ def _input_events(
             yield item
 
     if not args.files:
-        from neurogate.stream.demo import demo_events
+        from neurogate.cli.demo import demo_events
 
         events, truth = demo_events(sources=args.demo_sources, length=args.demo_length,
                                     seed=args.seed)
@@ -410,7 +413,7 @@ def _summary(args: argparse.Namespace, det: Any, stats: Counter[str], seen: int,
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Flagged events of a run's --out (.jsonl or .csv) with their evidence, in words."""
-    from neurogate.stream.results import NotResults, describe, read_records, spacing
+    from neurogate.cli.results import NotResults, describe, read_records, spacing
 
     path = Path(args.results)
     if not path.is_file():
@@ -460,11 +463,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
     import torch  # noqa: F401  # training needs the neuronet extra: say so before reading input
 
+    from neurogate.cli.files import BadRecord, CsvOptions, input_problem, read_events
     from neurogate.engine.bank import bins_range, robust_bounds
     from neurogate.engine.neuronet import NeuroNetConfig
     from neurogate.engine.neurotrain import fit
     from neurogate.engine.pretrain import pretrain
-    from neurogate.stream.files import BadRecord, CsvOptions, input_problem, read_events
 
     cfg = load_config(args.config, args.set, dict(os.environ))
     if args.pretrain:

@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from neurogate.cli.argtypes import non_negative_int, positive_int
 from neurogate.engine.config import EngineConfig
 from neurogate.evaluation import tune_cli
-from neurogate.stream.argtypes import non_negative_int, positive_int
 
 
 class EvalError(Exception):
@@ -197,7 +197,7 @@ def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
 
 def _fail(exc: Exception, args: argparse.Namespace) -> int:
     """Print a user error the way the neurogate CLI does; exit code 2."""
-    from neurogate.stream.boundary import print_error
+    from neurogate.cli.boundary import print_error
 
     print_error(exc, args)
     return 2

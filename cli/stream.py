@@ -2,7 +2,7 @@
 ``topics`` (create/list), ``tail`` (read anomalies or dead letters back).
 
 ``register(sub)`` adds them to the ``neurogate`` command;
-``python -m neurogate.stream.cli_stream ...`` runs them on their own. Settings come from
+``python -m neurogate.cli.stream ...`` runs them on their own. Settings come from
 ``--config`` (``[engine]`` and ``[worker]`` tables, default ``$NEUROGATE_CONFIG``),
 ``NEUROGATE_*`` variables and ``--set key=value`` (``worker.``-prefixed keys are worker
 settings); flags like ``--bootstrap`` override them.
@@ -18,10 +18,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from neurogate.cli.argtypes import positive_int
+from neurogate.cli.boundary import Parser, print_error, run_command
 from neurogate.engine.config import ConfigError
 from neurogate.engine.redaction import redact_url
-from neurogate.stream.argtypes import positive_int
-from neurogate.stream.boundary import Parser, print_error, run_command
 from neurogate.stream.settings import WorkerSettings, load_settings
 
 if TYPE_CHECKING:  # numpy: not loaded to start the command line (bench/startup.py)
@@ -219,7 +219,7 @@ def _file_events(args: argparse.Namespace, bad: list[Any]) -> tuple[Iterator[Eve
     """Events of the input files (bad records collected in ``bad``) and a total if known."""
     from itertools import chain
 
-    from neurogate.stream.files import (
+    from neurogate.cli.files import (
         BadRecord,
         CsvOptions,
         count_lines,
@@ -316,7 +316,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.files:
         events, total = _file_events(args, bad)
     else:
-        from neurogate.stream.demo import demo_events
+        from neurogate.cli.demo import demo_events
 
         demo, _ = demo_events(sources=args.demo_sources, length=args.demo_length, seed=args.seed)
         events, total = iter(demo), len(demo)
@@ -369,7 +369,7 @@ def _describe(rec: Any, text: str) -> str:
         return (f"DEAD LETTER {rec['reason']:<16} {rec['topic']}[{rec['partition']}]@"
                 f"{rec['offset']} item {rec.get('index')}: {rec.get('error')}")
     if "score" in rec and "source" in rec:
-        from neurogate.stream.results import describe
+        from neurogate.cli.results import describe
 
         return "\n".join(describe(rec))
     return text
@@ -418,7 +418,7 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """A parser with only these commands (``python -m neurogate.stream.cli_stream``, tests)."""
+    """A parser with only these commands (``python -m neurogate.cli.stream``, tests)."""
     p = Parser(prog="neurogate", description=__doc__.split("\n\n")[0])
     register(p.add_subparsers(dest="command", required=True))
     return p

@@ -2,7 +2,7 @@
 
 ``register(sub)`` adds ``db`` to the ``neurogate`` command; ``register_patterns(pts)`` adds
 ``export`` and ``import`` to the ``patterns`` sub-commands.
-``python -m neurogate.stream.cli_store ...`` runs them on their own.
+``python -m neurogate.cli.store ...`` runs them on their own.
 
 Export file (``neurogate.patterns/1``): a zip archive holding ``header.json`` (format, export
 id, source, column names, the source's input positions), chunks ``keys-NNNNNN.npy`` (uint64) and
@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from neurogate.cli.boundary import Parser, print_error, run_command
 from neurogate.engine.redaction import redact_url
-from neurogate.stream.boundary import Parser, print_error, run_command
 
 if TYPE_CHECKING:  # numpy and numba: loaded by the commands that use them (bench/startup.py)
     import numpy as np
@@ -364,7 +364,7 @@ def _guard(fn: Any, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """A parser with only these commands (``python -m neurogate.stream.cli_store``, tests)."""
+    """A parser with only these commands (``python -m neurogate.cli.store``, tests)."""
     p = Parser(prog="neurogate", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     register(sub)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neurogate.stream.results import NotResults, read_records, summary
+from neurogate.cli.results import NotResults, read_records, summary
 
 if TYPE_CHECKING:
     from neurogate.engine.detector import BatchResult
@@ -328,7 +328,7 @@ def write(rep: Report, path: Path) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from neurogate.stream.cli import CliError
+    from neurogate.cli.main import CliError
 
     path = Path(args.results)
     if not path.is_file():
