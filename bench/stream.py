@@ -159,8 +159,8 @@ class Phase:
         neuronet = "true" if args.with_neuronet else "false"
         self.config.write_text("[engine]\nneuronet.enabled = " + neuronet + "\n[worker]\n" +
                                "".join(f"{k} = {json.dumps(v)}\n" for k, v in w.items()))
+        from neurogate.cli.config import load_settings
         from neurogate.stream.kafka_tools import create_topics
-        from neurogate.stream.settings import load_settings
 
         create_topics(load_settings(self.config, [], {})[1])
         self.workers: list[subprocess.Popen[bytes]] = []

@@ -12,21 +12,17 @@ the baselines run through the same harness, and the report's figures.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import os
-import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from neurogate.cli.argtypes import non_negative_int, positive_int
+from neurogate.cli.boundary import EXIT_OK, UserError
+from neurogate.cli.config import load_config
+from neurogate.cli.options import add_config_options, add_quiet, progress
 from neurogate.engine.config import EngineConfig
 from neurogate.evaluation import tune_cli
-
-
-class EvalError(Exception):
-    """A user error in an eval command (reported like the CLI's other errors)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -40,11 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         sp.add_argument("--detector", default=default,
                         help="detector name, comma-separated names or 'all' "
                         "(see 'neurogate eval detectors')")
-        sp.add_argument("--config", type=Path, help="TOML file with an [engine] table")
-        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one engine setting (after the benchmark's preset)")
-        sp.add_argument("--batch-size", type=positive_int, default=1000)
-        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        add_config_options(sp, after=" (after the benchmark's preset)")
+        sp.add_argument("--batch-size", type=positive_int, default=1000, metavar="N",
+                        help="events scored per call (default 1000)")
+        add_quiet(sp)
         if beside_default:
             sp.add_argument("--no-default", action="store_true",
                             help="do not add 'neurogate-default' (the engine's defaults) "
@@ -66,14 +61,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     nab.set_defaults(func=cmd_nab)
 
     cc = es.add_parser("creditcard", help="credit-card fraud file (Time,V1..V28,Amount,Class)")
-    cc.add_argument("--data", type=Path, required=True)
+    cc.add_argument("--data", type=Path, required=True, help="the credit-card CSV file")
     common(cc, "neurogate")
     cc.add_argument("--mode", choices=("stream", "seed"), default="stream",
                     help="stream: all rows in time order; seed: the seed's 80/20 split "
                     "(seed 42), training rows then the first 20,000 test rows")
     cc.add_argument("--delay", type=non_negative_int, default=0,
                     help="rows between a row's scoring and its label reaching the detector")
-    cc.add_argument("--warmup", type=positive_int, default=1000)
+    cc.add_argument("--warmup", type=positive_int, default=1000, metavar="N",
+                    help="rows before the first one scored in the figures (default 1000)")
     cc.add_argument("--test-labels", action="store_true",
                     help="seed mode: feed the test rows' labels after scoring them too")
     cc.add_argument("--top", type=non_negative_int, default=5,
@@ -84,17 +80,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     gen = es.add_parser("creditcard-generate",
                         help="write a generated file of the credit-card schema with frauds")
-    gen.add_argument("--out", type=Path, required=True)
-    gen.add_argument("--rows", type=positive_int, default=30_000)
-    gen.add_argument("--fraud-rate", type=float, default=0.003)
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    gen.add_argument("--rows", type=positive_int, default=30_000, metavar="N",
+                     help="rows to write (default 30000)")
+    gen.add_argument("--fraud-rate", type=float, default=0.003, metavar="SHARE",
+                     help="share of fraud rows, in (0, 1) (default 0.003)")
+    gen.add_argument("--seed", type=int, default=0, help="generator seed")
     gen.set_defaults(func=cmd_generate)
 
     mv = es.add_parser("multivariate", help="generated labelled multivariate benchmark")
     common(mv, "neurogate")
-    mv.add_argument("--seed", type=int, default=7)
-    mv.add_argument("--sources", type=positive_int, default=6)
-    mv.add_argument("--length", type=positive_int, default=6000)
+    mv.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
+    mv.add_argument("--sources", type=positive_int, default=6, metavar="N",
+                    help="generated sources (default 6)")
+    mv.add_argument("--length", type=positive_int, default=6000, metavar="N",
+                    help="rows per source (default 6000)")
     mv.add_argument("--no-labels", action="store_true",
                     help="do not feed labels back (default: after each row is scored)")
     mv.add_argument("--out", type=Path, help="write all figures as JSON")
@@ -120,7 +120,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     common(gr, "neurogate-fixed", beside_default=False)
     gr.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
                     help="an engine setting and its values; several --vary make a grid")
-    gr.add_argument("--range", choices=("warmup", "given"), default="warmup")
+    gr.add_argument("--range", choices=("warmup", "given"), default="warmup",
+                    help="as for 'eval nab'")
     gr.add_argument("--interleave", action="store_true", help="as for 'eval nab'")
     gr.add_argument("--out", type=Path, help="write the grid's figures as JSON")
     gr.set_defaults(func=cmd_nab_grid)
@@ -145,27 +146,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def engine_config(preset: dict[str, Any], args: argparse.Namespace) -> EngineConfig:
     """Defaults <- the benchmark's preset <- --config's [engine] table <- NEUROGATE_* <- --set."""
-    from neurogate.engine.config import env_overrides, from_mapping
-
-    cfg = EngineConfig().replace(**preset) if preset else EngineConfig()
-    if args.config is not None:
-        if not args.config.is_file():
-            raise EvalError(f"config file not found: {args.config}")
-        try:
-            data = tomllib.loads(args.config.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise EvalError(f"{args.config}: not valid TOML: {exc}") from None
-        if set(data) - {"engine"}:
-            raise EvalError(f"{args.config}: settings go under an [engine] table")
-        cfg = from_mapping(EngineConfig, data.get("engine", {}), base=cfg)
-    cfg = from_mapping(EngineConfig, env_overrides(dict(os.environ)), base=cfg)
-    changes = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise EvalError(f"--set expects KEY=VALUE, got {item!r}")
-        changes[key.strip()] = value.strip()
-    return from_mapping(EngineConfig, changes, base=cfg)
+    return load_config(args.config, args.set, preset=preset)
 
 
 def _detectors(text: str, supervised_ok: bool = True) -> list[str]:
@@ -175,7 +156,7 @@ def _detectors(text: str, supervised_ok: bool = True) -> list[str]:
     try:
         return parse_detectors(text, supervised_ok)
     except KeyError as exc:
-        raise EvalError(str(exc.args[0])) from None
+        raise UserError(str(exc.args[0])) from None
 
 
 def _names(args: argparse.Namespace, cfg: EngineConfig, supervised_ok: bool = True) -> list[str]:
@@ -192,37 +173,12 @@ def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return func(*args, **kwargs)
     except (FileNotFoundError, ValueError) as exc:
-        raise EvalError(str(exc)) from None
-
-
-def _fail(exc: Exception, args: argparse.Namespace) -> int:
-    """Print a user error the way the neurogate CLI does; exit code 2."""
-    from neurogate.cli.boundary import print_error
-
-    print_error(exc, args)
-    return 2
-
-
-def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Report user errors (bad settings, missing or malformed data) as one line, exit 2."""
-
-    @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
-        """The wrapped command, user errors caught."""
-        from neurogate.engine.config import ConfigError
-
-        try:
-            return func(args)
-        except (EvalError, ConfigError) as exc:
-            return _fail(exc, args)
-
-    return run
+        raise UserError(str(exc)) from None
 
 
 # -- commands ----------------------------------------------------------------------------------
 
 
-@_guarded
 def cmd_nab(args: argparse.Namespace) -> int:
     """Run detectors over the NAB corpus, write NAB's results layout, print the scores."""
     from neurogate.evaluation.nab import load_corpus, load_profiles
@@ -233,13 +189,13 @@ def cmd_nab(args: argparse.Namespace) -> int:
     cfg = engine_config(NAB.engine, args)
     names = _detectors(args.detector) if args.name else _names(args, cfg)
     if args.name and len(names) > 1:
-        raise EvalError("--name needs exactly one --detector")
+        raise UserError("--name needs exactly one --detector")
     corpus = _run(load_corpus, args.data)
     profiles = _run(load_profiles, args.data)
     if args.only:
         corpus = [f for f in corpus if args.only in f.name]
         if not corpus:
-            raise EvalError(f"no NAB file name contains {args.only!r}")
+            raise UserError(f"no NAB file name contains {args.only!r}")
     given = args.range == "given"
     summary = {}
     print(f"{'detector':<22} standard / low_FP / low_FN   detector time   throughput")
@@ -249,7 +205,7 @@ def cmd_nab(args: argparse.Namespace) -> int:
                                  + ("-interleaved" if args.interleave else ""))
         run = _run(run_nab, corpus, det, given_range=given, batch_size=args.batch_size,
                    profiles=profiles, feed_labels=DETECTORS[name].supervised,
-                   interleave=args.interleave, progress=not args.quiet)
+                   interleave=args.interleave, progress=progress(args))
         write_nab(args.out, run, corpus, {"engine_config": _config_dict(cfg),
                                           "files": len(corpus)})
         print(format_scores(run), flush=True)
@@ -258,10 +214,9 @@ def cmd_nab(args: argparse.Namespace) -> int:
     if path.is_file():  # runs of other detectors into the same directory stay listed
         summary = {**json.loads(path.read_text()), **summary}
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return 0
+    return EXIT_OK
 
 
-@_guarded
 def cmd_nab_grid(args: argparse.Namespace) -> int:
     """Score every combination of the --vary values on NAB, then the 2-fold selection check."""
     import itertools
@@ -274,12 +229,12 @@ def cmd_nab_grid(args: argparse.Namespace) -> int:
 
     names = _detectors(args.detector)
     if len(names) != 1:
-        raise EvalError("nab-grid runs one --detector")
+        raise UserError("nab-grid runs one --detector")
     axes = []
     for item in args.vary:
         key, sep, values = item.partition("=")
         if not sep or not values:
-            raise EvalError(f"--vary expects KEY=V1,V2,..., got {item!r}")
+            raise UserError(f"--vary expects KEY=V1,V2,..., got {item!r}")
         axes.append([(key.strip(), v.strip()) for v in values.split(",")])
     base = engine_config(NAB.engine, args)
     corpus = _run(load_corpus, args.data)
@@ -289,7 +244,7 @@ def cmd_nab_grid(args: argparse.Namespace) -> int:
         label = ",".join(f"{k}={v}" for k, v in combo) or "preset"
         run = _run(run_nab, corpus, build_detector(names[0], cfg, NAB.baselines),
                    given_range=args.range == "given", batch_size=args.batch_size,
-                   interleave=args.interleave, progress=not args.quiet)
+                   interleave=args.interleave, progress=progress(args))
         runs[label] = run.scores
         table[label] = {p: round(run.results[p]["score"], 2) for p in PROFILE_NAMES}
         print(f"{label:<50} " + " / ".join(f"{table[label][p]:6.2f}" for p in PROFILE_NAMES),
@@ -305,10 +260,9 @@ def cmd_nab_grid(args: argparse.Namespace) -> int:
         args.out.write_text(json.dumps({"detector": names[0], "range": args.range,
                                         "interleave": args.interleave, "scores": table,
                                         "selection": sel}, indent=2) + "\n")
-    return 0
+    return EXIT_OK
 
 
-@_guarded
 def cmd_creditcard(args: argparse.Namespace) -> int:
     """Run detectors over a credit-card file; print figures and top flagged explanations."""
     from neurogate.evaluation import creditcard
@@ -323,7 +277,7 @@ def cmd_creditcard(args: argparse.Namespace) -> int:
         det = build_detector(name, cfg, CREDITCARD.baselines)
         run = _run(creditcard.evaluate, data, det, mode=args.mode, delay=args.delay,
                    warmup=args.warmup, test_labels=args.test_labels, top=args.top,
-                   batch_size=args.batch_size, progress=not args.quiet)
+                   batch_size=args.batch_size, progress=progress(args))
         runs.append(run)
     print(_cc_table(runs))
     for run in runs:
@@ -343,7 +297,7 @@ def cmd_creditcard(args: argparse.Namespace) -> int:
         curves = {(r.detector if k == "score" else f"{r.detector} posterior"): c
                   for r in runs for k, c in r.curves.items()}
         pr_curves(curves, f"credit card ({args.data.name}, {args.mode})", args.plot)
-    return 0
+    return EXIT_OK
 
 
 def _cc_table(runs: list[Any]) -> str:
@@ -363,19 +317,17 @@ def _cc_table(runs: list[Any]) -> str:
     return "\n".join(lines)
 
 
-@_guarded
 def cmd_generate(args: argparse.Namespace) -> int:
     """Write a generated credit-card file."""
     from neurogate.evaluation.creditcard import generate
 
     if not 0 < args.fraud_rate < 1:
-        raise EvalError(f"--fraud-rate must be in (0, 1), got {args.fraud_rate}")
+        raise UserError(f"--fraud-rate must be in (0, 1), got {args.fraud_rate}")
     path = generate(args.out, rows=args.rows, fraud_rate=args.fraud_rate, seed=args.seed)
     print(f"wrote {path}")
-    return 0
+    return EXIT_OK
 
 
-@_guarded
 def cmd_multivariate(args: argparse.Namespace) -> int:
     """Run detectors over the generated multivariate benchmark; print its figures."""
     from neurogate.evaluation import multivariate
@@ -391,7 +343,7 @@ def cmd_multivariate(args: argparse.Namespace) -> int:
         det = build_detector(name, cfg, MULTIVARIATE.baselines)
         results.append(_run(multivariate.evaluate, streams, det,
                             feed_labels=not args.no_labels, batch_size=args.batch_size,
-                            progress=not args.quiet))
+                            progress=progress(args)))
     print(_corpus_tables(results, multivariate.KINDS))
     if args.out:
         args.out.write_text(json.dumps({
@@ -408,7 +360,7 @@ def cmd_multivariate(args: argparse.Namespace) -> int:
             if "posterior" in r.curves:
                 curves[f"{r.detector} posterior"] = (r.curves["labels"], r.curves["posterior"])
         pr_curves(curves, f"generated multivariate benchmark (seed {args.seed})", args.plot)
-    return 0
+    return EXIT_OK
 
 
 def _corpus_tables(results: list[Any], kinds: Sequence[str]) -> str:
@@ -442,7 +394,6 @@ def _corpus_tables(results: list[Any], kinds: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-@_guarded
 def cmd_gutentag(args: argparse.Namespace) -> int:
     """Generate (or read from the cache) the GutenTAG corpus, run the detectors on each channel
     count separately, print per-channel-count and per-kind figures and a summary."""
@@ -462,7 +413,7 @@ def cmd_gutentag(args: argparse.Namespace) -> int:
         try:
             channels = [int(c) for c in args.channels.split(",") if c.strip()] or None
         except ValueError:
-            raise EvalError(f"--channels expects comma-separated integers, got "
+            raise UserError(f"--channels expects comma-separated integers, got "
                             f"{args.channels!r}") from None
     cache = None if args.no_cache else (args.cache or gutentag.default_cache())
     groups = _run(gutentag.streams, corpus, channels, cache)
@@ -477,7 +428,7 @@ def cmd_gutentag(args: argparse.Namespace) -> int:
             det = build_detector(name, cfg, GUTENTAG.baselines)
             results.append(_run(labelled.evaluate, streams, det, gutentag.KINDS,
                                 feed_labels=not args.no_labels, batch_size=args.batch_size,
-                                progress=not args.quiet, desc=f"gutentag {ch}ch"))
+                                progress=progress(args), desc=f"gutentag {ch}ch"))
             walls[name] = time.perf_counter() - t0
         rows = sum(len(s.ts) for s in streams)
         print(f"\n== {ch} channel{'s' if ch > 1 else ''}: {len(streams)} series, {rows:,} rows "
@@ -495,7 +446,7 @@ def cmd_gutentag(args: argparse.Namespace) -> int:
             "labels_fed": not args.no_labels, "channels": out, "wall_seconds": round(wall, 1),
             "engine_config": _config_dict(cfg),
         }, indent=2, default=str) + "\n")
-    return 0
+    return EXIT_OK
 
 
 def _gutentag_summary(out: dict[str, Any]) -> str:
@@ -515,7 +466,6 @@ def _gutentag_summary(out: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip()
 
 
-@_guarded
 def cmd_plot_nab(args: argparse.Namespace) -> int:
     """Draw score timelines of chosen NAB files from results directories."""
     from neurogate.evaluation.nab import load_corpus
@@ -526,12 +476,12 @@ def cmd_plot_nab(args: argparse.Namespace) -> int:
     for part in (p.strip() for p in args.files.split(",") if p.strip()):
         hits = [f.name for f in corpus if part in f.name]
         if len(hits) != 1:
-            raise EvalError(f"--files: {part!r} matches {len(hits)} NAB files, expected one")
+            raise UserError(f"--files: {part!r} matches {len(hits)} NAB files, expected one")
         files.append(hits[0])
     detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
     path = _run(nab_timelines, args.results, corpus, detectors, files, args.out)
     print(f"wrote {path}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_detectors(args: argparse.Namespace) -> int:
@@ -540,7 +490,7 @@ def cmd_detectors(args: argparse.Namespace) -> int:
 
     for name, d in DETECTORS.items():
         print(f"{name:<18} {'(labels) ' if d.supervised else ''}{d.description}")
-    return 0
+    return EXIT_OK
 
 
 def _config_dict(cfg: EngineConfig) -> dict[str, Any]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,43 +18,33 @@ from neurogate.cli import report
 from neurogate.cli import store as cli_store
 from neurogate.cli import stream as cli_stream
 from neurogate.cli.argtypes import positive_int
-from neurogate.cli.boundary import Parser, print_error, run_command
-from neurogate.engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
+from neurogate.cli.boundary import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    Parser,
+    UserError,
+    print_error,
+    run_command,
+    user_errors,
+)
+from neurogate.cli.config import load_config
+from neurogate.cli.options import (
+    add_config_options,
+    add_input_options,
+    add_quiet,
+    add_store,
+    open_inputs,
+    progress,
+    store_from_positional,
+)
 from neurogate.engine.redaction import redact_url
 from neurogate.evaluation import tune_cli
-from neurogate.stream.settings import read_config_file
 
 if TYPE_CHECKING:  # numpy: not loaded to start the command line (bench/startup.py)
     from neurogate.engine.events import Event
 
-EXIT_OK, EXIT_ERROR, EXIT_DIFF = 0, 2, 1
-EXIT_BAD_INPUT = 1  # the run finished, but every input record was bad: nothing was scored
-
-
-class CliError(Exception):
-    """A user error: printed as one line, exit code 2."""
-
-
-# -- configuration -----------------------------------------------------------------------------
-
-
-def load_config(path: Path | None, sets: Sequence[str], environ: dict[str, str]) -> EngineConfig:
-    """Defaults <- config file's [engine] table <- NEUROGATE_* environment <- --set key=value."""
-    cfg = EngineConfig()
-    if path is not None:
-        try:
-            data = read_config_file(path)
-        except ConfigError as exc:
-            raise CliError(str(exc)) from None
-        cfg = from_mapping(EngineConfig, data.get("engine", {}), base=cfg)
-    cfg = from_mapping(EngineConfig, env_overrides(environ), base=cfg)
-    changes = {}
-    for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise CliError(f"--set expects KEY=VALUE, got {item!r}")
-        changes[key.strip()] = value.strip()
-    return from_mapping(EngineConfig, changes, base=cfg)
+RESUME_HINT = ("neurogate: counts and input positions are kept up to the last committed flush; "
+               "rerun with --append to resume")
 
 
 # -- input ---------------------------------------------------------------------------------------
@@ -70,13 +59,7 @@ def _input_events(
     for resuming (records up to it are skipped: they were counted before) and kept up to date
     as events are yielded.
     """
-    from neurogate.cli.files import (
-        BadRecord,
-        CsvOptions,
-        count_lines,
-        input_problem,
-        read_events,
-    )
+    from neurogate.cli.files import BadRecord
 
     def tracked(key: str, items: Iterable[Event | BadRecord]) -> Iterator[Event]:
         skip = positions.get(key, 0)
@@ -98,29 +81,8 @@ def _input_events(
         args.demo_truth = truth
         key = f"demo:seed={args.seed},sources={args.demo_sources},length={args.demo_length}"
         return tracked(key, events), len(events) - positions.get(key, 0)
-    opts = CsvOptions(
-        delimiter=args.delimiter,
-        timestamp_column=args.timestamp_column,
-        value_columns=tuple(args.value_columns.split(",")) if args.value_columns else None,
-        source_column=args.source_column,
-        label_column=args.label_column,
-        id_column=args.id_column,
-    )
-    streams = []
-    total: int | None = 0
-    for name in args.files:
-        path = Path(name)
-        if name != "-" and (problem := input_problem(path)) is not None:
-            raise CliError(problem)
-        try:
-            reader = read_events(path, fmt=args.format, csv=opts)
-        except (ValueError, OSError) as exc:
-            raise CliError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
-        key = "stdin" if name == "-" else f"file:{path.resolve()}"
-        streams.append(tracked(key, reader))
-        lines = count_lines(path) if name != "-" else None
-        total = None if total is None or lines is None else total + lines
-    return chain.from_iterable(streams), total
+    readers, total = open_inputs(args)
+    return chain.from_iterable(tracked(key, reader) for key, reader in readers), total
 
 
 def _batches(events: Iterator[Event], size: int) -> Iterator[list[Event]]:
@@ -159,7 +121,7 @@ class Writer:
         else:
             parent = Path(target).parent
             if not parent.exists():
-                raise CliError(f"output directory does not exist: {parent}")
+                raise UserError(f"output directory does not exist: {parent}")
             self._f = open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115
 
     def _start_csv(self, fields: Iterable[str]) -> None:
@@ -209,14 +171,14 @@ def _golden_key(r: dict[str, Any]) -> tuple[str, str, str]:
 def compare_golden(path: Path, flagged: list[dict[str, Any]], tol: float = 1e-6) -> list[str]:
     """Readable differences between a golden file of flagged events and this run's flags."""
     if not path.is_file():
-        raise CliError(f"golden file not found: {path} (create one with --record)")
+        raise UserError(f"golden file not found: {path} (create one with --record)")
     want = {}
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip():
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
-                raise CliError(f"{path}:{n}: not a JSON line") from None
+                raise UserError(f"{path}:{n}: not a JSON line") from None
             want[_golden_key(rec)] = rec
     got = {_golden_key(r): r for r in flagged}
     diff = []
@@ -248,7 +210,7 @@ def _check_store(store: str, *, append: bool, fresh: bool) -> None:
         return
     if store.startswith(("postgresql://", "redis")):
         if fresh or not append:
-            raise CliError(f"{redact_url(store)}: server stores are never wiped; pass --append "
+            raise UserError(f"{redact_url(store)}: server stores are never wiped; pass --append "
                            "to add to it (or use a new database)")
         return
     if "://" in store and not store.startswith("sqlite:///"):
@@ -257,13 +219,13 @@ def _check_store(store: str, *, append: bool, fresh: bool) -> None:
 
     path = Path(store.removeprefix("sqlite:///"))
     if path.is_dir():
-        raise CliError(f"--store {path} is a directory; give a file path such as {path}/run.db")
+        raise UserError(f"--store {path} is a directory; give a file path such as {path}/run.db")
     kind, why = inspect_file(path)
     if kind == "foreign":
-        raise CliError(f"--store {path} is not a neurogate pattern store ({why}); refusing to "
+        raise UserError(f"--store {path} is not a neurogate pattern store ({why}); refusing to "
                        f"{'replace' if fresh else 'use'} it: give another --store path")
     if kind == "store" and not (append or fresh):
-        raise CliError(f"--store {path} already holds a neurogate pattern store; pass --append "
+        raise UserError(f"--store {path} already holds a neurogate pattern store; pass --append "
                        "to continue from it, or --fresh to replace it")
     if kind == "store" and fresh:
         for suffix in ("", "-wal", "-shm"):
@@ -276,9 +238,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from neurogate.engine.detector import Detector
     from neurogate.engine.stores import open_store
 
-    cfg = load_config(args.config, args.set, dict(os.environ))
+    cfg = load_config(args.config, args.set)
     if args.expect and not Path(args.expect).is_file():
-        raise CliError(f"golden file not found: {args.expect} (create one with --record)")
+        raise UserError(f"golden file not found: {args.expect} (create one with --record)")
     bad: list[Any] = []
     positions: dict[str, int] = {}
     events, total = _input_events(args, bad, positions)  # validates inputs before any write
@@ -286,25 +248,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         store = open_store(args.store)
     except (ValueError, FileNotFoundError, OSError) as exc:
-        raise CliError(f"cannot open store {redact_url(args.store)}: {exc}") from None
+        raise UserError(f"cannot open store {redact_url(args.store)}: {exc}") from None
     if args.append:
         positions.update(store.positions())
     writer = Writer(args.out)
     if args.report and not Path(args.report).parent.exists():
-        raise CliError(f"output directory does not exist: {Path(args.report).parent}")
+        raise UserError(f"output directory does not exist: {Path(args.report).parent}")
     drawn = report.Report(f"neurogate run: {', '.join(args.files) or 'demo'}") \
         if args.report else None
     try:
-        det = Detector(cfg, store, flush_every=None, progress=not args.quiet)
+        det = Detector(cfg, store, flush_every=None, progress=progress(args))
     except ValueError as exc:
-        raise CliError(f"{redact_url(args.store)}: {exc}") from None
+        raise UserError(f"{redact_url(args.store)}: {exc}") from None
     since_flush = 0
     stats: Counter[str] = Counter()
     rejected: list[tuple[int, Event, str]] = []
     flagged_records: list[dict[str, Any]] = []
     seen = 0
     t0 = time.perf_counter()
-    bar = tqdm(total=total, unit="ev", disable=args.quiet, file=sys.stderr, smoothing=0.1)
+    bar = tqdm(total=total, unit="ev", disable=not progress(args), file=sys.stderr,
+               smoothing=0.1)
     try:
         for batch in _batches(events, args.batch_size):
             out = det.process_many(batch)
@@ -329,6 +292,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 since_flush = 0
             bar.update(len(batch))
         det.close(dict(positions))
+    except ConnectionError as exc:  # StoreUnavailable: nothing after the last commit is lost
+        raise UserError(f"{exc}\n{RESUME_HINT}") from None
     finally:
         bar.close()
         writer.close()
@@ -341,7 +306,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (bad or rejected) and not stats["scored"] + stats["warming"]:
         print_error(f"every input record was bad ({len(bad) + len(rejected):,}, listed above); "
                     "nothing was scored", args)
-        return EXIT_BAD_INPUT
+        return EXIT_FAILURE
     if args.record:
         Path(args.record).write_text(
             "".join(json.dumps(_golden_record(r)) + "\n" for r in flagged_records)
@@ -355,7 +320,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print("  " + line, file=sys.stderr)
             if len(diff) > 50:
                 print(f"  ... and {len(diff) - 50} more", file=sys.stderr)
-            return EXIT_DIFF
+            return EXIT_FAILURE
         print(f"flags match {args.expect}", file=sys.stderr)
     return EXIT_OK
 
@@ -417,7 +382,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     path = Path(args.results)
     if not path.is_file():
-        raise CliError(f"results file not found: {path}")
+        raise UserError(f"results file not found: {path}")
     try:
         steps = spacing(read_records(path))
         shown = 0
@@ -429,31 +394,34 @@ def cmd_explain(args: argparse.Namespace) -> int:
             if shown >= args.top:
                 break
     except NotResults as exc:
-        raise CliError(str(exc)) from None
+        raise UserError(str(exc)) from None
     if not shown:
         suffix = f" for source {args.source}" if args.source else ""
         print(f"no flagged events in the file{suffix}")
     return EXIT_OK
 
 
-def cmd_patterns(args: argparse.Namespace) -> int:
+@user_errors("ConnectionError")
+def cmd_patterns_merge(args: argparse.Namespace) -> int:
+    """``patterns merge --store DEST SOURCE...``: add the counts of stores into another."""
     from neurogate.engine.stores import merge_into, open_store, totals
 
-    if args.action == "merge":
-        if not args.sources:
-            raise CliError("patterns merge needs at least one source store")
-        try:
-            dst = open_store(args.dest)
-            srcs = [open_store(s) for s in args.sources]
-        except (ValueError, FileNotFoundError) as exc:
-            raise CliError(str(exc)) from None
-        rows = merge_into(dst, *srcs)
-        print(f"merged {rows:,} pattern rows from {len(srcs)} store(s) into "
-              f"{redact_url(args.dest)}; "
-              f"totals now n={totals(dst)[0]:,}")
-        for s in srcs:
-            s.close()
-        dst.close()
+    sources = list(args.sources)
+    dest = store_from_positional(args, sources.pop(0) if args.store is None and sources
+                                 else None)
+    if not sources:
+        raise UserError("patterns merge needs at least one source store")
+    try:
+        dst = open_store(dest)
+        srcs = [open_store(s) for s in sources]
+    except (ValueError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from None
+    rows = merge_into(dst, *srcs)
+    print(f"merged {rows:,} pattern rows from {len(srcs)} store(s) into {redact_url(dest)}; "
+          f"totals now n={totals(dst)[0]:,}")
+    for s in srcs:
+        s.close()
+    dst.close()
     return EXIT_OK
 
 
@@ -463,41 +431,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
     import torch  # noqa: F401  # training needs the neuronet extra: say so before reading input
 
-    from neurogate.cli.files import BadRecord, CsvOptions, input_problem, read_events
+    from neurogate.cli.files import BadRecord
     from neurogate.engine.bank import bins_range, robust_bounds
     from neurogate.engine.neuronet import NeuroNetConfig
     from neurogate.engine.neurotrain import fit
     from neurogate.engine.pretrain import pretrain
 
-    cfg = load_config(args.config, args.set, dict(os.environ))
+    cfg = load_config(args.config, args.set)
     if args.pretrain:
         if args.files:
-            raise CliError("--pretrain trains on generated series only: give no input files")
-        net, report = pretrain(progress=not args.quiet)
+            raise UserError("--pretrain trains on generated series only: give no input files")
+        net, report = pretrain(progress=progress(args))
         net.save(args.out)
         print(report.summary())
         print(f"saved NeuroNet {net.version} (generated corpus) to {args.out}")
         return EXIT_OK
     if not args.files:
-        raise CliError("give input files, or --pretrain for the generated corpus")
+        raise UserError("give input files, or --pretrain for the generated corpus")
     by_source: dict[str, list[tuple[float, ...]]] = {}
     fields: tuple[str, ...] | None = None
-    for name in args.files:
-        if (problem := input_problem(Path(name))) is not None:
-            raise CliError(problem)
-        try:
-            items = read_events(Path(name), csv=CsvOptions(timestamp_column=args.timestamp_column))
-        except (ValueError, OSError) as exc:
-            raise CliError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
-        for item in items:
-            if isinstance(item, BadRecord):
-                continue
-            if fields is None:
-                fields = item.fields
-            if item.fields == fields:
-                by_source.setdefault(item.source, []).append(item.values)
+    readers, _ = open_inputs(args)
+    for item in chain.from_iterable(reader for _, reader in readers):
+        if isinstance(item, BadRecord):
+            continue
+        if fields is None:
+            fields = item.fields
+        if item.fields == fields:
+            by_source.setdefault(item.source, []).append(item.values)
     if not by_source or fields is None:
-        raise CliError("no usable events in the input files")
+        raise UserError("no usable events in the input files")
     series = []
     for vals in by_source.values():  # normalised as the engine does: by the warm-up range
         arr = np.asarray(vals, dtype=np.float64)
@@ -509,7 +471,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     window = 1 << (window - 1).bit_length()
     config = NeuroNetConfig(channels=len(fields), window=window, levels=nn.levels,
                             hidden=nn.hidden)
-    net, report = fit(series, config, steps=nn.steps, seed=cfg.seed, progress=not args.quiet)
+    net, report = fit(series, config, steps=nn.steps, seed=cfg.seed, progress=progress(args))
     net.save(args.out)
     print(report.summary())
     print(f"saved NeuroNet {net.version} ({len(series)} sources, fields {','.join(fields)}) "
@@ -530,32 +492,15 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="neurogate", description=__doc__)
-    p.add_argument("--version", action=_Version, nargs=0, default=argparse.SUPPRESS,
-                   help="print the version and exit")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--config", type=Path, help="TOML file with an [engine] table")
-        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one engine setting, e.g. --set threshold=0.95")
-
+def _register_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r = sub.add_parser("run", help="score files or the built-in demo stream, no servers needed")
     r.add_argument("files", nargs="*", help="CSV/TSV/JSONL files ('-' = JSONL on stdin); "
                    "none = built-in demo stream")
-    common(r)
-    r.add_argument("--format", choices=("csv", "jsonl"),
-                   help="input format (default: by extension)")
-    r.add_argument("--delimiter", default=",")
-    r.add_argument("--timestamp-column")
-    r.add_argument("--value-columns", help="comma-separated value columns (default: all numeric)")
-    r.add_argument("--source-column")
-    r.add_argument("--label-column", help="0/1 column, used only after each row is scored")
-    r.add_argument("--id-column")
-    r.add_argument("--store", default="neurogate.db",
-                   help="pattern store: SQLite path, memory://, or a server URL (with "
-                   "--append); an existing store needs --append or --fresh")
+    add_config_options(r)
+    add_input_options(r)
+    add_store(r, default="neurogate.db",
+              help="pattern store: SQLite path, memory://, or a server URL (with --append); an "
+              "existing store needs --append or --fresh (default: neurogate.db)")
     again = r.add_mutually_exclusive_group()
     again.add_argument("--append", action="store_true",
                        help="continue from the state and counts in --store; inputs resume "
@@ -565,71 +510,81 @@ def build_parser() -> argparse.ArgumentParser:
                        "is not one, never a server store)")
     r.add_argument("--flush-every", type=positive_int, default=500_000, metavar="N",
                    help="commit counts, input positions and state every N events")
-    r.add_argument("--out", help="write flagged events (or all scores) to .jsonl/.csv, '-' stdout")
+    r.add_argument("--out", help="write flagged events (or all scores) to .jsonl/.csv, '-' "
+                   "stdout (docs/records.md)")
     r.add_argument("--all-scores", action="store_true", help="write every event's score")
     r.add_argument("--report", metavar="HTML", help="draw the run as one self-contained HTML "
                    "page (values, score, threshold, flags, incidents per source)")
-    r.add_argument("--batch-size", type=positive_int, default=4096)
+    r.add_argument("--batch-size", type=positive_int, default=4096, metavar="N",
+                   help="events scored per call (default 4096)")
     r.add_argument("--record", metavar="GOLDEN", help="write this run's flags as a golden file")
     r.add_argument("--expect", metavar="GOLDEN", help="compare flags with a golden file; exit 1 "
                    "with a diff when they differ")
-    r.add_argument("--demo-sources", type=positive_int, default=8)
-    r.add_argument("--demo-length", type=positive_int, default=5000)
+    r.add_argument("--demo-sources", type=positive_int, default=8, metavar="N",
+                   help="sources of the built-in demo stream (default 8)")
+    r.add_argument("--demo-length", type=positive_int, default=5000, metavar="N",
+                   help="events per source of the built-in demo stream (default 5000)")
     r.add_argument("--seed", type=int, default=0, help="demo stream seed")
-    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet(r)
     r.set_defaults(func=cmd_run)
 
+
+def _register_explain(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e = sub.add_parser("explain", help="show flagged events of a run with their evidence")
     e.add_argument("results", help="a run's --out file (.jsonl or .csv)")
-    e.add_argument("--source")
-    e.add_argument("--top", type=positive_int, default=20)
+    e.add_argument("--source", help="only this source's events")
+    e.add_argument("--top", type=positive_int, default=20, metavar="N",
+                   help="show at most N flagged events (default 20)")
     e.set_defaults(func=cmd_explain)
 
+
+def _register_patterns(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pt = sub.add_parser("patterns", help="pattern-store maintenance: merge, export, import")
     pts = pt.add_subparsers(dest="action", required=True, metavar="ACTION")
     pm = pts.add_parser("merge", help="add the counts of stores into another (exact)")
-    pm.add_argument("dest", help="store to merge into (SQLite path or URL)")
+    add_store(pm, help="the store to merge into (SQLite path or URL)")
     pm.add_argument("sources", nargs="*", help="stores whose counts are added")
-    pm.set_defaults(func=cmd_patterns)
+    pm.set_defaults(func=cmd_patterns_merge)
     cli_store.register_patterns(pts)  # patterns export / patterns import
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    t = sub.add_parser("train", help="train a NeuroNet encoder offline from files")
+    t.add_argument("files", nargs="*", help="CSV/TSV/JSONL training files")
+    add_config_options(t)
+    add_input_options(t)
+    t.add_argument("--pretrain", action="store_true",
+                   help="train on the generated corpus (the shipped engine/pretrained/ NeuroNet)")
+    add_quiet(t)
+    t.add_argument("--out", required=True, help="NeuroNet file to write (.npz); "
+                   "--set neuronet.pretrained=FILE serves it")
+    t.set_defaults(func=cmd_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``neurogate`` parser: every command, each registered by its module."""
+    p = Parser(prog="neurogate", description=__doc__)
+    p.add_argument("--version", action=_Version, nargs=0, default=argparse.SUPPRESS,
+                   help="print the version and exit")
+    sub = p.add_subparsers(dest="command", required=True)
+    _register_run(sub)
+    _register_explain(sub)
+    _register_patterns(sub)
     cli_store.register(sub)  # db migrate / db status / db clear-cache
     cli_eval.register(sub)  # eval nab / creditcard / multivariate ...
     cli_stream.register(sub)  # worker / produce / replay / topics / tail
     report.register(sub)  # report RESULTS -o OUT.html
     tune_cli.register(sub)  # tune (evaluation/tune_cli.py)
-
-    t = sub.add_parser("train", help="train a NeuroNet encoder offline from files")
-    t.add_argument("files", nargs="*")
-    common(t)
-    t.add_argument("--timestamp-column")
-    t.add_argument("--pretrain", action="store_true",
-                   help="train on the generated corpus (the shipped engine/pretrained/ NeuroNet)")
-    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--out", required=True, help="artifact path (.npz)")
-    t.set_defaults(func=cmd_train)
+    _register_train(sub)
     return p
 
 
 def main(argv: Iterable[str] | None = None) -> int:
+    """Run ``neurogate`` with these arguments (default: the process's); the exit code."""
     argv = list(argv) if argv is not None else sys.argv[1:]
     args = build_parser().parse_args(argv)
-    return run_command(args, _dispatch, argv)
-
-
-def _dispatch(args: argparse.Namespace) -> int:
-    """Run the command; user errors and a store lost mid-run become one line, exit code 2."""
-    try:
-        return int(args.func(args))
-    except (CliError, ConfigError) as exc:
-        print_error(exc, args)
-        return EXIT_ERROR
-    except ConnectionError as exc:  # StoreUnavailable: nothing after the last commit is lost
-        print_error(exc, args)
-        print("neurogate: counts and input positions are kept up to the last committed flush; "
-              "rerun with --append to resume", file=sys.stderr)
-        return EXIT_ERROR
+    return run_command(args, argv)
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

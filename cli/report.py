@@ -328,21 +328,22 @@ def write(rep: Report, path: Path) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from neurogate.cli.main import CliError
+    """``neurogate report RESULTS -o OUT.html``."""
+    from neurogate.cli.boundary import EXIT_OK, UserError
 
     path = Path(args.results)
     if not path.is_file():
-        raise CliError(f"results file not found: {path}")
+        raise UserError(f"results file not found: {path}")
     out = Path(args.output)
     if not out.parent.exists():
-        raise CliError(f"output directory does not exist: {out.parent}")
+        raise UserError(f"output directory does not exist: {out.parent}")
     try:
         rep = Report.from_file(path, f"neurogate run: {path.name}")
     except NotResults as exc:
-        raise CliError(str(exc)) from None
+        raise UserError(str(exc)) from None
     write(rep, out)
     print(f"wrote report of {len(rep.sources)} source(s) to {out}")
-    return 0
+    return EXIT_OK
 
 
 def register(sub: Any) -> None:

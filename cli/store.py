@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neurogate.cli.boundary import Parser, print_error, run_command
+from neurogate.cli.boundary import EXIT_OK, Parser, UserError, run_command, user_errors
+from neurogate.cli.options import add_store, store_from_positional
 from neurogate.engine.redaction import redact_url
 
 if TYPE_CHECKING:  # numpy and numba: loaded by the commands that use them (bench/startup.py)
@@ -36,12 +37,8 @@ if TYPE_CHECKING:  # numpy and numba: loaded by the commands that use them (benc
 
 FORMAT = "neurogate.patterns/1"
 CHUNK_ROWS = 500_000
-EXIT_OK, EXIT_ERROR = 0, 2
-
-
-class StoreCommandError(Exception):
-    """A user-facing error of these commands: one line, exit code 2."""
-
+# user errors of these commands besides UserError: bad files and URLs, unreachable servers
+STORE_ERRORS = ("ValueError", "OSError", "psycopg.Error", "redis.exceptions.RedisError")
 
 # -- registration --------------------------------------------------------------------------------
 
@@ -54,29 +51,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                   "$NEUROGATE_PG_URL")
     m = dbs.add_parser("migrate", help="apply pending schema migrations (idempotent; safe while "
                        "workers run)")
-    m.add_argument("--store", help=store_help)
+    add_store(m, help=store_help)
     m.set_defaults(func=cmd_db_migrate)
     s = dbs.add_parser("status", help="schema version, pattern rows, input positions, encoders")
-    s.add_argument("--store", help=store_help)
+    add_store(s, help=store_help)
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_db_status)
     c = dbs.add_parser("clear-cache", help="drop the Redis cache of a redis+postgresql:// store "
                        "(e.g. after restoring PostgreSQL from a backup)")
-    c.add_argument("--store", help="redis+postgresql://USER@HOST:PORT/DB[?redis=redis://...]")
+    add_store(c, help="redis+postgresql://USER@HOST:PORT/DB[?redis=redis://...]")
     c.set_defaults(func=cmd_db_clear_cache)
 
 
 def register_patterns(pts: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``export`` and ``import`` to the ``patterns`` sub-commands."""
     ex = pts.add_parser("export", help="write a store's counts (no raw data) to a portable file")
-    ex.add_argument("store", help="store URL or SQLite path to read")
+    add_store(ex, help="store URL or SQLite path to read")
     ex.add_argument("file", help="file to write (a zip archive, e.g. site1.patterns.zip)")
+    ex.add_argument("legacy_file", nargs="?", help=argparse.SUPPRESS)  # old: STORE FILE
     ex.set_defaults(func=cmd_patterns_export)
     im = pts.add_parser(
         "import", help="add an exported file's counts to a store; exactly-once per export "
         "(a repeated import does nothing, an interrupted one resumes)")
-    im.add_argument("store", help="store URL or SQLite path to add the counts to")
+    add_store(im, help="store URL or SQLite path to add the counts to")
     im.add_argument("file", help="a file written by `patterns export`")
+    im.add_argument("legacy_file", nargs="?", help=argparse.SUPPRESS)  # old: STORE FILE
     im.add_argument("--again", action="store_true",
                     help="add the counts even though this export was imported before (doubles "
                     "them; for deliberately re-weighting a site)")
@@ -89,9 +88,9 @@ def register_patterns(pts: argparse._SubParsersAction) -> None:  # type: ignore[
 def _server_url(args: argparse.Namespace) -> str:
     url = args.store or os.environ.get("NEUROGATE_PG_URL")
     if not url:
-        raise StoreCommandError("give --store postgresql://... or set NEUROGATE_PG_URL")
+        raise UserError("give --store postgresql://... or set NEUROGATE_PG_URL")
     if not url.startswith(("postgresql://", "redis+postgresql://")):
-        raise StoreCommandError(
+        raise UserError(
             f"{redact_url(url)}: db commands work on postgresql:// and redis+postgresql:// stores "
             "(SQLite stores migrate themselves when opened)")
     return url
@@ -108,15 +107,14 @@ def _postgres(url: str, *, migrate: bool = True, check_schema: bool = True) -> A
         base, query = plain.split("?", 1)
         rest = urlencode([(k, v) for k, v in parse_qsl(query) if k != "redis"])
         plain = f"{base}?{rest}" if rest else base
-    return PostgresStore(plain, migrate=migrate, check_schema=check_schema)
+    # no retries: an operator asking for status wants the answer within the connect timeout
+    # (5 s), not after the store's 60 s retry budget for a worker riding out a restart
+    return PostgresStore(plain, migrate=migrate, check_schema=check_schema, retry_seconds=0)
 
 
+@user_errors(*STORE_ERRORS)
 def cmd_db_migrate(args: argparse.Namespace) -> int:
     """Apply pending migrations and say which."""
-    return _guard(_db_migrate, args)
-
-
-def _db_migrate(args: argparse.Namespace) -> int:
     from neurogate.engine.stores.postgres import SCHEMA_VERSION
 
     with _postgres(_server_url(args), migrate=False, check_schema=False) as store:
@@ -129,12 +127,9 @@ def _db_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@user_errors(*STORE_ERRORS)
 def cmd_db_status(args: argparse.Namespace) -> int:
     """Print what an operator checks first."""
-    return _guard(_db_status, args)
-
-
-def _db_status(args: argparse.Namespace) -> int:
     from neurogate.engine.stores.postgres import SCHEMA_VERSION
 
     with _postgres(_server_url(args), migrate=False, check_schema=False) as store:
@@ -161,18 +156,15 @@ def _db_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@user_errors(*STORE_ERRORS)
 def cmd_db_clear_cache(args: argparse.Namespace) -> int:
     """Drop a Redis-fronted store's cached counts."""
-    return _guard(_db_clear_cache, args)
-
-
-def _db_clear_cache(args: argparse.Namespace) -> int:
     from neurogate.engine.stores import open_store
     from neurogate.engine.stores.redis_front import CachedStore
 
     url = _server_url(args)
     if not url.startswith("redis+"):
-        raise StoreCommandError(f"{redact_url(url)}: not a Redis-fronted store "
+        raise UserError(f"{redact_url(url)}: not a Redis-fronted store "
                                 "(redis+postgresql://...)")
     with open_store(url) as store:
         assert isinstance(store, CachedStore)
@@ -201,7 +193,7 @@ def export_counts(store: Any, path: Path, chunk_rows: int | None = None) -> dict
     from neurogate.engine.counts import NCOLS
 
     if not path.parent.is_dir():
-        raise StoreCommandError(f"output directory does not exist: {path.parent}")
+        raise UserError(f"output directory does not exist: {path.parent}")
     header = {
         "format": FORMAT,
         "export_id": str(uuid.uuid4()),
@@ -241,7 +233,7 @@ def _chunks(zf: zipfile.ZipFile, n: int) -> Iterator[tuple[np.ndarray, np.ndarra
             counts = np.lib.format.read_array(f, allow_pickle=False)
         if keys.dtype != np.uint64 or keys.ndim != 1 or counts.dtype != np.int64 or \
                 counts.shape != (keys.size, NCOLS):
-            raise StoreCommandError(f"chunk {i} has the wrong shape or type")
+            raise UserError(f"chunk {i} has the wrong shape or type")
         yield keys, counts
 
 
@@ -252,12 +244,12 @@ def read_export(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     from neurogate.engine.counts import NCOLS
 
     if not path.is_file():
-        raise StoreCommandError(f"file not found: {path}")
+        raise UserError(f"file not found: {path}")
     try:
         with zipfile.ZipFile(path) as zf:
             header = json.loads(zf.read("header.json"))
             if header.get("format") != FORMAT:
-                raise StoreCommandError(
+                raise UserError(
                     f"{path}: unknown format {header.get('format')!r} (expected {FORMAT})")
             summary = json.loads(zf.read("summary.json"))
             totals = np.zeros(NCOLS, dtype=np.int64)
@@ -266,10 +258,10 @@ def read_export(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
                 totals += counts.sum(axis=0)
                 rows += keys.size
     except (zipfile.BadZipFile, KeyError, ValueError, EOFError) as exc:
-        raise StoreCommandError(f"{path}: not a complete neurogate patterns export ({exc})") \
+        raise UserError(f"{path}: not a complete neurogate patterns export ({exc})") \
             from None
     if rows != summary["rows"] or totals.tolist() != summary["totals"]:
-        raise StoreCommandError(f"{path}: chunks do not add up to the summary; file damaged")
+        raise UserError(f"{path}: chunks do not add up to the summary; file damaged")
     return header, summary
 
 
@@ -303,64 +295,52 @@ def import_counts(
             "skipped": max(done, 0), "already": done == chunks}
 
 
+def _store_and_file(args: argparse.Namespace) -> tuple[str, str]:
+    """``--store STORE FILE``, or the deprecated ``STORE FILE``."""
+    if args.legacy_file is not None:
+        return store_from_positional(args, args.file), args.legacy_file
+    return store_from_positional(args, None), args.file
+
+
+@user_errors(*STORE_ERRORS)
 def cmd_patterns_export(args: argparse.Namespace) -> int:
-    """``patterns export STORE FILE``."""
-    return _guard(_patterns_export, args)
-
-
-def _patterns_export(args: argparse.Namespace) -> int:
+    """``patterns export --store STORE FILE``."""
     from neurogate.engine.stores import open_store
 
-    with open_store(args.store) as store:
-        info = export_counts(store, Path(args.file))
+    url, file = _store_and_file(args)
+    with open_store(url) as store:
+        info = export_counts(store, Path(file))
     t = info["totals"]
     print(f"exported {info['rows']:,} pattern rows (n={t[0]:,} n0={t[1]:,} n1={t[2]:,}) from "
-          f"{info['source']} to {args.file} (export {info['export_id']})")
+          f"{info['source']} to {file} (export {info['export_id']})")
     return EXIT_OK
 
 
+@user_errors(*STORE_ERRORS)
 def cmd_patterns_import(args: argparse.Namespace) -> int:
-    """``patterns import STORE FILE``."""
-    return _guard(_patterns_import, args)
-
-
-def _patterns_import(args: argparse.Namespace) -> int:
+    """``patterns import --store STORE FILE``."""
     from neurogate.engine.stores import open_store
 
-    path = Path(args.file)
+    url, file = _store_and_file(args)
+    path = Path(file)
     checked = read_export(path)  # a bad file fails before the store is opened (or created)
-    with open_store(args.store) as store:
+    with open_store(url) as store:
         res = import_counts(store, path, again=args.again, checked=checked)
     header, summary = res["header"], res["summary"]
     if res["already"]:
-        print(f"{args.file}: export {header['export_id']} was already imported into "
-              f"{redact_url(args.store)}; nothing to do (--again adds it once more)")
+        print(f"{file}: export {header['export_id']} was already imported into "
+              f"{redact_url(url)}; nothing to do (--again adds it once more)")
     else:
         t = summary["totals"]
         skipped = res["skipped"]
         resumed = f"; resumed after {skipped} of {summary['chunks']} chunks" if skipped else ""
-        print(f"imported {res['applied']:,} pattern rows from {args.file} into "
-              f"{redact_url(args.store)} "
+        print(f"imported {res['applied']:,} pattern rows from {file} into "
+              f"{redact_url(url)} "
               f"(export totals n={t[0]:,} n0={t[1]:,} n1={t[2]:,}{resumed})")
     return EXIT_OK
 
 
 # -- plumbing ------------------------------------------------------------------------------------
-
-
-def _guard(fn: Any, args: argparse.Namespace) -> int:
-    """Run a command; user errors and unreachable servers become one line and exit code 2."""
-    import psycopg
-    import redis
-
-    from neurogate.engine.stores.postgres import SchemaError
-
-    try:
-        return int(fn(args))
-    except (StoreCommandError, SchemaError, ValueError, OSError, psycopg.Error,
-            redis.RedisError) as exc:
-        print_error(exc, args)
-        return EXIT_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -376,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(argv) if argv is not None else sys.argv[1:]
     args = build_parser().parse_args(argv)
-    return run_command(args, lambda a: int(a.func(a)), argv)
+    return run_command(args, argv)
 
 
 if __name__ == "__main__":

@@ -15,25 +15,37 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neurogate.cli.argtypes import positive_int
-from neurogate.cli.boundary import Parser, print_error, run_command
-from neurogate.engine.config import ConfigError
+from neurogate.cli.boundary import (
+    EXIT_FATAL,
+    EXIT_OK,
+    Parser,
+    UserError,
+    run_command,
+    user_errors,
+)
+from neurogate.cli.config import load_settings
+from neurogate.cli.options import (
+    add_config_options,
+    add_input_options,
+    add_quiet,
+    add_store,
+    open_inputs,
+    progress,
+)
 from neurogate.engine.redaction import redact_url
-from neurogate.stream.settings import WorkerSettings, load_settings
+from neurogate.stream.settings import WorkerSettings
 
 if TYPE_CHECKING:  # numpy: not loaded to start the command line (bench/startup.py)
     from neurogate.engine.events import Event
 
-EXIT_OK, EXIT_ERROR = 0, 2
+# user errors of these commands besides UserError: Kafka and the network
+KAFKA_ERRORS = ("neurogate.stream.kafka_tools.KafkaToolError", "kafka.errors.KafkaError",
+                "OSError")
 _FLAGS = {"bootstrap": "bootstrap", "store": "store", "group": "group", "web_port": "web_port",
           "log_level": "log_level"}
-
-
-class StreamCommandError(Exception):
-    """A user-facing error of these commands: one line, exit code 2."""
 
 
 # -- registration --------------------------------------------------------------------------------
@@ -43,23 +55,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``worker``, ``produce``, ``replay``, ``topics`` and ``tail``."""
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", type=Path, help="TOML file with [engine] and [worker] "
-                       "tables (default: $NEUROGATE_CONFIG)")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a setting: threshold=0.95, worker.batch_size=500")
+        add_config_options(p, worker=True)
         p.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,host:port]")
 
     w = sub.add_parser("worker", help="run the Kafka streaming worker (PostgreSQL + Redis store)")
     common(w)
-    w.add_argument("--store", help="pattern store URL, e.g. redis+postgresql://user@host/db")
+    add_store(w, help="pattern store URL, e.g. redis+postgresql://user@host/db "
+              "(default: worker.store)")
     w.add_argument("--group", help="consumer group (workers of one group share partitions)")
     w.add_argument("--web-port", type=int, help="port of /metrics, /healthz and /ready")
-    w.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    w.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   help="log level (default: worker.log_level, info)")
     w.add_argument("--wait", type=float, default=120.0, metavar="SECONDS",
                    help="how long to wait for Kafka and the store at start-up (default 120)")
     w.add_argument("--no-preflight", action="store_true",
                    help="skip the start-up check of topics and store")
-    w.set_defaults(func=_guarded(cmd_worker))
+    w.set_defaults(func=cmd_worker)
 
     def sending(p: argparse.ArgumentParser) -> None:
         p.add_argument("--per-message", type=positive_int, default=1, metavar="N",
@@ -69,63 +80,58 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         p.add_argument("--late-labels", type=_nonnegative_int, metavar="N",
                        help="strip labels from the events and send them to the labels topic "
                        "N events later")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-    def files(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--format", choices=("csv", "tsv", "jsonl"))
-        p.add_argument("--delimiter", default=",")
-        p.add_argument("--timestamp-column")
-        p.add_argument("--value-columns", help="comma-separated value columns")
-        p.add_argument("--source-column")
-        p.add_argument("--label-column")
-        p.add_argument("--id-column")
+        add_quiet(p)
 
     pr = sub.add_parser("produce", help="send events from CSV/JSONL files to the events topic")
     pr.add_argument("files", nargs="+", help="CSV/TSV/JSONL files ('-' = JSONL on stdin)")
     common(pr)
-    files(pr)
+    add_input_options(pr)
     sending(pr)
-    pr.set_defaults(func=_guarded(cmd_produce))
+    pr.set_defaults(func=cmd_produce)
 
     rp = sub.add_parser("replay", help="replay files or the demo stream at their own pace, or "
                         "re-publish dead letters")
     rp.add_argument("files", nargs="*", help="CSV/TSV/JSONL files; none = built-in demo stream")
     common(rp)
-    files(rp)
+    add_input_options(rp)
     sending(rp)
     rp.add_argument("--speed", type=_positive_float, default=None,
                     help="replay at this multiple of the timestamps' pace (e.g. 3600: an hour "
                     "per second); default: as fast as --rate allows")
-    rp.add_argument("--demo-sources", type=positive_int, default=8)
-    rp.add_argument("--demo-length", type=positive_int, default=5000)
-    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--demo-sources", type=positive_int, default=8, metavar="N",
+                    help="sources of the built-in demo stream (default 8)")
+    rp.add_argument("--demo-length", type=positive_int, default=5000, metavar="N",
+                    help="events per source of the built-in demo stream (default 5000)")
+    rp.add_argument("--seed", type=int, default=0, help="demo stream seed")
     rp.add_argument("--deadletter", action="store_true",
                     help="re-publish dead-lettered records to the topic they came from")
     rp.add_argument("--reason", action="append", default=[],
                     help="with --deadletter: only these reasons (repeatable)")
     rp.add_argument("--timeout", type=_positive_float, default=5.0,
                     help="with --deadletter: stop after this many idle seconds")
-    rp.set_defaults(func=_guarded(cmd_replay))
+    rp.set_defaults(func=cmd_replay)
 
     tp = sub.add_parser("topics", help="create or list the neurogate topics")
-    tp.add_argument("action", choices=("create", "list"))
+    tp.add_argument("action", choices=("create", "list"),
+                    help="create the missing topics, or list them with their partitions")
     common(tp)
     tp.add_argument("--partitions", type=positive_int,
                     help="partitions of new topics (default worker.partitions)")
     tp.add_argument("--replication", type=positive_int,
                     help="replication factor of new topics (default worker.replication)")
-    tp.set_defaults(func=_guarded(cmd_topics))
+    tp.set_defaults(func=cmd_topics)
 
     ta = sub.add_parser("tail", help="read anomalies (or dead letters) back from Kafka")
     common(ta)
     ta.add_argument("--topic", default="anomalies",
                     help="anomalies, deadletter, events, labels or a topic name")
-    ta.add_argument("--from-beginning", action="store_true")
+    ta.add_argument("--from-beginning", action="store_true",
+                    help="read the topic from its start (default: only new messages)")
     ta.add_argument("--max", type=positive_int, help="stop after N messages")
     ta.add_argument("--timeout", type=_positive_float,
                     help="stop after this many seconds without messages (default: follow)")
     ta.add_argument("--json", action="store_true", help="print the raw JSON records")
-    ta.set_defaults(func=_guarded(cmd_tail))
+    ta.set_defaults(func=cmd_tail)
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -140,6 +146,7 @@ def _settings(args: argparse.Namespace) -> tuple[Any, WorkerSettings]:
     return load_settings(args.config, sets)
 
 
+@user_errors(*KAFKA_ERRORS)
 def cmd_worker(args: argparse.Namespace) -> int:
     """Start the worker; returns when it stops (70 after a fatal error)."""
     import logging
@@ -154,10 +161,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from neurogate.stream.kafka_security import tls_problem
 
         if (problem := tls_problem(settings)) is not None:
-            raise StreamCommandError(f"cannot reach Kafka at {settings.bootstrap}: {problem}")
+            raise UserError(f"cannot reach Kafka at {settings.bootstrap}: {problem}")
     import faust
 
-    from neurogate.stream.app import EXIT_FATAL, create_app
+    from neurogate.stream.app import create_app
 
     if not settings.engine_process:
         from neurogate.engine.extras import set_torch_threads
@@ -192,7 +199,7 @@ def _preflight(settings: WorkerSettings, wait: float) -> None:
             break
         except KafkaToolError as exc:
             if "co-partitioned" in str(exc) or time.monotonic() > deadline:
-                raise StreamCommandError(str(exc)) from None
+                raise UserError(str(exc)) from None
             log.warning("%s; retrying", exc)
             time.sleep(2.0)
     missing = [t for t, n in parts.items() if n is None]
@@ -206,11 +213,11 @@ def _preflight(settings: WorkerSettings, wait: float) -> None:
             open_store(settings.store).close()
             return
         except (ValueError, FileNotFoundError) as exc:
-            raise StreamCommandError(f"cannot open store {redact_url(settings.store)}: "
+            raise UserError(f"cannot open store {redact_url(settings.store)}: "
                                      f"{exc}") from None
         except Exception as exc:
             if time.monotonic() > deadline:
-                raise StreamCommandError(f"store unavailable: {exc}") from None
+                raise UserError(f"store unavailable: {exc}") from None
             log.warning("store unavailable (%s); retrying", exc)
             time.sleep(2.0)
 
@@ -219,34 +226,12 @@ def _file_events(args: argparse.Namespace, bad: list[Any]) -> tuple[Iterator[Eve
     """Events of the input files (bad records collected in ``bad``) and a total if known."""
     from itertools import chain
 
-    from neurogate.cli.files import (
-        BadRecord,
-        CsvOptions,
-        count_lines,
-        input_problem,
-        read_events,
-    )
+    from neurogate.cli.files import BadRecord
 
-    opts = CsvOptions(
-        delimiter=args.delimiter, timestamp_column=args.timestamp_column,
-        value_columns=tuple(args.value_columns.split(",")) if args.value_columns else None,
-        source_column=args.source_column, label_column=args.label_column,
-        id_column=args.id_column)
-    readers = []
-    total: int | None = 0
-    for name in args.files:
-        path = Path(name)
-        if name != "-" and (problem := input_problem(path)) is not None:
-            raise StreamCommandError(problem)
-        try:
-            readers.append(read_events(path, fmt=args.format, csv=opts))
-        except (ValueError, OSError) as exc:
-            raise StreamCommandError(f"{name}: {exc}") from None
-        lines = count_lines(path) if name != "-" else None
-        total = None if total is None or lines is None else total + lines
+    readers, total = open_inputs(args)
 
     def good() -> Iterator[Event]:
-        for item in chain.from_iterable(readers):
+        for item in chain.from_iterable(reader for _, reader in readers):
             if isinstance(item, BadRecord):
                 bad.append(item)
             else:
@@ -262,9 +247,10 @@ def _send(args: argparse.Namespace, settings: WorkerSettings, events: Iterator[E
     from neurogate.stream.kafka_tools import make_producer, send_events
 
     if args.late_labels is not None and not settings.labels_topic:
-        raise StreamCommandError("--late-labels needs worker.labels_topic")
+        raise UserError("--late-labels needs worker.labels_topic")
     producer = make_producer(settings)
-    bar = tqdm(total=total, unit="ev", disable=args.quiet, file=sys.stderr, smoothing=0.1)
+    bar = tqdm(total=total, unit="ev", disable=not progress(args), file=sys.stderr,
+               smoothing=0.1)
     try:
         stats = send_events(producer, settings, events, per_message=args.per_message,
                             rate=args.rate, speed=speed, late_labels=args.late_labels,
@@ -287,6 +273,7 @@ def _report_bad(bad: list[Any]) -> None:
         print(f"  {b.path}:{b.line}: {b.reason}: {b.message}", file=sys.stderr)
 
 
+@user_errors(*KAFKA_ERRORS)
 def cmd_produce(args: argparse.Namespace) -> int:
     _, settings = _settings(args)
     bad: list[Any] = []
@@ -296,6 +283,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@user_errors(*KAFKA_ERRORS)
 def cmd_replay(args: argparse.Namespace) -> int:
     _, settings = _settings(args)
     if args.deadletter:
@@ -325,6 +313,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@user_errors(*KAFKA_ERRORS)
 def cmd_topics(args: argparse.Namespace) -> int:
     from neurogate.stream.kafka_tools import check_topics, create_topics
 
@@ -340,6 +329,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@user_errors(*KAFKA_ERRORS)
 def cmd_tail(args: argparse.Namespace) -> int:
     from neurogate.stream.kafka_tools import read_topic
 
@@ -378,25 +368,6 @@ def _describe(rec: Any, text: str) -> str:
 # -- plumbing ------------------------------------------------------------------------------------
 
 
-def _guarded(fn: Any) -> Any:
-    """Wrap a command: user errors, unreachable servers and bad settings become one line on
-    stderr and exit code 2."""
-
-    def run(args: argparse.Namespace) -> int:
-        from kafka.errors import KafkaError
-
-        from neurogate.stream.kafka_tools import KafkaToolError
-
-        try:
-            return int(fn(args))
-        except (StreamCommandError, KafkaToolError, ConfigError, KafkaError, OSError) as exc:
-            print_error(exc, args)
-            return EXIT_ERROR
-
-    run.__doc__ = fn.__doc__
-    return run
-
-
 def _nonnegative_int(text: str) -> int:
     try:
         value = int(text)
@@ -427,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(argv) if argv is not None else sys.argv[1:]
     args = build_parser().parse_args(argv)
-    return run_command(args, lambda a: int(a.func(a)), argv)
+    return run_command(args, argv)
 
 
 if __name__ == "__main__":

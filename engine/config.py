@@ -327,7 +327,7 @@ def from_mapping(cls: type, data: Mapping[str, Any], *, base: Any = None, prefix
 def env_overrides(environ: Mapping[str, str], cls: type = EngineConfig) -> dict[str, str]:
     """``NEUROGATE_THRESHOLD=0.9`` -> {"threshold": "0.9"}; ``NEUROGATE_NEURONET__ENABLED`` ->
     {"neuronet.enabled": ...}. Only names of this dataclass tree are taken."""
-    known = _field_paths(cls)
+    known = field_paths(cls)
     out = {}
     for name, value in environ.items():
         if name.startswith("NEUROGATE_"):
@@ -337,13 +337,14 @@ def env_overrides(environ: Mapping[str, str], cls: type = EngineConfig) -> dict[
     return out
 
 
-def _field_paths(cls: type, prefix: str = "") -> set[str]:
+def field_paths(cls: type, prefix: str = "") -> set[str]:
+    """Dotted names of every leaf setting of dataclass ``cls`` (``neuronet.enabled``, ...)."""
     hints = typing.get_type_hints(cls)
     paths = set()
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            paths |= _field_paths(tp, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+            paths |= field_paths(tp, f"{prefix}{f.name}.")  # type: ignore[arg-type]
         else:
             paths.add(f"{prefix}{f.name}")
     return paths

@@ -10,36 +10,19 @@ Only argparse is imported here (start-up time, bench/startup.py); the search and
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from neurogate.cli.argtypes import positive_int
+from neurogate.cli.boundary import EXIT_OK, user_errors
+from neurogate.cli.options import add_config_options, add_quiet
 
-EXIT_ERROR = 2  # a user error (TuneError, ConfigError): one line, as the CLI's other errors
+# user errors besides the shell's own: one line, exit code 2 (neurogate.cli.boundary)
+TUNE_ERRORS = ("neurogate.evaluation.tune_space.TuneError",)
 METRIC_HELP = ("pr-auc | f1 | recall | nab (labels) | injected (no labels); "
                "docs/tuning.md says what each optimises")
-
-
-def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """User errors (``TuneError``, ``ConfigError``) as one line, exit code 2."""
-
-    @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
-        from neurogate.cli.boundary import print_error
-        from neurogate.engine.config import ConfigError
-        from neurogate.evaluation.tune_space import TuneError
-
-        try:
-            return func(args)
-        except (TuneError, ConfigError) as exc:
-            print_error(exc, args)
-            return EXIT_ERROR
-
-    return run
 
 
 def _search_options(p: argparse.ArgumentParser, trials: int) -> None:
@@ -58,11 +41,9 @@ def _search_options(p: argparse.ArgumentParser, trials: int) -> None:
     p.add_argument("--seed", type=int, default=0, help="TPE sampler seed (give each process "
                    "of a shared study its own)")
     p.add_argument("--no-prune", action="store_true", help="run every trial to its end")
-    p.add_argument("--config", type=Path, help="TOML with the base [engine] settings")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a base engine setting, e.g. --set neuronet.enabled=false")
+    add_config_options(p, after=" of the base configuration")
     p.add_argument("--report", type=Path, help="write every figure as JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -80,9 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     t.add_argument("--inject-seed", type=int, default=0,
                    help="where --metric injected plants its anomalies (part of the data: the "
                    "same for every process of a study)")
-    t.add_argument("--timestamp-column")
+    t.add_argument("--timestamp-column", help="timestamp column (default: timestamp, ts, time, "
+                   "date or datetime; else the row index)")
     t.add_argument("--value-columns", help="comma-separated value columns (default: all numeric)")
-    t.add_argument("--source-column")
+    t.add_argument("--source-column", help="source column (default: 'source', else the file "
+                   "name)")
     t.add_argument("--label-column", help="0/1 anomaly labels (default: a column 'label')")
     t.set_defaults(func=cmd_tune)
 
@@ -95,8 +78,10 @@ def register_eval(es: argparse._SubParsersAction) -> None:  # type: ignore[type-
     e.add_argument("--only", choices=("nab", "generated"), help="run one of the two")
     e.add_argument("--metric", default="f1",
                    help="metric on the generated set (NAB uses nab); " + METRIC_HELP)
-    e.add_argument("--sources", type=positive_int, default=6)
-    e.add_argument("--length", type=positive_int, default=6000)
+    e.add_argument("--sources", type=positive_int, default=6, metavar="N",
+                   help="generated sources (default 6)")
+    e.add_argument("--length", type=positive_int, default=6000, metavar="N",
+                   help="rows per source (default 6000)")
     e.add_argument("--gen-seed", type=int, default=7,
                    help="the tuning set's seed; the held-out set uses the next one")
     _search_options(e, 30)
@@ -106,13 +91,9 @@ def register_eval(es: argparse._SubParsersAction) -> None:  # type: ignore[type-
 def _base_config(args: argparse.Namespace, preset: dict[str, Any] | None = None) -> Any:
     """The base engine configuration: defaults <- preset <- --config <- NEUROGATE_* <- --set
     (``neurogate eval``'s loader)."""
-    from neurogate.cli.evaluate import EvalError, engine_config
-    from neurogate.evaluation.tune_space import TuneError
+    from neurogate.cli.evaluate import engine_config
 
-    try:
-        return engine_config(preset or {}, args)
-    except EvalError as exc:
-        raise TuneError(str(exc)) from None
+    return engine_config(preset or {}, args)
 
 
 def _space(args: argparse.Namespace) -> Any:
@@ -150,7 +131,7 @@ def print_report(s: dict[str, Any]) -> None:
               f"block, not tuning)")
 
 
-@_guarded
+@user_errors(*TUNE_ERRORS)
 def cmd_tune(args: argparse.Namespace) -> int:
     """Search, report, write the TOML (and the JSON report)."""
     from neurogate.evaluation.tune import run_search, write_toml
@@ -191,7 +172,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"wrote {args.out} (neurogate run --config {args.out})")
     if args.report:
         args.report.write_text(json.dumps(s, indent=2, default=str) + "\n")
-    return 0
+    return EXIT_OK
 
 
 def _redacted(url: str) -> str:
@@ -200,7 +181,7 @@ def _redacted(url: str) -> str:
     return redact_url(url)
 
 
-@_guarded
+@user_errors(*TUNE_ERRORS)
 def cmd_eval_tuned(args: argparse.Namespace) -> int:
     """NAB nested and the generated set: tuned vs default, in- and out-of-sample."""
     from neurogate.evaluation.tune_eval import generated, nab_nested
@@ -218,4 +199,4 @@ def cmd_eval_tuned(args: argparse.Namespace) -> int:
         out["generated"] = generated(args, _base_config, _space(args))
     if args.report:
         args.report.write_text(json.dumps(out, indent=2, default=str) + "\n")
-    return 0
+    return EXIT_OK

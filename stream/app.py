@@ -46,13 +46,12 @@ from neurogate.engine.config import EngineConfig
 from neurogate.engine.redaction import known_secrets, scrub
 from neurogate.stream.engine_process import Engine, EngineError, EngineProcess, LocalEngine
 from neurogate.stream.kafka_security import aiokafka_credentials
-from neurogate.stream.settings import WorkerSettings, load_settings
+from neurogate.stream.settings import WorkerSettings
 
-__all__ = ["EXIT_FATAL", "Runtime", "create_app"]
+__all__ = ["Runtime", "create_app"]
 
 log = logging.getLogger("neurogate.worker")
 T = TypeVar("T")
-EXIT_FATAL = 70  # EX_SOFTWARE: the worker stopped on an error it cannot recover from itself
 _EXPOSITION_TYPE = "text/plain; version=0.0.4"  # aiohttp adds the charset itself
 _NOT_RUNNING = (b"# the engine is not running\n# HELP neurogate_ready 1 when the worker is ready "
                 b"(see /ready)\n# TYPE neurogate_ready gauge\nneurogate_ready 0.0\n")
@@ -533,6 +532,8 @@ def __getattr__(name: str) -> Any:
     global _app
     if name == "app":
         if _app is None:
+            from neurogate.cli.config import load_settings
+
             _app = create_app(*load_settings())
         return _app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,30 +1,17 @@
-"""Worker settings (Kafka, topics, batching, store, web endpoint) and the one loader that reads
-them with the engine configuration.
-
-Precedence, lowest first: defaults, the TOML file's ``[engine]`` and ``[worker]`` tables,
-environment variables (``NEUROGATE_THRESHOLD=0.95`` for the engine, ``NEUROGATE_WORKER__BATCH_SIZE
-=500`` for the worker), then ``--set key=value`` (``--set worker.bootstrap=broker:19092``). Bad or
-unknown values fail with a ``ConfigError`` that names the setting.
-"""
+"""Worker settings: Kafka, topics, batching, store, web endpoint. Every command loads them with
+the engine configuration through one loader, ``neurogate.cli.config.load_settings`` (the
+``[worker]`` table, ``NEUROGATE_WORKER__*`` variables, ``--set worker.KEY=VALUE``)."""
 
 from __future__ import annotations
 
 import math
-import os
-import tomllib
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from neurogate.engine.config import ConfigError, EngineConfig, env_overrides, from_mapping
+from neurogate.engine.config import ConfigError
 from neurogate.engine.redaction import redact_url
-from neurogate.stream.kafka_security import check_security
 
-__all__ = ["CONFIG_ENV", "WorkerSettings", "load_settings"]
+__all__ = ["WorkerSettings", "refuse_secret"]
 
-CONFIG_ENV = "NEUROGATE_CONFIG"  # path of the TOML file when no --config is given
-_WORKER_ENV = "NEUROGATE_WORKER__"
 _ENV_ONLY = ("sasl_password",)  # secrets: from the environment, never a file or a command line
 _STORE_SCHEMES = ("memory://", "sqlite:///", "postgresql://", "redis+postgresql://")
 MAX_METRICS_SOURCES = 1000
@@ -130,88 +117,9 @@ class WorkerSettings:
         return f"kafka:{topic}:{partition}"
 
 
-@dataclass(frozen=True)
-class _Root:
-    """Only for ``env_overrides``: makes ``NEUROGATE_WORKER__X`` map to ``worker.x``."""
-
-    worker: WorkerSettings = field(default_factory=WorkerSettings)
-
-
-def _worker_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """``NEUROGATE_WORKER__*`` variables as worker settings; unknown names are errors (typos in
-    a deployment should not pass silently)."""
-    known = env_overrides(environ, _Root)
-    for name in environ:
-        if name.startswith(_WORKER_ENV):
-            path = name[len("NEUROGATE_"):].lower().replace("__", ".")
-            if path not in known:
-                raise ConfigError(f"unknown worker setting in environment variable {name}")
-    return {k.removeprefix("worker."): v for k, v in known.items()}
-
-
-def _refuse_secret(name: str, where: str) -> None:
+def refuse_secret(name: str, where: str) -> None:
     """A password in a config file or on a command line is readable by others (and config
     files end up in repositories): only the environment may hold it."""
     if name in _ENV_ONLY:
         raise ConfigError(f"worker.{name} is not accepted from {where}: set "
                           f"NEUROGATE_WORKER__{name.upper()} or worker.{name}_file")
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    """The shared TOML file: only [engine] and [worker] tables, each a table."""
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    unknown = set(data) - {"engine", "worker"}
-    if unknown:
-        raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; "
-                          "settings go under [engine] or [worker]")
-    for table in ("engine", "worker"):
-        if not isinstance(data.get(table, {}), dict):
-            raise ConfigError(f"{path}: {table} must be a table")
-    return data
-
-
-def load_settings(
-    path: Path | None = None,
-    sets: Sequence[str] = (),
-    environ: Mapping[str, str] | None = None,
-) -> tuple[EngineConfig, WorkerSettings]:
-    """The engine configuration and worker settings (see the module docstring for the order).
-
-    ``path`` defaults to ``$NEUROGATE_CONFIG`` when that is set.
-    """
-    environ = os.environ if environ is None else environ
-    if path is None and environ.get(CONFIG_ENV):
-        path = Path(environ[CONFIG_ENV])
-    data = read_config_file(path) if path is not None else {}
-    where = f"{path}: " if path is not None else ""
-    for key in data.get("worker", {}):
-        _refuse_secret(key, str(path))
-    try:
-        engine = from_mapping(EngineConfig, data.get("engine", {}), base=EngineConfig())
-        worker = from_mapping(WorkerSettings, data.get("worker", {}), base=WorkerSettings(),
-                              prefix="worker.")
-    except ConfigError as exc:
-        raise ConfigError(f"{where}{exc}") from None
-    engine = from_mapping(EngineConfig, env_overrides(environ), base=engine)
-    worker = from_mapping(WorkerSettings, _worker_env(environ), base=worker, prefix="worker.")
-    engine_sets: dict[str, str] = {}
-    worker_sets: dict[str, str] = {}
-    for item in sets:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        if key.startswith("worker."):
-            _refuse_secret(key.removeprefix("worker."), "--set")
-            worker_sets[key.removeprefix("worker.")] = value.strip()
-        else:
-            engine_sets[key] = value.strip()
-    engine = from_mapping(EngineConfig, engine_sets, base=engine)
-    worker = from_mapping(WorkerSettings, worker_sets, base=worker, prefix="worker.")
-    check_security(worker)  # on the result: its parts may come from different places
-    return engine, worker

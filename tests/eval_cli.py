@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from neurogate.cli.boundary import run_command
 from neurogate.cli.evaluate import register
 
 
@@ -13,4 +14,4 @@ def cli(*argv: str) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     register(sub)
     args = p.parse_args(list(argv))
-    return int(args.func(args))
+    return run_command(args)

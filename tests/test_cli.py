@@ -3,6 +3,7 @@ input, errors), explain, patterns merge; in-process through ``main`` and as a re
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurogate.cli.main import Writer, main
+from neurogate.cli.main import Writer, build_parser, main
 from neurogate.engine.stores import SQLiteStore, totals
 from tests.conftest import foreign_sqlite
 
@@ -269,7 +270,9 @@ def test_out_of_order_rows_are_listed_as_rejected_events(cli: Cli, tmp_path: Pat
         (["explain", "absent.jsonl"], "results file not found"),
         (["explain", "{series}"], "not a neurogate results file"),
         (["patterns", "merge", "all.db"], "needs at least one source store"),
-        (["patterns", "merge", "all.db", "no/dir/x.db"], "does not exist"),
+        (["patterns", "merge", "--store", "all.db"], "needs at least one source store"),
+        (["patterns", "merge", "--store", "all.db", "no/dir/x.db"], "does not exist"),
+        (["patterns", "export", "x.zip"], "give the store with --store"),
     ],
 )
 def test_user_errors_exit_2_with_one_clear_line(
@@ -405,8 +408,9 @@ def test_patterns_merge_adds_the_counts_of_two_runs(cli: Cli, tmp_path: Path) ->
     for path, store in ((a, "a.db"), (b, "b.db")):
         assert cli("run", str(path), "--store", store, *FAST).code == 0
     first, second = store_contents(tmp_path / "a.db"), store_contents(tmp_path / "b.db")
-    res = cli("patterns", "merge", "all.db", "a.db", "sqlite:///" + str(tmp_path / "b.db"))
-    assert res.code == 0
+    res = cli("patterns", "merge", "--store", "all.db", "a.db",
+              "sqlite:///" + str(tmp_path / "b.db"))
+    assert res.code == 0 and "deprecated" not in res.err
     assert f"merged {len(first) + len(second):,} pattern rows from 2 store(s)" in res.out
     merged = store_contents(tmp_path / "all.db")
     assert merged.keys() == first.keys() | second.keys()
@@ -416,6 +420,9 @@ def test_patterns_merge_adds_the_counts_of_two_runs(cli: Cli, tmp_path: Path) ->
                                                 strict=True))
     with SQLiteStore(tmp_path / "all.db") as store:
         assert f"totals now n={totals(store)[0]:,}" in res.out
+    old = cli("patterns", "merge", "old.db", "a.db")  # the store as the first argument
+    assert old.code == 0 and "deprecated; use --store" in old.err
+    assert store_contents(tmp_path / "old.db") == first
 
 
 def test_append_resumes_after_the_last_committed_record(cli: Cli, tmp_path: Path) -> None:
@@ -590,3 +597,67 @@ def test_train_a_neuronet_then_serve_it_from_the_first_event(cli: Cli, tmp_path:
     assert f"neuronet {version} serving 1,2,3: live code perplexity L1 " in run.err
     assert cli("train", str(series), "--pretrain", "--out", "x.npz").code == 2
     assert cli("train", "--out", "x.npz").code == 2
+
+
+# -- the shell: help, configuration, progress --------------------------------------------------
+
+
+def _options(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, argparse.Action]]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, f"{path} {name}")
+        elif not isinstance(action, argparse._HelpAction):
+            yield path, action
+
+
+def test_every_option_and_argument_has_help() -> None:
+    found = list(_options(build_parser(), "neurogate"))
+    assert len(found) > 150  # the walk reached the sub-commands
+    missing = [f"{path} {action.option_strings or action.dest}" for path, action in found
+               if not action.help]
+    assert missing == []
+    for path, action in found:  # every format list offers tsv
+        if "--format" in action.option_strings:
+            assert "tsv" in action.choices, path
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--store", "memory://"],
+    ["eval", "multivariate", "--length", "300"],
+    ["worker", "--no-preflight"],
+    ["produce", "{series}"],
+    ["topics", "list"],
+    ["tail", "--max", "1"],
+])
+def test_neurogate_config_is_read_by_every_command(
+    cli: Cli, tmp_path: Path, series: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str],
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[engine]\nthreshold = 2.0\n")
+    monkeypatch.setenv("NEUROGATE_CONFIG", str(bad))
+    res = cli(*(a.replace("{series}", str(series)) for a in argv))
+    assert res.code == 2
+    assert res.err.strip().splitlines()[-1] == \
+        f"neurogate: error: {bad}: threshold must be in (0, 1], got 2.0"
+
+
+def test_a_misspelt_environment_setting_names_the_nearest(
+    cli: Cli, series: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NEUROGATE_TRESHOLD", "0.95")
+    res = cli("run", str(series), "--store", "memory://", *FAST)
+    assert res.code == 2
+    assert res.err.strip() == ("neurogate: error: unknown setting in environment variable "
+                               "NEUROGATE_TRESHOLD; did you mean NEUROGATE_THRESHOLD?")
+
+
+def test_progress_bars_only_on_a_terminal(tmp_path: Path, series: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "neurogate.cli.main", "run", str(series), "--store", "memory://",
+         "--set", "neuronet.enabled=false"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("NEUROGATE_")})
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr and "ev/s" not in done.stderr  # no tqdm bar in a pipe
+    assert done.stderr.startswith("events      ")  # the summary still is there

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from neurogate.cli.main import CliError, load_config
+from neurogate.cli.config import load_config
 from neurogate.engine.config import ConfigError, EngineConfig, _coerce, env_overrides, from_mapping
 from neurogate.engine.encoder import FixedEncoderConfig
 
@@ -151,13 +151,13 @@ def test_layers_in_order_of_precedence(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("toml", "sets", "env", "error", "message"),
     [
-        (None, ["threshold"], {}, CliError, "--set expects KEY=VALUE"),
+        (None, ["threshold"], {}, ConfigError, "--set expects KEY=VALUE"),
         (None, ["threshold=abc"], {}, ConfigError, "threshold must be float"),
         (None, ["nope=1"], {}, ConfigError, "unknown setting 'nope'"),
         (None, [], {"NEUROGATE_WARMUP": "lots"}, ConfigError, "warmup must be int"),
         ("[engine]\nthreshold = 2.0\n", [], {}, ConfigError, "threshold"),
-        ("[engine]\nthreshold = \n", [], {}, CliError, "not valid TOML"),
-        ("threshold = 0.9\n", [], {}, CliError, "settings go under [engine]"),
+        ("[engine]\nthreshold = \n", [], {}, ConfigError, "not valid TOML"),
+        ("threshold = 0.9\n", [], {}, ConfigError, "settings go under [engine]"),
         ("[engine]\n[engine.neuronet]\nenabld = false\n", [], {}, ConfigError, "neuronet.enabld"),
     ],
 )
@@ -172,5 +172,34 @@ def test_cli_config_errors(
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
-    with pytest.raises(CliError, match="config file not found"):
+    with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "absent.toml", [], {})
+
+
+@pytest.mark.parametrize(("name", "nearest"), [
+    ("NEUROGATE_TRESHOLD", "NEUROGATE_THRESHOLD"),
+    ("NEUROGATE_NEURONET__ENABLE", "NEUROGATE_NEURONET__ENABLED"),
+    ("NEUROGATE_WORKER__BATCHSIZE", "NEUROGATE_WORKER__BATCH_SIZE"),
+    ("NEUROGATE_PG_URI", "NEUROGATE_PG_URL"),
+])
+def test_unknown_environment_settings_name_the_nearest(name: str, nearest: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [], {name: "1"})
+    assert str(info.value) == (f"unknown setting in environment variable {name}; "
+                               f"did you mean {nearest}?")
+
+
+def test_environment_names_that_are_not_settings() -> None:
+    env = {"NEUROGATE_PG_URL": "postgresql://h/db", "NEUROGATE_REDIS_URL": "redis://h",
+           "NEUROGATE_STORE_RETRY_SECONDS": "5", "NEUROGATE_TEST_KAFKA": "h:9092",
+           "NEUROGATE_WORKER__GROUP": "g", "NEUROGATEWAY": "not ours", "PATH": "/usr/bin"}
+    assert load_config(None, [], env) == EngineConfig()
+    with pytest.raises(ConfigError, match="NEUROGATE_ZZZ .docs/configuration.md lists"):
+        load_config(None, [], {"NEUROGATE_ZZZ": "1"})
+
+
+def test_config_file_from_the_environment_and_a_preset(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, "[engine]\nwarmup = 64\n")
+    cfg = load_config(None, [], {"NEUROGATE_CONFIG": str(path)},
+                      preset={"warmup": 32, "top_k": 3})
+    assert (cfg.warmup, cfg.top_k) == (64, 3)  # the file beats the preset

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from neurogate.cli.config import load_settings
 from neurogate.engine.config import ConfigError
 from neurogate.engine.redaction import scrub
 from neurogate.stream import cli
@@ -23,7 +24,7 @@ from neurogate.stream.kafka_security import (
     ssl_context,
     tls_problem,
 )
-from neurogate.stream.settings import WorkerSettings, load_settings
+from neurogate.stream.settings import WorkerSettings
 from tests import kafka_fixtures as kf
 
 kafka_bootstrap = kf.kafka_bootstrap  # fixture, by name

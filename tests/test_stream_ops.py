@@ -20,10 +20,11 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
+from neurogate.cli.config import load_settings  # noqa: E402
 from neurogate.engine.config import ConfigError, EngineConfig  # noqa: E402
 from neurogate.engine.stores import MemoryStore  # noqa: E402
 from neurogate.stream.metrics import EXPORTED, Metrics, all_reasons  # noqa: E402
-from neurogate.stream.settings import WorkerSettings, load_settings  # noqa: E402
+from neurogate.stream.settings import WorkerSettings  # noqa: E402
 from neurogate.stream.worker import Processor, Record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from neurogate.cli.config import load_settings
 from neurogate.engine.config import ConfigError
-from neurogate.stream.settings import WorkerSettings, load_settings
+from neurogate.stream.settings import WorkerSettings
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -11,6 +11,7 @@ import numpy as np
 import optuna
 import pytest
 
+from neurogate.cli.config import load_settings
 from neurogate.cli.main import main
 from neurogate.engine.config import EngineConfig
 from neurogate.evaluation.tune import evaluate_config, run_search, toml_text
@@ -23,7 +24,6 @@ from neurogate.evaluation.tune_space import (
     TuneError,
     load_space,
 )
-from neurogate.stream.settings import load_settings
 from tests.pg_fixtures import pg_db, pg_url  # noqa: F401  # fixtures
 
 FIXED = EngineConfig().replace(**{"neuronet.enabled": False})
