@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neurogate.cli import evaluate as cli_eval
+from neurogate.cli import reference as cli_reference
 from neurogate.cli import report
 from neurogate.cli import store as cli_store
 from neurogate.cli import stream as cli_stream
@@ -576,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.register(sub)  # report RESULTS -o OUT.html
     tune_cli.register(sub)  # tune (evaluation/tune_cli.py)
     _register_train(sub)
+    cli_reference.register(sub)  # config docs / config show
     return p
 
 

@@ -32,11 +32,11 @@ class FixedEncoderConfig:
     while a log-scale step-size stream cost 1.4 NAB points).
     """
 
-    levels: int = 7
-    value_bins: int = 32
-    level_bins: int = 4
-    trend_step: float = 0.05
-    change_stream: bool = True
+    levels: int = 7  # code streams per channel: level 0 and the means of 2**l values
+    value_bins: int = 32  # level 0: bins over the warm-up range (plus one below, one above)
+    level_bins: int = 4  # levels >= 1: bins of the mean (plus one below, one above)
+    trend_step: float = 0.05  # levels >= 1: trend cut points, in units of the warm-up range
+    change_stream: bool = True  # a level-0 "did the value change" stream per channel
 
     def __post_init__(self) -> None:
         if not 1 <= self.levels <= 10:
@@ -55,7 +55,7 @@ class NeuroNetSettings:
     at event N + ``train_events`` exactly, waiting for it then if needed, so results depend on
     the input and the settings only, not on how fast training ran."""
 
-    enabled: bool = True
+    enabled: bool = True  # train NeuroNets (needs the neuronet extra); false: fixed codes only
     # "": fixed codes serve until a trained NeuroNet takes over; "builtin": the NeuroNet shipped
     # in engine/pretrained/ (trained on generated series only) serves the levels its
     # planted-anomaly check chose (4, 5) from the first event of 1-channel sources (NAB, 5 seeds:
@@ -71,8 +71,8 @@ class NeuroNetSettings:
     shadow_events: int = 5_000  # events a candidate is shadow-scored before the takeover decision
     margin: float = 0.01  # gain in planted-anomaly ROC-AUC (or d' with labels) to take over
     steps: int = 300  # training steps (batches of 256 windows)
-    levels: int = 6
-    hidden: int = 16
+    levels: int = 6  # levels of a trained NeuroNet
+    hidden: int = 16  # hidden channels of a trained NeuroNet
 
     def __post_init__(self) -> None:
         for name in ("train_after", "reservoir", "shadow_events", "max_sources", "levels",
@@ -177,18 +177,20 @@ class EngineConfig:
     alpha: float = 1.0  # Dirichlet back-off strength for contexts
     alpha0: float = 0.5  # additive smoothing of the unigram
     calendar: bool = True  # condition codes on (3-hour bucket x weekend) where timestamps allow
-    calendar_hours: int = 3
+    calendar_hours: int = 3  # width of the calendar buckets in hours (divides 24)
     top_k: int = 2  # levels combined by the mean of the k largest surprises
     extreme_margin: float = 0.05  # new-extreme rule: outside seen [min,max] +- margin*range -> 1.0
-    extreme_rule: bool = True
+    extreme_rule: bool = True  # apply the new-extreme rule (extreme_margin)
     suppress_window: int = 30  # a score alerts only if it beats the previous N scores; 0 = off
     # flag when the combined tail probability is below 2**-9 (about 1 in 500 normal events of
     # the source, before suppression); set on the built-in demo stream: incidents 0.83, flag
     # precision 0.48 (0.92 / 0.40 at 0.89, 0.67 / 0.46 at 0.91)
     threshold: float = 0.9
+    # "source": each source learns its own patterns; "global": sources with the same fields
+    # share their counts
     scope: Literal["source", "global"] = "source"
-    calibration: Literal["none", "rank"] = "none"
-    calibration_window: int = 2000
+    calibration: Literal["none", "rank"] = "none"  # "rank": score = rank among recent scores
+    calibration_window: int = 2000  # scores per source the rank calibration compares with
     posterior_beta: float = 1.0  # smoothing of class-conditional pattern probabilities
     label_memory: int = 200_000  # recent events whose pattern keys are kept for late labels
     # pattern keys a detector keeps in memory (the worker splits it between its partitions);
@@ -196,7 +198,7 @@ class EngineConfig:
     # needed again (same scores). Keys with uncommitted counts are never evicted, so the bound
     # holds between commits. ~80 B per key resident (docs/operations.md, "Memory and sizing").
     max_patterns: int = 4_000_000
-    seed: int = 0
+    seed: int = 0  # seed of NeuroNet training (and anything else drawn at random)
     fixed: FixedEncoderConfig = field(default_factory=FixedEncoderConfig)
     neuronet: NeuroNetSettings = field(default_factory=NeuroNetSettings)
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)

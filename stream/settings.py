@@ -22,39 +22,40 @@ class WorkerSettings:
     """Everything the streaming worker needs besides the engine configuration."""
 
     bootstrap: str = "localhost:9092"  # Kafka bootstrap servers, comma-separated host:port
-    # TLS and SASL for every Kafka client (stream/kafka_security.py checks and maps them)
-    security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    # TLS and SASL for every Kafka client (stream/kafka_security.py checks and maps them):
+    # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    security_protocol: str = "PLAINTEXT"
     ssl_cafile: str = ""  # PEM CA bundle of the brokers' certificates ("": the system's)
     ssl_certfile: str = ""  # client certificate (PEM) for brokers that require one
     ssl_keyfile: str = ""  # its unencrypted key ("": in ssl_certfile)
-    ssl_check_hostname: bool = True
+    ssl_check_hostname: bool = True  # the brokers' certificates must name their hosts
     sasl_mechanism: str = ""  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
-    sasl_username: str = ""
+    sasl_username: str = ""  # the SASL user
     sasl_password: str = field(default="", repr=False)  # only NEUROGATE_WORKER__SASL_PASSWORD
     sasl_password_file: str = ""  # or the first line of this file
-    group: str = "neurogate"  # consumer group (and faust app id): workers of one group share
-    events_topic: str = "neurogate.events"
+    group: str = "neurogate"  # consumer group (and faust app id); its workers share partitions
+    events_topic: str = "neurogate.events"  # events in (JSON, one event or an array)
     labels_topic: str = "neurogate.labels"  # "" = no label feedback
-    anomalies_topic: str = "neurogate.anomalies"
-    deadletter_topic: str = "neurogate.deadletter"
+    anomalies_topic: str = "neurogate.anomalies"  # flagged events out (docs/records.md)
+    deadletter_topic: str = "neurogate.deadletter"  # records the worker could not use
     partitions: int = 8  # for topics the worker or `topics create` creates; max useful workers
-    replication: int = 1
+    replication: int = 1  # replication factor of topics the worker creates
     batch_size: int = 2000  # messages per micro-batch (take)
     batch_within: float = 0.05  # seconds a micro-batch waits to fill up
     commit_interval: float = 5.0  # seconds between store commits (then Kafka offsets advance)
     commit_events: int = 200_000  # events of one partition that force a commit sooner
     store: str = field(default="redis+postgresql://neurogate@localhost:5432/neurogate",
-                       repr=False)  # may hold passwords: not in reprs
+                       repr=False)  # the pattern store's URL (may hold a password: not in reprs)
     preload_limit: int = 0  # load all counts if the store has <= N keys (0: only an empty store
     # counts as complete; -1: always read unknown keys from the store, e.g. for scope="global")
     max_message_bytes: int = 1_000_000  # larger messages are dead-lettered as "oversized"
     deadletter_raw_bytes: int = 65_536  # the "raw" copy in a dead-letter record is cut to this
-    web_enabled: bool = True
+    web_enabled: bool = True  # serve /metrics, /healthz and /ready
     web_host: str = "127.0.0.1"  # this host only; "0.0.0.0" (all interfaces) for a scraper
     web_port: int = 6066  # /metrics, /healthz, /ready
     session_timeout: float = 30.0  # Kafka consumer-group session timeout, seconds
-    heartbeat_interval: float = 3.0
-    max_poll_records: int = 5000
+    heartbeat_interval: float = 3.0  # seconds; at most a third of session_timeout
+    max_poll_records: int = 5000  # records one Kafka fetch returns at most
     fetch_max_wait: float = 0.05  # seconds a fetch may wait for data (faust hard-codes 1.5)
     metrics_source_names: tuple[str, ...] = ()  # sources with their own metric label (the
     # same on every worker and restart); every other source is "other"
@@ -62,9 +63,9 @@ class WorkerSettings:
     stall_timeout: float = 300.0  # /healthz fails when one batch or commit takes longer
     fatal_exit_delay: float = 15.0  # seconds /metrics is still served after a fatal error, so
     # that a scrape (every 10 s in ops/prometheus) sees the error counters before the exit
-    torch_threads: int = 1
+    torch_threads: int = 1  # threads of NeuroNet training in the worker
     engine_process: bool = True  # the engine in its own process: faust and engine get a core each
-    log_level: str = "info"
+    log_level: str = "info"  # debug, info, warning, error or critical
 
     def __post_init__(self) -> None:
         for name in ("bootstrap", "group", "events_topic", "anomalies_topic",

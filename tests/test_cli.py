@@ -661,3 +661,14 @@ def test_progress_bars_only_on_a_terminal(tmp_path: Path, series: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr and "ev/s" not in done.stderr  # no tqdm bar in a pipe
     assert done.stderr.startswith("events      ")  # the summary still is there
+
+
+def test_config_show_prints_the_settings_in_effect(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NEUROGATE_WORKER__STORE", "postgresql://u:s3cret@db/ng")
+    res = cli("config", "show", "--set", "threshold=0.95", "--set", "neuronet.levels=3")
+    assert res.code == 0
+    assert "[engine]\n" in res.out and "\nthreshold = 0.95\n" in res.out
+    assert "[engine.neuronet]\n" in res.out and "\nlevels = 3\n" in res.out
+    assert 'store = "postgresql://u:***@db/ng"' in res.out and "s3cret" not in res.out

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from neurogate.cli.config import load_config
+from neurogate.cli.config import load_config, setting_paths
+from neurogate.cli.reference import reference
 from neurogate.engine.config import ConfigError, EngineConfig, _coerce, env_overrides, from_mapping
 from neurogate.engine.encoder import FixedEncoderConfig
 
@@ -203,3 +204,26 @@ def test_config_file_from_the_environment_and_a_preset(tmp_path: Path) -> None:
     cfg = load_config(None, [], {"NEUROGATE_CONFIG": str(path)},
                       preset={"warmup": 32, "top_k": 3})
     assert (cfg.warmup, cfg.top_k) == (64, 3)  # the file beats the preset
+
+
+# -- the configuration reference (docs/configuration.md) ---------------------------------------
+
+
+def test_every_setting_is_documented_with_its_meaning() -> None:
+    rows = {}
+    for line in reference().splitlines():
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        if line.startswith("| `") and len(cells) == 5:
+            rows[cells[0].strip("`")] = cells
+    assert sorted(rows) == setting_paths()
+    undocumented = [name for name, cells in rows.items()
+                    if not cells[4].removeprefix("*scoring*:").strip()]
+    assert undocumented == []
+    assert rows["threshold"][2:4] == ["`0.9`", "`NEUROGATE_THRESHOLD`"]
+    assert rows["worker.batch_size"][3] == "`NEUROGATE_WORKER__BATCH_SIZE`"
+
+
+def test_the_committed_reference_is_current() -> None:
+    committed = (Path(__file__).resolve().parents[1] / "docs/configuration.md").read_text()
+    assert committed == reference(), \
+        "stale: run `neurogate config docs --out docs/configuration.md`"
