@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        "workers run)")
     add_store(m, help=store_help)
     m.set_defaults(func=cmd_db_migrate)
-    s = dbs.add_parser("status", help="schema version, pattern rows, input positions, encoders")
+    s = dbs.add_parser("status", help="schema version, pattern rows, input positions")
     add_store(s, help=store_help)
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_db_status)
@@ -145,8 +145,6 @@ def cmd_db_status(args: argparse.Namespace) -> int:
           f"n0={st['totals'][1]:,} n1={st['totals'][2]:,}")
     print(f"database size    {st['database_bytes'] / 2**20:,.1f} MiB")
     print(f"blobs            {st['meta_blobs']:,}")
-    enc = st["active_encoders"]
-    print("active encoders  " + (", ".join(f"{k}={v}" for k, v in enc.items()) or "none"))
     pos = st["positions"]
     print(f"input positions  {len(pos):,}")
     for name, value in list(pos.items())[:20]:

@@ -1,5 +1,5 @@
 """PostgresStore against the real server: same behaviour as the other stores, migrations,
-atomic applies under dropped connections and outages, the encoder registry, merges across
+atomic applies under dropped connections and outages, merges across
 back-ends and the ``db`` / ``patterns export|import`` commands."""
 
 from __future__ import annotations
@@ -316,38 +316,6 @@ def test_detector_keeps_its_counts_while_postgres_is_down(
         pg_proxy.start()
         det.flush({"f": 300})  # the pending counts were kept: nothing lost, nothing doubled
         assert contents(s) == contents(ref.store) and s.positions() == {"f": 300}
-
-
-# -- encoder registry ----------------------------------------------------------------------------
-
-
-def test_encoder_registry_activates_and_rolls_back_across_workers(pg_url: str) -> None:
-    with PostgresStore(pg_url) as a, PostgresStore(pg_url) as b:
-        assert a.load_encoder("nn") is None
-        a.register_encoder("nn", "v1", b"one", activate=True)
-        a.register_encoder("nn", "v2", b"two")
-        assert b.load_encoder("nn") == ("v1", b"one")  # registered is not active
-        b.activate("nn", "v2")
-        a.register_encoder("nn", "v3", b"three", activate=True)
-        assert a.register_encoder("nn", "v3", b"three").active  # same bytes: idempotent
-        with pytest.raises(ValueError, match="different artifact"):
-            a.register_encoder("nn", "v3", b"other bytes")
-        with pytest.raises(ValueError, match="not registered"):
-            a.activate("nn", "v9")
-        assert b.load_encoder("nn") == ("v3", b"three")
-        assert b.rollback("nn") == "v2"
-        assert a.load_encoder("nn") == ("v2", b"two")
-        assert a.rollback("nn") == "v1"
-        with pytest.raises(ValueError, match="no earlier version"):
-            a.rollback("nn")
-        assert b.load_encoder("nn", "v3") == ("v3", b"three")
-        listed = b.list_encoders("nn")
-        assert [(e.version, e.active, e.size) for e in listed] == [
-            ("v1", True, 3), ("v2", False, 3), ("v3", False, 5)]
-        assert listed[0].sha256 == pgmod.hashlib.sha256(b"one").hexdigest()
-        b.register_encoder("other", "1", b"x", activate=True)
-        assert {e.name for e in a.list_encoders()} == {"nn", "other"}
-        assert a.status()["active_encoders"] == {"nn": "v1", "other": "1"}
 
 
 # -- merge and federation ------------------------------------------------------------------------

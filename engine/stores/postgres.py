@@ -10,7 +10,6 @@ PostgreSQL's binary format, built and parsed with numpy.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import random
@@ -20,7 +19,6 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -94,6 +92,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX IF NOT EXISTS neurogate_batches_applied_at"
         " ON neurogate_batches (applied_at)",
     )),
+    # an encoder registry that nothing used (removed from the code; trained NeuroNets are kept as
+    # meta blobs, encoder/<name>/<version>): its tables stay, a migration is history
     Migration(2, "encoder registry with activation log", (
         "CREATE TABLE IF NOT EXISTS neurogate_encoders (name text COLLATE \"C\" NOT NULL,"
         " version text COLLATE \"C\" NOT NULL, artifact bytea NOT NULL, sha256 text NOT NULL,"
@@ -256,18 +256,6 @@ def redact(conninfo: str) -> str:
     host = params.get("host") or ""
     port = f":{params['port']}" if params.get("port") else ""
     return f"postgresql://{user}{host}{port}/{params.get('dbname') or ''}"
-
-
-@dataclass(frozen=True)
-class EncoderVersion:
-    """One registered encoder artifact (the bytes themselves come from ``load_encoder``)."""
-
-    name: str
-    version: str
-    sha256: str
-    size: int
-    created_at: datetime
-    active: bool
 
 
 @dataclass(frozen=True)
@@ -469,7 +457,7 @@ class PostgresStore(PatternStore):
         return applied
 
     def status(self) -> dict[str, Any]:
-        """Schema, sizes, positions and active encoders: what an operator checks first."""
+        """Schema, sizes and positions: what an operator checks first."""
 
         def read(conn: Conn) -> dict[str, Any]:
             version = _schema_version(conn)
@@ -480,8 +468,7 @@ class PostgresStore(PatternStore):
                 "schema_latest": SCHEMA_VERSION,
                 "pending_migrations": [m.version for m in MIGRATIONS if m.version > version],
             }
-            out.update(patterns=0, totals=[0, 0, 0], positions={}, meta_blobs=0,
-                       active_encoders={})
+            out.update(patterns=0, totals=[0, 0, 0], positions={}, meta_blobs=0)
             if version >= 1:
                 out["patterns"] = _scalar(conn, "SELECT count(*) FROM neurogate_patterns")
                 out["totals"] = list(conn.execute(
@@ -490,10 +477,6 @@ class PostgresStore(PatternStore):
                 out["positions"] = dict(conn.execute(
                     "SELECT input, position FROM neurogate_positions ORDER BY input").fetchall())
                 out["meta_blobs"] = _scalar(conn, "SELECT count(*) FROM neurogate_meta")
-            if version >= 2:
-                out["active_encoders"] = dict(conn.execute(
-                    "SELECT name, version FROM neurogate_encoders WHERE active ORDER BY name"
-                ).fetchall())
             out["database_bytes"] = _scalar(conn, "SELECT pg_database_size(current_database())")
             return out
 
@@ -735,86 +718,6 @@ class PostgresStore(PatternStore):
     def close(self) -> None:
         self._pool.close()
 
-    # -- encoder registry ----------------------------------------------------------------------
-
-    def register_encoder(
-        self, name: str, version: str, artifact: bytes, *, activate: bool = False
-    ) -> EncoderVersion:
-        """Store an encoder artifact (idempotent for identical bytes; a different artifact under
-        an existing version is refused). ``activate`` makes it current in the same transaction."""
-        artifact = bytes(artifact)
-        digest = hashlib.sha256(artifact).hexdigest()
-
-        def body(cur: psycopg.Cursor[Any]) -> None:
-            _lock_encoder(cur, name)
-            cur.execute(
-                "INSERT INTO neurogate_encoders (name, version, artifact, sha256)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (name, version) DO NOTHING",
-                (name, version, artifact, digest),
-            )
-            cur.execute("SELECT sha256 FROM neurogate_encoders WHERE name = %s AND version = %s",
-                        (name, version))
-            row = cur.fetchone()
-            if row is None or row[0] != digest:
-                raise ValueError(
-                    f"encoder {name} version {version} is already registered with a different "
-                    "artifact; give the new artifact a new version"
-                )
-            if activate:
-                _activate(cur, name, version, "activate")
-
-        self._run("register an encoder", lambda conn: self._transaction(conn, body))
-        return next(e for e in self.list_encoders(name) if e.version == version)
-
-    def list_encoders(self, name: str | None = None) -> list[EncoderVersion]:
-        """Registered encoder versions (all names, or one), oldest first."""
-        rows = self._run("list encoders", lambda conn: conn.execute(
-            "SELECT name, version, sha256, length(artifact), created_at, active"
-            " FROM neurogate_encoders WHERE %s::text IS NULL OR name = %s"
-            " ORDER BY name, created_at, version", (name, name)).fetchall())
-        return [EncoderVersion(*r) for r in rows]
-
-    def load_encoder(self, name: str, version: str | None = None) -> tuple[str, bytes] | None:
-        """(version, artifact) of the active version of ``name`` (or of ``version``); None if
-        there is none."""
-        row = self._run("load an encoder", lambda conn: conn.execute(
-            "SELECT version, artifact FROM neurogate_encoders WHERE name = %s"
-            " AND (version = %s OR (%s::text IS NULL AND active))", (name, version, version)
-        ).fetchone())
-        return None if row is None else (row[0], bytes(row[1]))
-
-    def activate(self, name: str, version: str) -> None:
-        """Make ``version`` the current encoder of ``name`` (logged, so it can be rolled back)."""
-
-        def body(cur: psycopg.Cursor[Any]) -> None:
-            _lock_encoder(cur, name)
-            _activate(cur, name, version, "activate")
-
-        self._run("activate an encoder", lambda conn: self._transaction(conn, body))
-
-    def rollback(self, name: str) -> str:
-        """Return ``name`` to the version that was current before the latest activation (repeat
-        to go further back); returns that version."""
-        result: list[str] = []
-
-        def body(cur: psycopg.Cursor[Any]) -> None:
-            _lock_encoder(cur, name)
-            cur.execute("SELECT version, action FROM neurogate_encoder_log WHERE name = %s"
-                        " ORDER BY id", (name,))
-            stack: list[str] = []
-            for version, action in cur.fetchall():
-                if action == "activate":
-                    stack.append(version)
-                elif stack:
-                    stack.pop()
-            if len(stack) < 2:
-                raise ValueError(f"encoder {name} has no earlier version to roll back to")
-            result[:] = [stack[-2]]
-            _activate(cur, name, stack[-2], "rollback")
-
-        self._run("roll back an encoder", lambda conn: self._transaction(conn, body))
-        return result[0]
-
     # -- internals -----------------------------------------------------------------------------
 
     def _read_store_id(self, conn: Conn) -> str:
@@ -919,25 +822,6 @@ def _fetch_int(cur: psycopg.Cursor[Any]) -> int:
 def _scalar(conn: Conn, query: str, params: Sequence[Any] = ()) -> Any:
     row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]  # constant SQL
     return None if row is None else row[0]
-
-
-def _lock_encoder(cur: psycopg.Cursor[Any], name: str) -> None:
-    """Serialise registry changes of one encoder name across workers."""
-    lock = _signed(text_hash64(f"neurogate/encoder/{name}"))
-    cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
-
-
-def _activate(cur: psycopg.Cursor[Any], name: str, version: str, action: str) -> None:
-    cur.execute("SELECT 1 FROM neurogate_encoders WHERE name = %s AND version = %s",
-                (name, version))
-    if cur.fetchone() is None:
-        raise ValueError(f"encoder {name} version {version} is not registered")
-    cur.execute("UPDATE neurogate_encoders SET active = false WHERE name = %s AND active",
-                (name,))
-    cur.execute("UPDATE neurogate_encoders SET active = true WHERE name = %s AND version = %s",
-                (name, version))
-    cur.execute("INSERT INTO neurogate_encoder_log (name, version, action) VALUES (%s, %s, %s)",
-                (name, version, action))
 
 
 def _oneline(exc: BaseException) -> str:

@@ -53,7 +53,7 @@ from redis.retry import Retry
 
 from neurogate.engine.counts import NCOLS
 from neurogate.engine.stores.base import DelegatingStore, OutcomeUnknown, check_keys
-from neurogate.engine.stores.postgres import EncoderVersion, PostgresStore, StoreUnavailable
+from neurogate.engine.stores.postgres import PostgresStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -439,27 +439,6 @@ class CachedStore(DelegatingStore):
         out = self.backend.status()
         out["cache"] = {"prefix": self.prefix, "epoch": self.epoch, **self.stats}
         return out
-
-    def register_encoder(self, name: str, version: str, artifact: bytes, *,
-                         activate: bool = False) -> EncoderVersion:
-        """See ``PostgresStore.register_encoder``."""
-        return self.backend.register_encoder(name, version, artifact, activate=activate)
-
-    def list_encoders(self, name: str | None = None) -> list[EncoderVersion]:
-        """See ``PostgresStore.list_encoders``."""
-        return self.backend.list_encoders(name)
-
-    def load_encoder(self, name: str, version: str | None = None) -> tuple[str, bytes] | None:
-        """See ``PostgresStore.load_encoder``."""
-        return self.backend.load_encoder(name, version)
-
-    def activate(self, name: str, version: str) -> None:
-        """See ``PostgresStore.activate``."""
-        self.backend.activate(name, version)
-
-    def rollback(self, name: str) -> str:
-        """See ``PostgresStore.rollback``."""
-        return self.backend.rollback(name)
 
     def close(self) -> None:
         if self._owing:
