@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NoReturn
 
 from neurogate.engine.extras import missing_extra
@@ -21,7 +21,7 @@ from neurogate.engine.redaction import known_secrets, redacting_logs, scrub
 Command = Callable[[argparse.Namespace], int]
 
 __all__ = ["EXIT_FAILURE", "EXIT_FATAL", "EXIT_OK", "EXIT_USAGE", "Parser", "UserError",
-           "command_secrets", "print_error", "run_command", "user_errors"]
+           "command_secrets", "main_of", "print_error", "run_command", "user_errors"]
 
 # The exit codes of every command (README, "Exit codes").
 EXIT_OK = 0
@@ -78,6 +78,13 @@ def command_secrets(args: argparse.Namespace | None) -> frozenset[str]:
 def print_error(message: object, args: argparse.Namespace | None = None) -> None:
     """``neurogate: error: <message>`` on stderr, with the command's secrets masked."""
     print(f"neurogate: error: {scrub(str(message), command_secrets(args))}", file=sys.stderr)
+
+
+def main_of(build_parser: Callable[[], argparse.ArgumentParser],
+            argv: Iterable[str] | None = None) -> int:
+    """Parse ``argv`` (default: the process's arguments) and run the command; the exit code."""
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    return run_command(build_parser().parse_args(argv), argv)
 
 
 def run_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:

@@ -24,8 +24,8 @@ from neurogate.cli.boundary import (
     EXIT_OK,
     Parser,
     UserError,
+    main_of,
     print_error,
-    run_command,
     user_errors,
 )
 from neurogate.cli.config import load_config
@@ -583,9 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Iterable[str] | None = None) -> int:
     """Run ``neurogate`` with these arguments (default: the process's); the exit code."""
-    argv = list(argv) if argv is not None else sys.argv[1:]
-    args = build_parser().parse_args(argv)
-    return run_command(args, argv)
+    return main_of(build_parser, argv)
 
 
 if __name__ == "__main__":

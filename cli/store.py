@@ -23,12 +23,12 @@ import os
 import sys
 import uuid
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neurogate.cli.boundary import EXIT_OK, Parser, UserError, run_command, user_errors
+from neurogate.cli.boundary import EXIT_OK, Parser, UserError, main_of, user_errors
 from neurogate.cli.options import add_store, store_from_positional
 from neurogate.engine.redaction import redact_url
 
@@ -351,10 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(argv) if argv is not None else sys.argv[1:]
-    args = build_parser().parse_args(argv)
-    return run_command(args, argv)
+def main(argv: Iterable[str] | None = None) -> int:
+    """Run ``neurogate`` with these arguments (default: the process's); the exit code."""
+    return main_of(build_parser, argv)
 
 
 if __name__ == "__main__":

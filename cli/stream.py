@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from neurogate.cli.argtypes import positive_int
@@ -23,7 +23,7 @@ from neurogate.cli.boundary import (
     EXIT_OK,
     Parser,
     UserError,
-    run_command,
+    main_of,
     user_errors,
 )
 from neurogate.cli.config import load_settings
@@ -395,10 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(argv) if argv is not None else sys.argv[1:]
-    args = build_parser().parse_args(argv)
-    return run_command(args, argv)
+def main(argv: Iterable[str] | None = None) -> int:
+    """Run ``neurogate`` with these arguments (default: the process's); the exit code."""
+    return main_of(build_parser, argv)
 
 
 if __name__ == "__main__":
