@@ -30,26 +30,39 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ev = sub.add_parser("eval", help="benchmarks and baselines: NAB, credit card, multivariate, "
                         "GutenTAG")
     es = ev.add_subparsers(dest="eval_command", required=True)
+    _register_nab(es)
+    _register_creditcard(es)
+    _register_creditcard_generate(es)
+    _register_multivariate(es)
+    _register_gutentag(es)
+    _register_nab_grid(es)
+    _register_plot_nab(es)
+    tune_cli.register_eval(es)  # eval tuned (evaluation/tune_cli.py)
+    _register_detectors(es)
 
-    def common(sp: argparse.ArgumentParser, default: str, beside_default: bool = True) -> None:
-        """Options every benchmark command shares."""
-        sp.add_argument("--detector", default=default,
-                        help="detector name, comma-separated names or 'all' "
-                        "(see 'neurogate eval detectors')")
-        add_config_options(sp, after=" (after the benchmark's preset)")
-        sp.add_argument("--batch-size", type=positive_int, default=1000, metavar="N",
-                        help="events scored per call (default 1000)")
-        add_quiet(sp)
-        if beside_default:
-            sp.add_argument("--no-default", action="store_true",
-                            help="do not add 'neurogate-default' (the engine's defaults) "
-                            "beside 'neurogate' when the configuration differs from them")
 
+def _benchmark_options(sp: argparse.ArgumentParser, default: str,
+                       beside_default: bool = True) -> None:
+    """Options every benchmark command shares (``--detector``, configuration, batch size)."""
+    sp.add_argument("--detector", default=default,
+                    help="detector name, comma-separated names or 'all' "
+                    "(see 'neurogate eval detectors')")
+    add_config_options(sp, after=" (after the benchmark's preset)")
+    sp.add_argument("--batch-size", type=positive_int, default=1000, metavar="N",
+                    help="events scored per call (default 1000)")
+    add_quiet(sp)
+    if beside_default:
+        sp.add_argument("--no-default", action="store_true",
+                        help="do not add 'neurogate-default' (the engine's defaults) "
+                        "beside 'neurogate' when the configuration differs from them")
+
+
+def _register_nab(es: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     nab = es.add_parser("nab", help="prequential NAB run, scored with our NAB scorer")
     nab.add_argument("--data", type=Path, required=True, help="NAB root (data/, labels/, config/)")
     nab.add_argument("--out", type=Path, required=True,
                      help="results directory (NAB layout: <detector>/<category>/...)")
-    common(nab, "neurogate")
+    _benchmark_options(nab, "neurogate")
     nab.add_argument("--range", choices=("warmup", "given"), default="warmup",
                      help="value range from each file's warm-up (deployable, default) or the "
                      "file's min/max given up front (NAB-comparable: NAB's inputMin/inputMax)")
@@ -60,9 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     nab.add_argument("--only", help="only files whose name contains this text")
     nab.set_defaults(func=cmd_nab)
 
+
+def _register_creditcard(es: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cc = es.add_parser("creditcard", help="credit-card fraud file (Time,V1..V28,Amount,Class)")
     cc.add_argument("--data", type=Path, required=True, help="the credit-card CSV file")
-    common(cc, "neurogate")
+    _benchmark_options(cc, "neurogate")
     cc.add_argument("--mode", choices=("stream", "seed"), default="stream",
                     help="stream: all rows in time order; seed: the seed's 80/20 split "
                     "(seed 42), training rows then the first 20,000 test rows")
@@ -78,6 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cc.add_argument("--plot", type=Path, help="write PR curves (PNG)")
     cc.set_defaults(func=cmd_creditcard)
 
+
+def _register_creditcard_generate(es: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     gen = es.add_parser("creditcard-generate",
                         help="write a generated file of the credit-card schema with frauds")
     gen.add_argument("--out", type=Path, required=True, help="CSV file to write")
@@ -88,8 +105,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     gen.add_argument("--seed", type=int, default=0, help="generator seed")
     gen.set_defaults(func=cmd_generate)
 
+
+def _register_multivariate(es: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     mv = es.add_parser("multivariate", help="generated labelled multivariate benchmark")
-    common(mv, "neurogate")
+    _benchmark_options(mv, "neurogate")
     mv.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
     mv.add_argument("--sources", type=positive_int, default=6, metavar="N",
                     help="generated sources (default 6)")
@@ -101,9 +120,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     mv.add_argument("--plot", type=Path, help="write PR curves (PNG)")
     mv.set_defaults(func=cmd_multivariate)
 
+
+def _register_gutentag(es: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     gt = es.add_parser("gutentag", help="GutenTAG corpus (1, 8 and 40 channels, every anomaly "
                        "kind), generated from a committed YAML at evaluation time")
-    common(gt, "neurogate")
+    _benchmark_options(gt, "neurogate")
     gt.add_argument("--corpus", type=Path, help="corpus YAML (default: evaluation/gutentag.yaml)")
     gt.add_argument("--channels", help="comma-separated channel counts to run (default: all)")
     gt.add_argument("--cache", type=Path,
@@ -114,10 +135,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     gt.add_argument("--out", type=Path, help="write all figures as JSON")
     gt.set_defaults(func=cmd_gutentag)
 
+
+def _register_nab_grid(es: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     gr = es.add_parser("nab-grid", help="NAB scores of several engine settings, and how much "
                        "choosing among them on NAB's labels flatters the best (2-fold)")
     gr.add_argument("--data", type=Path, required=True, help="NAB root")
-    common(gr, "neurogate-fixed", beside_default=False)
+    _benchmark_options(gr, "neurogate-fixed", beside_default=False)
     gr.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
                     help="an engine setting and its values; several --vary make a grid")
     gr.add_argument("--range", choices=("warmup", "given"), default="warmup",
@@ -126,6 +149,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     gr.add_argument("--out", type=Path, help="write the grid's figures as JSON")
     gr.set_defaults(func=cmd_nab_grid)
 
+
+def _register_plot_nab(es: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pl = es.add_parser("plot-nab", help="score timelines of NAB files from results directories")
     pl.add_argument("--data", type=Path, required=True, help="NAB root")
     pl.add_argument("--results", type=Path, required=True, help="an 'eval nab --out' directory")
@@ -135,8 +160,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pl.add_argument("--out", type=Path, required=True, help="PNG path")
     pl.set_defaults(func=cmd_plot_nab)
 
-    tune_cli.register_eval(es)  # eval tuned (evaluation/tune_cli.py)
 
+def _register_detectors(es: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ls = es.add_parser("detectors", help="list the detectors the harness can run")
     ls.set_defaults(func=cmd_detectors)
 

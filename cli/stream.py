@@ -53,13 +53,34 @@ _FLAGS = {"bootstrap": "bootstrap", "store": "store", "group": "group", "web_por
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``worker``, ``produce``, ``replay``, ``topics`` and ``tail``."""
+    _register_worker(sub)
+    _register_produce(sub)
+    _register_replay(sub)
+    _register_topics(sub)
+    _register_tail(sub)
 
-    def common(p: argparse.ArgumentParser) -> None:
-        add_config_options(p, worker=True)
-        p.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,host:port]")
 
+def _kafka_options(p: argparse.ArgumentParser) -> None:
+    """``--config``, ``--set`` and ``--bootstrap``."""
+    add_config_options(p, worker=True)
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,host:port]")
+
+
+def _sending_options(p: argparse.ArgumentParser) -> None:
+    """How ``produce`` and ``replay`` send: batching, rate, late labels, progress."""
+    p.add_argument("--per-message", type=positive_int, default=1, metavar="N",
+                   help="events of one source per message (a JSON array when N > 1)")
+    p.add_argument("--rate", type=_positive_float, metavar="EVENTS_PER_S",
+                   help="send at most this many events per second")
+    p.add_argument("--late-labels", type=_nonnegative_int, metavar="N",
+                   help="strip labels from the events and send them to the labels topic "
+                   "N events later")
+    add_quiet(p)
+
+
+def _register_worker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     w = sub.add_parser("worker", help="run the Kafka streaming worker (PostgreSQL + Redis store)")
-    common(w)
+    _kafka_options(w)
     add_store(w, help="pattern store URL, e.g. redis+postgresql://user@host/db "
               "(default: worker.store)")
     w.add_argument("--group", help="consumer group (workers of one group share partitions)")
@@ -72,29 +93,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="skip the start-up check of topics and store")
     w.set_defaults(func=cmd_worker)
 
-    def sending(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--per-message", type=positive_int, default=1, metavar="N",
-                       help="events of one source per message (a JSON array when N > 1)")
-        p.add_argument("--rate", type=_positive_float, metavar="EVENTS_PER_S",
-                       help="send at most this many events per second")
-        p.add_argument("--late-labels", type=_nonnegative_int, metavar="N",
-                       help="strip labels from the events and send them to the labels topic "
-                       "N events later")
-        add_quiet(p)
 
+def _register_produce(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pr = sub.add_parser("produce", help="send events from CSV/JSONL files to the events topic")
     pr.add_argument("files", nargs="+", help="CSV/TSV/JSONL files ('-' = JSONL on stdin)")
-    common(pr)
+    _kafka_options(pr)
     add_input_options(pr)
-    sending(pr)
+    _sending_options(pr)
     pr.set_defaults(func=cmd_produce)
 
+
+def _register_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rp = sub.add_parser("replay", help="replay files or the demo stream at their own pace, or "
                         "re-publish dead letters")
     rp.add_argument("files", nargs="*", help="CSV/TSV/JSONL files; none = built-in demo stream")
-    common(rp)
+    _kafka_options(rp)
     add_input_options(rp)
-    sending(rp)
+    _sending_options(rp)
     rp.add_argument("--speed", type=_positive_float, default=None,
                     help="replay at this multiple of the timestamps' pace (e.g. 3600: an hour "
                     "per second); default: as fast as --rate allows")
@@ -111,18 +126,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="with --deadletter: stop after this many idle seconds")
     rp.set_defaults(func=cmd_replay)
 
+
+def _register_topics(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     tp = sub.add_parser("topics", help="create or list the neurogate topics")
     tp.add_argument("action", choices=("create", "list"),
                     help="create the missing topics, or list them with their partitions")
-    common(tp)
+    _kafka_options(tp)
     tp.add_argument("--partitions", type=positive_int,
                     help="partitions of new topics (default worker.partitions)")
     tp.add_argument("--replication", type=positive_int,
                     help="replication factor of new topics (default worker.replication)")
     tp.set_defaults(func=cmd_topics)
 
+
+def _register_tail(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ta = sub.add_parser("tail", help="read anomalies (or dead letters) back from Kafka")
-    common(ta)
+    _kafka_options(ta)
     ta.add_argument("--topic", default="anomalies",
                     help="anomalies, deadletter, events, labels or a topic name")
     ta.add_argument("--from-beginning", action="store_true",
