@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # the design notes the project started from; docs/background.md carries what matters of them
 OUTSIDE_NOTES = ("BRIEF.md", "BRIEF section", "EXPERIMENTS.md", "SEED_NOTES", "CONVENTIONS.md")
-TEXT_DIRS = ("docs", "engine", "stream", "evaluation", "neurogate", "bench", "ops")
+TEXT_DIRS = ("docs", "engine", "cli", "stream", "evaluation", "neurogate", "bench", "ops")
 SUFFIXES = {".md", ".py", ".yml", ".yaml", ".toml"}
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
