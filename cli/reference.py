@@ -68,11 +68,13 @@ def _comments(cls: type) -> dict[str, str]:
     klass = ast.parse(source).body[0]
     assert isinstance(klass, ast.ClassDef)
     fields = [n for n in klass.body if isinstance(n, ast.AnnAssign)]
-    own, above = [], []
+    own: list[list[str]] = []
+    above: list[list[str]] = []
     for node in fields:
         assert node.end_lineno is not None
         own.append([notes[n] for n in range(node.lineno, node.end_lineno + 1) if n in notes])
-        block, n = [], node.lineno - 1
+        block: list[str] = []
+        n = node.lineno - 1
         while n >= 1 and lines[n - 1].strip().startswith("#"):
             block.insert(0, notes[n])
             n -= 1
