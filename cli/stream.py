@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from neurogate.cli.argtypes import positive_int
 from neurogate.cli.boundary import (
+    EXIT_FAILURE,
     EXIT_FATAL,
     EXIT_OK,
     Parser,
     UserError,
     main_of,
+    print_error,
     user_errors,
 )
 from neurogate.cli.config import load_settings
@@ -284,12 +286,17 @@ def _send(args: argparse.Namespace, settings: WorkerSettings, events: Iterator[E
     return stats
 
 
-def _report_bad(bad: list[Any]) -> None:
+def _report_bad(bad: list[Any], sent: int) -> int:
+    """List the bad input records; ``EXIT_FAILURE`` when nothing else was there to send."""
     if not bad:
-        return
+        return EXIT_OK
     print(f"skipped {len(bad):,} bad input records (not sent):", file=sys.stderr)
     for b in bad[:10]:
         print(f"  {b.path}:{b.line}: {b.reason}: {b.message}", file=sys.stderr)
+    if sent:
+        return EXIT_OK
+    print_error(f"every input record was bad ({len(bad):,}); nothing was sent")
+    return EXIT_FAILURE
 
 
 @user_errors(*KAFKA_ERRORS)
@@ -297,9 +304,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
     _, settings = _settings(args)
     bad: list[Any] = []
     events, total = _file_events(args, bad)
-    _send(args, settings, events, total)
-    _report_bad(bad)
-    return EXIT_OK
+    stats = _send(args, settings, events, total)
+    return _report_bad(bad, stats.events)
 
 
 @user_errors(*KAFKA_ERRORS)
@@ -327,9 +333,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
         demo, _ = demo_events(sources=args.demo_sources, length=args.demo_length, seed=args.seed)
         events, total = iter(demo), len(demo)
-    _send(args, settings, events, total, speed=args.speed)
-    _report_bad(bad)
-    return EXIT_OK
+    stats = _send(args, settings, events, total, speed=args.speed)
+    return _report_bad(bad, stats.events)
 
 
 @user_errors(*KAFKA_ERRORS)

@@ -98,6 +98,12 @@ def test_topics_produce_and_tail(kafka_bootstrap: str, tmp_path: Path,
     assert code == 0
     assert "sent 25 events in 7 messages" in err and "25 labels" in err
     assert "skipped 1 bad input records" in err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{broken\n[]\n")
+    code, _, err = run(["produce", str(bad), "-q", *common], capsys)
+    assert code == 1 and "sent 0 events" in err
+    assert err.strip().splitlines()[-1] == \
+        "neurogate: error: every input record was bad (2); nothing was sent"
     msgs = read_all(kafka_bootstrap, f"{prefix}.events")
     assert sum(len(json.loads(m.value)) for m in msgs) == 25
     assert all(len(json.loads(m.value)) <= 4 for m in msgs)
