@@ -101,6 +101,9 @@ def run_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         except KeyboardInterrupt:
             print("neurogate: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # `neurogate config docs | head`: the reader has enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+            return EXIT_FAILURE
         except Exception as exc:
             if _is_user_error(exc, getattr(func, "user_errors", ())):
                 print_error(exc, args)

@@ -672,3 +672,15 @@ def test_config_show_prints_the_settings_in_effect(
     assert "[engine]\n" in res.out and "\nthreshold = 0.95\n" in res.out
     assert "[engine.neuronet]\n" in res.out and "\nlevels = 3\n" in res.out
     assert 'store = "postgresql://u:***@db/ng"' in res.out and "s3cret" not in res.out
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEUROGATE_")}
+    proc = subprocess.Popen([sys.executable, "-m", "neurogate.cli.main", "config", "show"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+                            bufsize=0)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as `| head -1` does, here before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert "Traceback" not in err and "Exception ignored" not in err, err
