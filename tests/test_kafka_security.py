@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from neurogate.cli import main as cli
 from neurogate.cli.config import load_settings
 from neurogate.engine.config import ConfigError
 from neurogate.engine.redaction import scrub
-from neurogate.stream import cli
 from neurogate.stream.kafka_security import (
     aiokafka_credentials,
     kafka_python_kwargs,
