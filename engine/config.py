@@ -10,7 +10,12 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+DataclassT = TypeVar("DataclassT", bound="DataclassInstance")
 
 
 class ConfigError(ValueError):
@@ -293,7 +298,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported type {tp}")
 
 
-def from_mapping(cls: type, data: Mapping[str, Any], *, base: Any = None, prefix: str = "") -> Any:
+def from_mapping(
+    cls: type[DataclassT], data: Mapping[str, Any], *, base: DataclassT | None = None,
+    prefix: str = "",
+) -> DataclassT:
     """Build dataclass ``cls`` from a nested mapping (or ``a.b`` dotted keys), starting from
     ``base``; unknown keys are errors so typos don't pass silently."""
     nested: dict[str, Any] = {}

@@ -217,9 +217,9 @@ def _bad_source(source: object) -> NoReturn:
 def _id(i: object) -> str:
     """Validate an event id: a string of bounded length, or an integer (turned into a string)."""
     if type(i) is str:
-        if len(i) > MAX_ID_LEN:  # type: ignore[arg-type]
+        if len(i) > MAX_ID_LEN:
             raise BadEvent("oversized", f"id is longer than {MAX_ID_LEN} characters")
-        return i  # type: ignore[return-value]
+        return i
     if type(i) is int:
         return str(i)
     raise BadEvent("bad_type", f"id must be a string or integer, got {_describe(i)}")
@@ -228,7 +228,7 @@ def _id(i: object) -> str:
 def _label(lab: object) -> int:
     """Validate a label: 0/1, true/false (0.0/1.0 accepted too)."""
     if (type(lab) is int or type(lab) is bool or type(lab) is float) and lab in (0, 1):
-        return int(lab)  # type: ignore[call-overload, no-any-return]
+        return int(lab)
     raise BadEvent("bad_label", f"label must be 0, 1, true or false, got {lab!r}"[:120])
 
 
@@ -541,7 +541,7 @@ class EventBatch(Sequence[Event]):
         arrays = [b.values for b in parts]
         values: np.ndarray | list[tuple[float, ...]]
         if all(type(a) is np.ndarray for a in arrays) and len({b.fields[0] for b in parts}) == 1:
-            values = np.concatenate(arrays)  # type: ignore[arg-type]
+            values = np.concatenate(arrays)
         else:
             values = [v for b in parts for v in b._value_tuples()]
         return cls([s for b in parts for s in b.sources], np.concatenate([b.ts for b in parts]),
@@ -557,7 +557,8 @@ class EventBatch(Sequence[Event]):
     def value_rows(self, idx: np.ndarray) -> np.ndarray:
         """The values of events ``idx`` (all with the same fields) as a float array [m, C]."""
         if type(self.values) is np.ndarray:
-            return self.values[idx]
+            picked: np.ndarray = self.values[idx]  # numpy's stubs type indexing as Any
+            return picked
         vals = self.values
         rows = np.array([vals[i] for i in idx.tolist()], dtype=np.float64)
         return rows.reshape(len(idx), -1)

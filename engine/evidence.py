@@ -263,7 +263,7 @@ def tail_probability(hist: np.ndarray, total: float, x: float, width: float,
     pos = x / width
     b = min(max(int(pos), 0), nb - 1)
     frac = min(max((b + 1) - pos, 0.0), 1.0)
-    above = hist[b] * frac
+    above: float = hist[b] * frac  # numpy's stubs type indexing as Any
     for j in range(b + 1, nb):
         above += hist[j]
     if above >= TAIL_EVENTS:
@@ -434,4 +434,6 @@ def combine(p: np.ndarray, families: int) -> np.ndarray:
     """Bonferroni over the families a source has: ``min(1, F * min_f p_f)``, F = ``families``
     less those its event has no evidence of (NaN: deviation on a source whose channels all
     drift)."""
-    return np.minimum(1.0, (families - np.isnan(p).sum(axis=1)) * np.nanmin(p, axis=1))
+    out: np.ndarray = np.minimum(  # numpy's stubs type ufunc results as Any
+        1.0, (families - np.isnan(p).sum(axis=1)) * np.nanmin(p, axis=1))
+    return out

@@ -91,7 +91,7 @@ class NeuroNetConfig:
     @staticmethod
     def reach(levels: int, kernel: int) -> int:
         """Values a window needs: level ``levels``'s code at t-2d and its receptive field."""
-        d = 2**levels
+        d: int = 2**levels  # int ** int is Any to mypy (a negative power is a float)
         return 2 * d + kernel * d // 2
 
     @property

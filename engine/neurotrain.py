@@ -209,7 +209,7 @@ class _Trainer:
             ends = self.data.train[self.rng.integers(0, len(self.data.train), batch_size)]
             loss = self.loss(ends, mask)
             opt.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)  # = loss.backward(), which torch leaves untyped
             if only is not None:  # frozen levels keep their weights exactly
                 for p in self.model.parameters():
                     assert p.grad is not None

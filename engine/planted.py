@@ -42,7 +42,9 @@ MIN_SPREAD = 0.02  # robust spread floor in normalised units (a flat series stil
 def robust_spread(x: np.ndarray) -> np.ndarray:
     """Per channel: 1.4826 x the median absolute deviation, at least ``MIN_SPREAD``."""
     med = np.median(x, axis=0)
-    return np.maximum(1.4826 * np.median(np.abs(x - med), axis=0), MIN_SPREAD)
+    spread: np.ndarray = np.maximum(  # numpy's stubs type ufunc results as Any
+        1.4826 * np.median(np.abs(x - med), axis=0), MIN_SPREAD)
+    return spread
 
 
 def plant(series: np.ndarray, rng: np.random.Generator, count: int = PER_SERIES

@@ -74,7 +74,8 @@ def _one(rng: np.random.Generator, n: int) -> np.ndarray:
     lo, hi = warm.min(), warm.max()
     span = hi - lo if hi > lo else max(abs(hi), 1.0) * 0.1
     low, width = lo - RANGE_MARGIN * span, span * (1 + 2 * RANGE_MARGIN)
-    return ((x - low) / width).astype(np.float32)[:, None]
+    column: np.ndarray = ((x - low) / width).astype(np.float32)[:, None]  # stubs: Any
+    return column
 
 
 def corpus(count: int = SERIES, length: int = LENGTH, seed: int = SEED) -> list[np.ndarray]:

@@ -32,9 +32,9 @@ def top_k_mean(s: np.ndarray, k: int) -> np.ndarray:
     """Mean of the k largest values along the last axis: one quiet level can't dilute another's
     event (docs/background.md section 2, X2: +3.4 NAB points over the plain mean)."""
     k = min(k, s.shape[-1])
-    if k == s.shape[-1]:
-        return s.mean(axis=-1)
-    return np.partition(s, s.shape[-1] - k, axis=-1)[..., -k:].mean(axis=-1)
+    top = s if k == s.shape[-1] else np.partition(s, s.shape[-1] - k, axis=-1)[..., -k:]
+    mean: np.ndarray = top.mean(axis=-1)  # numpy's stubs type a reduction's result as Any
+    return mean
 
 
 def squash(s: np.ndarray) -> np.ndarray:

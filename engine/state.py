@@ -109,7 +109,8 @@ def grouped_cummax_before(init: np.ndarray, groups: Groups, values: np.ndarray) 
         cm = np.maximum.accumulate(key) - seg_id * (col.size + 1)
         out[:, j] = col[srt[cm]]
     out = out.reshape(ext.shape)
-    return out[vpos - 1]
+    picked: np.ndarray = out[vpos - 1]  # numpy's stubs type indexing as Any
+    return picked
 
 
 class Growing:
@@ -159,6 +160,7 @@ class Growing:
 
     def __getattr__(self, name: str) -> np.ndarray:
         try:
-            return self.__dict__["arrays"][name]
+            arr: np.ndarray = self.__dict__["arrays"][name]
+            return arr
         except KeyError:
             raise AttributeError(name) from None

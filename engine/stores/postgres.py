@@ -438,7 +438,7 @@ class PostgresStore(PatternStore):
                     if m.version <= current:
                         continue
                     for stmt in m.statements:
-                        cur.execute(stmt)  # type: ignore[arg-type]  # constant DDL
+                        cur.execute(stmt)
                     cur.execute(
                         "INSERT INTO neurogate_schema (version, description) VALUES (%s, %s)",
                         (m.version, m.description),
@@ -652,8 +652,8 @@ class PostgresStore(PatternStore):
             "SELECT input, position FROM neurogate_positions").fetchall()))
 
     def size(self) -> int:
-        return self._run("count patterns",
-                         lambda conn: _scalar(conn, "SELECT count(*) FROM neurogate_patterns"))
+        return self._run("count patterns", lambda conn: int(
+            _scalar(conn, "SELECT count(*) FROM neurogate_patterns")))
 
     def iter_counts(self, chunk: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All counts in key order (signed), from one REPEATABLE READ snapshot: a merge or
@@ -820,7 +820,7 @@ def _fetch_int(cur: psycopg.Cursor[Any]) -> int:
 
 
 def _scalar(conn: Conn, query: str, params: Sequence[Any] = ()) -> Any:
-    row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]  # constant SQL
+    row = conn.execute(query, params).fetchone()
     return None if row is None else row[0]
 
 

@@ -286,7 +286,8 @@ class CachedStore(DelegatingStore):
             for i in range(0, uniq.size, _READ_CHUNK):
                 part = uniq[i : i + _READ_CHUNK]
                 found[i : i + part.size] = self._fetch_unique(part)
-        return found[inverse]
+        rows: np.ndarray = found[inverse]  # numpy's stubs type indexing as Any
+        return rows
 
     def _fetch_unique(self, keys: np.ndarray) -> np.ndarray:
         if time.monotonic() < self._retry_at:  # an earlier chunk failed
