@@ -509,7 +509,7 @@ def cmd_plot_nab(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_detectors(args: argparse.Namespace) -> int:
+def cmd_detectors(_args: argparse.Namespace) -> int:
     """List the registry."""
     from neurogate.evaluation.registry import DETECTORS
 

@@ -183,8 +183,8 @@ class _CsvPlan:
 
 
 def _open_csv(path: Path) -> IO[str]:
-    """Open for the csv module: BOM-tolerant UTF-8; bytes that are not UTF-8 are kept apart
-    (``surrogateescape``): replacing them would make "caf\\xe9" and "caf\\xe8" one source."""
+    r"""Open for the csv module: BOM-tolerant UTF-8; bytes that are not UTF-8 are kept apart
+    (``surrogateescape``): replacing them would make "caf\xe9" and "caf\xe8" one source."""
     return path.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
 
 

@@ -233,7 +233,7 @@ def _check_store(store: str, *, append: bool, fresh: bool) -> None:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915  (not split yet)
     from tqdm import tqdm
 
     from neurogate.engine.detector import Detector

@@ -98,7 +98,8 @@ class Report:
         self.sources: dict[str, SourceSeries] = {}
         self.dropped_sources: set[str] = set()  # bounded by the input's sources, names only
 
-    def add(self, source: str, ts: float | None, fields: tuple[str, ...],
+    def add(  # noqa: PLR0913  (one event's columns)
+            self, source: str, ts: float | None, fields: tuple[str, ...],
             values: tuple[float | None, ...], score: float | None, flagged: bool,
             threshold: float, calendar: bool, why: str = "", gap: float | None = None) -> None:
         """One event of ``source``: its ``values`` of ``fields`` (a source keeps the fields of

@@ -318,7 +318,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         try:
             records = read_topic(settings, settings.deadletter_topic, from_beginning=True,
                                  timeout=args.timeout)
-            stats = send_deadletters(producer, settings, records,
+            stats = send_deadletters(producer, records,
                                      reasons=set(args.reason) or None, rate=args.rate)
         finally:
             producer.close()

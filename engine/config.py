@@ -248,11 +248,11 @@ class EngineConfig:
         return flat
 
     def replace(self, **changes: Any) -> EngineConfig:
-        """A copy with dotted or plain field changes, e.g. replace(threshold=0.9)."""
+        """A copy with dotted or plain field changes, e.g. ``threshold=0.9``."""
         return from_mapping(EngineConfig, changes, base=self)
 
 
-def _coerce(tp: Any, value: Any, where: str) -> Any:
+def _coerce(tp: Any, value: Any, where: str) -> Any:  # noqa: C901  (one branch per field type)
     """Convert a TOML/env value to the annotated type, or raise ConfigError naming the field."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

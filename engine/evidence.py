@@ -313,7 +313,7 @@ def remember(hist: np.ndarray, total: np.ndarray, row: int, f: int, x: float, wi
 
 
 @njit(cache=True)
-def score_events(
+def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat arrays, one loop)
     rows: np.ndarray, values: np.ndarray, pattern_stat: np.ndarray,
     use_dev: bool, use_rel: bool, pattern_prior: float,
     base: np.ndarray, spread: np.ndarray, floor: np.ndarray, ring: np.ndarray, n_ev: np.ndarray,

@@ -355,7 +355,8 @@ def level_features(cs: np.ndarray, ends: np.ndarray, kernel: int, levels: int, b
 
 
 @njit(cache=True)
-def _latent(f: np.ndarray, mean: np.ndarray, std: np.ndarray, w1: np.ndarray, b1: np.ndarray,
+def _latent(  # noqa: PLR0913  (numba kernel: takes flat arrays, not objects)
+        f: np.ndarray, mean: np.ndarray, std: np.ndarray, w1: np.ndarray, b1: np.ndarray,
             w2: np.ndarray, b2: np.ndarray, hbuf: np.ndarray, z: np.ndarray) -> None:
     """One level's MLP: standardised features -> ReLU hidden -> latents ``z``."""
     nf, nh = w1.shape
@@ -374,7 +375,8 @@ def _latent(f: np.ndarray, mean: np.ndarray, std: np.ndarray, w1: np.ndarray, b1
 
 
 @njit(cache=True)
-def _latents(cs: np.ndarray, ends: np.ndarray, block: int, kernel: int, mean: np.ndarray,
+def _latents(  # noqa: PLR0913  (numba kernel: takes flat arrays, not objects)
+        cs: np.ndarray, ends: np.ndarray, block: int, kernel: int, mean: np.ndarray,
              std: np.ndarray, w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray,
              out: np.ndarray) -> None:
     f = np.empty(w1.shape[0])
@@ -385,7 +387,8 @@ def _latents(cs: np.ndarray, ends: np.ndarray, block: int, kernel: int, mean: np
 
 
 @njit(cache=True)
-def _encode(x: np.ndarray, which: np.ndarray, kernel: int, q: int, mean: np.ndarray,
+def _encode(  # noqa: PLR0913  (numba kernel: takes flat arrays, not objects)
+        x: np.ndarray, which: np.ndarray, kernel: int, q: int, mean: np.ndarray,
             std: np.ndarray, w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray,
             edges: np.ndarray, out: np.ndarray) -> None:
     """Codes [n, len(which), 3] at t-2d, t-d, t of windows x [n, W, C] for the levels

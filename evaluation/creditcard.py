@@ -135,7 +135,7 @@ def seed_split(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(train), test[:SEED_TEST_ROWS]
 
 
-def evaluate(
+def evaluate(  # noqa: PLR0913  (keyword-only options with defaults)
     data: CreditCard, detector: StreamDetector, *, mode: str = "stream", delay: int = 0,
     warmup: int = 1000, test_labels: bool = False, top: int = 5, batch_size: int = 1000,
     progress: bool = True,

@@ -172,7 +172,7 @@ def _check(series: Series, values: np.ndarray, labels: np.ndarray) -> None:
 
 def load_series(series: Series, seed: int, cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
     """A series' values and labels, from the cache or generated (and then cached; an
-unreadable cache file is generated again)."""
+    unreadable cache file is generated again)."""
     path = None if cache is None else Path(cache) / f"{series.name}-{_digest(series, seed)}.npz"
     cached = None
     if path is not None and path.is_file():

@@ -31,7 +31,7 @@ from neurogate.evaluation.calibration import WarmupCalibration
 from neurogate.evaluation.protocol import SourceInfo
 
 
-def _xstream(dim: int, s: BaselineSettings) -> Any:
+def _xstream(_dim: int, s: BaselineSettings) -> Any:
     from pysad.models import xStream
 
     return xStream(random_state=s.seed)
@@ -43,13 +43,13 @@ def _rshash(dim: int, s: BaselineSettings) -> Any:
     return RSHash(np.zeros(dim), np.ones(dim), random_state=s.seed)
 
 
-def _loda(dim: int, s: BaselineSettings) -> Any:
+def _loda(_dim: int, s: BaselineSettings) -> Any:
     from pysad.models import LODA
 
     return LODA(random_state=s.seed)
 
 
-def _rrcf(dim: int, s: BaselineSettings) -> Any:
+def _rrcf(_dim: int, s: BaselineSettings) -> Any:
     from pysad.models import RobustRandomCutForest
 
     return RobustRandomCutForest(num_trees=s.rrcf_trees, random_state=s.seed)

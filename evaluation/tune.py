@@ -229,7 +229,8 @@ class TuneResult:
         return None if math.isnan(d) else round(d, 4)
 
 
-def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineConfig, *,
+def run_search(  # noqa: C901, PLR0913  (keyword-only options; the search loop)
+        corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineConfig, *,
                trials: int, study_name: str, storage: str | None, seed: int | None = 0,
                progress: bool | None = None, pruning: bool = True,
                out: Callable[[str], None] = print) -> TuneResult:
@@ -293,7 +294,7 @@ def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineC
     show = sys.stderr.isatty() if progress is None else progress
     with tqdm(total=trials, initial=trials - remaining, disable=not show, unit="trial",
               desc=f"tune {metric.name}", file=sys.stderr) as bar:
-        def tick(study: Any, trial: Any) -> None:
+        def tick(study: Any, trial: Any) -> None:  # noqa: ARG001  (optuna's callback signature)
             bar.n = min(done(), trials)
             feasible = [t for t in _complete(study) if _figure(t.user_attrs["search"])
                         .feasible(metric.budget)]

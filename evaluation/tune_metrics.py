@@ -106,7 +106,9 @@ class Metric:
         """The value on the part a choice is made on (and what is chosen there)."""
         raise NotImplementedError
 
-    def score(self, segments: Sequence[Segment], fitted: Figure) -> Figure:
+    def score(  # the overrides use ``fitted``
+            self, segments: Sequence[Segment], fitted: Figure,  # noqa: ARG002
+    ) -> Figure:
         """The value on a later part, with ``fitted``'s choice; the default chooses nothing."""
         return self.fit(segments)
 

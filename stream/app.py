@@ -328,7 +328,9 @@ class _LeanMonitor(Monitor):
     def on_message_in(self, tp: TP, offset: int, message: Any) -> None:
         pass
 
-    def on_stream_event_in(self, tp: TP, offset: int, stream: Any, event: Any) -> None:
+    def on_stream_event_in(
+            self, tp: TP, offset: int, stream: Any, event: Any,  # noqa: ARG002  (Monitor's hook)
+    ) -> None:
         self.stream_inbound_time[tp] = time.monotonic()
 
     def on_stream_event_out(self, tp: TP, offset: int, stream: Any, event: Any,
@@ -495,28 +497,28 @@ def create_app(config: EngineConfig, settings: WorkerSettings) -> faust.App:
     # mode's SignalHandlerT matches no function, not even one with its exact signature
     # (mypy 1.x), hence the ignores
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+    async def on_revoked(_sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         await rt.on_revoked(revoked)
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
-    async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
+    async def on_rebalance_complete(_sender: Any, **kwargs: Any) -> None:
         await rt.on_rebalance_complete()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
-    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+    async def on_shutdown(_sender: Any, **kwargs: Any) -> None:
         await rt.on_shutdown()
 
     @app.page("/metrics")
-    async def metrics_page(web: Any, request: Any) -> Any:
+    async def metrics_page(web: Any, _request: Any) -> Any:
         return web.bytes(await asyncio.to_thread(rt.exposition), content_type=_EXPOSITION_TYPE)
 
     @app.page("/healthz")
-    async def healthz(web: Any, request: Any) -> Any:
+    async def healthz(web: Any, _request: Any) -> Any:
         code, body = rt.health()
         return web.json(body, status=code)
 
     @app.page("/ready")
-    async def ready(web: Any, request: Any) -> Any:
+    async def ready(web: Any, _request: Any) -> Any:
         code, body = await asyncio.to_thread(rt.readiness)
         return web.json(body, status=code)
 

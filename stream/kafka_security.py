@@ -40,7 +40,7 @@ def _uses_tls(s: WorkerSettings) -> bool:
     return s.security_protocol in ("SSL", "SASL_SSL")
 
 
-def check_security(s: WorkerSettings) -> None:
+def check_security(s: WorkerSettings) -> None:  # noqa: C901  (one check per setting)
     """Raise ``ConfigError`` for inconsistent security settings (``load_settings`` checks its
     result, and every client's arguments are checked again before a connection)."""
     if s.security_protocol not in PROTOCOLS:

@@ -218,7 +218,7 @@ def send_events(
     return stats
 
 
-def send_deadletters(producer: Any, settings: WorkerSettings, records: Iterable[Any], *,
+def send_deadletters(producer: Any, records: Iterable[Any], *,
                      reasons: set[str] | None = None, rate: float | None = None) -> SendStats:
     """Re-publish dead-lettered records (their ``raw`` copy) to the topic they came from, e.g.
     after a producer fix or a configuration change. Truncated copies are skipped."""

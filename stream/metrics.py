@@ -273,7 +273,8 @@ class _ScrapeCollector(Collector):
             yield from fn()
 
 
-def store_families(stats: dict[str, int], cached: int, store_size: int | None,
+def store_families(  # noqa: PLR0913  (the figures it exports, most keyword-only)
+        stats: dict[str, int], cached: int, store_size: int | None,
                    fetched: int, lag: dict[tuple[str, int], int],
                    encoders: dict[str, int], *, limit: int = 0, evicted: int = 0,
                    committed_lag: dict[tuple[str, int], int] | None = None) -> list[Any]:

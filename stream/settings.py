@@ -67,7 +67,7 @@ class WorkerSettings:
     engine_process: bool = True  # the engine in its own process: faust and engine get a core each
     log_level: str = "info"  # debug, info, warning, error or critical
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: C901  (one check per setting)
         for name in ("bootstrap", "group", "events_topic", "anomalies_topic",
                      "deadletter_topic", "store"):
             if not str(getattr(self, name)).strip():

@@ -91,7 +91,7 @@ class CachedStore(DelegatingStore):
 
     backend: PostgresStore
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (the cache's settings, most with defaults)
         self,
         backend: PostgresStore,
         redis_url: str | None = None,
