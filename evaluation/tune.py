@@ -229,8 +229,7 @@ class TuneResult:
         return None if math.isnan(d) else round(d, 4)
 
 
-def run_search(  # noqa: C901, PLR0913  (keyword-only options; the search loop)
-        corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineConfig, *,
+def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineConfig, *,  # noqa: C901, PLR0913  (options; the search loop)
                trials: int, study_name: str, storage: str | None, seed: int | None = 0,
                progress: bool | None = None, pruning: bool = True,
                out: Callable[[str], None] = print) -> TuneResult:

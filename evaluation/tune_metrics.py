@@ -106,9 +106,7 @@ class Metric:
         """The value on the part a choice is made on (and what is chosen there)."""
         raise NotImplementedError
 
-    def score(  # the overrides use ``fitted``
-            self, segments: Sequence[Segment], fitted: Figure,  # noqa: ARG002
-    ) -> Figure:
+    def score(self, segments: Sequence[Segment], fitted: Figure) -> Figure:  # noqa: ARG002  (overrides use it)
         """The value on a later part, with ``fitted``'s choice; the default chooses nothing."""
         return self.fit(segments)
 
