@@ -387,9 +387,11 @@ def _toml_value(v: Any) -> str:
     return json.dumps(str(v))
 
 
-def toml_text(cfg: EngineConfig, header: Sequence[str] = ()) -> str:
+def toml_text(cfg: EngineConfig, header: Sequence[str] = (),
+              worker: dict[str, Any] | None = None) -> str:
     """An ``[engine]`` table (with sub-tables) of every setting that differs from the engine's
-    defaults: ``neurogate run --config`` and the worker's ``--config`` read it back."""
+    defaults: ``neurogate run --config`` and the worker's ``--config`` read it back; and
+    ``worker`` (a ``[worker]`` table as read, flat) after it when given."""
     default = EngineConfig()
     top, subs = [], []
     for f in dataclasses.fields(cfg):
@@ -403,11 +405,15 @@ def toml_text(cfg: EngineConfig, header: Sequence[str] = ()) -> str:
         elif value != dflt:
             top.append(f"{f.name} = {_toml_value(value)}")
     head = [f"# {line}" for line in header]
-    return "\n".join([*head, "[engine]", *top, *subs]) + "\n"
+    tail = ([] if worker is None else
+            ["", "[worker]", *(f"{k} = {_toml_value(tuple(v) if isinstance(v, list) else v)}"
+                               for k, v in worker.items())])
+    return "\n".join([*head, "[engine]", *top, *subs, *tail]) + "\n"
 
 
-def write_toml(path: Path, cfg: EngineConfig, header: Sequence[str] = ()) -> None:
+def write_toml(path: Path, cfg: EngineConfig, header: Sequence[str] = (),
+               worker: dict[str, Any] | None = None) -> None:
     """Write ``toml_text`` to ``path``."""
     if not path.parent.exists():
         raise TuneError(f"output directory does not exist: {path.parent}")
-    path.write_text(toml_text(cfg, header))
+    path.write_text(toml_text(cfg, header, worker))

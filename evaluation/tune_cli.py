@@ -67,6 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     t.add_argument("--source-column", help="source column (default: 'source', else the file "
                    "name)")
     t.add_argument("--label-column", help="0/1 anomaly labels (default: a column 'label')")
+    t.add_argument("--keep-worker", action="store_true",
+                   help="copy --config's [worker] table into --out (default: --out holds only "
+                   "[engine]; tune reads only [engine] and ignores [worker])")
     t.set_defaults(func=cmd_tune)
 
 
@@ -134,6 +137,7 @@ def print_report(s: dict[str, Any]) -> None:
 @user_errors(*TUNE_ERRORS)
 def cmd_tune(args: argparse.Namespace) -> int:
     """Search, report, write the TOML (and the JSON report)."""
+    from neurogate.evaluation.presets import NAB
     from neurogate.evaluation.tune import run_search, write_toml
     from neurogate.evaluation.tune_data import inject, load_inputs, plan
     from neurogate.evaluation.tune_metrics import get_metric
@@ -141,7 +145,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     metric = get_metric(args.metric, args.flag_budget, args.profile)
     space = _space(args)
-    base = _base_config(args)
+    # a NAB root runs as `eval nab` runs it: NAB's preset (machine_temperature's timestamps go
+    # backwards once; without late_tolerance that row is rejected, not scored)
+    nab = any(p.is_dir() for p in args.data)
+    base = _base_config(args, NAB.engine if nab else None)
+    worker = _worker_table(args) if args.keep_worker else None
     if not args.out.parent.is_dir():
         raise TuneError(f"output directory does not exist: {args.out.parent}")
     series, bad = load_inputs(args.data, timestamp_column=args.timestamp_column,
@@ -153,7 +161,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if metric.name == "injected":
         corpus = inject(corpus, args.inject_seed)
     storage = args.storage or f"sqlite:///{args.out.with_suffix('.db')}"
-    print(f"{len(corpus.series)} series, {corpus.rows():,} rows"
+    print(("NAB root: base = NAB's preset (as `neurogate eval nab`); " if nab else "")
+          + f"{len(corpus.series)} series, {corpus.rows():,} rows"
           + (f" ({bad} unreadable records left out)" if bad else "")
           + (f"; too short, left out: {', '.join(corpus.skipped)}" if corpus.skipped else "")
           + f"; study {args.study or args.out.stem} in {_redacted(storage)}")
@@ -168,11 +177,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
               + (f", holdout (out-of-sample) {_fmt(s['holdout']['tuned']['value']).strip()}, "
                  f"base configuration there {_fmt(s['holdout']['base']['value']).strip()}"
                  if "holdout" in s else "")]
-    write_toml(args.out, result.config, header)
+    write_toml(args.out, result.config, header, worker)
     print(f"wrote {args.out} (neurogate run --config {args.out})")
     if args.report:
         args.report.write_text(json.dumps(s, indent=2, default=str) + "\n")
     return EXIT_OK
+
+
+def _worker_table(args: argparse.Namespace) -> dict[str, Any]:
+    """--config's [worker] table as written, after the worker's own checks (--keep-worker)."""
+    from neurogate.evaluation.tune_space import TuneError
+    from neurogate.cli.config import load_settings, read_config_file
+
+    if args.config is None:
+        raise TuneError("--keep-worker needs --config (the file whose [worker] table to keep)")
+    load_settings(args.config, environ={})  # a ConfigError: one line, exit 2
+    return dict(read_config_file(args.config).get("worker", {}))
 
 
 def _redacted(url: str) -> str:

@@ -300,3 +300,63 @@ def test_blocks_never_split_an_anomaly_and_injection_stays_inside_its_block() ->
             block = np.searchsorted(after.bounds, a, side="right") - 1
             assert after.bounds[block] <= e < after.bounds[block + 1]
         assert len(after.spans) >= 4 and inside[changed].all()
+
+
+def _nab_root(tmp_path: Path) -> Path:
+    """A NAB root of one file whose spike row's timestamp goes 150 s backwards (as one of
+    machine_temperature's does), inside its label window."""
+    import json
+
+    n, spike = 1200, 400
+    stamps = [1_396_310_400 + 300 * i for i in range(n)]
+    stamps[spike - 1] = stamps[spike] + 150
+    x, _ = _values(np.random.default_rng(5), n, 0)
+    x[spike] = x.max() + 5
+    text = [str(np.datetime64(s, "s")).replace("T", " ") for s in stamps]
+    path = tmp_path / "nab" / "data" / "realKnownCause" / "m.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text("timestamp,value\n" + "".join(f"{t},{v:.4f}\n" for t, v in zip(
+        text, x, strict=True)))
+    (tmp_path / "nab" / "labels").mkdir()
+    (tmp_path / "nab" / "labels" / "combined_windows.json").write_text(json.dumps(
+        {"realKnownCause/m.csv": [[f"{text[spike - 20]}.000000", f"{text[spike + 20]}.000000"]]}))
+    return tmp_path / "nab"
+
+
+@pytest.mark.slow
+def test_a_nab_root_is_tuned_with_the_nab_preset(tmp_path: Path) -> None:
+    import json
+
+    from neurogate.evaluation.presets import NAB
+
+    space, out, report = tmp_path / "space.toml", tmp_path / "t.toml", tmp_path / "t.json"
+    space.write_text("[space]\nsuppress_window = {low = 0, high = 120}\n")
+    assert main(["tune", str(_nab_root(tmp_path)), "--metric", "recall", "--folds", "1",
+                 "--trials", "1", "--space", str(space), "--out", str(out), "--report",
+                 str(report), "--set", "neuronet.enabled=false", "-q"]) == 0
+    engine, _ = load_settings(out, environ={})
+    assert engine == FIXED.replace(**NAB.engine, **json.loads(report.read_text())["params"])
+    # the spike row (a backwards timestamp) is scored and found, not rejected
+    assert json.loads(report.read_text())["in_sample"]["base"]["value"] == 1.0
+
+
+def test_tune_takes_a_deployed_config_and_keeps_its_worker_table_only_when_asked(
+        tmp_path: Path) -> None:
+    config = tmp_path / "deployed.toml"
+    config.write_text('[engine]\nthreshold = 0.95\n"neuronet" = {enabled = false}\n\n'
+                      '[worker]\ngroup = "prod"\nbatch_size = 500\ncommit_interval = 2.5\n'
+                      'labels_topic = ""\n')
+    data = _csv(tmp_path / "data.csv", n=1500)
+    space = tmp_path / "space.toml"
+    space.write_text("[space]\nsuppress_window = {low = 0, high = 120}\n")
+    argv = ["tune", str(data), "--metric", "recall", "--folds", "1", "--trials", "1",
+            "--space", str(space), "--config", str(config), "-q"]
+    assert main([*argv, "--out", str(tmp_path / "a.toml")]) == 0
+    assert "[worker]" not in (tmp_path / "a.toml").read_text()
+    engine, worker = load_settings(tmp_path / "a.toml", environ={})
+    deployed, deployed_worker = load_settings(config, environ={})
+    assert engine.threshold == 0.95 and not engine.neuronet.enabled
+    assert worker != deployed_worker
+    assert main([*argv, "--out", str(tmp_path / "b.toml"), "--keep-worker"]) == 0
+    engine_b, worker_b = load_settings(tmp_path / "b.toml", environ={})
+    assert worker_b == deployed_worker and engine_b == engine
