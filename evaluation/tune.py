@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -292,7 +293,7 @@ def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineC
     remaining = max(0, trials - done())
     show = sys.stderr.isatty() if progress is None else progress
     with tqdm(total=trials, initial=trials - remaining, disable=not show, unit="trial",
-              desc=f"tune {metric.name}", file=sys.stderr) as bar:
+              desc=f"tune {metric.name}", file=sys.stderr, **_bar_size()) as bar:
         def tick(study: Any, trial: Any) -> None:
             bar.n = min(done(), trials)
             feasible = [t for t in _complete(study) if _figure(t.user_attrs["search"])
@@ -327,6 +328,16 @@ def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineC
                       best.number, params, cfg, tuned, base_res, folds,
                       _figure(best.user_attrs["search"]).feasible(metric.budget), seconds,
                       corpus.rows(), corpus.holdout)
+
+
+def _bar_size() -> dict[str, int]:
+    """tqdm prints nothing on a terminal that reports 0 rows or columns (a pseudo-terminal
+    nobody sized: ``docker exec -t``, ``os.openpty()``): 80 x 24 there."""
+    try:
+        cols, rows = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError):  # not a terminal (or no stderr): the bar is off anyway
+        return {}
+    return {} if cols and rows else {"ncols": cols or 80, "nrows": rows or 24}
 
 
 def _complete(study: Any) -> list[Any]:

@@ -360,3 +360,57 @@ def test_tune_takes_a_deployed_config_and_keeps_its_worker_table_only_when_asked
     assert main([*argv, "--out", str(tmp_path / "b.toml"), "--keep-worker"]) == 0
     engine_b, worker_b = load_settings(tmp_path / "b.toml", environ={})
     assert worker_b == deployed_worker and engine_b == engine
+
+
+def _stderr_of_tune(tmp_path: Path, terminal: tuple[int, int] | None) -> str:
+    """``neurogate tune`` as a subprocess, its stderr on a pseudo-terminal of ``terminal``
+    (rows, columns; (0, 0): never sized) or, for None, a pipe."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    data = _csv(tmp_path / "data.csv", n=1500)
+    exe = Path(sys.executable).with_name("neurogate")
+    argv = [str(exe), "tune", str(data), "--metric", "recall", "--folds", "1", "--trials", "2",
+            "--out", str(tmp_path / f"{terminal}.toml"), "--set", "neuronet.enabled=false"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEUROGATE_")}
+    if terminal is None:
+        done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                              text=True, timeout=240, check=True)
+        return done.stderr
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *terminal, 0, 0))
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+    os.close(slave)  # the child holds it: reading the master ends (EIO) when the child exits
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 240)
+            if not ready:
+                raise TimeoutError("no output from tune for 240 s")
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every holder of the slave closed it
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+        assert proc.wait(timeout=60) == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_the_progress_bar_shows_on_a_terminal_only(tmp_path: Path) -> None:
+    # an unsized pseudo-terminal (docker exec -t) once showed nothing: tqdm draws no bar in 0 rows
+    for size in ((24, 100), (0, 0)):
+        shown = _stderr_of_tune(tmp_path, size)
+        assert "tune recall" in shown and "2/2" in shown and "trial/s" in shown, (size, shown)
+    hidden = _stderr_of_tune(tmp_path, None)
+    assert "tune recall" not in hidden and "2/2" not in hidden, hidden
