@@ -44,6 +44,7 @@ __all__ = ["Outcome", "TuneResult", "evaluate_config", "open_study", "run_search
            "toml_text", "write_toml"]
 
 BATCH = 1000  # rows per process call (the harness's default)
+SELECT = ("search", "folds")  # how the chosen trial is picked (run_search, docs/tuning.md)
 PRUNE_STARTUP = 5  # finished trials before the pruner may stop one
 
 
@@ -232,13 +233,20 @@ class TuneResult:
 
 def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineConfig, *,
                trials: int, study_name: str, storage: str | None, seed: int | None = 0,
-               progress: bool | None = None, pruning: bool = True,
+               progress: bool | None = None, pruning: bool = True, select: str = "search",
                out: Callable[[str], None] = print) -> TuneResult:
     """Run the study up to ``trials`` finished trials (others' included), then evaluate the
     chosen and the base configuration on every block. ``progress`` None = a bar only when
-    stderr is a terminal."""
+    stderr is a terminal. ``select``: ``search`` chooses the trial best on the whole search
+    part, ``folds`` the one best by the mean of its forward-chaining folds' out-of-sample
+    values (``_fold_mean``)."""
     import optuna
     from tqdm import tqdm
+
+    if select not in SELECT:
+        raise TuneError(f"--select must be one of {', '.join(SELECT)}, got {select!r}")
+    if select == "folds" and corpus.search_blocks < 2:
+        raise TuneError("--select folds needs at least 2 search blocks (--folds 2 or more)")
 
     if metric.needs_labels and not corpus.labelled:
         raise TuneError(f"metric {metric.name} needs labels (a 0/1 label column, or a NAB "
@@ -309,7 +317,13 @@ def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineC
     complete = _complete(study)
     if not complete:
         raise TuneError(f"study {study_name!r} has no finished trial (all pruned or failed)")
-    best = max(complete, key=lambda t: _ranked(_figure(t.user_attrs["search"]), metric.budget))
+
+    def rank(t: Any) -> tuple[Any, ...]:
+        feasible, value, rate = _ranked(_figure(t.user_attrs["search"]), metric.budget)
+        return (feasible, _fold_mean(t), value, rate) if select == "folds" else \
+            (feasible, value, rate)
+
+    best = max(complete, key=rank)
     params = {p.name: best.params[p.name] for p in space.params}
     chosen = _figure(best.user_attrs["search"]).chosen
     if chosen is not None and 0 < chosen <= 1:
@@ -328,6 +342,14 @@ def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineC
                       best.number, params, cfg, tuned, base_res, folds,
                       _figure(best.user_attrs["search"]).feasible(metric.budget), seconds,
                       corpus.rows(), corpus.holdout)
+
+
+def _fold_mean(trial: Any) -> float:
+    """Mean out-of-sample value of a trial's forward-chaining folds inside the search part
+    (fold k: fitted on blocks < k, scored on block k; NaN folds left out, -inf if all are)."""
+    held = [d[1]["value"] for d in trial.user_attrs["folds"].values()]
+    values = [v for v in held if v is not None and not math.isnan(v)]
+    return sum(values) / len(values) if values else -math.inf
 
 
 def _bar_size() -> dict[str, int]:

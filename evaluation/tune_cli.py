@@ -41,6 +41,9 @@ def _search_options(p: argparse.ArgumentParser, trials: int) -> None:
     p.add_argument("--seed", type=int, default=0, help="TPE sampler seed (give each process "
                    "of a shared study its own)")
     p.add_argument("--no-prune", action="store_true", help="run every trial to its end")
+    p.add_argument("--select", choices=("search", "folds"), default="search",
+                   help="choose the trial best on the whole search part (search), or best by "
+                   "the mean out-of-sample value of its forward-chaining folds (folds)")
     add_config_options(p, after=" of the base configuration")
     p.add_argument("--report", type=Path, help="write every figure as JSON")
     add_quiet(p)
@@ -169,7 +172,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     result = run_search(corpus, metric, space, base, trials=args.trials,
                         study_name=args.study or args.out.stem, storage=storage,
                         seed=args.seed, progress=None if not args.quiet else False,
-                        pruning=not args.no_prune)
+                        pruning=not args.no_prune, select=args.select)
     s = result.summary()
     print_report(s)
     header = [f"neurogate tune: {s['metric']}, trial {s['best_trial']} of study {s['study']}",

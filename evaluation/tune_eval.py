@@ -76,8 +76,10 @@ def nab_nested(args: argparse.Namespace, base_of: Callable[..., EngineConfig],
         res = run_search(corpus, metric, space, base, trials=args.trials,
                          study_name=f"eval-tuned-nab-half{i}", storage=args.storage,
                          seed=args.seed, progress=None if not args.quiet else False,
-                         pruning=not args.no_prune, out=lambda _: None)
-        runs.append({"half": i, "params": res.params, "trials": res.trials,
+                         pruning=not args.no_prune, select=args.select,
+                         out=lambda _: None)
+        runs.append({"half": i, "best_trial": res.best_trial, "params": res.params,
+                     "trials": res.trials, "select": args.select,
                      "seconds": round(res.seconds, 1)})
         if i == 0:
             print(HEADER)
@@ -115,7 +117,8 @@ def generated(args: argparse.Namespace, base_of: Callable[..., EngineConfig],
     res = run_search(tune_on, metric, space, base, trials=args.trials,
                      study_name=f"eval-tuned-generated-{metric.name}", storage=args.storage,
                      seed=args.seed, progress=None if not args.quiet else False,
-                     pruning=not args.no_prune, out=lambda _: None)
+                     pruning=not args.no_prune, select=args.select,
+                         out=lambda _: None)
 
     over: list[str] = []
 

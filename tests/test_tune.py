@@ -414,3 +414,26 @@ def test_the_progress_bar_shows_on_a_terminal_only(tmp_path: Path) -> None:
         assert "tune recall" in shown and "2/2" in shown and "trial/s" in shown, (size, shown)
     hidden = _stderr_of_tune(tmp_path, None)
     assert "tune recall" not in hidden and "2/2" not in hidden, hidden
+
+
+@pytest.mark.slow
+def test_select_folds_chooses_by_the_mean_out_of_sample_fold(tmp_path: Path) -> None:
+    from neurogate.evaluation.tune import _fold_mean
+
+    corpus = plan(_series(n=3000), 3, True, 200)
+    metric = get_metric("f1", budget=5.0)
+    space = SearchSpace((Param("threshold", "float", 0.6, 1.0),
+                         Param("suppress_window", "int", 0, 120)))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    kw = {"trials": 8, "study_name": "sel", "storage": url, "seed": 3, "progress": False,
+          "out": lambda _: None}
+    run_search(corpus, metric, space, FIXED, **kw)  # the trials
+    by_folds = run_search(corpus, metric, space, FIXED, select="folds", **kw)  # no new trial
+    complete = [t for t in _study(url, "sel").get_trials(deepcopy=False)
+                if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len({round(_fold_mean(t), 6) for t in complete}) > 1  # the rule has a choice
+    best = max(_fold_mean(t) for t in complete)
+    assert _fold_mean(next(t for t in complete if t.number == by_folds.best_trial)) == best
+    with pytest.raises(TuneError, match="--select folds needs"):
+        run_search(plan(_series(n=1500), 1, True, 200), metric, space, FIXED,
+                   **{**kw, "study_name": "one"}, select="folds")
