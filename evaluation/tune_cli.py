@@ -79,11 +79,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def register_eval(es: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``neurogate eval tuned``."""
     e = es.add_parser("tuned", help="tuned vs default out-of-sample: NAB nested (tune on half "
-                      "the files, score the other half) and the generated multivariate set")
-    e.add_argument("--data", type=Path, help="NAB root (without it only the generated set)")
-    e.add_argument("--only", choices=("nab", "generated"), help="run one of the two")
+                      "the files, score the other half), the generated multivariate set and "
+                      "GutenTAG (tune on half the series, score the other half)")
+    e.add_argument("--data", type=Path, help="NAB root (without it no NAB part)")
+    e.add_argument("--only", choices=("nab", "generated", "gutentag"), help="run one part")
+    e.add_argument("--gutentag-corpus", type=Path,
+                   help="GutenTAG corpus YAML (default: evaluation/gutentag.yaml)")
     e.add_argument("--metric", default="f1",
-                   help="metric on the generated set (NAB uses nab); " + METRIC_HELP)
+                   help="metric on the generated set and GutenTAG (NAB uses nab); "
+                   + METRIC_HELP)
     e.add_argument("--sources", type=positive_int, default=6, metavar="N",
                    help="generated sources (default 6)")
     e.add_argument("--length", type=positive_int, default=6000, metavar="N",
@@ -206,11 +210,12 @@ def _redacted(url: str) -> str:
 
 @user_errors(*TUNE_ERRORS)
 def cmd_eval_tuned(args: argparse.Namespace) -> int:
-    """NAB nested and the generated set: tuned vs default, in- and out-of-sample."""
-    from neurogate.evaluation.tune_eval import generated, nab_nested
+    """NAB nested, the generated set and GutenTAG: tuned vs default, in- and
+    out-of-sample."""
+    from neurogate.evaluation.tune_eval import generated, gutentag_halves, nab_nested
 
     out: dict[str, Any] = {}
-    if args.only != "generated":
+    if args.only in (None, "nab"):
         if args.data is None:
             if args.only == "nab":
                 from neurogate.evaluation.tune_space import TuneError
@@ -218,8 +223,10 @@ def cmd_eval_tuned(args: argparse.Namespace) -> int:
                 raise TuneError("eval tuned --only nab needs --data NAB_ROOT")
         else:
             out["nab"] = nab_nested(args, _base_config, _space(args))
-    if args.only != "nab":
+    if args.only in (None, "generated"):
         out["generated"] = generated(args, _base_config, _space(args))
+    if args.only in (None, "gutentag"):
+        out["gutentag"] = gutentag_halves(args, _base_config, _space(args))
     if args.report:
         args.report.write_text(json.dumps(out, indent=2, default=str) + "\n")
     return EXIT_OK

@@ -437,3 +437,28 @@ def test_select_folds_chooses_by_the_mean_out_of_sample_fold(tmp_path: Path) -> 
     with pytest.raises(TuneError, match="--select folds needs"):
         run_search(plan(_series(n=1500), 1, True, 200), metric, space, FIXED,
                    **{**kw, "study_name": "one"}, select="folds")
+
+
+@pytest.mark.slow
+def test_eval_tuned_gutentag_scores_series_the_search_never_saw(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from tests.eval_cli import cli
+    from tests.test_eval_gutentag import TINY
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    corpus, report, url = tmp_path / "tiny.yaml", tmp_path / "r.json", f"sqlite:///{tmp_path}/s.db"
+    corpus.write_text(TINY)
+    assert cli("eval", "tuned", "--only", "gutentag", "--gutentag-corpus", str(corpus),
+               "--trials", "3", "--metric", "recall", "--storage", url, "--report",
+               str(report), "-q") == 0
+    out = capsys.readouterr().out
+    assert "tuned on half 1, scored 0" in out and "mean of the two" in out
+    saved = json.loads(report.read_text())["gutentag"]
+    assert saved["halves"] == [["one"], ["three"]] and len(saved["rows"]) == 3
+    for i, held in ((0, "three"), (1, "one")):
+        data = _study(url, f"eval-tuned-gutentag-recall-half{i}").user_attrs["neurogate"]["data"]
+        assert [d[0] for d in data] == [saved["halves"][i][0]] and held not in str(data)
+        assert 0.0 <= saved["rows"][i]["tuned_out_of_sample"] <= 1.0
