@@ -193,8 +193,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def _worker_table(args: argparse.Namespace) -> dict[str, Any]:
     """--config's [worker] table as written, after the worker's own checks (--keep-worker)."""
-    from neurogate.evaluation.tune_space import TuneError
     from neurogate.cli.config import load_settings, read_config_file
+    from neurogate.evaluation.tune_space import TuneError
 
     if args.config is None:
         raise TuneError("--keep-worker needs --config (the file whose [worker] table to keep)")
