@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -43,6 +44,7 @@ __all__ = ["Outcome", "TuneResult", "evaluate_config", "open_study", "run_search
            "toml_text", "write_toml"]
 
 BATCH = 1000  # rows per process call (the harness's default)
+SELECT = ("search", "folds")  # how the chosen trial is picked (run_search, docs/tuning.md)
 PRUNE_STARTUP = 5  # finished trials before the pruner may stop one
 
 
@@ -229,15 +231,22 @@ class TuneResult:
         return None if math.isnan(d) else round(d, 4)
 
 
-def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineConfig, *,  # noqa: C901, PLR0913  (options; the search loop)
+def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineConfig, *,  # noqa: C901, PLR0913, PLR0915  (options; the search loop)
                trials: int, study_name: str, storage: str | None, seed: int | None = 0,
-               progress: bool | None = None, pruning: bool = True,
+               progress: bool | None = None, pruning: bool = True, select: str = "search",
                out: Callable[[str], None] = print) -> TuneResult:
     """Run the study up to ``trials`` finished trials (others' included), then evaluate the
     chosen and the base configuration on every block. ``progress`` None = a bar only when
-    stderr is a terminal."""
+    stderr is a terminal. ``select``: ``search`` chooses the trial best on the whole search
+    part, ``folds`` the one best by the mean of its forward-chaining folds' out-of-sample
+    values (``_fold_mean``)."""
     import optuna
     from tqdm import tqdm
+
+    if select not in SELECT:
+        raise TuneError(f"--select must be one of {', '.join(SELECT)}, got {select!r}")
+    if select == "folds" and corpus.search_blocks < 2:
+        raise TuneError("--select folds needs at least 2 search blocks (--folds 2 or more)")
 
     if metric.needs_labels and not corpus.labelled:
         raise TuneError(f"metric {metric.name} needs labels (a 0/1 label column, or a NAB "
@@ -292,7 +301,7 @@ def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineC
     remaining = max(0, trials - done())
     show = sys.stderr.isatty() if progress is None else progress
     with tqdm(total=trials, initial=trials - remaining, disable=not show, unit="trial",
-              desc=f"tune {metric.name}", file=sys.stderr) as bar:
+              desc=f"tune {metric.name}", file=sys.stderr, **_bar_size()) as bar:
         def tick(study: Any, trial: Any) -> None:  # noqa: ARG001  (optuna's callback signature)
             bar.n = min(done(), trials)
             feasible = [t for t in _complete(study) if _figure(t.user_attrs["search"])
@@ -308,7 +317,13 @@ def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineC
     complete = _complete(study)
     if not complete:
         raise TuneError(f"study {study_name!r} has no finished trial (all pruned or failed)")
-    best = max(complete, key=lambda t: _ranked(_figure(t.user_attrs["search"]), metric.budget))
+
+    def rank(t: Any) -> tuple[Any, ...]:
+        feasible, value, rate = _ranked(_figure(t.user_attrs["search"]), metric.budget)
+        return (feasible, _fold_mean(t), value, rate) if select == "folds" else \
+            (feasible, value, rate)
+
+    best = max(complete, key=rank)
     params = {p.name: best.params[p.name] for p in space.params}
     chosen = _figure(best.user_attrs["search"]).chosen
     if chosen is not None and 0 < chosen <= 1:
@@ -327,6 +342,24 @@ def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineC
                       best.number, params, cfg, tuned, base_res, folds,
                       _figure(best.user_attrs["search"]).feasible(metric.budget), seconds,
                       corpus.rows(), corpus.holdout)
+
+
+def _fold_mean(trial: Any) -> float:
+    """Mean out-of-sample value of a trial's forward-chaining folds inside the search part
+    (fold k: fitted on blocks < k, scored on block k; NaN folds left out, -inf if all are)."""
+    held = [d[1]["value"] for d in trial.user_attrs["folds"].values()]
+    values = [v for v in held if v is not None and not math.isnan(v)]
+    return sum(values) / len(values) if values else -math.inf
+
+
+def _bar_size() -> dict[str, int]:
+    """tqdm prints nothing on a terminal that reports 0 rows or columns (a pseudo-terminal
+    nobody sized: ``docker exec -t``, ``os.openpty()``): 80 x 24 there."""
+    try:
+        cols, rows = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError):  # not a terminal (or no stderr): the bar is off anyway
+        return {}
+    return {} if cols and rows else {"ncols": cols or 80, "nrows": rows or 24}
 
 
 def _complete(study: Any) -> list[Any]:
@@ -387,9 +420,11 @@ def _toml_value(v: Any) -> str:
     return json.dumps(str(v))
 
 
-def toml_text(cfg: EngineConfig, header: Sequence[str] = ()) -> str:
+def toml_text(cfg: EngineConfig, header: Sequence[str] = (),
+              worker: dict[str, Any] | None = None) -> str:
     """An ``[engine]`` table (with sub-tables) of every setting that differs from the engine's
-    defaults: ``neurogate run --config`` and the worker's ``--config`` read it back."""
+    defaults: ``neurogate run --config`` and the worker's ``--config`` read it back; and
+    ``worker`` (a ``[worker]`` table as read, flat) after it when given."""
     default = EngineConfig()
     top, subs = [], []
     for f in dataclasses.fields(cfg):
@@ -403,11 +438,15 @@ def toml_text(cfg: EngineConfig, header: Sequence[str] = ()) -> str:
         elif value != dflt:
             top.append(f"{f.name} = {_toml_value(value)}")
     head = [f"# {line}" for line in header]
-    return "\n".join([*head, "[engine]", *top, *subs]) + "\n"
+    tail = ([] if worker is None else
+            ["", "[worker]", *(f"{k} = {_toml_value(tuple(v) if isinstance(v, list) else v)}"
+                               for k, v in worker.items())])
+    return "\n".join([*head, "[engine]", *top, *subs, *tail]) + "\n"
 
 
-def write_toml(path: Path, cfg: EngineConfig, header: Sequence[str] = ()) -> None:
+def write_toml(path: Path, cfg: EngineConfig, header: Sequence[str] = (),
+               worker: dict[str, Any] | None = None) -> None:
     """Write ``toml_text`` to ``path``."""
     if not path.parent.exists():
         raise TuneError(f"output directory does not exist: {path.parent}")
-    path.write_text(toml_text(cfg, header))
+    path.write_text(toml_text(cfg, header, worker))

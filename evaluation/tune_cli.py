@@ -41,6 +41,9 @@ def _search_options(p: argparse.ArgumentParser, trials: int) -> None:
     p.add_argument("--seed", type=int, default=0, help="TPE sampler seed (give each process "
                    "of a shared study its own)")
     p.add_argument("--no-prune", action="store_true", help="run every trial to its end")
+    p.add_argument("--select", choices=("search", "folds"), default="search",
+                   help="choose the trial best on the whole search part (search), or best by "
+                   "the mean out-of-sample value of its forward-chaining folds (folds)")
     add_config_options(p, after=" of the base configuration")
     p.add_argument("--report", type=Path, help="write every figure as JSON")
     add_quiet(p)
@@ -67,17 +70,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     t.add_argument("--source-column", help="source column (default: 'source', else the file "
                    "name)")
     t.add_argument("--label-column", help="0/1 anomaly labels (default: a column 'label')")
+    t.add_argument("--keep-worker", action="store_true",
+                   help="copy --config's [worker] table into --out (default: --out holds only "
+                   "[engine]; tune reads only [engine] and ignores [worker])")
     t.set_defaults(func=cmd_tune)
 
 
 def register_eval(es: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``neurogate eval tuned``."""
     e = es.add_parser("tuned", help="tuned vs default out-of-sample: NAB nested (tune on half "
-                      "the files, score the other half) and the generated multivariate set")
-    e.add_argument("--data", type=Path, help="NAB root (without it only the generated set)")
-    e.add_argument("--only", choices=("nab", "generated"), help="run one of the two")
+                      "the files, score the other half), the generated multivariate set and "
+                      "GutenTAG (tune on half the series, score the other half)")
+    e.add_argument("--data", type=Path, help="NAB root (without it no NAB part)")
+    e.add_argument("--only", choices=("nab", "generated", "gutentag"), help="run one part")
+    e.add_argument("--gutentag-corpus", type=Path,
+                   help="GutenTAG corpus YAML (default: evaluation/gutentag.yaml)")
     e.add_argument("--metric", default="f1",
-                   help="metric on the generated set (NAB uses nab); " + METRIC_HELP)
+                   help="metric on the generated set and GutenTAG (NAB uses nab); "
+                   + METRIC_HELP)
     e.add_argument("--sources", type=positive_int, default=6, metavar="N",
                    help="generated sources (default 6)")
     e.add_argument("--length", type=positive_int, default=6000, metavar="N",
@@ -134,6 +144,7 @@ def print_report(s: dict[str, Any]) -> None:
 @user_errors(*TUNE_ERRORS)
 def cmd_tune(args: argparse.Namespace) -> int:
     """Search, report, write the TOML (and the JSON report)."""
+    from neurogate.evaluation.presets import NAB
     from neurogate.evaluation.tune import run_search, write_toml
     from neurogate.evaluation.tune_data import inject, load_inputs, plan
     from neurogate.evaluation.tune_metrics import get_metric
@@ -141,7 +152,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     metric = get_metric(args.metric, args.flag_budget, args.profile)
     space = _space(args)
-    base = _base_config(args)
+    # a NAB root runs as `eval nab` runs it: NAB's preset (machine_temperature's timestamps go
+    # backwards once; without late_tolerance that row is rejected, not scored)
+    nab = any(p.is_dir() for p in args.data)
+    base = _base_config(args, NAB.engine if nab else None)
+    worker = _worker_table(args) if args.keep_worker else None
     if not args.out.parent.is_dir():
         raise TuneError(f"output directory does not exist: {args.out.parent}")
     series, bad = load_inputs(args.data, timestamp_column=args.timestamp_column,
@@ -153,14 +168,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if metric.name == "injected":
         corpus = inject(corpus, args.inject_seed)
     storage = args.storage or f"sqlite:///{args.out.with_suffix('.db')}"
-    print(f"{len(corpus.series)} series, {corpus.rows():,} rows"
+    print(("NAB root: base = NAB's preset (as `neurogate eval nab`); " if nab else "")
+          + f"{len(corpus.series)} series, {corpus.rows():,} rows"
           + (f" ({bad} unreadable records left out)" if bad else "")
           + (f"; too short, left out: {', '.join(corpus.skipped)}" if corpus.skipped else "")
           + f"; study {args.study or args.out.stem} in {_redacted(storage)}")
     result = run_search(corpus, metric, space, base, trials=args.trials,
                         study_name=args.study or args.out.stem, storage=storage,
                         seed=args.seed, progress=None if not args.quiet else False,
-                        pruning=not args.no_prune)
+                        pruning=not args.no_prune, select=args.select)
     s = result.summary()
     print_report(s)
     header = [f"neurogate tune: {s['metric']}, trial {s['best_trial']} of study {s['study']}",
@@ -168,11 +184,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
               + (f", holdout (out-of-sample) {_fmt(s['holdout']['tuned']['value']).strip()}, "
                  f"base configuration there {_fmt(s['holdout']['base']['value']).strip()}"
                  if "holdout" in s else "")]
-    write_toml(args.out, result.config, header)
+    write_toml(args.out, result.config, header, worker)
     print(f"wrote {args.out} (neurogate run --config {args.out})")
     if args.report:
         args.report.write_text(json.dumps(s, indent=2, default=str) + "\n")
     return EXIT_OK
+
+
+def _worker_table(args: argparse.Namespace) -> dict[str, Any]:
+    """--config's [worker] table as written, after the worker's own checks (--keep-worker)."""
+    from neurogate.cli.config import load_settings, read_config_file
+    from neurogate.evaluation.tune_space import TuneError
+
+    if args.config is None:
+        raise TuneError("--keep-worker needs --config (the file whose [worker] table to keep)")
+    load_settings(args.config, environ={})  # a ConfigError: one line, exit 2
+    return dict(read_config_file(args.config).get("worker", {}))
 
 
 def _redacted(url: str) -> str:
@@ -183,11 +210,12 @@ def _redacted(url: str) -> str:
 
 @user_errors(*TUNE_ERRORS)
 def cmd_eval_tuned(args: argparse.Namespace) -> int:
-    """NAB nested and the generated set: tuned vs default, in- and out-of-sample."""
-    from neurogate.evaluation.tune_eval import generated, nab_nested
+    """NAB nested, the generated set and GutenTAG: tuned vs default, in- and
+    out-of-sample."""
+    from neurogate.evaluation.tune_eval import generated, gutentag_halves, nab_nested
 
     out: dict[str, Any] = {}
-    if args.only != "generated":
+    if args.only in (None, "nab"):
         if args.data is None:
             if args.only == "nab":
                 from neurogate.evaluation.tune_space import TuneError
@@ -195,8 +223,10 @@ def cmd_eval_tuned(args: argparse.Namespace) -> int:
                 raise TuneError("eval tuned --only nab needs --data NAB_ROOT")
         else:
             out["nab"] = nab_nested(args, _base_config, _space(args))
-    if args.only != "nab":
+    if args.only in (None, "generated"):
         out["generated"] = generated(args, _base_config, _space(args))
+    if args.only in (None, "gutentag"):
+        out["gutentag"] = gutentag_halves(args, _base_config, _space(args))
     if args.report:
         args.report.write_text(json.dumps(out, indent=2, default=str) + "\n")
     return EXIT_OK

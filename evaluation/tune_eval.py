@@ -7,6 +7,9 @@ flatters it (docs/tuning.md).
   then the halves swap.
 * **Generated**: a search on the generated multivariate set (``evaluation/multivariate.py``,
   one seed), scored on a set generated with the next seed, beside the base configuration.
+* **GutenTAG**: the series of the GutenTAG corpus (``evaluation/gutentag.yaml``) dealt into two
+  halves; a search on one half, scored on the other half's series (held out: never searched
+  on), beside the base configuration (GutenTAG preset, fixed codes); then the halves swap.
 
 Optimism = the tuned configuration's in-sample value minus its out-of-sample value; the base
 configuration's own difference is printed beside it (one half or set can be harder).
@@ -76,8 +79,10 @@ def nab_nested(args: argparse.Namespace, base_of: Callable[..., EngineConfig],
         res = run_search(corpus, metric, space, base, trials=args.trials,
                          study_name=f"eval-tuned-nab-half{i}", storage=args.storage,
                          seed=args.seed, progress=None if not args.quiet else False,
-                         pruning=not args.no_prune, out=lambda _: None)
-        runs.append({"half": i, "params": res.params, "trials": res.trials,
+                         pruning=not args.no_prune, select=args.select,
+                         out=lambda _: None)
+        runs.append({"half": i, "best_trial": res.best_trial, "params": res.params,
+                     "trials": res.trials, "select": args.select,
                      "seconds": round(res.seconds, 1)})
         if i == 0:
             print(HEADER)
@@ -100,36 +105,89 @@ def _generated_series(args: argparse.Namespace, seed: int) -> list[Series]:
                    labelled=True, warmup=st.warmup) for st in streams]
 
 
+def _tuned_vs_base(args: argparse.Namespace, metric: Any, base: EngineConfig,
+                   space: SearchSpace, tune_on: list[Series], held: list[Series], study: str,
+                   name: str) -> dict[str, Any]:
+    """Search on ``tune_on``; the chosen and the base configuration's metric over all rows
+    after the warm-up of ``tune_on`` (in-sample) and ``held`` (out-of-sample): one row."""
+    from neurogate.evaluation.tune import evaluate_config
+
+    tune_corpus = plan(tune_on, SEARCH_BLOCKS, False, 0)
+    held_corpus = plan(held, SEARCH_BLOCKS, False, 0)
+    res = run_search(tune_corpus, metric, space, base, trials=args.trials, study_name=study,
+                     storage=args.storage, seed=args.seed,
+                     progress=None if not args.quiet else False, pruning=not args.no_prune,
+                     select=args.select, out=lambda _: None)
+    over: list[str] = []
+
+    def value(cfg: EngineConfig, corpus: Any, which: str) -> float:
+        fig = evaluate_config(cfg, corpus, metric, holdout=False).search
+        if not fig.feasible(metric.budget):
+            over.append(f"{which}: {fig.false_rate:.2f} false flags per 1,000 rows")
+        return fig.value
+
+    row = _row(name, value(res.config, tune_corpus, "tuned in"),
+               value(res.config, held_corpus, "tuned out"), value(base, tune_corpus, "base in"),
+               value(base, held_corpus, "base out"))
+    if over:
+        print(f"  over the false-flag budget: {'; '.join(over)}")
+    return {"row": row, "over_budget": over, "best_trial": res.best_trial,
+            "params": res.params, "trials": res.trials, "select": args.select,
+            "seconds": round(res.seconds, 1)}
+
+
 def generated(args: argparse.Namespace, base_of: Callable[..., EngineConfig],
               space: SearchSpace) -> dict[str, Any]:
     """Tune on one generated set, score on the next seed's (module docstring)."""
-    from neurogate.evaluation.tune import evaluate_config
-
     metric = get_metric(args.metric, args.flag_budget, args.profile)
     base = base_of(args, {"neuronet.enabled": False})
-    tune_on = plan(_generated_series(args, args.gen_seed), SEARCH_BLOCKS, False, 0)
-    held = plan(_generated_series(args, args.gen_seed + 1), SEARCH_BLOCKS, False, 0)
     print(f"\ngenerated multivariate: {args.sources} sources x {args.length} rows, tuned on "
           f"seed {args.gen_seed}, scored on seed {args.gen_seed + 1}; {metric.describe()}; "
           f"{args.trials} trials")
-    res = run_search(tune_on, metric, space, base, trials=args.trials,
-                     study_name=f"eval-tuned-generated-{metric.name}", storage=args.storage,
-                     seed=args.seed, progress=None if not args.quiet else False,
-                     pruning=not args.no_prune, out=lambda _: None)
-
-    over: list[str] = []
-
-    def value(cfg: EngineConfig, corpus: Any, name: str) -> float:
-        fig = evaluate_config(cfg, corpus, metric, holdout=False).search
-        if not fig.feasible(metric.budget):
-            over.append(f"{name}: {fig.false_rate:.2f} false flags per 1,000 rows")
-        return fig.value
-
     print(HEADER)
-    row = _row(f"seed {args.gen_seed} -> {args.gen_seed + 1}",
-               value(res.config, tune_on, "tuned in"), value(res.config, held, "tuned out"),
-               value(base, tune_on, "base in"), value(base, held, "base out"))
-    if over:
-        print(f"over the false-flag budget: {'; '.join(over)}")
-    return {"metric": metric.describe(), "row": row, "over_budget": over, "params": res.params,
-            "trials": res.trials, "seconds": round(res.seconds, 1)}
+    out = _tuned_vs_base(args, metric, base, space, _generated_series(args, args.gen_seed),
+                         _generated_series(args, args.gen_seed + 1),
+                         f"eval-tuned-generated-{metric.name}",
+                         f"seed {args.gen_seed} -> {args.gen_seed + 1}")
+    return {"metric": metric.describe(), **out}
+
+
+def gutentag_halves(args: argparse.Namespace, base_of: Callable[..., EngineConfig],
+                    space: SearchSpace) -> dict[str, Any]:
+    """GutenTAG: the series dealt in turn into two halves (a running count over the channel
+    counts: 8 and 8 series of the committed corpus); a search on one half, scored on the
+    other's series; then the halves swap (module docstring)."""
+    from neurogate.evaluation import gutentag as gt
+    from neurogate.evaluation.presets import GUTENTAG
+
+    metric = get_metric(args.metric, args.flag_budget, args.profile)
+    base = base_of(args, {**GUTENTAG.engine, "neuronet.enabled": False})
+    path = args.gutentag_corpus or gt.DEFAULT_CORPUS
+    try:
+        corpus = gt.load_corpus(path)
+        groups = gt.streams(corpus, None, gt.default_cache())
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        raise TuneError(f"GutenTAG corpus: {exc}") from None
+    halves: tuple[list[Series], list[Series]] = ([], [])
+    dealt = 0
+    for streams in groups.values():
+        for st in streams:
+            halves[dealt % 2].append(Series(
+                st.name, st.ts, st.values, tuple(f"c{i:03d}" for i in range(st.channels)),
+                st.has_calendar, tuple((i.start, i.end) for i in st.incidents), labelled=True,
+                warmup=st.warmup))
+            dealt += 1
+    print(f"\nGutenTAG {path.name}: {dealt} series ({', '.join(map(str, groups))} channels) in "
+          f"two halves of {len(halves[0])} and {len(halves[1])}, normal start "
+          f"{corpus.normal_start} rows as the warm-up; {metric.describe()}; {args.trials} "
+          f"trials per half")
+    print(HEADER)
+    runs = [_tuned_vs_base(args, metric, base, space, halves[i], halves[1 - i],
+                           f"eval-tuned-gutentag-{metric.name}-half{i}",
+                           f"tuned on half {i}, scored {1 - i}") for i in (0, 1)]
+    rows = [r["row"] for r in runs]
+    mean = {k: sum(r[k] for r in rows) / 2 for k in rows[0] if k != "part"}
+    rows.append(_row("mean of the two", mean["tuned_in_sample"], mean["tuned_out_of_sample"],
+                     mean["base_in_sample"], mean["base_out_of_sample"]))
+    return {"metric": metric.describe(), "halves": [[s.name for s in h] for h in halves],
+            "rows": rows, "searches": runs}

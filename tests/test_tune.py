@@ -300,3 +300,165 @@ def test_blocks_never_split_an_anomaly_and_injection_stays_inside_its_block() ->
             block = np.searchsorted(after.bounds, a, side="right") - 1
             assert after.bounds[block] <= e < after.bounds[block + 1]
         assert len(after.spans) >= 4 and inside[changed].all()
+
+
+def _nab_root(tmp_path: Path) -> Path:
+    """A NAB root of one file whose spike row's timestamp goes 150 s backwards (as one of
+    machine_temperature's does), inside its label window."""
+    import json
+
+    n, spike = 1200, 400
+    stamps = [1_396_310_400 + 300 * i for i in range(n)]
+    stamps[spike - 1] = stamps[spike] + 150
+    x, _ = _values(np.random.default_rng(5), n, 0)
+    x[spike] = x.max() + 5
+    text = [str(np.datetime64(s, "s")).replace("T", " ") for s in stamps]
+    path = tmp_path / "nab" / "data" / "realKnownCause" / "m.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text("timestamp,value\n" + "".join(f"{t},{v:.4f}\n" for t, v in zip(
+        text, x, strict=True)))
+    (tmp_path / "nab" / "labels").mkdir()
+    (tmp_path / "nab" / "labels" / "combined_windows.json").write_text(json.dumps(
+        {"realKnownCause/m.csv": [[f"{text[spike - 20]}.000000", f"{text[spike + 20]}.000000"]]}))
+    return tmp_path / "nab"
+
+
+@pytest.mark.slow
+def test_a_nab_root_is_tuned_with_the_nab_preset(tmp_path: Path) -> None:
+    import json
+
+    from neurogate.evaluation.presets import NAB
+
+    space, out, report = tmp_path / "space.toml", tmp_path / "t.toml", tmp_path / "t.json"
+    space.write_text("[space]\nsuppress_window = {low = 0, high = 120}\n")
+    assert main(["tune", str(_nab_root(tmp_path)), "--metric", "recall", "--folds", "1",
+                 "--trials", "1", "--space", str(space), "--out", str(out), "--report",
+                 str(report), "--set", "neuronet.enabled=false", "-q"]) == 0
+    engine, _ = load_settings(out, environ={})
+    assert engine == FIXED.replace(**NAB.engine, **json.loads(report.read_text())["params"])
+    # the spike row (a backwards timestamp) is scored and found, not rejected
+    assert json.loads(report.read_text())["in_sample"]["base"]["value"] == 1.0
+
+
+def test_tune_takes_a_deployed_config_and_keeps_its_worker_table_only_when_asked(
+        tmp_path: Path) -> None:
+    config = tmp_path / "deployed.toml"
+    config.write_text('[engine]\nthreshold = 0.95\n"neuronet" = {enabled = false}\n\n'
+                      '[worker]\ngroup = "prod"\nbatch_size = 500\ncommit_interval = 2.5\n'
+                      'labels_topic = ""\n')
+    data = _csv(tmp_path / "data.csv", n=1500)
+    space = tmp_path / "space.toml"
+    space.write_text("[space]\nsuppress_window = {low = 0, high = 120}\n")
+    argv = ["tune", str(data), "--metric", "recall", "--folds", "1", "--trials", "1",
+            "--space", str(space), "--config", str(config), "-q"]
+    assert main([*argv, "--out", str(tmp_path / "a.toml")]) == 0
+    assert "[worker]" not in (tmp_path / "a.toml").read_text()
+    engine, worker = load_settings(tmp_path / "a.toml", environ={})
+    deployed, deployed_worker = load_settings(config, environ={})
+    assert engine.threshold == 0.95 and not engine.neuronet.enabled
+    assert worker != deployed_worker
+    assert main([*argv, "--out", str(tmp_path / "b.toml"), "--keep-worker"]) == 0
+    engine_b, worker_b = load_settings(tmp_path / "b.toml", environ={})
+    assert worker_b == deployed_worker and engine_b == engine
+
+
+def _stderr_of_tune(tmp_path: Path, terminal: tuple[int, int] | None) -> str:
+    """``neurogate tune`` as a subprocess, its stderr on a pseudo-terminal of ``terminal``
+    (rows, columns; (0, 0): never sized) or, for None, a pipe."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    data = _csv(tmp_path / "data.csv", n=1500)
+    exe = Path(sys.executable).with_name("neurogate")
+    argv = [str(exe), "tune", str(data), "--metric", "recall", "--folds", "1", "--trials", "2",
+            "--out", str(tmp_path / f"{terminal}.toml"), "--set", "neuronet.enabled=false"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEUROGATE_")}
+    if terminal is None:
+        done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                              text=True, timeout=240, check=True)
+        return done.stderr
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *terminal, 0, 0))
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+    os.close(slave)  # the child holds it: reading the master ends (EIO) when the child exits
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 240)
+            if not ready:
+                raise TimeoutError("no output from tune for 240 s")
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every holder of the slave closed it
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+        assert proc.wait(timeout=60) == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_the_progress_bar_shows_on_a_terminal_only(tmp_path: Path) -> None:
+    # an unsized pseudo-terminal (docker exec -t) once showed nothing: tqdm draws no bar in 0 rows
+    for size in ((24, 100), (0, 0)):
+        shown = _stderr_of_tune(tmp_path, size)
+        assert "tune recall" in shown and "2/2" in shown and "trial/s" in shown, (size, shown)
+    hidden = _stderr_of_tune(tmp_path, None)
+    assert "tune recall" not in hidden and "2/2" not in hidden, hidden
+
+
+@pytest.mark.slow
+def test_select_folds_chooses_by_the_mean_out_of_sample_fold(tmp_path: Path) -> None:
+    from neurogate.evaluation.tune import _fold_mean
+
+    corpus = plan(_series(n=3000), 3, True, 200)
+    metric = get_metric("f1", budget=5.0)
+    space = SearchSpace((Param("threshold", "float", 0.6, 1.0),
+                         Param("suppress_window", "int", 0, 120)))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    kw = {"trials": 8, "study_name": "sel", "storage": url, "seed": 3, "progress": False,
+          "out": lambda _: None}
+    run_search(corpus, metric, space, FIXED, **kw)  # the trials
+    by_folds = run_search(corpus, metric, space, FIXED, select="folds", **kw)  # no new trial
+    complete = [t for t in _study(url, "sel").get_trials(deepcopy=False)
+                if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len({round(_fold_mean(t), 6) for t in complete}) > 1  # the rule has a choice
+    best = max(_fold_mean(t) for t in complete)
+    assert _fold_mean(next(t for t in complete if t.number == by_folds.best_trial)) == best
+    with pytest.raises(TuneError, match="--select folds needs"):
+        run_search(plan(_series(n=1500), 1, True, 200), metric, space, FIXED,
+                   **{**kw, "study_name": "one"}, select="folds")
+
+
+@pytest.mark.slow
+def test_eval_tuned_gutentag_scores_series_the_search_never_saw(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from tests.eval_cli import cli
+    from tests.test_eval_gutentag import TINY
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    corpus, report, url = tmp_path / "tiny.yaml", tmp_path / "r.json", f"sqlite:///{tmp_path}/s.db"
+    corpus.write_text(TINY)
+    assert cli("eval", "tuned", "--only", "gutentag", "--gutentag-corpus", str(corpus),
+               "--trials", "3", "--metric", "recall", "--storage", url, "--report",
+               str(report), "-q") == 0
+    out = capsys.readouterr().out
+    assert "tuned on half 1, scored 0" in out and "mean of the two" in out
+    saved = json.loads(report.read_text())["gutentag"]
+    assert saved["halves"] == [["one"], ["three"]] and len(saved["rows"]) == 3
+    for i, held in ((0, "three"), (1, "one")):
+        data = _study(url, f"eval-tuned-gutentag-recall-half{i}").user_attrs["neurogate"]["data"]
+        assert [d[0] for d in data] == [saved["halves"][i][0]] and held not in str(data)
+        assert 0.0 <= saved["rows"][i]["tuned_out_of_sample"] <= 1.0
