@@ -13,7 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neurogate.engine.counts import EMPTY, MAX_LOAD, NCOLS, CountTable, mix64, text_hash64
+from neurogate.engine.counts import (
+    DELTA_MAX,
+    EMPTY,
+    MAX_LOAD,
+    NCOLS,
+    CountTable,
+    mix64,
+    text_hash64,
+)
 
 MASK64 = (1 << 64) - 1
 
@@ -352,3 +360,52 @@ def test_shrink_gives_back_the_slots_of_evicted_keys() -> None:
     assert len(table) == 300 and table.contains(keys[:100]).all()
     np.testing.assert_array_equal(table.get(keys[:100]), np.full((100, NCOLS), 2))
     assert table.changes()[0].size == 100
+
+
+def test_a_tracking_slot_is_45_bytes() -> None:
+    """A uint64 key, NCOLS int64 counts, NCOLS int32 deltas not stored yet, a used mark."""
+    assert CountTable(capacity=100, track_changes=True).nbytes == 128 * 45
+
+
+def test_deltas_widen_before_they_would_overflow_32_bits_and_narrow_after_a_flush() -> None:
+    """The part not stored is kept in 32 bits: deltas that pass 2**31 - 1 between two
+    ``mark_stored`` (added, scored, or put back by ``unstore``) stay exact, and are written
+    whole by ``changes``; after ``mark_stored`` a slot is 45 bytes again."""
+    table = CountTable(capacity=16, track_changes=True)
+    keys = as_keys([7, 23])  # 23 collides with 7 in 16 slots
+    table.load(keys, np.array([[5, 1, 1], [9, 0, 0]]))
+    narrow = table.nbytes
+    big = DELTA_MAX - 10
+    table.add(keys[:1], np.array([[big, big, 0]]))
+    assert table.nbytes == narrow  # still fits
+    table.score_then_add(np.array([[7, 7, 23]], dtype=np.uint64), np.array([[8, 0, 1]]))
+    want = {7: (big + 16, big, 2), 23: (8, 0, 1)}
+    ck, cd, new = table.changes()
+    assert {int(k): tuple(int(x) for x in d) for k, d in zip(ck, cd, strict=True)} == want
+    assert not new.any()
+    np.testing.assert_array_equal(table.get(keys), [[big + 21, big + 1, 3], [17, 0, 1]])
+    assert table.evict(0) == 0  # keys with changes never go
+    table.mark_stored()
+    assert table.nbytes == narrow and table.changes()[0].size == 0
+    table.unstore(keys, np.array([[big, 0, 0], [big, 0, 0]]))  # a failed write of two
+    table.unstore(keys[:1], np.array([[big, 0, 0]]))
+    ck, cd, _ = table.changes()
+    assert dict(zip(ck.tolist(), cd[:, 0].tolist(), strict=True)) == {7: 2 * big, 23: big}
+    table.mark_stored()
+    assert table.evict(0) == 2 and len(table) == 0
+
+
+def test_the_overflow_guard_measures_again_before_it_widens() -> None:
+    """The guard's bound only grows between flushes; past 2**31 - 1 it reads the deltas
+    again, so many additions that cancel out (or land on other keys) keep 32 bits."""
+    table = CountTable(capacity=16, track_changes=True)
+    narrow = table.nbytes
+    third = DELTA_MAX // 3  # the bound passes DELTA_MAX at the 4th addition, the deltas never
+    for sign in (1, -1) * 4:
+        table.add(as_keys([3]), np.array([[sign * third, 0, 0]]))
+    assert table.nbytes == narrow and table.changes()[0].size == 0
+    table.add(as_keys([3]), np.array([[third, 0, 0]]))
+    table.add(as_keys([3]), np.array([[third, 0, 0]]))
+    table.add(as_keys([3]), np.array([[third + 2, 0, 0]]))  # now they do
+    assert table.nbytes > narrow
+    np.testing.assert_array_equal(table.changes()[1], [[DELTA_MAX + 1, 0, 0]])
