@@ -183,10 +183,21 @@ class CountTable:
         need = self._size + extra
         if need <= MAX_LOAD * self._keys.size:
             return
-        cap = self._keys.size
-        while need > MAX_LOAD * cap:
-            cap *= 2
-        self._rebuild(cap)
+        while need > MAX_LOAD * self._keys.size:
+            self._double()
+
+    def _double(self) -> None:
+        """Double the table in place: realloc (mremap for big arrays, no copy) and a rehash
+        within the arrays. Moving the keys into new arrays instead held a compacted copy of
+        them beside the new table (+66 MB at 1.47 million keys, a 45-byte slot)."""
+        old = self._keys.size
+        # (no other reference to the arrays may exist, which resize checks; new rows are zeros)
+        self._keys.resize(2 * old)
+        self._vals.resize((2 * old, NCOLS))
+        self._used.resize(2 * old)
+        if self._track:
+            self._delta.resize((2 * old, NCOLS))
+        _rehash_doubled(self._keys, self._vals, self._delta, self._used, old)
 
     def _guard(self, keys: np.ndarray, deltas: np.ndarray) -> None:
         """Widen the deltas to 64 bits before adding ``deltas`` (one row per row of ``keys``
@@ -423,6 +434,43 @@ def _evict(tkeys: np.ndarray, tvals: np.ndarray, tdelta: np.ndarray, tused: np.n
                 tdelta[home, j] = tdelta[at, j]
                 tdelta[at, j] = 0
     return dropped
+
+
+@njit(cache=True)
+def _rehash_doubled(tkeys: np.ndarray, tvals: np.ndarray, tdelta: np.ndarray,
+                    tused: np.ndarray, old: int) -> None:
+    """Put every key of a table that grew from ``old`` slots to twice that (the upper half
+    empty) at its place for the new size; its new home is its old one or that plus ``old``.
+    Keys are taken out and put back in the old table's probe order from an empty slot (no
+    probe run crosses it), so the slots a key's probe passes are done, or empty: from its old
+    home it lands at or before its old slot, or in the upper half, which holds keys done only
+    (and cannot fill up to its last slot before the keys of the old runs that wrapped around,
+    which come last, like the slots they wrap into)."""
+    mask = np.int64(tkeys.size - 1)
+    track = tdelta.shape[0] > 0
+    start = np.int64(0)
+    while tkeys[start] != EMPTY:
+        start += 1
+    for i in range(1, old + 1):
+        at = (start + np.int64(i)) % np.int64(old)
+        key = tkeys[at]
+        if key == EMPTY:
+            continue
+        tkeys[at] = EMPTY
+        slot = np.int64((key ^ (key >> np.uint64(29))) & np.uint64(mask))
+        while tkeys[slot] != EMPTY:
+            slot = (slot + np.int64(1)) & mask
+        tkeys[slot] = key
+        if slot == at:
+            continue
+        tused[slot] = tused[at]
+        tused[at] = 0
+        for j in range(NCOLS):
+            tvals[slot, j] = tvals[at, j]
+            tvals[at, j] = 0
+            if track:
+                tdelta[slot, j] = tdelta[at, j]
+                tdelta[at, j] = 0
 
 
 @njit(cache=True)

@@ -409,3 +409,25 @@ def test_the_overflow_guard_measures_again_before_it_widens() -> None:
     table.add(as_keys([3]), np.array([[third + 2, 0, 0]]))  # now they do
     assert table.nbytes > narrow
     np.testing.assert_array_equal(table.changes()[1], [[DELTA_MAX + 1, 0, 0]])
+
+
+def test_doubling_in_place_keeps_keys_whose_probe_wraps_around() -> None:
+    """Keys 31, 63, ... share home 15 of 16 slots (their run wraps to slots 0-3) and home 31 of
+    32: after the table doubles in place their run wraps again, past the last slot into the
+    first ones. Every count and change is still found."""
+    table = CountTable(capacity=16, track_changes=True)
+    wrap = [31, 63, 95, 127, 159]
+    others = [5, 6, 7, 8, 9, 10]  # 16 * 0.7 = 11.2: the table is full
+    keys = as_keys(wrap + others)
+    counts = np.arange(1, 34).reshape(11, 3)
+    table.add(keys, counts)  # changes too (the deltas move with the keys)
+    assert table.nbytes == 16 * 45
+    table.add(as_keys([1000]), np.array([[7, 0, 0]]))
+    assert table.nbytes == 32 * 45
+    np.testing.assert_array_equal(table.get(keys), counts)
+    np.testing.assert_array_equal(table.get(as_keys([1000, 1])), [[7, 0, 0], [0, 0, 0]])
+    ck, cd, new = table.changes()
+    assert dict(zip(ck.tolist(), cd.tolist(), strict=True)) == {
+        **dict(zip(keys.tolist(), counts.tolist(), strict=True)), 1000: [7, 0, 0]}
+    assert new.all()
+    assert len(table) == 12 == len(table_dict(table))
