@@ -431,3 +431,17 @@ def test_doubling_in_place_keeps_keys_whose_probe_wraps_around() -> None:
         **dict(zip(keys.tolist(), counts.tolist(), strict=True)), 1000: [7, 0, 0]}
     assert new.all()
     assert len(table) == 12 == len(table_dict(table))
+
+
+def test_doubling_in_place_starts_from_an_empty_slot() -> None:
+    """Keys 14, 30, 62, 78 share home 14 of 16 slots and sit in slots 14, 15, 0, 1; in 32 slots
+    78 is at home 14 again and 30, 62 at 30. Rehashed from slot 0 (inside their run), 78 would
+    skip slots 14 and 15 before 30 left slot 15, and a lookup would stop at that hole."""
+    table = CountTable(capacity=16, track_changes=True)
+    run = as_keys([14, 30, 62, 78])
+    table.add(run, np.array([[1, 0, 0], [2, 0, 0], [3, 0, 0], [4, 0, 0]]))
+    assert table.nbytes == 16 * 45
+    table.add(as_keys(list(range(3, 11))), np.ones((8, NCOLS)))  # 12 keys: doubles first
+    assert table.nbytes == 32 * 45
+    np.testing.assert_array_equal(table.get(run)[:, 0], [1, 2, 3, 4])
+    assert table.contains(run).all() and len(table) == 12
