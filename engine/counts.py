@@ -20,7 +20,12 @@ EMPTY = np.uint64(0)
 # stays short (about 2.2 probes per lookup of a present key) and a key costs ~1.4x fewer bytes.
 MAX_LOAD = 0.7
 NCOLS = 3  # count columns per key: n (all events), n0 (labelled normal), n1 (labelled anomaly)
-# A table that tracks changes keeps, after its NCOLS counts, NCOLS more: the part already stored.
+# A table that tracks changes keeps beside its NCOLS counts the part not stored yet, in 32 bits
+# (a slot is 45 bytes instead of 57 with the stored part in 64): the deltas of one commit
+# interval, far below 2**31 unless a key takes 2**31 events between two flushes. An upper bound
+# of the deltas guards it: before an addition could pass DELTA_MAX the deltas widen to 64 bits,
+# until the next ``mark_stored``.
+DELTA_MAX = int(np.iinfo(np.int32).max)
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -74,44 +79,38 @@ def _get(tkeys: np.ndarray, tvals: np.ndarray, tused: np.ndarray, keys: np.ndarr
 
 
 @njit(cache=True)
-def _bump(tkeys: np.ndarray, tvals: np.ndarray, key: np.uint64, hint: np.int64,
-          delta: np.ndarray) -> int:
-    """counts[key] += delta (its first delta.size columns), inserting the key if new (returns 1
-    then). ``hint`` is a slot from an earlier probe (-1 for none); it stays valid unless another
-    key took it meanwhile."""
-    slot = hint
-    if slot < 0 or (tkeys[slot] != key and tkeys[slot] != EMPTY):
-        slot = _probe(tkeys, key)
-    new = 0
-    if tkeys[slot] == EMPTY:
-        tkeys[slot] = key
-        new = 1
-    for j in range(delta.size):
-        tvals[slot, j] += delta[j]
-    return new
-
-
-@njit(cache=True)
-def _add_rows(tkeys: np.ndarray, tvals: np.ndarray, keys: np.ndarray, deltas: np.ndarray) -> int:
-    """counts[keys[i, c]] += deltas[i] for all i, c; returns how many keys were new."""
+def _add_rows(tkeys: np.ndarray, tvals: np.ndarray, tdelta: np.ndarray, keys: np.ndarray,
+              deltas: np.ndarray, to_counts: bool, to_delta: bool) -> int:
+    """counts[keys[i, c]] += deltas[i] for all i, c (if ``to_counts``), and the same to the
+    part not stored (if ``to_delta``: a tracking table's changes), inserting new keys; returns
+    how many keys were new."""
     new = 0
     m, k = keys.shape
     for i in range(m):
         for c in range(k):
-            new += _bump(tkeys, tvals, keys[i, c], np.int64(-1), deltas[i])
+            slot = _probe(tkeys, keys[i, c])
+            if tkeys[slot] == EMPTY:
+                tkeys[slot] = keys[i, c]
+                new += 1
+            for j in range(NCOLS):
+                if to_counts:
+                    tvals[slot, j] += deltas[i, j]
+                if to_delta:
+                    tdelta[slot, j] += deltas[i, j]
     return new
 
 
 @njit(cache=True)
 def _score_then_add(
-    tkeys: np.ndarray, tvals: np.ndarray, tused: np.ndarray, keys: np.ndarray,
-    deltas: np.ndarray, out: np.ndarray
+    tkeys: np.ndarray, tvals: np.ndarray, tdelta: np.ndarray, tused: np.ndarray,
+    keys: np.ndarray, deltas: np.ndarray, out: np.ndarray
 ) -> int:
     """Event by event: read the counts of its keys, then add its deltas (prequential). The hot
     loop of the engine, so the probes are written out here rather than calling ``_probe``."""
     new = 0
     m, k = keys.shape
     mask = np.int64(tkeys.size - 1)
+    track = tdelta.shape[0] > 0
     slots = np.empty(k, dtype=np.int64)
     for i in range(m):
         for c in range(k):  # read every key first: duplicates in one event all read "before"
@@ -138,6 +137,8 @@ def _score_then_add(
             tused[slot] = 1
             for j in range(NCOLS):
                 tvals[slot, j] += deltas[i, j]
+                if track:
+                    tdelta[slot, j] += deltas[i, j]
     return new
 
 
@@ -147,49 +148,89 @@ class CountTable:
     Linear probing at load factor <= ``MAX_LOAD``; the table doubles before it would pass that.
     Key 0 is reserved for empty slots (mix64 never returns it).
 
-    With ``track_changes`` each slot also holds the counts already stored elsewhere (``load``
-    adds to both), so ``changes`` yields exactly what a store still lacks without a second
-    table, i.e. one hash probe per key on the hot path instead of two; ``evict`` then drops
-    keys whose counts are all stored (a store reads them back). A byte per slot marks the keys
-    read or counted since the last eviction, which evicts the others first (CLOCK).
+    With ``track_changes`` each slot also holds the part of its counts not stored elsewhere yet
+    (``add`` adds to both, ``load`` to the counts only), so ``changes`` yields exactly what a
+    store still lacks without a second table, i.e. one hash probe per key on the hot path
+    instead of two; ``evict`` then drops keys whose counts are all stored (a store reads them
+    back). A byte per slot marks the keys read or counted since the last eviction, which evicts
+    the others first (CLOCK).
     """
 
     def __init__(self, capacity: int = 1 << 18, *, track_changes: bool = False) -> None:
         cap = 1 << max(4, int(capacity - 1).bit_length())
-        self._width = 2 * NCOLS if track_changes else NCOLS
+        self._track = track_changes
         self._keys = np.zeros(cap, dtype=np.uint64)
-        self._vals = np.zeros((cap, self._width), dtype=np.int64)
+        self._vals = np.zeros((cap, NCOLS), dtype=np.int64)
+        self._delta = self._no_delta(cap)
         self._used = np.zeros(cap, dtype=np.uint8)
         self._size = 0
+        # an upper bound of |delta| in any slot: the overflow guard's (see DELTA_MAX)
+        self._delta_bound = 0
+
+    def _no_delta(self, cap: int) -> np.ndarray:
+        """Zero deltas for ``cap`` slots, 32-bit (none at all without tracking)."""
+        return np.zeros((cap if self._track else 0, NCOLS), dtype=np.int32)
 
     def __len__(self) -> int:
         return self._size
 
     @property
     def nbytes(self) -> int:
-        return int(self._keys.nbytes + self._vals.nbytes + self._used.nbytes)
+        return int(self._keys.nbytes + self._vals.nbytes + self._delta.nbytes
+                   + self._used.nbytes)
 
     def _reserve(self, extra: int) -> None:
         need = self._size + extra
         if need <= MAX_LOAD * self._keys.size:
             return
-        cap = self._keys.size
-        while need > MAX_LOAD * cap:
-            cap *= 2
-        self._rebuild(cap)
+        while need > MAX_LOAD * self._keys.size:
+            self._double()
+
+    def _double(self) -> None:
+        """Double the table in place: realloc (mremap for big arrays, no copy) and a rehash
+        within the arrays. Moving the keys into new arrays instead held a compacted copy of
+        them beside the new table (+66 MB at 1.47 million keys, a 45-byte slot)."""
+        old = self._keys.size
+        # (no other reference to the arrays may exist, which resize checks; new rows are zeros)
+        self._keys.resize(2 * old)
+        self._vals.resize((2 * old, NCOLS))
+        self._used.resize(2 * old)
+        if self._track:
+            self._delta.resize((2 * old, NCOLS))
+        _rehash_doubled(self._keys, self._vals, self._delta, self._used, old)
+
+    def _guard(self, keys: np.ndarray, deltas: np.ndarray) -> None:
+        """Widen the deltas to 64 bits before adding ``deltas`` (one row per row of ``keys``
+        [m, k]) could overflow them: a key gains at most k times the column's sum of |deltas|.
+        The bound only grows between flushes; past DELTA_MAX it is first measured again."""
+        if not self._track or self._delta.dtype == np.int64 or not deltas.size:
+            return
+        width = keys.shape[1] if keys.ndim == 2 else 1
+        gain = width * int(np.abs(deltas).sum(axis=0).max())
+        if self._delta_bound + gain > DELTA_MAX and self._delta.size:
+            self._delta_bound = max(int(self._delta.max()), -int(self._delta.min()))
+        self._delta_bound += gain
+        if self._delta_bound > DELTA_MAX:
+            self._delta = self._delta.astype(np.int64)
 
     def _rebuild(self, cap: int) -> None:
         """Move every key into new arrays of ``cap`` slots; the old ones go back to the system."""
         occ = self._keys != EMPTY
-        keys, vals = self._keys[occ], self._vals[occ]  # every column, stored part included
-        used = self._used[occ]
-        self._keys = self._vals = self._used = None  # type: ignore[assignment]  # freed first
-        self._keys = np.zeros(cap, dtype=np.uint64)
-        self._vals = np.zeros((cap, self._width), dtype=np.int64)
+        keys, vals, used = self._keys[occ], self._vals[occ], self._used[occ]
+        delta = self._delta[occ] if self._track else self._delta
+        dtype = self._delta.dtype
+        self._keys = self._vals = self._delta = self._used = None  # type: ignore[assignment]
+        self._keys = np.zeros(cap, dtype=np.uint64)  # (the old arrays were freed first)
+        self._vals = np.zeros((cap, NCOLS), dtype=np.int64)
+        self._delta = self._no_delta(cap).astype(dtype, copy=False)
         self._used = np.zeros(cap, dtype=np.uint8)
-        self._size = _add_rows(self._keys, self._vals, keys[:, None], vals)
-        self._used[_slots(self._keys, keys)] = used
-        del keys, vals, used
+        self._size = _add_rows(self._keys, self._vals, self._delta, keys[:, None], vals,
+                               True, False)
+        slots = _slots(self._keys, keys)
+        self._used[slots] = used
+        if self._track:
+            self._delta[slots] = delta
+        del keys, vals, used, delta, slots
         release_free_memory()
 
     def shrink(self) -> bool:
@@ -220,51 +261,56 @@ class CountTable:
         """counts[key] += delta for every row (duplicate keys accumulate)."""
         keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
         deltas = np.ascontiguousarray(deltas, dtype=np.int64).reshape(keys.size, NCOLS)
-        _check_nonzero(keys)
-        self._reserve(keys.size)
-        self._size += _add_rows(self._keys, self._vals, keys[:, None], deltas)
+        self._add(keys[:, None], deltas, to_counts=True, to_delta=self._track)
 
     def load(self, keys: np.ndarray, counts: np.ndarray) -> None:
         """Add counts read from a store: like ``add``, but already stored (not a change)."""
         keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
         counts = np.ascontiguousarray(counts, dtype=np.int64).reshape(keys.size, NCOLS)
-        if self._width > NCOLS:
-            counts = np.concatenate([counts, counts], axis=1)
+        self._add(keys[:, None], counts, to_counts=True, to_delta=False)
+
+    def _add(self, keys: np.ndarray, deltas: np.ndarray, *, to_counts: bool,
+             to_delta: bool) -> None:
         _check_nonzero(keys)
+        if to_delta:
+            self._guard(keys, deltas)
         self._reserve(keys.size)
-        self._size += _add_rows(self._keys, self._vals, keys[:, None], counts)
+        self._size += _add_rows(self._keys, self._vals, self._delta, keys, deltas, to_counts,
+                                to_delta)
 
     def changes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(keys, deltas, new) added since the last ``mark_stored``; ``new`` marks the keys
         with nothing stored yet (stored counts have n >= 1: every event adds to n)."""
         self._check_tracking()
-        return _changes(self._keys, self._vals)
+        return _changes(self._keys, self._vals, self._delta)
 
     def mark_stored(self) -> None:
-        """Everything counted so far is now stored: ``changes`` starts again from empty."""
+        """Everything counted so far is now stored: ``changes`` starts again from empty (and
+        the deltas are 32-bit again)."""
         self._check_tracking()
-        _mark_stored(self._vals)
+        if self._delta.dtype == np.int32:
+            self._delta.fill(0)
+        else:
+            self._delta = None  # type: ignore[assignment]  # freed before the new one
+            self._delta = self._no_delta(self._keys.size)
+        self._delta_bound = 0
 
     def unstore(self, keys: np.ndarray, deltas: np.ndarray) -> None:
         """Undo part of a ``mark_stored`` whose write failed: those deltas are changes again."""
         self._check_tracking()
         keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
-        rows = np.zeros((keys.size, 2 * NCOLS), dtype=np.int64)
-        rows[:, NCOLS:] = -np.asarray(deltas, dtype=np.int64).reshape(keys.size, NCOLS)
-        self._reserve(keys.size)
-        self._size += _add_rows(self._keys, self._vals, keys[:, None], rows)
+        deltas = np.ascontiguousarray(deltas, dtype=np.int64).reshape(keys.size, NCOLS)
+        self._add(keys[:, None], deltas, to_counts=False, to_delta=True)
 
     def _check_tracking(self) -> None:
-        if self._width == NCOLS:
+        if not self._track:
             raise ValueError("this CountTable was made without track_changes=True")
 
     def add_rows(self, keys: np.ndarray, deltas: np.ndarray) -> None:
         """counts[keys[i, j]] += deltas[i] for events i (keys [m, k], deltas [m, NCOLS])."""
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
         deltas = np.ascontiguousarray(deltas, dtype=np.int64)
-        _check_nonzero(keys)
-        self._reserve(keys.size)
-        self._size += _add_rows(self._keys, self._vals, keys, deltas)
+        self._add(keys, deltas, to_counts=True, to_delta=self._track)
 
     def score_then_add(self, keys: np.ndarray, deltas: np.ndarray) -> np.ndarray:
         """For events in order (keys [m, k], one delta row per event [m, NCOLS]): each event's
@@ -272,15 +318,17 @@ class CountTable:
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
         deltas = np.ascontiguousarray(deltas, dtype=np.int64)
         _check_nonzero(keys)
+        self._guard(keys, deltas)
         self._reserve(keys.size)
         out = np.empty(keys.shape + (NCOLS,), dtype=np.int64)
-        self._size += _score_then_add(self._keys, self._vals, self._used, keys, deltas, out)
+        self._size += _score_then_add(self._keys, self._vals, self._delta, self._used, keys,
+                                      deltas, out)
         return out
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
         """All (keys, counts) currently held, in slot order."""
         occ = self._keys != EMPTY
-        return self._keys[occ], self._vals[occ, :NCOLS]
+        return self._keys[occ], self._vals[occ]
 
     def evict(self, target: int, pinned: Sequence[np.ndarray] = ()) -> int:
         """Drop keys whose counts are all stored (no change since ``mark_stored``) until at
@@ -295,15 +343,18 @@ class CountTable:
             keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
             slots = _slots(self._keys, keys)
             pin[slots[self._keys[slots] == keys]] = True
-        dropped = _evict(self._keys, self._vals, self._used, pin, self._size - target)
+        dropped = _evict(self._keys, self._vals, self._delta, self._used, pin,
+                         self._size - target)
         self._size -= dropped
         return dropped
 
     def clear(self) -> None:
         self._keys[:] = EMPTY
         self._vals[:] = 0
+        self._delta = self._no_delta(self._keys.size)
         self._used[:] = 0
         self._size = 0
+        self._delta_bound = 0
 
 
 def release_free_memory() -> None:
@@ -341,9 +392,9 @@ def _slots(tkeys: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def _evict(tkeys: np.ndarray, tvals: np.ndarray, tused: np.ndarray, pinned: np.ndarray,
-           want: int) -> int:
-    """Empty up to ``want`` slots whose counts equal their stored part (unused ones first,
+def _evict(tkeys: np.ndarray, tvals: np.ndarray, tdelta: np.ndarray, tused: np.ndarray,
+           pinned: np.ndarray, want: int) -> int:
+    """Empty up to ``want`` slots whose counts are all stored (unused ones first,
     then used ones), clear every used mark, then move the remaining keys of each probe run
     back towards their home slot so that lookups still find them (in place, no new arrays)."""
     mask = np.int64(tkeys.size - 1)
@@ -357,9 +408,9 @@ def _evict(tkeys: np.ndarray, tvals: np.ndarray, tused: np.ndarray, pinned: np.n
             if dropped >= want:
                 break
             if (tkeys[slot] != EMPTY and tused[slot] == used and not pinned[slot]
-                    and not _differs(tvals[slot])):
+                    and not _differs(tdelta[slot])):
                 tkeys[slot] = EMPTY
-                for j in range(tvals.shape[1]):
+                for j in range(NCOLS):
                     tvals[slot, j] = 0
                 dropped += 1
     tused[:] = 0
@@ -377,10 +428,49 @@ def _evict(tkeys: np.ndarray, tvals: np.ndarray, tused: np.ndarray, pinned: np.n
         if home != at:
             tkeys[home] = key
             tkeys[at] = EMPTY
-            for j in range(tvals.shape[1]):
+            for j in range(NCOLS):
                 tvals[home, j] = tvals[at, j]
                 tvals[at, j] = 0
+                tdelta[home, j] = tdelta[at, j]
+                tdelta[at, j] = 0
     return dropped
+
+
+@njit(cache=True)
+def _rehash_doubled(tkeys: np.ndarray, tvals: np.ndarray, tdelta: np.ndarray,
+                    tused: np.ndarray, old: int) -> None:
+    """Put every key of a table that grew from ``old`` slots to twice that (the upper half
+    empty) at its place for the new size; its new home is its old one or that plus ``old``.
+    Keys are taken out and put back in the old table's probe order from an empty slot (no
+    probe run crosses it), so the slots a key's probe passes are done, or empty: from its old
+    home it lands at or before its old slot, or in the upper half, which holds keys done only
+    (and cannot fill up to its last slot before the keys of the old runs that wrapped around,
+    which come last, like the slots they wrap into)."""
+    mask = np.int64(tkeys.size - 1)
+    track = tdelta.shape[0] > 0
+    start = np.int64(0)
+    while tkeys[start] != EMPTY:
+        start += 1
+    for i in range(1, old + 1):
+        at = (start + np.int64(i)) % np.int64(old)
+        key = tkeys[at]
+        if key == EMPTY:
+            continue
+        tkeys[at] = EMPTY
+        slot = np.int64((key ^ (key >> np.uint64(29))) & np.uint64(mask))
+        while tkeys[slot] != EMPTY:
+            slot = (slot + np.int64(1)) & mask
+        tkeys[slot] = key
+        if slot == at:
+            continue
+        tused[slot] = tused[at]
+        tused[at] = 0
+        for j in range(NCOLS):
+            tvals[slot, j] = tvals[at, j]
+            tvals[at, j] = 0
+            if track:
+                tdelta[slot, j] = tdelta[at, j]
+                tdelta[at, j] = 0
 
 
 @njit(cache=True)
@@ -392,37 +482,32 @@ def _contains(tkeys: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def _differs(row: np.ndarray) -> bool:
+def _differs(delta: np.ndarray) -> bool:
+    """Whether a slot's counts are not all stored (some delta is not zero)."""
     for j in range(NCOLS):  # noqa: SIM110 - numba compiles no generator expressions
-        if row[j] != row[NCOLS + j]:
+        if delta[j] != 0:
             return True
     return False
 
 
 @njit(cache=True)
-def _changes(tkeys: np.ndarray, tvals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(keys, count deltas, nothing stored yet) of the slots whose counts differ from their
-    stored part, in two passes over the table (count, then fill)."""
+def _changes(tkeys: np.ndarray, tvals: np.ndarray, tdelta: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(keys, count deltas, nothing stored yet) of the slots with deltas, in two passes over
+    the table (count, then fill)."""
     n = 0
     for slot in range(tkeys.size):
-        if tkeys[slot] != EMPTY and _differs(tvals[slot]):
+        if tkeys[slot] != EMPTY and _differs(tdelta[slot]):
             n += 1
     keys = np.empty(n, dtype=np.uint64)
     deltas = np.empty((n, NCOLS), dtype=np.int64)
     new = np.empty(n, dtype=np.bool_)
     i = 0
     for slot in range(tkeys.size):
-        if tkeys[slot] != EMPTY and _differs(tvals[slot]):
+        if tkeys[slot] != EMPTY and _differs(tdelta[slot]):
             keys[i] = tkeys[slot]
             for j in range(NCOLS):
-                deltas[i, j] = tvals[slot, j] - tvals[slot, NCOLS + j]
-            new[i] = tvals[slot, NCOLS] == 0
+                deltas[i, j] = tdelta[slot, j]
+            new[i] = tvals[slot, 0] == tdelta[slot, 0]
             i += 1
     return keys, deltas, new
-
-
-@njit(cache=True)
-def _mark_stored(tvals: np.ndarray) -> None:
-    for slot in range(tvals.shape[0]):
-        for j in range(NCOLS):
-            tvals[slot, NCOLS + j] = tvals[slot, j]

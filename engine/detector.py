@@ -223,8 +223,9 @@ def write_and_release(store: PatternStore, keys: np.ndarray, deltas: np.ndarray,
                       positions: Mapping[str, int] | None, meta: Mapping[str, bytes],
                       **options: Any) -> None:
     """``store.apply``, then hand the write's buffers back to the system: a store's write
-    builds rows of Python objects (SQLite ~200 B per key), which glibc kept after a flush of
-    900k keys (80 of 220 MB above the start, bench/memory.py)."""
+    copies its keys and deltas (sorted, split by the ``new`` hint) and builds parameters,
+    which glibc kept after a flush of 900k keys (80 of 220 MB above the start when SQLite
+    still built Python rows of a whole write, bench/memory.py)."""
     store.apply(keys, deltas, positions, meta, **options)
     release_free_memory()
 

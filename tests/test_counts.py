@@ -13,7 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neurogate.engine.counts import EMPTY, MAX_LOAD, NCOLS, CountTable, mix64, text_hash64
+from neurogate.engine.counts import (
+    DELTA_MAX,
+    EMPTY,
+    MAX_LOAD,
+    NCOLS,
+    CountTable,
+    mix64,
+    text_hash64,
+)
 
 MASK64 = (1 << 64) - 1
 
@@ -352,3 +360,88 @@ def test_shrink_gives_back_the_slots_of_evicted_keys() -> None:
     assert len(table) == 300 and table.contains(keys[:100]).all()
     np.testing.assert_array_equal(table.get(keys[:100]), np.full((100, NCOLS), 2))
     assert table.changes()[0].size == 100
+
+
+def test_a_tracking_slot_is_45_bytes() -> None:
+    """A uint64 key, NCOLS int64 counts, NCOLS int32 deltas not stored yet, a used mark."""
+    assert CountTable(capacity=100, track_changes=True).nbytes == 128 * 45
+
+
+def test_deltas_widen_before_they_would_overflow_32_bits_and_narrow_after_a_flush() -> None:
+    """The part not stored is kept in 32 bits: deltas that pass 2**31 - 1 between two
+    ``mark_stored`` (added, scored, or put back by ``unstore``) stay exact, and are written
+    whole by ``changes``; after ``mark_stored`` a slot is 45 bytes again."""
+    table = CountTable(capacity=16, track_changes=True)
+    keys = as_keys([7, 23])  # 23 collides with 7 in 16 slots
+    table.load(keys, np.array([[5, 1, 1], [9, 0, 0]]))
+    narrow = table.nbytes
+    big = DELTA_MAX - 10
+    table.add(keys[:1], np.array([[big, big, 0]]))
+    assert table.nbytes == narrow  # still fits
+    table.score_then_add(np.array([[7, 7, 23]], dtype=np.uint64), np.array([[8, 0, 1]]))
+    want = {7: (big + 16, big, 2), 23: (8, 0, 1)}
+    ck, cd, new = table.changes()
+    assert {int(k): tuple(int(x) for x in d) for k, d in zip(ck, cd, strict=True)} == want
+    assert not new.any()
+    np.testing.assert_array_equal(table.get(keys), [[big + 21, big + 1, 3], [17, 0, 1]])
+    assert table.evict(0) == 0  # keys with changes never go
+    table.mark_stored()
+    assert table.nbytes == narrow and table.changes()[0].size == 0
+    table.unstore(keys, np.array([[big, 0, 0], [big, 0, 0]]))  # a failed write of two
+    table.unstore(keys[:1], np.array([[big, 0, 0]]))
+    ck, cd, _ = table.changes()
+    assert dict(zip(ck.tolist(), cd[:, 0].tolist(), strict=True)) == {7: 2 * big, 23: big}
+    table.mark_stored()
+    assert table.evict(0) == 2 and len(table) == 0
+
+
+def test_the_overflow_guard_measures_again_before_it_widens() -> None:
+    """The guard's bound only grows between flushes; past 2**31 - 1 it reads the deltas
+    again, so many additions that cancel out (or land on other keys) keep 32 bits."""
+    table = CountTable(capacity=16, track_changes=True)
+    narrow = table.nbytes
+    third = DELTA_MAX // 3  # the bound passes DELTA_MAX at the 4th addition, the deltas never
+    for sign in (1, -1) * 4:
+        table.add(as_keys([3]), np.array([[sign * third, 0, 0]]))
+    assert table.nbytes == narrow and table.changes()[0].size == 0
+    table.add(as_keys([3]), np.array([[third, 0, 0]]))
+    table.add(as_keys([3]), np.array([[third, 0, 0]]))
+    table.add(as_keys([3]), np.array([[third + 2, 0, 0]]))  # now they do
+    assert table.nbytes > narrow
+    np.testing.assert_array_equal(table.changes()[1], [[DELTA_MAX + 1, 0, 0]])
+
+
+def test_doubling_in_place_keeps_keys_whose_probe_wraps_around() -> None:
+    """Keys 31, 63, ... share home 15 of 16 slots (their run wraps to slots 0-3) and home 31 of
+    32: after the table doubles in place their run wraps again, past the last slot into the
+    first ones. Every count and change is still found."""
+    table = CountTable(capacity=16, track_changes=True)
+    wrap = [31, 63, 95, 127, 159]
+    others = [5, 6, 7, 8, 9, 10]  # 16 * 0.7 = 11.2: the table is full
+    keys = as_keys(wrap + others)
+    counts = np.arange(1, 34).reshape(11, 3)
+    table.add(keys, counts)  # changes too (the deltas move with the keys)
+    assert table.nbytes == 16 * 45
+    table.add(as_keys([1000]), np.array([[7, 0, 0]]))
+    assert table.nbytes == 32 * 45
+    np.testing.assert_array_equal(table.get(keys), counts)
+    np.testing.assert_array_equal(table.get(as_keys([1000, 1])), [[7, 0, 0], [0, 0, 0]])
+    ck, cd, new = table.changes()
+    assert dict(zip(ck.tolist(), cd.tolist(), strict=True)) == {
+        **dict(zip(keys.tolist(), counts.tolist(), strict=True)), 1000: [7, 0, 0]}
+    assert new.all()
+    assert len(table) == 12 == len(table_dict(table))
+
+
+def test_doubling_in_place_starts_from_an_empty_slot() -> None:
+    """Keys 14, 30, 62, 78 share home 14 of 16 slots and sit in slots 14, 15, 0, 1; in 32 slots
+    78 is at home 14 again and 30, 62 at 30. Rehashed from slot 0 (inside their run), 78 would
+    skip slots 14 and 15 before 30 left slot 15, and a lookup would stop at that hole."""
+    table = CountTable(capacity=16, track_changes=True)
+    run = as_keys([14, 30, 62, 78])
+    table.add(run, np.array([[1, 0, 0], [2, 0, 0], [3, 0, 0], [4, 0, 0]]))
+    assert table.nbytes == 16 * 45
+    table.add(as_keys(list(range(3, 11))), np.ones((8, NCOLS)))  # 12 keys: doubles first
+    assert table.nbytes == 32 * 45
+    np.testing.assert_array_equal(table.get(run)[:, 0], [1, 2, 3, 4])
+    assert table.contains(run).all() and len(table) == 12
