@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import redis
 
-from neurogate.engine.counts import NCOLS, mix64
+from neurogate.engine.keys import NCOLS, mix64
 from neurogate.engine.stores.postgres import (
     PostgresStore,
     create_database,

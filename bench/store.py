@@ -33,7 +33,7 @@ import numpy as np
 import psycopg
 import redis
 
-from neurogate.engine.counts import NCOLS, mix64
+from neurogate.engine.keys import NCOLS, mix64
 from neurogate.engine.stores.postgres import (
     PostgresStore,
     create_database,

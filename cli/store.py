@@ -188,7 +188,7 @@ def export_counts(store: Any, path: Path, chunk_rows: int | None = None) -> dict
     returns the summary."""
     import numpy as np
 
-    from neurogate.engine.counts import NCOLS
+    from neurogate.engine.keys import NCOLS
 
     if not path.parent.is_dir():
         raise UserError(f"output directory does not exist: {path.parent}")
@@ -222,7 +222,7 @@ def export_counts(store: Any, path: Path, chunk_rows: int | None = None) -> dict
 def _chunks(zf: zipfile.ZipFile, n: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     import numpy as np
 
-    from neurogate.engine.counts import NCOLS
+    from neurogate.engine.keys import NCOLS
 
     for i in range(n):
         with zf.open(f"keys-{i:06d}.npy") as f:
@@ -239,7 +239,7 @@ def read_export(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Header and summary of an export, after checking every chunk against the summary."""
     import numpy as np
 
-    from neurogate.engine.counts import NCOLS
+    from neurogate.engine.keys import NCOLS
 
     if not path.is_file():
         raise UserError(f"file not found: {path}")
@@ -272,7 +272,7 @@ def import_counts(
     header, summary, marker, rows applied and chunks skipped as imported before."""
     import numpy as np
 
-    from neurogate.engine.counts import NCOLS
+    from neurogate.engine.keys import NCOLS
 
     header, summary = checked or read_export(path)
     marker = f"import:{header['export_id']}"

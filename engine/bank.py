@@ -11,7 +11,7 @@ import numpy as np
 
 from neurogate.engine import evidence
 from neurogate.engine.config import EngineConfig
-from neurogate.engine.counts import text_hash64
+from neurogate.engine.keys import text_hash64
 from neurogate.engine.state import (
     Groups,
     Growing,

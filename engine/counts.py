@@ -1,4 +1,5 @@
-"""64-bit hashing and an in-memory count table keyed by 64-bit pattern keys.
+"""An in-memory count table keyed by 64-bit pattern keys (the keys and their hashes:
+``engine/keys.py``).
 
 Pattern counts are looked up and incremented tens of keys per event and millions per second, so
 the hash works on whole numpy arrays and the table's loops are compiled with numba.
@@ -7,7 +8,6 @@ the hash works on whole numpy arrays and the table's loops are compiled with num
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -15,41 +15,17 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-EMPTY = np.uint64(0)
+from neurogate.engine.keys import EMPTY, NCOLS
+
 # Highest share of slots in use before the table doubles. 0.7 instead of 0.5: linear probing
 # stays short (about 2.2 probes per lookup of a present key) and a key costs ~1.4x fewer bytes.
 MAX_LOAD = 0.7
-NCOLS = 3  # count columns per key: n (all events), n0 (labelled normal), n1 (labelled anomaly)
 # A table that tracks changes keeps beside its NCOLS counts the part not stored yet, in 32 bits
 # (a slot is 45 bytes instead of 57 with the stored part in 64): the deltas of one commit
 # interval, far below 2**31 unless a key takes 2**31 events between two flushes. An upper bound
 # of the deltas guards it: before an addition could pass DELTA_MAX the deltas widen to 64 bits,
 # until the next ``mark_stored``.
 DELTA_MAX = int(np.iinfo(np.int32).max)
-
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_GOLD = np.uint64(0x9E3779B97F4A7C15)
-
-
-def mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser on a uint64 array: a fast, well-distributed, platform-stable hash."""
-    x = np.asarray(x, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        z = x + _GOLD
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
-        z = z ^ (z >> np.uint64(31))
-    # 0 marks an empty slot in CountTable; remap the (astronomically rare) zero hash.
-    z[z == EMPTY] = np.uint64(1)
-    return z
-
-
-def text_hash64(text: str) -> np.uint64:
-    """Stable 64-bit hash of a string (source ids, namespaces); unlike hash() it is the same in
-    every process."""
-    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
-    return np.uint64(int.from_bytes(digest, "little"))
 
 
 @njit(cache=True)

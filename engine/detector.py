@@ -22,11 +22,12 @@ import numpy as np
 from neurogate.engine import rules, snapshot
 from neurogate.engine.bank import Bank, Prepared
 from neurogate.engine.config import EngineConfig
-from neurogate.engine.counts import NCOLS, CountTable, release_free_memory
+from neurogate.engine.counts import CountTable, release_free_memory
 from neurogate.engine.encoder import Encoder, FixedEncoder
 from neurogate.engine.events import Event, EventBatch
 from neurogate.engine.evidence import FAMILIES, NFAM, PATTERNS
 from neurogate.engine.gcpause import collector_paused
+from neurogate.engine.keys import NCOLS
 from neurogate.engine.labels import Label, LabelMemory, learn_labels
 from neurogate.engine.patterns import TRI, TRICTX, calendar_bucket, pattern_keys
 from neurogate.engine.posterior import ClassEvidence, explain, log_odds

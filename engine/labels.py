@@ -35,7 +35,7 @@ from itertools import repeat
 
 import numpy as np
 
-from neurogate.engine.counts import NCOLS, CountTable
+from neurogate.engine.counts import CountTable
 from neurogate.engine.events import (
     MAX_SOURCE_LEN,
     BadEvent,
@@ -47,6 +47,7 @@ from neurogate.engine.events import (
     load_message,
     parse_timestamp,
 )
+from neurogate.engine.keys import NCOLS
 
 __all__ = ["OUTCOMES", "Label", "LabelMemory", "label_from_dict", "labels_from_json",
            "learn_labels"]
@@ -108,7 +109,7 @@ def labels_from_json(
 
 def _names(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """64-bit names of (source hash, ts bits or id hash) pairs (a splitmix64-style mix).
-    Not ``counts.mix64`` twice: its ``np.errstate`` costs ~10 µs a call, which doubled the
+    Not ``keys.mix64`` twice: its ``np.errstate`` costs ~10 µs a call, which doubled the
     cost per event of small batches (measured 5 -> 10 µs with 5-event batches)."""
     x = first.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     x ^= second.view(np.uint64)

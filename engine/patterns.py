@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from neurogate.engine.counts import _GOLD, _M1, _M2, EMPTY, mix64, text_hash64
+from neurogate.engine.keys import _GOLD, _M1, _M2, EMPTY, mix64, text_hash64
 
 # Key kinds, in the order of the last axis of ``pattern_keys``.
 TOTAL, UNI, CALCTX, CAL, BICTX, BI, TRICTX, TRI = range(8)

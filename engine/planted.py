@@ -29,8 +29,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from neurogate.engine.counts import CountTable, text_hash64
+from neurogate.engine.counts import CountTable
 from neurogate.engine.encoder import Encoder
+from neurogate.engine.keys import text_hash64
 from neurogate.engine.patterns import NKINDS, NO_CALENDAR, pattern_keys, stream_bases
 from neurogate.engine.scoring import stream_probabilities
 

@@ -26,7 +26,7 @@ import psycopg
 import pytest
 import redis
 
-from neurogate.engine.counts import NCOLS
+from neurogate.engine.keys import NCOLS
 from neurogate.engine.stores.base import PatternStore
 from neurogate.engine.stores.postgres import create_database, drop_database, with_database
 

@@ -13,15 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neurogate.engine.counts import (
-    DELTA_MAX,
-    EMPTY,
-    MAX_LOAD,
-    NCOLS,
-    CountTable,
-    mix64,
-    text_hash64,
-)
+from neurogate.engine.counts import DELTA_MAX, MAX_LOAD, CountTable
+from neurogate.engine.keys import EMPTY, NCOLS, mix64, text_hash64
 
 MASK64 = (1 << 64) - 1
 
@@ -330,7 +323,7 @@ def test_mix64_known_values_and_shape() -> None:
 def test_text_hash64_is_stable_across_processes() -> None:
     here = {s: int(text_hash64(s)) for s in ("", "pump-7", "global:value", "ünïcode")}
     code = (
-        "from neurogate.engine.counts import text_hash64;"
+        "from neurogate.engine.keys import text_hash64;"
         "print([int(text_hash64(s)) for s in ('', 'pump-7', 'global:value', 'ünïcode')])"
     )
     other = subprocess.run(

@@ -78,3 +78,17 @@ def test_no_import_cycles() -> None:
 def test_the_cycle_check_finds_one() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_stores_depend_on_the_key_contract_not_on_engine_internals() -> None:
+    """Stores import the key/count contract (engine/keys.py) and each other, nothing else of
+    the engine; the in-memory store alone reuses the engine's count table."""
+    allowed = {"neurogate.engine.keys", "neurogate.engine.redaction"}
+    for name, path in MODULES.items():
+        if not name.startswith("neurogate.engine.stores"):
+            continue
+        internals = {d for d in _imports(path)
+                     if not d.startswith("neurogate.engine.stores") and d not in allowed}
+        if name == "neurogate.engine.stores.memory":
+            internals -= {"neurogate.engine.counts"}
+        assert internals == set(), f"{name} imports {sorted(internals)}"

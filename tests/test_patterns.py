@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neurogate.engine.counts import mix64
+from neurogate.engine.keys import mix64
 from neurogate.engine.patterns import _SENT, _USES, NKINDS, NO_CALENDAR, pattern_keys, stream_bases
 
 

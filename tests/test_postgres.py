@@ -16,9 +16,9 @@ import pytest
 
 from neurogate.cli import store as cli_store
 from neurogate.engine.config import EngineConfig
-from neurogate.engine.counts import NCOLS
 from neurogate.engine.detector import Detector
 from neurogate.engine.events import Event
+from neurogate.engine.keys import NCOLS
 from neurogate.engine.stores import (
     MemoryStore,
     PositionsMoved,

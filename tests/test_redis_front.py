@@ -19,9 +19,9 @@ import redis
 
 from neurogate.cli import store as cli_store
 from neurogate.engine.config import EngineConfig
-from neurogate.engine.counts import NCOLS
 from neurogate.engine.detector import Detector
 from neurogate.engine.events import Event
+from neurogate.engine.keys import NCOLS
 from neurogate.engine.stores import (
     CachedStore,
     MemoryStore,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurogate.engine.counts import NCOLS
+from neurogate.engine.keys import NCOLS
 from neurogate.engine.stores import CachedStore, PostgresStore
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neurogate.engine.counts import NCOLS
+from neurogate.engine.keys import NCOLS
 from neurogate.engine.stores import (
     MemoryStore,
     PatternStore,

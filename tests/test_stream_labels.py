@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from neurogate.engine.config import EngineConfig
-from neurogate.engine.counts import NCOLS
 from neurogate.engine.detector import Detector
 from neurogate.engine.events import BadEvent, Event
+from neurogate.engine.keys import NCOLS
 from neurogate.engine.labels import (
     Label,
     LabelMemory,

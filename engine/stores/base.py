@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from neurogate.engine.counts import NCOLS
+from neurogate.engine.keys import NCOLS
 
 
 class PositionsMoved(RuntimeError):

@@ -1,4 +1,8 @@
-"""In-memory pattern store: for tests and throw-away runs."""
+"""In-memory pattern store: for tests and throw-away runs.
+
+The one store that lives inside the engine's process: it keeps its counts in the engine's own
+``CountTable``. The other stores depend on the key/count contract (``engine/keys.py``) only.
+"""
 
 from __future__ import annotations
 

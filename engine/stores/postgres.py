@@ -30,7 +30,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import Format
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from neurogate.engine.counts import NCOLS, text_hash64
+from neurogate.engine.keys import NCOLS, text_hash64
 from neurogate.engine.stores.base import OutcomeUnknown, PatternStore, check_expected, check_keys
 
 log = logging.getLogger(__name__)

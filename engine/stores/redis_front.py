@@ -51,7 +51,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from neurogate.engine.counts import NCOLS
+from neurogate.engine.keys import NCOLS
 from neurogate.engine.stores.base import DelegatingStore, OutcomeUnknown, check_keys
 from neurogate.engine.stores.postgres import PostgresStore, StoreUnavailable
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from neurogate.engine.counts import NCOLS
+from neurogate.engine.keys import NCOLS
 from neurogate.engine.stores.base import PatternStore, check_expected, check_keys
 
 SCHEMA_VERSION = 1
