@@ -36,3 +36,11 @@ def test_relative_links_between_pages_resolve() -> None:
             if not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(ROOT)} -> {target}")
     assert broken == []
+
+
+def test_the_architecture_map_names_every_module() -> None:
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rooms = ("engine", "engine/stores", "stream", "cli", "evaluation", "neurogate")
+    missing = [f"{room}/{p.name}" for room in rooms for p in sorted((ROOT / room).glob("*.py"))
+               if p.name != "__init__.py" and f"`{room}/{p.name}`" not in page]
+    assert missing == []
