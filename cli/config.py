@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from neurogate.engine.config import (
     env_overrides,
     field_paths,
     from_mapping,
+    read_toml,
 )
 from neurogate.stream.kafka_security import check_security
 from neurogate.stream.settings import WorkerSettings, refuse_secret
@@ -85,12 +85,7 @@ def setting_paths() -> list[str]:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """The shared TOML file: only [engine] and [worker] tables, each a table."""
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path)
     unknown = set(data) - {"engine", "worker"}
     if unknown:
         raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -296,6 +297,17 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:  # noqa: C901  (one branch 
     except (TypeError, ValueError):
         raise ConfigError(f"{where} must be {tp.__name__}, got {value!r}") from None
     raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def read_toml(path: Path, what: str = "config file",
+              error: type[Exception] = ConfigError) -> dict[str, Any]:
+    """A TOML file's tables; a missing file or bad TOML is one ``error`` naming the file."""
+    if not path.is_file():
+        raise error(f"{what} not found: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
 
 
 def from_mapping(

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from neurogate.engine.config import ConfigError, EngineConfig
+from neurogate.engine.config import ConfigError, EngineConfig, read_toml
 
 __all__ = ["DEFAULT_SPACE", "Param", "SearchSpace", "TuneError", "load_space", "setting_type"]
 
@@ -201,12 +200,7 @@ def _param(name: str, spec: Any) -> Param:
 
 def load_space(path: Path) -> SearchSpace:
     """A user's space file (module docstring); every problem is a ``TuneError``."""
-    if not path.is_file():
-        raise TuneError(f"search space file not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise TuneError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, "search space file", TuneError)
     if set(data) != {"space"} or not isinstance(data["space"], Mapping) or not data["space"]:
         raise TuneError(f"{path}: expected one non-empty [space] table of settings, got "
                         f"{sorted(data)}")
