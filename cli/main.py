@@ -101,7 +101,7 @@ def _batches(events: Iterator[Event], size: int) -> Iterator[list[Event]]:
 
 
 class Writer:
-    """Writes result records as JSONL or CSV (by extension; ``-`` = stdout JSONL).
+    """Writes result records as JSONL, CSV or TSV (by extension; ``-`` = stdout JSONL).
 
     CSV: the record's scalar fields, then one column per value field of the first record (named
     as in the input; ``value_`` prefixed where a name is taken), then JSON columns for what is
@@ -113,7 +113,8 @@ class Writer:
     JSON_COLUMNS = ("values", "families", "evidence", "explanation")
 
     def __init__(self, target: str | None) -> None:
-        self.csv = bool(target) and str(target).endswith(".csv")
+        self.csv = bool(target) and str(target).endswith((".csv", ".tsv"))
+        self._delimiter = "\t" if str(target).endswith(".tsv") else ","
         self._csv: Any = None
         if not target:
             self._f = None
@@ -134,7 +135,8 @@ class Writer:
         taken = set(self.CSV_COLUMNS + self.JSON_COLUMNS)
         self._named = {f: f if f not in taken else f"value_{f}" for f in fields}
         columns = self.CSV_COLUMNS + tuple(self._named.values()) + self.JSON_COLUMNS
-        self._csv = csv.DictWriter(self._f, columns, extrasaction="ignore")
+        self._csv = csv.DictWriter(self._f, columns, extrasaction="ignore",
+                                   delimiter=self._delimiter)
         self._csv.writeheader()
 
     def write(self, record: dict[str, Any]) -> None:
@@ -511,7 +513,7 @@ def _register_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                        "is not one, never a server store)")
     r.add_argument("--flush-every", type=positive_int, default=500_000, metavar="N",
                    help="commit counts, input positions and state every N events")
-    r.add_argument("--out", help="write flagged events (or all scores) to .jsonl/.csv, '-' "
+    r.add_argument("--out", help="write flagged events (or all scores) to .jsonl/.csv/.tsv, '-' "
                    "stdout (docs/records.md)")
     r.add_argument("--all-scores", action="store_true", help="write every event's score")
     r.add_argument("--report", metavar="HTML", help="draw the run as one self-contained HTML "
@@ -532,7 +534,7 @@ def _register_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 def _register_explain(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e = sub.add_parser("explain", help="show flagged events of a run with their evidence")
-    e.add_argument("results", help="a run's --out file (.jsonl or .csv)")
+    e.add_argument("results", help="a run's --out file (.jsonl, .csv or .tsv)")
     e.add_argument("--source", help="only this source's events")
     e.add_argument("--top", type=positive_int, default=20, metavar="N",
                    help="show at most N flagged events (default 20)")

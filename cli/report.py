@@ -350,7 +350,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """``neurogate report RESULTS -o OUT.html``."""
     r = sub.add_parser("report", help="draw a run's --out file as one self-contained HTML page")
-    r.add_argument("results", help="a run's --out file (.jsonl or .csv; with --all-scores for "
-                   "the whole series)")
+    r.add_argument("results", help="a run's --out file (.jsonl, .csv or .tsv; with --all-scores "
+                   "for the whole series)")
     r.add_argument("-o", "--output", default="report.html", help="the HTML file to write")
     r.set_defaults(func=cmd_report)

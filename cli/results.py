@@ -58,7 +58,7 @@ def _jsonl(path: Path, lines: Any) -> Iterator[dict[str, Any]]:
 def _csv(path: Path, f: Any) -> Iterator[dict[str, Any]]:
     import csv  # here, not at the top: the command line starts without it (bench/startup.py)
 
-    reader = csv.DictReader(f)
+    reader = csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ",")
     if not {"source", "score", "flagged"} <= set(reader.fieldnames or ()):
         raise NotResults(f"{path}: not a neurogate results file (a .jsonl, or a .csv with the "
                          "columns source, score and flagged, as neurogate run --out writes)")

@@ -145,6 +145,23 @@ def test_all_scores_as_csv_and_jsonl_agree(cli: Cli, tmp_path: Path, series: Pat
     assert rows[SPIKE]["flagged"] == "True" and float(rows[SPIKE]["ts"]) == ts(SPIKE)
 
 
+def test_tsv_output_holds_the_csv_rows_and_reads_back(cli: Cli, tmp_path: Path,
+                                                      series: Path) -> None:
+    for out in ("scores.csv", "scores.tsv"):
+        res = cli("run", str(series), "--store", "memory://", "--all-scores", "--out", out, *FAST)
+        assert res.code == 0, res.err
+    with open(tmp_path / "scores.csv", newline="") as f:
+        csv_rows = list(csv.DictReader(f))
+    with open(tmp_path / "scores.tsv", newline="") as f:
+        assert "\t" in f.readline()
+        f.seek(0)
+        tsv_rows = list(csv.DictReader(f, delimiter="\t"))
+    assert tsv_rows == csv_rows
+    res = cli("explain", "scores.tsv")
+    assert res.code == 0, res.err
+    assert res.out and res.out == cli("explain", "scores.csv").out
+
+
 def test_label_column_gives_posteriors_and_explanations(cli: Cli, tmp_path: Path) -> None:
     values = series_values(spike=None)
     labels = [0] * N
