@@ -206,6 +206,7 @@ def test_the_tls_probe_checks_the_certificate(pki: dict[str, Path], tls_listener
 @pytest.mark.parametrize("argv", [["topics", "list"], ["tail", "--timeout", "1"],
                                   ["replay", "--demo-length", "5", "-q"]],
                          ids=["topics", "tail", "replay"])
+@pytest.mark.slow
 def test_tls_to_a_plain_listener_is_a_clear_error(
     kafka_bootstrap: str, pki: dict[str, Path], argv: list[str],
     capsys: pytest.CaptureFixture[str],
@@ -220,6 +221,7 @@ def test_tls_to_a_plain_listener_is_a_clear_error(
     assert "TLS handshake" in err and "is it a TLS listener?" in err, err
 
 
+@pytest.mark.slow
 def test_the_worker_refuses_tls_to_a_plain_listener(
     kafka_bootstrap: str, pki: dict[str, Path], tmp_path: Path,
 ) -> None:

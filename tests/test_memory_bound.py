@@ -58,6 +58,7 @@ def _run(det: Detector, events: list, batch: int) -> tuple[np.ndarray, list[int]
     return np.concatenate(scores), held
 
 
+@pytest.mark.slow
 def test_a_tiny_bound_scores_exactly_like_no_bound(
     stores: Callable[[], PatternStore], fast_config: EngineConfig
 ) -> None:

@@ -289,6 +289,7 @@ def test_the_console_script_keeps_the_environments_password_out(tmp_path: Path) 
 
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["env", "file"])
 def test_kafka_commands_keep_the_sasl_password_out(
     servers: Servers, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
