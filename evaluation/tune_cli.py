@@ -17,7 +17,7 @@ from typing import Any
 
 from neurogate.cli.argtypes import positive_int
 from neurogate.cli.boundary import EXIT_OK, user_errors
-from neurogate.cli.options import add_config_options, add_quiet
+from neurogate.cli.options import add_config_options, add_input_options, add_quiet, csv_options
 
 # user errors besides the shell's own: one line, exit code 2 (neurogate.cli.boundary)
 TUNE_ERRORS = ("neurogate.evaluation.tune_space.TuneError",)
@@ -64,12 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     t.add_argument("--inject-seed", type=int, default=0,
                    help="where --metric injected plants its anomalies (part of the data: the "
                    "same for every process of a study)")
-    t.add_argument("--timestamp-column", help="timestamp column (default: timestamp, ts, time, "
-                   "date or datetime; else the row index)")
-    t.add_argument("--value-columns", help="comma-separated value columns (default: all numeric)")
-    t.add_argument("--source-column", help="source column (default: 'source', else the file "
-                   "name)")
-    t.add_argument("--label-column", help="0/1 anomaly labels (default: a column 'label')")
+    add_input_options(t)  # the files are read as `run` reads them
     t.add_argument("--keep-worker", action="store_true",
                    help="copy --config's [worker] table into --out (default: --out holds only "
                    "[engine]; tune reads only [engine] and ignores [worker])")
@@ -159,10 +154,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     worker = _worker_table(args) if args.keep_worker else None
     if not args.out.parent.is_dir():
         raise TuneError(f"output directory does not exist: {args.out.parent}")
-    series, bad = load_inputs(args.data, timestamp_column=args.timestamp_column,
-                              value_columns=tuple(args.value_columns.split(","))
-                              if args.value_columns else None,
-                              source_column=args.source_column, label_column=args.label_column)
+    series, bad = load_inputs(args.data, fmt=args.format, csv=csv_options(args))
     warm_max = max([int(p.high) for p in space.params if p.name == "warmup"] + [base.warmup])
     corpus = plan(series, args.folds, True, warm_max)
     if metric.name == "injected":

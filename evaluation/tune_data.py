@@ -15,11 +15,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from neurogate.evaluation.nab import NabFile, probation_length
 from neurogate.evaluation.tune_space import TuneError
+
+if TYPE_CHECKING:
+    from neurogate.cli.files import CsvOptions
 
 __all__ = ["Corpus", "Series", "inject", "load_inputs", "nab_series", "spans_of"]
 
@@ -117,14 +121,13 @@ def nab_series(files: Sequence[NabFile]) -> list[Series]:
                    labelled=True, warmup=f.probation, timestamps=f.timestamps) for f in files]
 
 
-def load_inputs(paths: Sequence[Path], *, timestamp_column: str | None = None,
-                value_columns: tuple[str, ...] | None = None, source_column: str | None = None,
-                label_column: str | None = None) -> tuple[list[Series], int]:
+def load_inputs(paths: Sequence[Path], *, fmt: str | None = None,
+                csv: CsvOptions | None = None) -> tuple[list[Series], int]:
     """Series from NAB roots (a directory with ``labels/combined_windows.json``) and from
     CSV/TSV/JSONL files (``neurogate run``'s reader; one series per source, in first-seen
     order); and the number of unreadable records left out. Labels: a 0/1 column (a source is
-    labelled when any of its rows has one)."""
-    from neurogate.cli.files import BadRecord, CsvOptions, input_problem, read_events
+    labelled when any of its rows has one). ``fmt`` and ``csv`` are ``run``'s input options."""
+    from neurogate.cli.files import BadRecord, input_problem, read_events
     from neurogate.evaluation.nab import load_corpus
 
     out: list[Series] = []
@@ -138,12 +141,10 @@ def load_inputs(paths: Sequence[Path], *, timestamp_column: str | None = None,
             continue
         if (problem := input_problem(path)) is not None:
             raise TuneError(problem)
-        opts = CsvOptions(timestamp_column=timestamp_column, value_columns=value_columns,
-                          source_column=source_column, label_column=label_column)
         rows: dict[str, tuple[list[float], list[tuple[float, ...]], list[int], list[bool]]] = {}
         fields: dict[str, tuple[str, ...]] = {}
         try:
-            for item in read_events(path, csv=opts):
+            for item in read_events(path, fmt=fmt, csv=csv):
                 if isinstance(item, BadRecord):
                     bad += 1
                     continue
