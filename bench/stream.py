@@ -55,6 +55,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from neurogate.stream.settings import WorkerSettings
+
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_700_006_400.0
 STEP = 60.0
@@ -62,6 +64,8 @@ TARGET_SHARE = 0.8  # of the engine alone
 TARGET_SINGLE = 25_000
 TARGET_P99 = 0.1
 TARGET_SCALE = 0.9  # N workers >= 0.9 N x one (2 workers: 1.8x)
+# the worker's own histogram: from a message's Kafka timestamp to the engine scoring it
+ENGINE_LATENCY = "neurogate_end_to_end_latency_seconds"
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -153,7 +157,7 @@ class Phase:
         w = {"bootstrap": bootstrap, "group": self.prefix, "partitions": args.partitions,
              "store": self.store, "web_port": self.web_port, "session_timeout": 6.0,
              "heartbeat_interval": 1.0, "batch_size": args.batch_size,
-             "batch_within": args.batch_within, "commit_interval": args.commit_interval,
+             "commit_interval": args.commit_interval,
              "fetch_max_wait": args.fetch_max_wait,
              **{f"{k}_topic": v for k, v in self.topics.items()}}
         neuronet = "true" if args.with_neuronet else "false"
@@ -211,6 +215,17 @@ class Phase:
             total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                          if line.startswith(name + "{") or line.startswith(name + " "))
         return total
+
+    def buckets(self, name: str) -> dict[float, float]:
+        """A histogram's cumulative bucket counts on the first worker's /metrics."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+        out: dict[float, float] = {}
+        for line in text.splitlines():
+            if line.startswith(name + '_bucket{le="'):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                out[math.inf if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+        return out
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Until every worker is ready and the partitions are all assigned."""
@@ -400,7 +415,10 @@ def latency_run(phase: Phase, args: argparse.Namespace) -> dict[str, float]:
     producer = KafkaProducer(bootstrap_servers=phase.bootstrap, linger_ms=0, acks=1,
                              enable_idempotence=False)
     t0 = time.perf_counter()
+    before: dict[float, float] = {}
     for i, e in enumerate(events):
+        if i == int(args.rate * args.latency_warmup):
+            before = phase.buckets(ENGINE_LATENCY)
         ahead = t0 + i / args.rate - time.perf_counter()
         if ahead > 0:
             time.sleep(ahead)
@@ -409,6 +427,8 @@ def latency_run(phase: Phase, args: argparse.Namespace) -> dict[str, float]:
     producer.flush()
     achieved = n / (time.perf_counter() - t0)
     time.sleep(3.0)
+    after = phase.buckets(ENGINE_LATENCY)
+    inbound = {le: after[le] - before.get(le, 0.0) for le in after}
     stop.set()
     reader.join(timeout=5)
     consumer.close()
@@ -420,7 +440,20 @@ def latency_run(phase: Phase, args: argparse.Namespace) -> dict[str, float]:
     return {"rate_sent": achieved, "anomalies": float(lat.size),
             "p50_ms": float(np.percentile(lat, 50) * 1000),
             "p99_ms": float(np.percentile(lat, 99) * 1000),
-            "max_ms": float(lat.max() * 1000)}
+            "max_ms": float(lat.max() * 1000),
+            "to_engine_p50_ms": bucket_quantile(inbound, 0.5) * 1000,
+            "to_engine_p99_ms": bucket_quantile(inbound, 0.99) * 1000}
+
+
+def bucket_quantile(cumulative: dict[float, float], q: float) -> float:
+    """The upper bound of the bucket holding quantile ``q`` of a histogram's counts (what
+    Prometheus' histogram_quantile would interpolate inside)."""
+    edges = sorted(cumulative)
+    total = cumulative[edges[-1]] if edges else 0.0
+    for le in edges:
+        if total and cumulative[le] >= q * total:
+            return le
+    return math.nan
 
 
 # -- suite ---------------------------------------------------------------------------------------
@@ -473,8 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--single-events", type=int, default=60_000, help="single-event phase")
     p.add_argument("--sources", type=int, default=100)
     p.add_argument("--partitions", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=2000, help="worker.batch_size")
-    p.add_argument("--batch-within", type=float, default=0.05, help="worker.batch_within")
+    p.add_argument("--batch-size", type=int, default=WorkerSettings.batch_size,
+                   help="worker.batch_size")
     p.add_argument("--commit-interval", type=float, default=5.0, help="worker.commit_interval")
     p.add_argument("--fetch-max-wait", type=float, default=0.05, help="worker.fetch_max_wait")
     p.add_argument("--rate", type=float, default=1000.0, help="latency phase events/s")
@@ -554,7 +587,9 @@ def report(r: dict[str, Any]) -> None:
     if lat:
         print(f"latency at {lat['rate_sent']:,.0f} events/s (one per message): "
               f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} "
-              f"ms over {lat['anomalies']:.0f} anomalies (load {lat['load'][0]:.2f})")
+              f"ms over {lat['anomalies']:.0f} anomalies (load {lat['load'][0]:.2f}); of which "
+              f"produce to engine (the worker's histogram, bucket bounds): p50 <= "
+              f"{lat['to_engine_p50_ms']:.0f} ms, p99 <= {lat['to_engine_p99_ms']:.0f} ms")
     verdicts = []
     if "batched" in r:
         share = r["batched"]["worker_share_of_engine"]

@@ -28,11 +28,13 @@ __all__ = [
     "Event",
     "EventBatch",
     "batch_from_json",
+    "decoded_events",
     "event_from_dict",
     "event_to_dict",
     "events_from_json",
     "load_message",
     "message_events",
+    "object_columns",
     "parse_timestamp",
 ]
 
@@ -411,12 +413,25 @@ def message_events(
     """`batch_from_json` without turning a list of events into columns: for a caller that
     gathers many messages into one batch (`EventBatch.concat`), where columns for each
     one-event message would cost more than the event."""
-    obj = load_message(raw, max_bytes)
+    return decoded_events(load_message(raw, max_bytes), default_source=default_source,
+                          errors=errors)
+
+
+def decoded_events(obj: Any, *, default_source: str | None = None,
+                   errors: list[BadEvent] | None = None) -> EventBatch | list[Event]:
+    """`message_events` of a message already decoded by `load_message`."""
     if type(obj) is list and obj:
         batch = _plain_columns(obj, default_source)
         if batch is not None:
             return batch
     return _events_from_obj(obj, default_source, errors)
+
+
+def object_columns(objs: list[dict[str, Any]]) -> EventBatch | None:
+    """Columns of many one-event messages' objects (decoded, each naming its source), or None
+    if any is not a plain univariate event: the caller then checks them one at a time (the
+    worker's input of one event per message: 12 vs 35 µs of its engine per message)."""
+    return _plain_columns(objs, None) if objs else None
 
 
 _PLAIN_NUMBERS = {float, int}

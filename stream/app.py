@@ -1,24 +1,29 @@
-"""The faust app: one agent over the events and labels topics, micro-batched with ``take``,
-the engine in a worker thread, outputs to the anomalies and dead-letter topics, ``/metrics``,
-``/healthz`` and ``/ready`` on the faust web server.
+"""The faust app: the events and labels topics consumed a Kafka fetch at a time, the engine in
+a worker thread, outputs to the anomalies and dead-letter topics, ``/metrics``, ``/healthz``
+and ``/ready`` on the faust web server.
 
 Run it with ``neurogate worker`` (or ``faust -A neurogate.stream.app worker -l info``, configured by
 ``NEUROGATE_CONFIG`` and ``NEUROGATE_*`` variables; only ``neurogate worker`` exits with 70 after
 a fatal error). ``neurogate.stream.worker.Processor`` does the work, in its own process by default
 (``neurogate.stream.engine_process``); this module only connects it to faust:
 
-* the agent takes events without acknowledging them (``noack_take``) and acknowledges a
-  partition's events only after the store commit that covers them, so Kafka offsets never pass
-  uncommitted counts (agent concurrency 1; one thread for the engine, off the event loop);
+* each Kafka fetch goes to the engine whole, as raw records: faust's consumer fetches, seeks
+  and rebalances, but its per-message machinery (an event, a stream step and an
+  acknowledgement per message: ~60 µs of CPU per message, which capped one event per message
+  at ~10k events/s) is bypassed. Fetches queue while the engine scores (two at most), and the
+  next batch is all that queued, up to ``batch_size`` messages;
+* a partition's Kafka offsets are committed by the worker itself, only after the store commit
+  that covers its messages, so they never pass uncommitted counts (the store's positions are
+  the authority; one thread for the engine, off the event loop);
 * a commit is detached from the detectors by the engine and written by its commit thread (its
   own store client) while processing goes on; before that, every anomaly and dead-letter
   record sent so far is awaited (delivered);
 * on revocation every partition is committed first; on assignment the consumer's committed
   offsets are set to the store's positions before faust seeks to them (the store is the
   authority, which also repairs faust committing past unprocessed messages, faust#312/#596);
-* ``stream_wait_empty`` is off: a revocation commits instead of waiting for acknowledgements
-  that only a commit produces; faust's per-message monitor is reduced to what its stall
-  warnings need, and its hard-coded 1.5 s fetch wait is ``worker.fetch_max_wait``;
+* a fetch from before a rebalance is dropped (its partitions restart from the store's
+  positions); faust's per-message monitor is off, its stall warnings are fed per fetch, and
+  its hard-coded 1.5 s fetch wait is ``worker.fetch_max_wait``;
 * a store or producer failure that outlives its retries stops the worker (exit code 70)
   without committing: a restart resumes from the last commit and counts nothing twice.
 """
@@ -28,23 +33,28 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import os
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import faust
-from faust.sensors import Monitor
 from faust.transport.consumer import Consumer
 from faust.types import TP
-from mode.services import WaitResults
 
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.redaction import known_secrets, scrub
-from neurogate.stream.engine_process import Engine, EngineError, EngineProcess, LocalEngine
+from neurogate.stream.engine_process import (
+    Engine,
+    EngineError,
+    EngineProcess,
+    LocalEngine,
+    RecordTuple,
+)
 from neurogate.stream.kafka_security import aiokafka_credentials
 from neurogate.stream.settings import WorkerSettings
 
@@ -67,10 +77,14 @@ class Runtime:
         self.settings = settings
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="neurogate-engine-calls")
         self.engine: Engine | None = None
-        self.pending: dict[int, list[Any]] = {}  # processed, not yet in a commit
-        self.awaiting: dict[int, collections.deque[list[Any]]] = {}  # in commits being written
+        # next Kafka offset per (topic, partition), by engine partition: processed, not yet
+        # in a store commit / in store commits being written
+        self.pending: dict[int, dict[TP, int]] = {}
+        self.awaiting: dict[int, collections.deque[dict[TP, int]]] = {}
+        # Kafka fetches waiting for the engine, with the consumer generation they came in: two
+        # at most (max_poll_records messages each), so the consumer waits while the engine works
+        self.fetches: asyncio.Queue[tuple[int, list[RecordTuple]]] | None = None
         self.sends: list[Any] = []
-        self.stream: Any = None
         self.busy_since: float | None = None
         self.assigned_once = False
         self.closed = False
@@ -128,23 +142,43 @@ class Runtime:
 
     # -- batches -----------------------------------------------------------------------------
 
-    async def handle_batches(self, batches: asyncio.Queue[list[Any]]) -> None:
-        """Handle the batches the agent queues, in order, until cancelled."""
-        while True:
-            batch = await batches.get()
-            try:
-                await self.handle(batch)
-            except Exception as exc:  # handle reports its own failures; this is a bug
-                await self.die(exc, "handling a batch")
+    @property
+    def queue(self) -> asyncio.Queue[tuple[int, list[RecordTuple]]]:
+        if self.fetches is None:
+            self.fetches = asyncio.Queue(maxsize=2)
+        return self.fetches
 
-    async def handle(self, batch: list[Any]) -> None:
-        """Process one ``noack_take`` batch of faust events."""
+    async def fetched(self, generation: int, records: list[RecordTuple]) -> None:
+        """The consumer's hand-off: one fetch's records (waits while two are queued)."""
+        await self.queue.put((generation, records))
+
+    async def handle_fetches(self) -> None:
+        """Handle the queued fetches in order, each batch all that queued (of one consumer
+        generation), in slices of at most ``batch_size`` messages, until cancelled."""
+        queue, size = self.queue, self.settings.batch_size
+        while True:
+            generation, records = await queue.get()
+            while not queue.empty() and len(records) < size:
+                if queue._queue[0][0] != generation:  # type: ignore[attr-defined]
+                    break  # (asyncio.Queue has no peek)
+                records = records + queue.get_nowait()[1]
+            for start in range(0, len(records), size):
+                try:
+                    await self.handle(generation, records[start:start + size])
+                except Exception as exc:  # handle reports its own failures; this is a bug
+                    await self.die(exc, "handling a batch")
+
+    async def handle(self, generation: int, records: list[RecordTuple]) -> None:
+        """Process one batch of raw records fetched in consumer ``generation``."""
         async with self.lock:
             if self.closed or self.fatal is not None:
                 return
+            if generation != self.app.consumer_generation_id:
+                # fetched before a rebalance: the partitions (if still ours) restart from the
+                # store's positions, where the consumer was moved
+                log.debug("dropped %d messages fetched before a rebalance", len(records))
+                return
             engine = await self.ensure_engine()
-            records = [(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
-                       for m in (ev.message for ev in batch)]
             try:
                 out = await self.run(engine.process, records, self._highwaters())
             except Exception as exc:
@@ -159,11 +193,12 @@ class Runtime:
             except Exception as exc:
                 await self.die(exc, "sending anomaly/dead-letter records")
                 return
-            for i in out.acks:
-                await self.stream.ack(batch[i])
             for i in out.pending:
-                ev = batch[i]
-                self.pending.setdefault(ev.message.partition, []).append(ev)
+                topic, partition, offset = records[i][:3]
+                nexts = self.pending.setdefault(partition, {})
+                tp = TP(topic, partition)
+                if offset >= nexts.get(tp, 0):
+                    nexts[tp] = offset + 1
             await self._finished(out.finished)
             if out.due:
                 await self._commit(force=False)
@@ -195,20 +230,34 @@ class Runtime:
                 await asyncio.gather(*sends)
             started = await self.run(self.engine.start_commit, force)
             for p in started:
-                self.awaiting.setdefault(p, collections.deque()).append(self.pending.pop(p, []))
+                self.awaiting.setdefault(p, collections.deque()).append(self.pending.pop(p, {}))
             if force:
                 await self._finished(await self.run(self.engine.drain))
         except Exception as exc:
             await self.die(exc, "committing to the store")
 
     async def _finished(self, finished: list[tuple[int, str | None]]) -> None:
-        """Acknowledge the events of the commits the engine has written."""
+        """Commit the Kafka offsets the store commits the engine has written cover. A failed
+        Kafka commit is only logged: the store's positions are the authority (an assignment
+        moves the consumer to them)."""
+        offsets: dict[TP, int] = {}
         for p, error in finished:
             if error is not None:
                 await self.die(EngineError(error), f"committing partition {p} to the store")
                 return
-            for ev in self.awaiting[p].popleft():
-                await self.stream.ack(ev)
+            offsets.update(self.awaiting[p].popleft())
+        if offsets:
+            consumer = self.app.consumer
+            assert isinstance(consumer, Consumer), type(consumer)
+            try:
+                committed = await consumer._commit(offsets)  # faust's public one: acked only
+            except Exception as exc:
+                committed = False
+                log.debug("Kafka offset commit failed: %s", exc)
+            if not committed:
+                log.warning("could not commit Kafka offsets %s (the store has them: a restart "
+                            "resumes there)", {f"{t.topic}:{t.partition}": o
+                                               for t, o in sorted(offsets.items())})
 
     # -- rebalancing and shutdown --------------------------------------------------------------
 
@@ -321,28 +370,9 @@ def _span(records: list[tuple[Any, ...]]) -> str:
     return ", ".join(f"{t}[{p}] {min(o)}..{max(o)}" for (t, p), o in sorted(ranges.items()))
 
 
-class _LeanMonitor(Monitor):
-    """faust's monitor keeps per-message statistics that the worker's own metrics already
-    cover, at a cost per message; keep only what faust's stall warnings read."""
-
-    def on_message_in(self, tp: TP, offset: int, message: Any) -> None:
-        pass
-
-    def on_stream_event_in(
-            self, tp: TP, offset: int, stream: Any, event: Any,  # noqa: ARG002  (Monitor's hook)
-    ) -> None:
-        self.stream_inbound_time[tp] = time.monotonic()
-
-    def on_stream_event_out(self, tp: TP, offset: int, stream: Any, event: Any,
-                            state: Any = None) -> None:
-        pass
-
-    def on_message_out(self, tp: TP, offset: int, message: Any) -> None:
-        pass
-
-
 class _App(faust.App):
-    """``faust.App`` whose Kafka consumer waits at most ``fetch_max_wait_ms`` for data.
+    """``faust.App`` whose Kafka consumer hands each fetch to ``deliver`` (the worker's
+    ``Runtime.fetched``) and waits at most ``fetch_max_wait_ms`` for data.
 
     faust hard-codes 1.5 s. A broker answers a fetch as soon as data is there, so the wait
     only matters for sparse input or brokers that hold fetches (the Kafka-protocol test broker
@@ -350,6 +380,7 @@ class _App(faust.App):
     """
 
     fetch_max_wait_ms = 1500
+    deliver: Callable[[int, list[RecordTuple]], Coroutine[Any, Any, None]]
 
     def _new_transport(self) -> Any:
         return _transport()(self.conf.broker_consumer, self)
@@ -369,61 +400,41 @@ def _transport() -> type:
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-        async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
-            """faust hands every fetched message to its streams with ``wait_first(delivery,
-            self.suspend_flow.wait())``: four tasks and an ``asyncio.wait`` per message, which
-            the delivery is dropped by if the flow stops (a rebalance). A delivery that
-            finishes without waiting (the stream's buffer has room) is run here directly;
-            one that waits goes on as faust's, from where it stopped. Measured (bench/stream.py,
-            one event per message): faust's CPU per message 108 -> 57-63 µs."""
-            if (len(coros) != 2 or timeout is not None or not asyncio.iscoroutine(coros[0])
-                    or not _waits_on(coros[1], self.suspend_flow)
-                    or self.suspend_flow.is_set()):
-                return await super().wait_first(*coros, timeout=timeout)
-            delivery, suspended = coros
-            try:
-                blocked_on = delivery.send(None)
-            except StopIteration as done:
-                suspended.close()  # never started
-                return WaitResults([delivery], [done.value], False)
-            return await super().wait_first(_Resumed(delivery, blocked_on), suspended)
+        async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+            """Hand each fetch to the worker whole (``_App.deliver``) instead of yielding its
+            messages one at a time to faust's streams (an event, a stream step and an
+            acknowledgement per message: ~60 µs of CPU each). As faust's: only active
+            partitions, and while the flow is stopped (a rebalance) nothing, but a seek back
+            to the committed offsets."""
+            records, active = await self._wait_next_records(timeout)
+            if not records or self.should_stop:
+                return
+            if not self.flow_active:
+                try:
+                    await self.perform_seek()
+                except Exception as exc:
+                    log.warning("seek to the committed offsets failed: %s", exc)
+                return
+            generation = self.app.consumer_generation_id
+            inbound = self.app.monitor.stream_inbound_time
+            now = time.monotonic()
+            rows: list[RecordTuple] = []
+            for tp, batch in records.items():
+                if active is None or tp in active or tp in self._buffered_partitions:
+                    inbound[tp] = now  # what faust's stall warnings read
+                    rows += [(r.topic, r.partition, r.offset, r.key, r.value,
+                              math.nan if r.timestamp is None else r.timestamp / 1000.0)
+                             for r in batch]
+            if rows:
+                assert isinstance(self.app, _App), type(self.app)
+                await self.app.deliver(generation, rows)
+            return
+            yield  # an async generator, as faust's: it iterates what this yields (nothing)
 
     class Transport(driver.Transport):
         Consumer = WaitingConsumer
 
     return Transport
-
-
-def _waits_on(coro: Any, event: Any) -> bool:
-    """Whether ``coro`` is ``event.wait()``, not started yet."""
-    frame = getattr(coro, "cr_frame", None)
-    return frame is not None and frame.f_locals.get("self") is event \
-        and coro.cr_code is type(event).wait.__code__
-
-
-class _Resumed:
-    """Awaits a coroutine that was stepped by hand and stopped at ``blocked_on`` (what it
-    yielded to the event loop): waits for that, then drives the coroutine as a task would."""
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], blocked_on: Any) -> None:
-        self.coro = coro
-        self.blocked_on = blocked_on
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        step = self.blocked_on
-        while True:
-            try:
-                yield step
-            except BaseException as exc:  # cancelled while waiting: the coroutine's to handle
-                try:
-                    step = self.coro.throw(exc)
-                except StopIteration as done:
-                    return done.value
-            else:
-                try:
-                    step = self.coro.send(None)
-                except StopIteration as done:
-                    return done.value
 
 
 def create_app(config: EngineConfig, settings: WorkerSettings) -> faust.App:
@@ -456,7 +467,6 @@ def create_app(config: EngineConfig, settings: WorkerSettings) -> faust.App:
         web_graph_enabled=False,
         web_metrics_enabled=False,
         datadir=os.path.join(tempfile.gettempdir(), f"neurogate-faust-{os.getuid()}"),
-        Monitor=_LeanMonitor,
     )
     app.fetch_max_wait_ms = int(s.fetch_max_wait * 1000)
     rt = Runtime(app, config, s)
@@ -472,17 +482,15 @@ def create_app(config: EngineConfig, settings: WorkerSettings) -> faust.App:
 
     @app.agent(source, name="neurogate.score", concurrency=1)
     async def score(stream: Any) -> None:
-        rt.stream = stream
-        # faust adds nothing to the take buffer while this loop's body runs: a task handles the
-        # batches so that faust reads the next one while the engine scores this one (one batch
-        # waits at most: memory stays bounded)
-        batches: asyncio.Queue[list[Any]] = asyncio.Queue(maxsize=1)
-        handler = asyncio.ensure_future(rt.handle_batches(batches))
-        try:
-            async for batch in stream.noack_take(s.batch_size, within=s.batch_within):
-                await batches.put(batch)
-        finally:
-            handler.cancel()
+        # subscribes the consumer to the topics; the fetches bypass it (``getmany`` above)
+        async for _event in stream:
+            raise AssertionError("a message reached faust's stream")
+
+    app.deliver = rt.fetched
+
+    @app.task
+    async def handle_fetches() -> None:
+        await rt.handle_fetches()
 
     @app.timer(interval=s.commit_interval, name="neurogate.commit")
     async def commit_timer() -> None:

@@ -40,8 +40,10 @@ class WorkerSettings:
     deadletter_topic: str = "neurogate.deadletter"  # records the worker could not use
     partitions: int = 8  # for topics the worker or `topics create` creates; max useful workers
     replication: int = 1  # replication factor of topics the worker creates
-    batch_size: int = 2000  # messages per micro-batch (take)
-    batch_within: float = 0.05  # seconds a micro-batch waits to fill up
+    # messages per engine call at most: the fetches that queued while the engine worked. One
+    # fetch of max_poll_records one-event messages in one call: the engine's cost per call is
+    # ~2 ms per partition, so small calls cost (bench/stream.py, one event per message)
+    batch_size: int = 5000
     commit_interval: float = 5.0  # seconds between store commits (then Kafka offsets advance)
     commit_events: int = 200_000  # events of one partition that force a commit sooner
     store: str = field(default="redis+postgresql://neurogate@localhost:5432/neurogate",
@@ -81,7 +83,7 @@ class WorkerSettings:
                      "torch_threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"worker.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("batch_within", "commit_interval", "session_timeout",
+        for name in ("commit_interval", "session_timeout",
                      "heartbeat_interval", "stall_timeout", "fetch_max_wait"):
             value = getattr(self, name)
             if not 0 < value < math.inf:

@@ -28,7 +28,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,16 @@ import orjson
 from neurogate.engine import snapshot
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.detector import Detector, write_and_release
-from neurogate.engine.events import BadEvent, Event, EventBatch, event_to_dict, message_events
+from neurogate.engine.events import (
+    BadEvent,
+    Event,
+    EventBatch,
+    decoded_events,
+    event_from_dict,
+    event_to_dict,
+    load_message,
+    object_columns,
+)
 from neurogate.engine.labels import labels_from_json
 from neurogate.engine.stores import DelegatingStore, PatternStore, PositionsMoved, StoreStats
 from neurogate.stream.metrics import Metrics, store_families
@@ -61,6 +70,11 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp: float = math.nan  # seconds since the epoch (the message's Kafka timestamp)
+
+
+# parsed messages: (their records, their good events, each event's array index in its message
+# -- or None: one event per message, index 0)
+Parsed = tuple[list[Record], "EventBatch | list[Event]", "list[int] | None"]
 
 
 @dataclass
@@ -383,21 +397,11 @@ class Processor:
     def _score(self, st: PartitionState, recs: list[Record], out: Output) -> int:
         """Parse a partition's messages (bad items are dead-lettered) and run the good events
         through its detector in chunks of whole messages, about ``ENGINE_BATCH`` events each."""
-        chunk: list[tuple[Record, EventBatch | list[Event], list[int]]] = []
+        chunk: list[Parsed] = []
         size = total = 0
-        for r in recs:
-            errors: list[BadEvent] = []
-            try:
-                got = message_events(r.value or b"", max_bytes=self.settings.max_message_bytes,
-                                     default_source=_key_text(r.key), errors=errors)
-            except BadEvent as e:
-                self._dead(out, r, e.reason, e.message, None, r.value or b"")
-                continue
-            for bad in errors:
-                self._dead(out, r, bad.reason, bad.message, bad.index, _item(r.value, bad.index))
-            if len(got):
-                chunk.append((r, got, _good_indexes(len(got), errors)))
-                size += len(got)
+        for parsed in self._parsed(recs, out):
+            chunk.append(parsed)
+            size += len(parsed[1])
             if size >= ENGINE_BATCH:
                 total += self._detect(st, chunk, out)
                 chunk, size = [], 0
@@ -407,9 +411,60 @@ class Processor:
             self.metrics.batch_events.observe(total)
         return total
 
-    def _detect(self, st: PartitionState,
-                chunk: list[tuple[Record, EventBatch | list[Event], list[int]]],
-                out: Output) -> int:
+    def _parsed(self, recs: list[Record], out: Output) -> Iterator[Parsed]:
+        """The good events of the messages, in order: an array message's with their array
+        indexes, and a run of one-event messages as one batch (``_singles``)."""
+        run: list[tuple[Record, dict[str, Any]]] = []
+        for r in recs:
+            try:
+                obj = load_message(r.value or b"", self.settings.max_message_bytes)
+            except BadEvent as e:
+                self._dead(out, r, e.reason, e.message, None, r.value or b"")
+                continue
+            if type(obj) is dict:
+                run.append((r, obj))
+                if len(run) >= ENGINE_BATCH:
+                    yield from self._singles(run, out)
+                    run = []
+                continue
+            if run:
+                yield from self._singles(run, out)
+                run = []
+            errors: list[BadEvent] = []
+            try:
+                got = decoded_events(obj, default_source=_key_text(r.key), errors=errors)
+            except BadEvent as e:
+                self._dead(out, r, e.reason, e.message, None, r.value or b"")
+                continue
+            for bad in errors:
+                self._dead(out, r, bad.reason, bad.message, bad.index, _item(r.value, bad.index))
+            if len(got):
+                yield [r], got, _good_indexes(len(got), errors)
+        if run:
+            yield from self._singles(run, out)
+
+    def _singles(self, run: list[tuple[Record, dict[str, Any]]], out: Output
+                 ) -> Iterator[Parsed]:
+        """One-event messages in a row: one batch of columns if every event is plain, else
+        each checked alone (its error dead-letters its message)."""
+        for r, obj in run:
+            if obj.get("source") is None:
+                key = _key_text(r.key)
+                if key is not None:
+                    obj["source"] = key  # the message key is the default source
+        batch = object_columns([obj for _, obj in run])
+        if batch is not None:
+            yield [r for r, _ in run], batch, None
+            return
+        for r, obj in run:
+            try:
+                event = event_from_dict(obj)
+            except BadEvent as e:
+                self._dead(out, r, e.reason, e.message, None, r.value or b"")
+                continue
+            yield [r], [event], [0]
+
+    def _detect(self, st: PartitionState, chunk: list[Parsed], out: Output) -> int:
         """Score and learn one chunk of a partition's messages (their good events, with each
         event's array index in its message); collect rejections and flags."""
         batch = EventBatch.concat(b for _, b, _ in chunk)
@@ -417,8 +472,9 @@ class Processor:
 
         def origin(i: int) -> tuple[Record, int]:  # event i -> its message and array index
             m = bisect.bisect_right(starts, i) - 1
-            r, _, good = chunk[m]
-            return r, good[i - starts[m]]
+            rs, _, good = chunk[m]
+            j = i - starts[m]
+            return (rs[0], good[j]) if good is not None else (rs[j], 0)
 
         res = st.detector.process_many(batch)
         st.model_version = res.model_version

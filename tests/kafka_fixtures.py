@@ -105,7 +105,7 @@ class StreamEnv:
             "anomalies_topic": self.topic("anomalies"),
             "deadletter_topic": self.topic("deadletter"), "partitions": self.partitions,
             "store": self.store, "session_timeout": 6.0, "heartbeat_interval": 1.0,
-            "commit_interval": 0.5, "batch_within": 0.05, "store_stats_interval": 1.0,
+            "commit_interval": 0.5, "store_stats_interval": 1.0,
             "fatal_exit_delay": 0.0,
             **self.worker,
         }

@@ -178,6 +178,49 @@ def test_key_is_the_default_source(cfg: EngineConfig) -> None:
     assert json.loads(out.deadletters[0][1])["reason"] == "missing_field"
 
 
+def test_one_event_per_message_counts_and_flags_like_one_detector(cfg: EngineConfig) -> None:
+    """Runs of one-event messages are parsed as one batch of columns (stream/worker.py
+    ``_singles``; partition 0, some naming no source: the key does); a run with a message that
+    is not plain (ISO time) or a bad one is checked message by message (partition 1)."""
+    events = seasonal_stream(sources=2, length=2400).events
+    proc = Processor(cfg, SETTINGS, MemoryStore())
+    proc.assign([0, 1])
+    records, offsets = [], {0: 0, 1: 0}
+    for i, e in enumerate(events):
+        item = event_to_dict(e)
+        if e.source == "s1" and i % 97 == 5:
+            item["ts"] = datetime.fromtimestamp(e.ts, UTC).isoformat()  # item-by-item path
+        if i % 89 == 3:
+            del item["source"]  # from the key
+        p = partition_of(e.source)
+        records.append(Record(EVENTS, p, offsets[p], e.source.encode(), orjson.dumps(item),
+                              time.time()))
+        offsets[p] += 1
+        if e.source == "s1" and i > 700 and offsets[p] == 400:  # a bad one in a run
+            records.append(Record(EVENTS, p, offsets[p], e.source.encode(),
+                                  b'{"source": "s0", "ts": 1}', time.time()))
+            offsets[p] += 1
+    out = proc.process(records)
+    assert out.events == len(events) and sorted(out.pending) == list(range(len(records)))
+    assert [(json.loads(v)["reason"], json.loads(v)["index"]) for _, v in out.deadletters] == \
+        [("missing_field", None)]
+    proc.commit(force=True)
+    proc.drain()
+    want_counts, want_flags = reference(cfg, events)
+    assert counts(proc.store) == want_counts
+    assert published([out]) == want_flags
+    assert {json.loads(v)["source"] for _, v in out.anomalies} == {"s0", "s1"}
+    by_offset = {(r.partition, r.offset): json.loads(r.value or b"") for r in records}
+    for _, value in out.anomalies:
+        rec = json.loads(value)
+        origin = rec["origin"]
+        assert origin["index"] == 0
+        sent = by_offset[(origin["partition"], origin["offset"])]
+        ts = sent["ts"] if not isinstance(sent["ts"], str) else \
+            datetime.fromisoformat(sent["ts"]).timestamp()
+        assert (sent.get("source", rec["source"]), ts) == (rec["source"], rec["ts"])
+
+
 def test_commit_writes_counts_positions_and_a_snapshot_per_partition(cfg: EngineConfig) -> None:
     events = seasonal_stream(sources=4, length=600, plant=False).events
     store = MemoryStore()
