@@ -106,6 +106,21 @@ def store_contents(env: StreamEnv) -> dict[int, tuple[int, ...]]:
         return contents(pg)
 
 
+def kafka_committed(env: StreamEnv, topic: str) -> dict[int, int]:
+    """The worker group's committed Kafka offsets of one of its topics, by partition."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=env.bootstrap, enable_auto_commit=False,
+                             group_id=env.settings()[1].group)  # reads offsets, never joins
+    try:
+        name = env.topic(topic)
+        got = {p: consumer.committed(TopicPartition(name, p))
+               for p in consumer.partitions_for_topic(name) or ()}
+    finally:
+        consumer.close()
+    return {p: off for p, off in got.items() if off is not None}
+
+
 def flags_published(env: StreamEnv) -> tuple[set[tuple[str, float]], list[dict[str, Any]]]:
     recs = [json.loads(m.value) for m in read_all(env.bootstrap, env.topic("anomalies"))]
     return {(r["source"], r["ts"]) for r in recs}, recs
@@ -344,6 +359,8 @@ def test_store_positions_override_kafka_offsets(env: StreamEnv, workers: Workers
     with PostgresStore(pg_url(env)) as pg:
         wait_positions(pg, env.topic("events"), ends, workers=[first])
     assert first.stop() == 0
+    # the worker commits the group's Kafka offsets itself, after the store commits they cover
+    assert kafka_committed(env, "events") == ends
     original = pg_url(env)
     name = original.rsplit("/", 1)[1]
     copy = f"{name}_copy"
