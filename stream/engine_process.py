@@ -12,7 +12,8 @@ Both implement the ``Engine`` protocol below. Its call lists are the one place a
 written: ``EngineProcess`` forwards ``PIPE_CALLS`` down its pipe and ``SIDE_CALLS`` to the child's
 side thread, and the child serves them from a ``LocalEngine``, which answers the ``Processor``'s own
 calls (``PROCESSOR_CALLS``) by handing them on. Records cross the pipe as tuples
-``(topic, partition, offset, key, value, timestamp)``.
+``(topic, partition, offset, key, value, timestamp)``; the faust side parses the event messages
+first (``parse_events``) and sends their events instead of their values.
 """
 
 from __future__ import annotations
@@ -32,12 +33,11 @@ from neurogate.engine.redaction import known_secrets, redact_url, redacting_logs
 from neurogate.engine.stores import PatternStore, open_store
 from neurogate.stream.metrics import Metrics
 from neurogate.stream.settings import WorkerSettings
-from neurogate.stream.worker import Output, Processor, Record
+from neurogate.stream.worker import Output, ParsedEvents, Processor, Record, RecordTuple
 
 __all__ = ["Engine", "EngineError", "EngineProcess", "LocalEngine", "open_stores"]
 
 log = logging.getLogger("neurogate.worker")
-RecordTuple = tuple[str, int, int, bytes | None, bytes | None, float]
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 
 
@@ -60,8 +60,10 @@ class EngineCalls(ProcessorCalls, Protocol):
     """The calls that go down the proxy's pipe, one at a time in the engine thread."""
 
     def process(self, records: Sequence[RecordTuple],
-                highwaters: Mapping[tuple[str, int], int] | None = None) -> Output:
-        """Score a batch (see ``Processor.process``; ``highwaters`` None: unchanged)."""
+                highwaters: Mapping[tuple[str, int], int] | None = None,
+                parsed: ParsedEvents | None = None) -> Output:
+        """Score a batch (see ``Processor.process``; ``highwaters`` None: unchanged; ``parsed``
+        its event messages, parsed by the caller, whose values may then be None)."""
         ...
 
     def refresh_store_size(self) -> None:
@@ -155,8 +157,9 @@ class LocalEngine:
         self._counting: threading.Thread | None = None
 
     def process(self, records: Sequence[RecordTuple],
-                highwaters: Mapping[tuple[str, int], int] | None = None) -> Output:
-        return self.proc.process([Record(*r) for r in records], highwaters)
+                highwaters: Mapping[tuple[str, int], int] | None = None,
+                parsed: ParsedEvents | None = None) -> Output:
+        return self.proc.process([Record(*r) for r in records], highwaters, parsed)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         """``PROCESSOR_CALLS``, answered by the ``Processor``."""

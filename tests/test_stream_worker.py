@@ -221,6 +221,44 @@ def test_one_event_per_message_counts_and_flags_like_one_detector(cfg: EngineCon
         assert (sent.get("source", rec["source"]), ts) == (rec["source"], rec["ts"])
 
 
+def test_events_parsed_by_the_faust_side_score_as_parsed_here(cfg: EngineConfig) -> None:
+    """The worker parses event messages on its faust side (``stream.app._parse``) and sends
+    the engine the events and the records without their values: the outputs and counts are
+    those of records parsed by the engine itself, with bad messages, bad array items, runs of
+    one-event messages and a redelivery that cuts such a run."""
+    from neurogate.stream.app import _parse
+
+    events = seasonal_stream(sources=2, length=2400).events
+    records = to_records(events[:1200], per_message=5)
+    offsets = {p: 1 + max(r.offset for r in records if r.partition == p) for p in (0, 1)}
+    for i, e in enumerate(events[1200:]):
+        p = partition_of(e.source)
+        value = orjson.dumps(event_to_dict(e)) if i != 300 else b'{"source": "s0"}'
+        records.append(Record(EVENTS, p, offsets[p], e.source.encode(), value, time.time()))
+        offsets[p] += 1
+    records.append(Record(EVENTS, 0, offsets[0], b"s0", b'[{"source": "s0"}, 1]', time.time()))
+    here = Processor(cfg, SETTINGS, MemoryStore())
+    there = Processor(cfg, SETTINGS, MemoryStore())
+    outs = []
+    for proc, faust_side in ((here, False), (there, True)):
+        proc.assign([0, 1])
+        got = []
+        for batch in (records[:1500], records[1400:]):  # a redelivery of 100 records
+            if faust_side:
+                _, slim, parsed = _parse(0, [r.as_tuple() for r in batch], SETTINGS)
+                got.append(proc.process([Record(*r) for r in slim], parsed=parsed))
+            else:
+                got.append(proc.process(batch))
+        proc.commit(force=True)
+        proc.drain()
+        outs.append(got)
+    for a, b in zip(*outs, strict=True):
+        assert (a.anomalies, a.deadletters, a.pending, a.acks, a.events) == \
+            (b.anomalies, b.deadletters, b.pending, b.acks, b.events)
+    assert [len(o.deadletters) for o in outs[0]] == [1, 2] and len(outs[0][1].acks) == 100
+    assert counts(here.store) == counts(there.store)
+
+
 def test_commit_writes_counts_positions_and_a_snapshot_per_partition(cfg: EngineConfig) -> None:
     events = seasonal_stream(sources=4, length=600, plant=False).events
     store = MemoryStore()
