@@ -288,9 +288,12 @@ class Bank:
         return out
 
     def seed_pattern_history(self, row: int, stats: np.ndarray) -> None:
-        """Add pattern-evidence statistics (e.g. of the warm-up replay) to a source's history."""
+        """Add pattern-evidence statistics (e.g. of the warm-up replay) to a source's history,
+        each counting as ``evidence.seed_weight`` events."""
         st = self.state
         memory = float(self.config.evidence.tail_memory)
+        weight = float(self.config.evidence.seed_weight)
         width = float(evidence.WIDTH[evidence.PATTERNS])
         for x in np.asarray(stats, dtype=np.float64).tolist():
-            evidence.remember(st.ev_hist, st.ev_total, row, evidence.PATTERNS, x, width, memory)
+            evidence.remember(st.ev_hist, st.ev_total, row, evidence.PATTERNS, x, width, memory,
+                              weight)

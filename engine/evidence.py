@@ -302,10 +302,11 @@ def absolute_bound(family: int, x: float, pattern_prior: float) -> float:
 
 @njit(cache=True)
 def remember(hist: np.ndarray, total: np.ndarray, row: int, f: int, x: float, width: float,
-              memory: float) -> None:
+             memory: float, weight: float) -> None:
+    """Add ``x`` with ``weight`` (events) to a source's family history; halve it when full."""
     b = min(max(int(x / width), 0), hist.shape[2] - 1)
-    hist[row, f, b] += 1.0
-    total[row, f] += 1.0
+    hist[row, f, b] += weight
+    total[row, f] += weight
     if total[row, f] > memory:
         for j in range(hist.shape[2]):
             hist[row, f, j] *= 0.5
@@ -399,7 +400,7 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                 continue
             if not unusual:
                 held[r, f] = 0
-            remember(hist, total, r, f, stats[f], width[f], memory)
+            remember(hist, total, r, f, stats[f], width[f], memory, 1.0)
             if f == DEVIATION:
                 for ch in range(c):
                     d = dev[ch]

@@ -104,6 +104,7 @@ def test_integers_accept_integral_floats_only() -> None:
         ({"neuronet.reservoir": 0}, ["neuronet.reservoir"]),
         ({"neuronet.retrain_every": -5}, ["neuronet.retrain_every"]),
         ({"fixed.levels": 0}, ["levels"]),
+        ({"evidence.seed_weight": -0.5}, ["evidence.seed_weight"]),
         ({"fixed.trend_step": "-0.1"}, ["trend_step"]),
     ],
 )

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from neurogate.engine.bank import Bank
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.detector import Detector
 from neurogate.engine.events import Event
@@ -17,6 +18,7 @@ from neurogate.engine.evidence import (
     BINS,
     MIN_HISTORY,
     NONE,
+    PATTERNS,
     SEASONAL,
     TAIL_EVENTS,
     _precision,
@@ -166,6 +168,23 @@ def test_a_univariate_source_has_no_deviation_family_by_default() -> None:
     single, _ = score(values, config(**{"evidence.deviation_channels": 1}))
     assert not any("deviation" in r.families for r in results)
     assert not np.array_equal(default, single)  # one more family when it is asked for
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5, 1.0])
+def test_the_warm_up_replay_counts_seed_weight_events_each_in_the_pattern_history(
+        weight: float) -> None:
+    bank = Bank(("v",), 16, config(**{"evidence.seed_weight": weight}))
+    row = bank.add_source("s")
+    bank.seed_pattern_history(row, np.array([1.0, 2.0, 3.0, 30.0]))
+    assert bank.state.ev_total[row, PATTERNS] == pytest.approx(4 * weight)
+    assert bank.state.ev_hist[row, PATTERNS].sum() == pytest.approx(4 * weight)
+
+
+def test_a_univariate_source_scores_differently_with_a_lighter_seed() -> None:
+    values = independent(900, seed=14)[:, 2:3]
+    light, _ = score(values, config())  # seed_weight 0.5
+    full, _ = score(values, config(**{"evidence.seed_weight": 1.0}))
+    assert not np.array_equal(light, full)
 
 
 # -- holding back learning during an incident ----------------------------------------------
