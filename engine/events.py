@@ -482,6 +482,10 @@ def _plain_columns(items: list[Any], default_source: str | None) -> EventBatch |
         return None
     labels = (np.full(n, -1, dtype=np.int8) if labels_raw.count(None) == n else
               np.array([-1 if x is None else x for x in labels_raw], dtype=np.int8))
+    if len(distinct) < n:  # one object per source name: a pickle then writes each name once
+        # (the worker sends batches to its engine process: 200k events 95 -> 38 ms)
+        canon = {name: name for name in distinct}
+        sources = list(map(canon.__getitem__, sources))
     return EventBatch(sources, ts, values.reshape(n, 1), [_UNIVARIATE] * n, ids, labels,
                       np.ones(n, dtype=bool))
 

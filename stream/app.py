@@ -50,7 +50,13 @@ from faust.types import TP
 
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.redaction import known_secrets, scrub
-from neurogate.stream.engine_process import Engine, EngineError, EngineProcess, LocalEngine
+from neurogate.stream.engine_process import (
+    Engine,
+    EngineError,
+    EngineProcess,
+    LocalEngine,
+    pack,
+)
 from neurogate.stream.kafka_security import aiokafka_credentials
 from neurogate.stream.settings import WorkerSettings
 from neurogate.stream.worker import ParsedEvents, RecordTuple, parse_events
@@ -59,7 +65,8 @@ __all__ = ["Runtime", "create_app"]
 
 log = logging.getLogger("neurogate.worker")
 T = TypeVar("T")
-Batch = tuple[int, list[RecordTuple], ParsedEvents]  # consumer generation, records, their events
+# consumer generation, records, their events (packed for an engine process: ``pack``)
+Batch = tuple[int, list[RecordTuple], "ParsedEvents | bytes"]
 _EXPOSITION_TYPE = "text/plain; version=0.0.4"  # aiohttp adds the charset itself
 _NOT_RUNNING = (b"# the engine is not running\n# HELP neurogate_ready 1 when the worker is ready "
                 b"(see /ready)\n# TYPE neurogate_ready gauge\nneurogate_ready 0.0\n")
@@ -189,7 +196,7 @@ class Runtime:
                 await self.die(exc, "handling a batch")
 
     async def handle(self, generation: int, records: list[RecordTuple],
-                     events: ParsedEvents) -> None:
+                     events: ParsedEvents | bytes) -> None:
         """Process one batch of records fetched in consumer ``generation``, their event
         messages parsed (``_parse``)."""
         async with self.lock:
@@ -202,7 +209,10 @@ class Runtime:
                 return
             engine = await self.ensure_engine()
             try:
-                out = await self.run(engine.process, records, self._highwaters(), events)
+                if isinstance(events, bytes):
+                    out = await self.run(engine.process_packed, events, self._highwaters())
+                else:
+                    out = await self.run(engine.process, records, self._highwaters(), events)
             except Exception as exc:
                 await self.die(exc, f"processing a batch of {len(records)} messages "
                                f"({_span(records)})")
@@ -387,13 +397,14 @@ class Runtime:
 
 def _parse(generation: int, records: list[RecordTuple], settings: WorkerSettings) -> Batch:
     """A batch for the engine: its event messages parsed (``parse_events``), and their values
-    left out of the records the engine gets, except where a dead letter quotes them."""
+    left out of the records the engine gets, except where a dead letter quotes them; packed
+    for an engine process."""
     events = parse_events(records, settings.events_topic, settings.max_message_bytes)
     quoted = {bad[0] for bad in events.bad}
     topic = settings.events_topic
     slim = [r if r[0] != topic or i in quoted else (r[0], r[1], r[2], r[3], None, r[5])
             for i, r in enumerate(records)]
-    return generation, slim, events
+    return generation, slim, pack(slim, events) if settings.engine_process else events
 
 
 def _span(records: list[tuple[Any, ...]]) -> str:

@@ -23,6 +23,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import pickle
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +36,7 @@ from neurogate.stream.metrics import Metrics
 from neurogate.stream.settings import WorkerSettings
 from neurogate.stream.worker import Output, ParsedEvents, Processor, Record, RecordTuple
 
-__all__ = ["Engine", "EngineError", "EngineProcess", "LocalEngine", "open_stores"]
+__all__ = ["Engine", "EngineError", "EngineProcess", "LocalEngine", "open_stores", "pack"]
 
 log = logging.getLogger("neurogate.worker")
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
@@ -64,6 +65,13 @@ class EngineCalls(ProcessorCalls, Protocol):
                 parsed: ParsedEvents | None = None) -> Output:
         """Score a batch (see ``Processor.process``; ``highwaters`` None: unchanged; ``parsed``
         its event messages, parsed by the caller, whose values may then be None)."""
+        ...
+
+    def process_packed(self, batch: bytes,
+                       highwaters: Mapping[tuple[str, int], int] | None = None) -> Output:
+        """``process`` of ``pack(records, parsed)``: the faust side pickles a batch in its
+        parse thread, so the engine does not wait while it is pickled (~95 ms per 200k
+        events, 5-10 % of the engine's time)."""
         ...
 
     def refresh_store_size(self) -> None:
@@ -97,6 +105,11 @@ class Engine(EngineCalls, EngineSide, Protocol):
     def close(self, commit: bool = True) -> None:
         """Commit everything (unless ``commit`` is false) and release the store clients."""
         ...
+
+
+def pack(records: Sequence[RecordTuple], parsed: ParsedEvents) -> bytes:
+    """A batch for ``process_packed``."""
+    return pickle.dumps((records, parsed), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _calls(protocol: type) -> frozenset[str]:
@@ -160,6 +173,11 @@ class LocalEngine:
                 highwaters: Mapping[tuple[str, int], int] | None = None,
                 parsed: ParsedEvents | None = None) -> Output:
         return self.proc.process([Record(*r) for r in records], highwaters, parsed)
+
+    def process_packed(self, batch: bytes,
+                       highwaters: Mapping[tuple[str, int], int] | None = None) -> Output:
+        records, parsed = pickle.loads(batch)  # noqa: S301  (our own faust process packed it)
+        return self.process(records, highwaters, parsed)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         """``PROCESSOR_CALLS``, answered by the ``Processor``."""

@@ -9,6 +9,7 @@ import pytest
 
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.stores import MemoryStore
+from neurogate.stream.app import _parse
 from neurogate.stream.engine_process import EngineError, EngineProcess, LocalEngine
 from neurogate.stream.settings import WorkerSettings
 from neurogate.stream.worker import CommitThread, Processor
@@ -69,9 +70,17 @@ def test_engine_process_matches_the_local_engine(fast_config: EngineConfig) -> N
     try:
         for engine in (local, child):
             assert engine.assign([0, 1]) == ({0, 1}, {})
-        got = [e.process(records, {(settings.events_topic, 0): 10**6}) for e in (local, child)]
+        half = len(records) // 2
+        got = [e.process(records[:half], {(settings.events_topic, 0): 10**6})
+               for e in (local, child)]
+        # the second half as the worker sends it: parsed and packed on the faust side
+        _, slim, packed = _parse(0, records[half:], settings)
+        assert isinstance(packed, bytes) and all(r[4] is None for r in slim)
+        got += [local.process(records[half:]), child.process_packed(packed)]
         assert got[0].anomalies == got[1].anomalies and got[0].anomalies
         assert got[0].pending == got[1].pending
+        assert got[2].anomalies == got[3].anomalies and got[2].anomalies
+        assert (got[2].pending, got[2].events) == (got[3].pending, got[3].events)
         assert sorted(child.start_commit(True)) == [0, 1]
         assert sorted(p for p, err in child.drain() if err is None) == [0, 1]
         status = child.status()

@@ -21,10 +21,12 @@ from neurogate.engine.detector import Detector
 from neurogate.engine.events import Event, event_to_dict
 from neurogate.engine.stores import MemoryStore, PatternStore, SQLiteStore
 from neurogate.stream.settings import WorkerSettings
-from neurogate.stream.worker import Fenced, Processor, Record
+from neurogate.stream.worker import Fenced, ParsedEvents, Processor, Record
 from tests.conftest import seasonal_stream
 
 SETTINGS = WorkerSettings(partitions=2, store="memory://", commit_interval=60.0)
+LOCAL = WorkerSettings(partitions=2, store="memory://", commit_interval=60.0,
+                       engine_process=False)  # batches not packed
 EVENTS = SETTINGS.events_topic
 
 
@@ -245,7 +247,8 @@ def test_events_parsed_by_the_faust_side_score_as_parsed_here(cfg: EngineConfig)
         got = []
         for batch in (records[:1500], records[1400:]):  # a redelivery of 100 records
             if faust_side:
-                _, slim, parsed = _parse(0, [r.as_tuple() for r in batch], SETTINGS)
+                _, slim, parsed = _parse(0, [r.as_tuple() for r in batch], LOCAL)
+                assert isinstance(parsed, ParsedEvents)
                 got.append(proc.process([Record(*r) for r in slim], parsed=parsed))
             else:
                 got.append(proc.process(batch))
