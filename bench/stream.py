@@ -21,7 +21,9 @@ Phases:
 2. single: the same with one event per message.
 3. latency: the worker running, events sent one per message at ``--rate`` events/s with an
    anomaly every ``--spike-every`` events per source; latency = when the anomaly is read back
-   from the anomalies topic minus when its event was sent.
+   from the anomalies topic minus when its event was sent; beside it the worker's own
+   histogram (produce to engine), and the same sends through a relay that does nothing but
+   re-send the spikes (two Kafka hops: the floor this broker and machine set).
 
 ``--workers N`` runs N workers in one group for phases 1 and 2 (started, and their partitions
 assigned, before the backlog is produced) and reports their sum: how far scaling out goes on
@@ -388,53 +390,74 @@ def worker_throughput(phase: Phase, n_events: int, timeout: float,
             "batches": phase.metric("neurogate_batch_duration_seconds_count")}
 
 
-def latency_run(phase: Phase, args: argparse.Namespace) -> dict[str, float]:
-    """Fixed-rate single-event messages with planted anomalies; produce-to-read-back latency."""
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+def timed_sends(bootstrap: str, events_topic: str, out_topic: str, args: argparse.Namespace,
+                at_warmup: Any = None) -> tuple[np.ndarray, float]:
+    """Single-event messages at ``--rate`` with planted anomalies, to ``events_topic``; the
+    latency of each whose id comes back on ``out_topic`` after the warm-up (``at_warmup()`` is
+    called then), and the rate achieved. aiokafka on both ends, in one event loop."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     n = int(args.rate * (args.latency_seconds + args.latency_warmup))
     events = make_events(n, args.latency_sources, seed=11, spike_every=args.spike_every)
     sent: dict[str, float] = {}
     got: dict[str, float] = {}
-    consumer = KafkaConsumer(bootstrap_servers=phase.bootstrap, group_id=None,
-                             enable_auto_commit=False, fetch_max_wait_ms=5)
-    tps = [TopicPartition(phase.topics["anomalies"], p) for p in range(args.partitions)]
-    consumer.assign(tps)
-    consumer.seek_to_end(*tps)
-    stop = threading.Event()
 
-    def read() -> None:
-        while not stop.is_set():
-            for records in consumer.poll(timeout_ms=50).values():
-                now = time.perf_counter()
-                for r in records:
-                    got.setdefault(json.loads(r.value)["id"], now)
+    async def main() -> float:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                    fetch_max_wait_ms=5)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
+        await consumer.start()
+        await producer.start()
+        tps = [TopicPartition(out_topic, p) for p in range(args.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        done = asyncio.Event()
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    producer = KafkaProducer(bootstrap_servers=phase.bootstrap, linger_ms=0, acks=1,
-                             enable_idempotence=False)
-    t0 = time.perf_counter()
+        async def read() -> None:
+            while not done.is_set():
+                for records in (await consumer.getmany(timeout_ms=50)).values():
+                    now = time.perf_counter()
+                    for r in records:
+                        got.setdefault(json.loads(r.value)["id"], now)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            t0 = time.perf_counter()
+            for i, e in enumerate(events):
+                if i == int(args.rate * args.latency_warmup) and at_warmup is not None:
+                    await asyncio.to_thread(at_warmup)
+                ahead = t0 + i / args.rate - time.perf_counter()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+                sent[e["id"]] = time.perf_counter()
+                await producer.send(events_topic, key=e["source"].encode(),
+                                    value=orjson.dumps(e))
+            await producer.flush()
+            achieved = n / (time.perf_counter() - t0)
+            await asyncio.sleep(3.0)
+            done.set()
+            await reader
+        finally:
+            await consumer.stop()
+            await producer.stop()
+        return achieved
+
+    achieved = asyncio.run(main())
+    start = min(sent.values(), default=0.0) + args.latency_warmup
+    return np.array([got[k] - sent[k] for k in got if k in sent and sent[k] >= start]), achieved
+
+
+def latency_run(phase: Phase, args: argparse.Namespace) -> dict[str, float]:
+    """Produce-to-read-back latency of the anomalies the worker publishes."""
     before: dict[float, float] = {}
-    for i, e in enumerate(events):
-        if i == int(args.rate * args.latency_warmup):
-            before = phase.buckets(ENGINE_LATENCY)
-        ahead = t0 + i / args.rate - time.perf_counter()
-        if ahead > 0:
-            time.sleep(ahead)
-        sent[e["id"]] = time.perf_counter()
-        producer.send(phase.topics["events"], key=e["source"].encode(), value=orjson.dumps(e))
-    producer.flush()
-    achieved = n / (time.perf_counter() - t0)
-    time.sleep(3.0)
+
+    def at_warmup() -> None:
+        before.update(phase.buckets(ENGINE_LATENCY))
+
+    lat, achieved = timed_sends(phase.bootstrap, phase.topics["events"],
+                                phase.topics["anomalies"], args, at_warmup)
     after = phase.buckets(ENGINE_LATENCY)
     inbound = {le: after[le] - before.get(le, 0.0) for le in after}
-    stop.set()
-    reader.join(timeout=5)
-    consumer.close()
-    producer.close()
-    start = t0 + args.latency_warmup
-    lat = np.array([got[k] - sent[k] for k in got if k in sent and sent[k] >= start])
     if not lat.size:
         raise RuntimeError(f"no anomaly came back:\n{phase.tail()}")
     return {"rate_sent": achieved, "anomalies": float(lat.size),
@@ -443,6 +466,54 @@ def latency_run(phase: Phase, args: argparse.Namespace) -> dict[str, float]:
             "max_ms": float(lat.max() * 1000),
             "to_engine_p50_ms": bucket_quantile(inbound, 0.5) * 1000,
             "to_engine_p99_ms": bucket_quantile(inbound, 0.99) * 1000}
+
+
+def relay_floor(bootstrap: str, args: argparse.Namespace) -> dict[str, float]:
+    """The same sends through a relay that does nothing: an aiokafka consumer (the worker's
+    fetch wait) that re-sends the planted spikes at once with an aiokafka producer (acks=all,
+    as the worker publishes its anomalies). What two Kafka hops cost on this broker and
+    machine: the floor under the worker's latency."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    names = [f"bench-relay-{uuid.uuid4().hex[:8]}-{side}" for side in ("in", "out")]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(t, args.partitions, 1) for t in names])
+    admin.close()
+    stop = threading.Event()
+    started = threading.Event()
+
+    async def relay() -> None:
+        consumer = AIOKafkaConsumer(names[0], bootstrap_servers=bootstrap, group_id=None,
+                                    auto_offset_reset="earliest",
+                                    fetch_max_wait_ms=int(args.fetch_max_wait * 1000))
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+        await consumer.start()
+        await producer.start()
+        started.set()
+        try:
+            while not stop.is_set():
+                for records in (await consumer.getmany(timeout_ms=100)).values():
+                    for r in records:
+                        step = int(json.loads(r.value)["id"].split(":")[1])
+                        if step > 300 and step % args.spike_every == 0:  # as make_events plants
+                            await producer.send(names[1], key=r.key, value=r.value)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    relaying = threading.Thread(target=asyncio.run, args=(relay(),), daemon=True)
+    relaying.start()
+    started.wait(30)
+    try:
+        lat, achieved = timed_sends(bootstrap, names[0], names[1], args)
+    finally:
+        stop.set()
+        relaying.join(timeout=10)
+    return {"rate_sent": achieved, "messages": float(lat.size),
+            "p50_ms": float(np.percentile(lat, 50) * 1000),
+            "p99_ms": float(np.percentile(lat, 99) * 1000),
+            "max_ms": float(lat.max() * 1000), "load": os.getloadavg()}
 
 
 def bucket_quantile(cumulative: dict[float, float], q: float) -> float:
@@ -554,6 +625,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["latency"] = {**latency_run(phase, args), "load": os.getloadavg()}
             finally:
                 phase.close()
+            results["relay"] = relay_floor(bootstrap, args)
     finally:
         if broker is not None:
             broker.close()
@@ -590,6 +662,10 @@ def report(r: dict[str, Any]) -> None:
               f"ms over {lat['anomalies']:.0f} anomalies (load {lat['load'][0]:.2f}); of which "
               f"produce to engine (the worker's histogram, bucket bounds): p50 <= "
               f"{lat['to_engine_p50_ms']:.0f} ms, p99 <= {lat['to_engine_p99_ms']:.0f} ms")
+        relay = r["relay"]
+        print(f"the same through a relay that does nothing (two Kafka hops, the floor): p50 "
+              f"{relay['p50_ms']:.0f} ms, p99 {relay['p99_ms']:.0f} ms, max {relay['max_ms']:.0f}"
+              f" ms over {relay['messages']:.0f} messages (load {relay['load'][0]:.2f})")
     verdicts = []
     if "batched" in r:
         share = r["batched"]["worker_share_of_engine"]

@@ -93,6 +93,7 @@ class Runtime:
         self.parsed: asyncio.Queue[Batch] | None = None
         self.parse_pool = ThreadPoolExecutor(1, thread_name_prefix="neurogate-parse")
         self.sends: list[Any] = []
+        self.committing: asyncio.Future[None] | None = None  # a due commit under way
         self.busy_since: float | None = None
         self.assigned_once = False
         self.closed = False
@@ -232,8 +233,25 @@ class Runtime:
                 if offset >= nexts.get(tp, 0):
                     nexts[tp] = offset + 1
             await self._finished(out.finished)
-            if out.due:
-                await self._commit(force=False)
+            if out.due and self.committing is None:
+                self.committing = asyncio.ensure_future(self._due_commit())
+
+    async def _due_commit(self) -> None:
+        """A due commit, beside the batches: the sends so far are delivered first without the
+        lock (a broker round trip, which held every batch back: one event per message at
+        1,000 events/s, commits took 15-47 ms under the lock), then, under it, any sent since
+        and the commit's start (``_commit``)."""
+        try:
+            try:  # (they stay in self.sends: a forced commit meanwhile awaits them too)
+                await asyncio.gather(*list(self.sends))
+            except Exception as exc:
+                await self.die(exc, "delivering anomaly/dead-letter records")
+                return
+            async with self.lock:
+                if not self.closed and self.fatal is None:
+                    await self._commit(force=False)
+        finally:
+            self.committing = None
 
     async def tick(self) -> None:
         """Timer: acknowledge written commits and start due ones (also when input is idle)."""
@@ -248,8 +266,8 @@ class Runtime:
                 await self.die(exc, "polling the engine")
                 return
             await self._finished(finished)
-            if due:
-                await self._commit(force=False)
+        if due and self.committing is None:
+            self.committing = asyncio.ensure_future(self._due_commit())
 
     async def _commit(self, *, force: bool) -> None:
         """Deliver the sends so far, then let the engine detach the due partitions' commits

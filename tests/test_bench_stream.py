@@ -46,3 +46,22 @@ def test_stream_benchmark_runs(kafka_bootstrap: str, tmp_path: Path, workers: in
     assert b["worker_engine_busy_share"] > 0
     printed = capsys.readouterr().out
     assert "batched >= 80% of engine" in printed and f"{workers} worker" in printed
+
+
+@pytest.mark.slow
+def test_stream_benchmark_latency_phase_and_relay_floor(kafka_bootstrap: str, tmp_path: Path
+                                                        ) -> None:
+    require_pg()
+    require_redis()
+    out = tmp_path / "bench.json"
+    rc = load_bench().main([
+        "--bootstrap", kafka_bootstrap, "--pg", PG_ADMIN, "--redis", REDIS_URL,
+        "--phases", "latency", "--rate", "400", "--latency-seconds", "3",
+        "--latency-warmup", "3", "--latency-sources", "4", "--spike-every", "20",
+        "--partitions", "2", "--timeout", "180", "--json", str(out)])
+    assert rc == 0
+    got = json.loads(out.read_text())
+    lat, relay = got["latency"], got["relay"]
+    assert lat["anomalies"] > 0 and 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+    assert lat["to_engine_p50_ms"] > 0
+    assert relay["messages"] > 0 and 0 < relay["p50_ms"] <= relay["p99_ms"]
