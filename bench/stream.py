@@ -25,8 +25,9 @@ Phases:
    histogram (produce to engine), and the same sends through a relay that does nothing but
    re-send the spikes (two Kafka hops: the floor this broker and machine set).
 
-``--workers N`` runs N workers in one group for phases 1 and 2 (started, and their partitions
-assigned, before the backlog is produced) and reports their sum: how far scaling out goes on
+``--workers N`` runs N workers in one group for phases 1 and 2 on the backlog, timed from when
+they all have their partitions (what they took before is left out: give a larger backlog, e.g.
+``--events 3000000 --single-events 400000``) and reports their sum: how far scaling out goes on
 this machine. ``--scale N`` runs the throughput phases with one worker and then with N, and
 reports the ratio. Every phase records the load average when it ends: on a shared machine a
 worker competes with other processes, and a scale-out figure means nothing without it.
@@ -369,7 +370,7 @@ def worker_throughput(phase: Phase, n_events: int, timeout: float,
         if time.monotonic() > deadline or phase.exited():
             raise RuntimeError(f"worker did not finish ({done:.0f}/{n_events}):\n{phase.tail()}")
         done = phase.metric("neurogate_events_total")
-        if done > 0 and first is None:
+        if (done > 0 or not start) and first is None:
             first = (time.perf_counter(), done,
                      phase.metric("neurogate_batch_duration_seconds_sum"), phase.cpu_seconds())
         time.sleep(0.05)
@@ -378,8 +379,9 @@ def worker_throughput(phase: Phase, n_events: int, timeout: float,
     assert first is not None
     t_first, done_first, busy_first, cpu_first = first
     if done_first >= n_events:
-        raise RuntimeError("the worker took the whole backlog in one batch: give more --events "
-                           "or a smaller --batch-size to measure a rate")
+        raise RuntimeError("the worker took the whole backlog in one batch (or, with several "
+                           "workers, before they all had partitions): give more --events / "
+                           "--single-events or a smaller --batch-size to measure a rate")
     busy = phase.metric("neurogate_batch_duration_seconds_sum") - busy_first
     timed = n_events - done_first
     return {"events_per_s": timed / (t_end - t_first),
@@ -541,10 +543,12 @@ def backlog_phase(args: argparse.Namespace, bootstrap: str, name: str, n: int,
             raw_s = raw_ceiling(bootstrap, phase.topics["events"], len(msgs), args.partitions)
             eng = engine_alone(events, args.with_neuronet)
             w = worker_throughput(phase, n, timeout=args.timeout)
-        else:  # the group settles first: a rebalance inside the timing would measure the broker
+        else:  # timed once every worker has its partitions: a rebalance inside the timing
+            # would measure the group protocol (and producing while they consume would
+            # measure the producer: kafka-python sends ~30k one-event messages/s here)
+            produce_rate = produce(bootstrap, phase.topics["events"], msgs)
             phase.start_worker()
             phase.wait_ready()
-            produce_rate = produce(bootstrap, phase.topics["events"], msgs)
             w = worker_throughput(phase, n, timeout=args.timeout, start=False)
             raw_s = raw_ceiling(bootstrap, phase.topics["events"], len(msgs), args.partitions)
             eng = engine_alone(events, args.with_neuronet)
