@@ -48,6 +48,9 @@ EXTRA = {  # keep each command short and bounded; anything else runs with generi
     ("eval", "multivariate"): ["--length", "500", "--sources", "2", "-q"],  # 200 crashes: reported
     ("eval", "creditcard-generate"): ["--rows", "50"],
     ("train",): ["--set", "neuronet.max_steps_per_level=1", "--set", "neuronet.levels=2"],
+    # a study of 2 trials on a small generated set (the defaults ran 190 s)
+    ("eval", "tuned"): ["--only", "generated", "--sources", "2", "--length", "700",
+                        "--trials", "2", "-q"],
 }
 FLAGS = {("run",): [[], ["--append"], ["--fresh"]]}  # every flag that changes the store path
 
@@ -117,8 +120,8 @@ def leaves(parser: argparse.ArgumentParser,
 
 
 def uses_store(parser: argparse.ArgumentParser) -> bool:
-    return any("--store" in a.option_strings or (not a.option_strings and a.dest in STORE_DESTS)
-               for a in parser._actions)
+    return any("--store" in a.option_strings or "--storage" in a.option_strings
+               or (not a.option_strings and a.dest in STORE_DESTS) for a in parser._actions)
 
 
 def command_lines(path: tuple[str, ...], parser: argparse.ArgumentParser, store: str,
@@ -144,6 +147,8 @@ def command_lines(path: tuple[str, ...], parser: argparse.ArgumentParser, store:
             argv.append(value)
         elif "--store" in action.option_strings:
             argv += ["--store", store]
+        elif "--storage" in action.option_strings and store.startswith("postgresql://"):
+            argv += ["--storage", store]  # a tuning study's database (optuna)
         elif "--bootstrap" in action.option_strings:
             prefix = f"t{os.getpid()}{time.monotonic_ns() % 10**6}"
             argv += ["--bootstrap", srv.bootstrap, *[
