@@ -88,9 +88,9 @@ class Runtime:
         self.awaiting: dict[int, collections.deque[dict[TP, int]]] = {}
         # Kafka fetches waiting for the engine, with the consumer generation they came in: two
         # at most (max_poll_records messages each), so the consumer waits while the engine works
-        self.fetches: asyncio.Queue[tuple[int, list[RecordTuple]]] | None = None
+        self.fetches: asyncio.Queue[tuple[int, list[RecordTuple]]] = asyncio.Queue(maxsize=2)
         # one parsed batch waits for the engine while it scores the one before
-        self.parsed: asyncio.Queue[Batch] | None = None
+        self.parsed: asyncio.Queue[Batch] = asyncio.Queue(maxsize=1)
         self.parse_pool = ThreadPoolExecutor(1, thread_name_prefix="neurogate-parse")
         self.sends: list[Any] = []
         self.committing: asyncio.Future[None] | None = None  # a due commit under way
@@ -151,26 +151,18 @@ class Runtime:
 
     # -- batches -----------------------------------------------------------------------------
 
-    @property
-    def queue(self) -> asyncio.Queue[tuple[int, list[RecordTuple]]]:
-        if self.fetches is None:
-            self.fetches = asyncio.Queue(maxsize=2)
-        return self.fetches
-
     async def fetched(self, generation: int, records: list[RecordTuple]) -> None:
         """The consumer's hand-off: one fetch's records (waits while two are queued)."""
-        await self.queue.put((generation, records))
+        await self.fetches.put((generation, records))
 
     async def handle_fetches(self) -> None:
         """Two stages, until cancelled: the queued fetches become batches (all that queued, of
         one consumer generation, in slices of at most ``batch_size`` messages) whose event
         messages are parsed in the parse thread, while the engine scores the batch before."""
-        if self.parsed is None:
-            self.parsed = asyncio.Queue(maxsize=1)
-        await asyncio.gather(self._parse_fetches(self.parsed), self._handle_batches(self.parsed))
+        await asyncio.gather(self._parse_fetches(), self._handle_batches())
 
-    async def _parse_fetches(self, parsed: asyncio.Queue[Batch]) -> None:
-        queue, size = self.queue, self.settings.batch_size
+    async def _parse_fetches(self) -> None:
+        queue, parsed, size = self.fetches, self.parsed, self.settings.batch_size
         loop = asyncio.get_running_loop()
         while True:
             generation, records = await queue.get()
@@ -188,9 +180,9 @@ class Runtime:
                     continue
                 await parsed.put(batch)
 
-    async def _handle_batches(self, parsed: asyncio.Queue[Batch]) -> None:
+    async def _handle_batches(self) -> None:
         while True:
-            generation, records, events = await parsed.get()
+            generation, records, events = await self.parsed.get()
             try:
                 await self.handle(generation, records, events)
             except Exception as exc:  # handle reports its own failures; this is a bug
