@@ -90,6 +90,11 @@ def warmup_range(warm: np.ndarray, margin: float,
     return low, width, lo, hi
 
 
+# Per-source arrays a state saved by an older engine may lack; they keep their fill value, which
+# is that engine's behaviour: ``ev_related`` (1: the relation family judges every channel).
+ADDED_LATER = frozenset({"ev_related"})
+
+
 class Bank:
     """Per-source arrays for the sources of one field set (same channel count)."""
 
@@ -144,7 +149,10 @@ class Bank:
         size = len(meta["sources"])
         bank.state.add(size)
         for name in bank.state.arrays:
-            bank.state.arrays[name][:size] = arrays[name]
+            if name in arrays:
+                bank.state.arrays[name][:size] = arrays[name]
+            elif name not in ADDED_LATER:
+                raise ValueError(f"the saved detector state has no {name!r} array")
         bank.sources = list(meta["sources"])
         return bank
 

@@ -135,16 +135,17 @@ class CalibratedEvidence:
         n = ctx.rows.size
         stat = np.empty((n, evidence.NFAM))
         if ctx.relation:
-            mu, cov, prec = st.ev_mu, st.ev_cov, st.ev_prec
+            mu, cov, prec, related = st.ev_mu, st.ev_cov, st.ev_prec, st.ev_related
         else:  # typed placeholders: the kernel does not read them
             mu, cov, prec = np.zeros((1, 1)), np.zeros((1, 1, 1)), np.zeros((1, 1, 1))
+            related = np.ones((1, 1), dtype=np.int64)
         evidence.score_events(
             ctx.rows, np.ascontiguousarray(ctx.values, dtype=np.float64),
             np.ascontiguousarray(ctx.pattern_stat, dtype=np.float64),
             ctx.deviation, ctx.relation, ctx.pattern_prior,
             st.ev_base, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_mode,
             st.ev_period, st.ev_profile, st.ev_t, st.ev_hist,
-            st.ev_total, st.ev_held, mu, cov, prec, ev.rate, ev.ridge, ev.refresh,
+            st.ev_total, st.ev_held, mu, cov, prec, related, ev.rate, ev.ridge, ev.refresh,
             float(ev.tail_memory), ev.hold, ev.hold_max, evidence.WIDTH, ctx.family_p, stat,
             ctx.family_channel)
         families = 1 + int(ctx.deviation) + int(ctx.relation)

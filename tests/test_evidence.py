@@ -22,6 +22,7 @@ from neurogate.engine.evidence import (
     SEASONAL,
     TAIL_EVENTS,
     _precision,
+    _related,
     combine,
     forecasts,
     tail_probability,
@@ -106,6 +107,39 @@ def test_a_channel_that_leaves_the_others_shows_in_the_relation_family() -> None
     assert np.median(s_with[inside]) > np.median(s_without[inside]) + 0.1
     flagged = [r for r in results[1000:1200] if r.flagged]
     assert flagged and any(r.family_channels.get("relation") == "c02" for r in flagged)
+
+
+def with_a_wanderer(n: int, seed: int) -> np.ndarray:
+    """Four channels that follow one factor (their own noise AR(1) with 0.5, as the generated
+    multivariate set's) and a fifth that wanders on its own (AR(1) with 0.97: a temperature)."""
+    rng = np.random.default_rng(seed)
+    values = correlated(n, 5, seed)
+    own = np.zeros(n)
+    for t in range(1, n):
+        own[t] = 0.5 * own[t - 1] + rng.normal(0, 0.1)
+    values[:, :4] += own[:, None] * rng.uniform(0.5, 1.5, 4)
+    wander = np.zeros(n)
+    for t in range(1, n):
+        wander[t] = 0.97 * wander[t - 1] + rng.normal(0, 0.2)
+    values[:, 4] = wander
+    return values
+
+
+def test_a_channel_that_wanders_on_its_own_is_left_out_of_the_relation_family() -> None:
+    """Its residual against the others is forecast by its previous residual: it is left out
+    (and out of the others' predictions); channels following the factor stay, AR(0.5) noise
+    and all."""
+    warm = with_a_wanderer(200, seed=21)
+    dev = warm - warm.mean(axis=0)
+    assert _related(dev, dev.T @ dev / len(dev), 0.01).tolist() == [1, 1, 1, 1, 0]
+    values = with_a_wanderer(1500, seed=22)
+    values[1000:1200, 1] += 3 * values[:200, 1].std()  # one related channel shifts
+    _, results = score(values, config())
+    false_flags = sum(r.flagged for r in results[300:1000])
+    # judged with the others, the wanderer put 16 of these 700 normal events over the threshold
+    assert false_flags <= 5, false_flags
+    assert sum(r.flagged and r.family_channels.get("relation") == "c01"
+               for r in results[1000:1200]) >= 1
 
 
 # -- the deviation family: each channel against its own forecast ----------------------------
@@ -288,6 +322,22 @@ def test_a_restarted_detector_continues_the_evidence_state_exactly(split: int) -
     rest = second.process_many(events[split:])
     np.testing.assert_array_equal(rest.score, whole.score[split:])
     np.testing.assert_array_equal(rest.family_p, whole.family_p[split:])
+
+
+def test_a_state_saved_before_the_relation_mask_judges_every_channel() -> None:
+    """An older engine's saved state has no ``ev_related``: its sources keep the behaviour
+    they learned under (every channel related); any other missing array is an error."""
+    cfg = config()
+    bank = Bank(("a", "b", "c"), 16, cfg)
+    bank.add_source("m")
+    meta, arrays = bank.to_state()
+    assert "ev_related" in arrays
+    older = {k: v for k, v in arrays.items() if k != "ev_related"}
+    restored = Bank.from_state(bank.fields, 16, cfg, meta, older).state
+    assert restored.ev_related[: restored.size].tolist() == [[1, 1, 1]]
+    broken = {k: v for k, v in arrays.items() if k != "ev_cov"}
+    with pytest.raises(ValueError, match="ev_cov"):
+        Bank.from_state(bank.fields, 16, cfg, meta, broken)
 
 
 def test_evidence_does_not_depend_on_the_batch_size() -> None:
