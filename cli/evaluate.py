@@ -109,11 +109,15 @@ def _register_creditcard_generate(es: argparse._SubParsersAction) -> None:  # ty
 def _register_multivariate(es: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     mv = es.add_parser("multivariate", help="generated labelled multivariate benchmark")
     _benchmark_options(mv, "neurogate")
-    mv.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
-    mv.add_argument("--sources", type=positive_int, default=6, metavar="N",
-                    help="generated sources (default 6)")
-    mv.add_argument("--length", type=positive_int, default=6000, metavar="N",
-                    help="rows per source (default 6000)")
+    mv.add_argument("--corpus", choices=("factor", "sensors"), default="factor",
+                    help="factor: sources whose channels follow one factor (default); sensors: "
+                    "30 short noisy 8-sensor files, one long incident each "
+                    "(evaluation/sensors.py)")
+    mv.add_argument("--seed", type=int, help="generator seed (default 7; sensors 1)")
+    mv.add_argument("--sources", type=positive_int, metavar="N",
+                    help="generated sources (default 6; sensors 30 files)")
+    mv.add_argument("--length", type=positive_int, metavar="N",
+                    help="rows per source (default 6000; not for sensors)")
     mv.add_argument("--no-labels", action="store_true",
                     help="do not feed labels back (default: after each row is scored)")
     mv.add_argument("--out", type=Path, help="write all figures as JSON")
@@ -355,24 +359,39 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_multivariate(args: argparse.Namespace) -> int:
     """Run detectors over the generated multivariate benchmark; print its figures."""
-    from neurogate.evaluation import multivariate
+    from neurogate.evaluation import multivariate, sensors
     from neurogate.evaluation.presets import MULTIVARIATE
     from neurogate.evaluation.registry import build_detector
 
     cfg = engine_config(MULTIVARIATE.engine, args)
     names = _names(args, cfg)
-    streams = multivariate.generate(multivariate.MvSettings(
-        sources=args.sources, length=args.length, seed=args.seed))
+    corpus: Any
+    if args.corpus == "sensors":
+        if args.length is not None:
+            raise UserError("--length does not apply to --corpus sensors (files are "
+                            "1,000-1,300 rows)")
+        args.seed = 1 if args.seed is None else args.seed
+        args.sources = sensors.SensorSettings.files if args.sources is None else args.sources
+        corpus = sensors
+        streams = sensors.generate(sensors.SensorSettings(files=args.sources, seed=args.seed))
+    else:
+        args.seed = 7 if args.seed is None else args.seed
+        args.sources = 6 if args.sources is None else args.sources
+        args.length = 6000 if args.length is None else args.length
+        corpus = multivariate
+        streams = multivariate.generate(multivariate.MvSettings(
+            sources=args.sources, length=args.length, seed=args.seed))
     results = []
     for name in names:
         det = build_detector(name, cfg, MULTIVARIATE.baselines)
-        results.append(_run(multivariate.evaluate, streams, det,
+        results.append(_run(corpus.evaluate, streams, det,
                             feed_labels=not args.no_labels, batch_size=args.batch_size,
                             progress=progress(args)))
-    print(_corpus_tables(results, multivariate.KINDS))
+    print(_corpus_tables(results, corpus.KINDS))
     if args.out:
         args.out.write_text(json.dumps({
-            "seed": args.seed, "sources": args.sources, "length": args.length,
+            "corpus": args.corpus, "seed": args.seed, "sources": args.sources,
+            "length": args.length,
             "labels_fed": not args.no_labels, "results": [r.summary() for r in results],
             "engine_config": _config_dict(cfg),
         }, indent=2) + "\n")
@@ -384,7 +403,7 @@ def cmd_multivariate(args: argparse.Namespace) -> int:
             curves[r.detector] = (r.curves["labels"], r.curves["scores"])
             if "posterior" in r.curves:
                 curves[f"{r.detector} posterior"] = (r.curves["labels"], r.curves["posterior"])
-        pr_curves(curves, f"generated multivariate benchmark (seed {args.seed})", args.plot)
+        pr_curves(curves, f"generated {args.corpus} benchmark (seed {args.seed})", args.plot)
     return EXIT_OK
 
 

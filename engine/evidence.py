@@ -234,9 +234,9 @@ def _related(dev: np.ndarray, cov: np.ndarray, ridge: float) -> np.ndarray:
     e = dev @ _precision(cov, ridge)
     if e.shape[0] < 3:
         return np.ones(cov.shape[0], dtype=np.int64)
-    wanders = (np.mean(np.abs(np.diff(e, axis=0)), axis=0)
-               < WANDER_RATIO * np.mean(np.abs(e), axis=0))
-    return (~wanders).astype(np.int64)
+    wanders: np.ndarray = (np.mean(np.abs(np.diff(e, axis=0)), axis=0)
+                           < WANDER_RATIO * np.mean(np.abs(e), axis=0))
+    return np.where(wanders, 0, 1).astype(np.int64)
 
 
 @njit(cache=True)
