@@ -21,7 +21,8 @@ Three families of evidence, each reduced to one statistic per event:
   ``e = P (x - mu)``, ``z_c = |e_c| / sqrt(P_cc)`` with ``P`` the regularised precision),
   averaged the same way. A channel that leaves its relation to the others (a correlation break,
   a frozen sensor among moving ones, a shift in one channel) shows here even when its value
-  stays inside its usual range.
+  stays inside its usual range. A channel whose warm-up residual against the others wanders
+  on its own (``_related``) is left out of the family and of the others' predictions.
 
 Each family's statistic is turned into a **tail probability** against the source's own recent
 history of that statistic: a histogram of the last ``tail_memory`` events (halved when full),
