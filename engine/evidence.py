@@ -231,12 +231,17 @@ def _related(dev: np.ndarray, cov: np.ndarray, ridge: float) -> np.ndarray:
     forecasts it better than zero, as for deviation's drifting channels) moves on its own --
     a temperature that drifts while the others do not -- and would keep the family's normal
     events high; it is left out, and out of the others' predictions. Channels that drift
-    together (one factor) keep white residuals and stay."""
-    e = dev @ _precision(cov, ridge)
+    together (one factor) keep white residuals and stay, and so does a channel the others
+    explain at least 90 % of (two noiseless channels moving together: their tiny residual is
+    the ridge's smooth leak of the shared wave)."""
+    prec = _precision(cov, ridge)
+    e = dev @ prec
     if e.shape[0] < 3:
         return np.ones(cov.shape[0], dtype=np.int64)
-    wanders: np.ndarray = (np.mean(np.abs(np.diff(e, axis=0)), axis=0)
-                           < WANDER_RATIO * np.mean(np.abs(e), axis=0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        explained = 1.0 - 1.0 / (np.diag(prec) * np.diag(cov))
+    wanders: np.ndarray = ((np.mean(np.abs(np.diff(e, axis=0)), axis=0)
+                            < WANDER_RATIO * np.mean(np.abs(e), axis=0)) & ~(explained >= 0.9))
     return np.where(wanders, 0, 1).astype(np.int64)
 
 
