@@ -239,9 +239,7 @@ class Bank:
             st.ext_lo[r], st.ext_hi[r] = lo[0], hi[0]
         padded = self._padded_warm(rows)
         st.hist[rows] = padded[:, -self.window :]
-        ev = self.config.evidence
-        evidence.start(st, rows, warm, self.relation, ev.ridge, ev.smoothing * evidence.LONG,
-                       ev.period_max if self.deviation else 0)
+        evidence.start(st, rows, warm, self.config.evidence, self.relation, self.deviation)
         if "res" in st.arrays:
             norm = (warm - st.lo[rows][:, None]) / st.scale[rows][:, None]
             keep = min(norm.shape[1], st.res.shape[1])

@@ -129,10 +129,15 @@ class EvidenceSettings:
     # 68.90, 5000: 69.31, 10000: 68.05); generated multivariate (unreported seed) 0.910 ->
     # 0.913, GutenTAG (unreported seed) unchanged (its series are shorter than the memory)
     tail_memory: int = 4000
-    # weight of each warm-up replay event in the pattern history it starts (the last quarter
-    # of the replay, engine/detector.py): an event the replay knew little about counts for
-    # less than a scored one. 0.5: chosen on NAB's labels (with tail_memory 4000, fixed codes
-    # 69.60 -> 70.11, NeuroNet 70.50 -> 71.07; 0.25: 70.01, 1.0: 69.60, 0: 68.68)
+    # weight of each warm-up event in the histories it starts: the pattern history (the last
+    # quarter of the replay, engine/detector.py: an event the replay knew little about counts
+    # for less than a scored one) and the deviation and relation histories (their statistics
+    # against the warm-up's baselines, engine/evidence.py ``start``). 0.5: chosen on NAB's
+    # labels for patterns (with tail_memory 4000, fixed codes 69.60 -> 70.11, NeuroNet 70.50
+    # -> 71.07; 0.25: 70.01, 1.0: 69.60, 0: 68.68); for deviation and relation on dev seeds
+    # (docs/evaluation.md section 9): sensors 2 / 3 ROC-AUC 0.816 / 0.748 -> 0.841 / 0.805
+    # (1.0: 0.855 / 0.823), GutenTAG 777-779 8 / 40 channels mean 0.833 / 0.847 -> 0.841 /
+    # 0.854, flag precision 0.968 / 0.896 -> 0.939 / 0.933 (1.0: 0.882 / 0.918)
     seed_weight: float = 0.5
     hold: float = 1e-3  # a family holds its learning while its tail probability is below this
     # ...for at most this many consecutive events (then adapts); 0 = never. 300, not 1000:

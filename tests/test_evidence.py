@@ -16,11 +16,15 @@ from neurogate.engine.events import Event
 from neurogate.engine.evidence import (
     BASELINE,
     BINS,
+    DEVIATION,
+    LONG,
     MIN_HISTORY,
     NONE,
     PATTERNS,
+    RELATION,
     SEASONAL,
     TAIL_EVENTS,
+    _cross_fitted,
     _precision,
     _related,
     combine,
@@ -212,6 +216,49 @@ def test_the_warm_up_replay_counts_seed_weight_events_each_in_the_pattern_histor
     bank.seed_pattern_history(row, np.array([1.0, 2.0, 3.0, 30.0]))
     assert bank.state.ev_total[row, PATTERNS] == pytest.approx(4 * weight)
     assert bank.state.ev_hist[row, PATTERNS].sum() == pytest.approx(4 * weight)
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0, 2.5])
+def test_the_warm_up_starts_the_deviation_and_relation_histories(weight: float) -> None:
+    """Each warm-up event from the first full smoothing ring on counts ``seed_weight`` events,
+    so an incident soon after the warm-up meets a grown history, not the prior."""
+    cfg = config(**{"evidence.seed_weight": weight})
+    # three channels following a factor (relation judges them) and heavy-tailed noise that
+    # its own baseline forecasts closer than the others do (deviation judges it)
+    values = np.column_stack([correlated(cfg.warmup, 3, seed=9),
+                              np.random.default_rng(9).laplace(0, 1, cfg.warmup)])
+    det = Detector(cfg)
+    det.process_many([Event("s", T0 + 60.0 * i, tuple(float(v) for v in row),
+                            fields=("a", "b", "c", "d")) for i, row in enumerate(values)])
+    bank, row = det._sources["s"]
+    ring = cfg.evidence.smoothing * LONG
+    for family in (DEVIATION, RELATION):
+        assert bank.state.ev_total[row, family] == pytest.approx(
+            weight * (cfg.warmup - ring + 1))
+        assert bank.state.ev_hist[row, family].sum() == pytest.approx(
+            bank.state.ev_total[row, family])
+    det.close()
+
+
+def test_relation_statistics_of_the_warm_up_are_cross_fitted() -> None:
+    """Judged by a covariance fitted on themselves, few events of many channels look closer to
+    the others than the next events will; each half judged by the other half's fit does not
+    (mean |z| of fresh events: the yardstick)."""
+    rng = np.random.default_rng(3)
+    channels, n = 12, 60
+    mix = rng.normal(0, 1, (channels, channels))
+    warm, fresh = rng.normal(0, 1, (n, channels)) @ mix, rng.normal(0, 1, (4000, channels)) @ mix
+    related = np.ones(channels, dtype=np.int64)
+    mu = warm.mean(axis=0)
+    prec = _precision((warm - mu).T @ (warm - mu) / n, 0.01)
+
+    def size(x: np.ndarray) -> float:
+        return float(np.mean(np.abs((x - mu) @ prec) / np.sqrt(np.diag(prec))))
+
+    in_sample, out_of_sample = size(warm), size(fresh)
+    cross = float(np.mean(_cross_fitted(warm, related, 0.01)))
+    assert in_sample < 0.85 * out_of_sample
+    assert cross > 0.9 * out_of_sample
 
 
 def test_a_univariate_source_scores_differently_with_a_lighter_seed() -> None:
