@@ -22,7 +22,9 @@ Three families of evidence, each reduced to one statistic per event:
   averaged the same way. A channel that leaves its relation to the others (a correlation break,
   a frozen sensor among moving ones, a shift in one channel) shows here even when its value
   stays inside its usual range. A channel whose warm-up residual against the others wanders
-  on its own (``_related``) is left out of the family and of the others' predictions.
+  on its own (``_related``) is left out of the family and of the others' predictions; a
+  source with fewer than two channels left has no relation family (its p is NaN, as for
+  deviation).
 
 Each family's statistic is turned into a **tail probability** against the source's own recent
 history of that statistic: a histogram of the last ``tail_memory`` events (halved when full;
@@ -233,7 +235,8 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
             # a channel the others predict more closely (conditional sd 1 / sqrt(P_cc)) than
             # its own forecast is left to the relation family (if that judges it)
             with np.errstate(divide="ignore"):
-                closer = (1.0 / np.sqrt(np.diag(prec)) < spread[j]) & (related == 1)
+                closer = ((1.0 / np.sqrt(np.diag(prec)) < spread[j]) & (related == 1)
+                          & (related.sum() >= 2))
             st.ev_mode[r, closer] = NONE  # type: ignore[attr-defined]
             e = (tail[j] - mu[j]) @ prec
             ring[r, :k, 1] = np.abs(e) / np.sqrt(np.diag(prec))
@@ -484,7 +487,13 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
         if use_dev:
             for ch in range(c):
                 dev_on = dev_on or mode[r, ch] != NONE
-        families = 1 + int(dev_on) + int(use_rel)
+        rel_on = False  # ...and one with fewer than two related channels no relation evidence
+        if use_rel:
+            judged = 0
+            for ch in range(c):
+                judged += related[r, ch]
+            rel_on = judged >= 2
+        families = 1 + int(dev_on) + int(rel_on)
         for ch in range(c):
             m = mode[r, ch]
             if m == NONE:
@@ -516,17 +525,18 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
             stats[1 + fam] = max(best, 0.0)
             channel_out[i, fam] = arg
         for f in range(NFAM):
-            on = f == PATTERNS or (f == DEVIATION and dev_on) or (f == RELATION and use_rel)
+            on = f == PATTERNS or (f == DEVIATION and dev_on) or (f == RELATION and rel_on)
             stat_out[i, f] = stats[f]
             if not on:
-                p_out[i, f] = np.nan if f == DEVIATION and use_dev else 1.0
+                applies = f == DEVIATION and use_dev or f == RELATION and use_rel
+                p_out[i, f] = np.nan if applies else 1.0
                 continue
             prior = pattern_prior if f == PATTERNS else 0.0
             p = tail_probability(hist[r, f], total[r, f], stats[f], width[f], prior)
             p_out[i, f] = max(p, absolute_bound(f, stats[f], pattern_prior))
         # learn (unless the family is in an open episode)
         for f in range(NFAM):
-            on = f == PATTERNS or (f == DEVIATION and dev_on) or (f == RELATION and use_rel)
+            on = f == PATTERNS or (f == DEVIATION and dev_on) or (f == RELATION and rel_on)
             if not on:
                 continue
             unusual = f != PATTERNS and families * p_out[i, f] < hold
@@ -569,7 +579,7 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
 def combine(p: np.ndarray, families: int) -> np.ndarray:
     """Bonferroni over the families a source has: ``min(1, F * min_f p_f)``, F = ``families``
     less those its event has no evidence of (NaN: deviation on a source whose channels all
-    drift)."""
+    drift, relation on one with fewer than two related channels)."""
     out: np.ndarray = np.minimum(  # numpy's stubs type ufunc results as Any
         1.0, (families - np.isnan(p).sum(axis=1)) * np.nanmin(p, axis=1))
     return out

@@ -146,6 +146,22 @@ def test_a_channel_that_wanders_on_its_own_is_left_out_of_the_relation_family() 
                for r in results[1000:1200]) >= 1
 
 
+def test_a_source_with_fewer_than_two_related_channels_scores_as_without_relation() -> None:
+    """Two channels wandering on their own and one of white noise: one channel stays related,
+    nothing can predict it, so the family is absent (NaN) and not counted by Bonferroni."""
+    rng = np.random.default_rng(17)
+    values = np.zeros((900, 3))
+    for t in range(1, 900):
+        values[t, :2] = 0.97 * values[t - 1, :2] + rng.normal(0, 0.2, 2)
+    values[:, 2] = rng.normal(0, 1, 900)
+    warm = values[:200] - values[:200].mean(axis=0)
+    assert _related(warm, warm.T @ warm / 200, 0.01).tolist() == [0, 0, 1]
+    on, results = score(values, config())
+    off, _ = score(values, config(**{"evidence.relation": False}))
+    np.testing.assert_array_equal(on, off)
+    assert all("relation" not in r.families for r in results)
+
+
 # -- the deviation family: each channel against its own forecast ----------------------------
 
 
