@@ -25,7 +25,7 @@ from neurogate.engine.config import EngineConfig
 from neurogate.engine.counts import CountTable, release_free_memory
 from neurogate.engine.encoder import Encoder, FixedEncoder
 from neurogate.engine.events import Event, EventBatch
-from neurogate.engine.evidence import FAMILIES, NFAM, PATTERNS
+from neurogate.engine.evidence import FAMILIES, MIN_HISTORY, NFAM, PATTERNS
 from neurogate.engine.gcpause import collector_paused
 from neurogate.engine.keys import NCOLS
 from neurogate.engine.labels import Label, LabelMemory, learn_labels
@@ -803,9 +803,15 @@ class Detector:
         counting as ``evidence.seed_weight`` events: the first events after the warm-up are
         otherwise judged by the prior alone. Chosen on NAB's labels (fixed codes): 67.57
         without, 68.30 with the last quarter, 66.36 with the last half (weight 1, memory
-        2000); with ``tail_memory`` 4000, weight 0.5: 70.11 (1.0: 69.60, 0.25: 70.01)."""
+        2000); with ``tail_memory`` 4000, weight 0.5: 70.11 (1.0: 69.60, 0.25: 70.01). At
+        least ``MIN_HISTORY`` events' worth, though: with the default warm-up of 200 the last
+        quarter made 25, so the first events after it met the union-bound prior (sensors dev
+        files through the default: 47 flags in the 30 events after the warm-up, 7 now)."""
         cfg = self.config
-        half = counts[3 * counts.shape[0] // 4 :]
+        keep = counts.shape[0] // 4
+        if cfg.evidence.seed_weight > 0:
+            keep = max(keep, math.ceil(MIN_HISTORY / cfg.evidence.seed_weight))
+        half = counts[max(counts.shape[0] - keep, 0) :]
         _, p_ctx = stream_probabilities(half[..., 0], lc.vocab, cfg.alpha, cfg.alpha0)
         cols = lc.serving_columns()
         bank.seed_pattern_history(row, top_k_mean(-np.log(p_ctx[:, cols]), cfg.top_k))

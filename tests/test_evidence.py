@@ -31,6 +31,7 @@ from neurogate.engine.evidence import (
     forecasts,
     tail_probability,
 )
+from neurogate.evaluation import sensors
 
 T0 = 1_700_000_000.0
 
@@ -162,6 +163,25 @@ def test_a_source_with_fewer_than_two_related_channels_scores_as_without_relatio
     assert all("relation" not in r.families for r in results)
 
 
+def test_channels_wandering_past_their_range_together_are_not_new_extremes() -> None:
+    """Three channels follow a factor that wanders past its warm-up range: their records come
+    with the relation intact, so they count only where the calibrated score is already 0.7;
+    a spike of one channel still scores 1."""
+    rng = np.random.default_rng(31)
+    factor = np.zeros(700)
+    for t in range(1, 700):
+        factor[t] = 0.98 * factor[t - 1] + rng.normal(0, 0.3)
+    factor[250:] += np.minimum(np.arange(450) / 50.0, 4.0)
+    values = factor[:, None] * np.array([1.0, 1.5, 0.8]) + rng.normal(0, 0.3, (700, 3))
+    values[600, 1] += 10.0
+    _, gated = score(values, config())
+    _, always = score(values, config(extreme_floor=0.0))
+    wander = slice(250, 600)
+    assert sum(r.extreme for r in gated[wander]) < sum(r.extreme for r in always[wander])
+    assert all(r.score >= 0.7 for r in gated[wander] if r.extreme)
+    assert gated[600].extreme and gated[600].score == 1.0
+
+
 # -- the deviation family: each channel against its own forecast ----------------------------
 
 
@@ -275,6 +295,36 @@ def test_relation_statistics_of_the_warm_up_are_cross_fitted() -> None:
     cross = float(np.mean(_cross_fitted(warm, related, 0.01)))
     assert in_sample < 0.85 * out_of_sample
     assert cross > 0.9 * out_of_sample
+
+
+@pytest.mark.parametrize(("warmup", "events"), [(200, 60), (800, 200)])
+def test_the_pattern_history_starts_with_at_least_min_history_events(warmup: int,
+                                                                      events: int) -> None:
+    """The last quarter of the warm-up replay, but at least MIN_HISTORY events' worth: with
+    the default warm-up of 200 the quarter made 25, so the first events after the warm-up met
+    the union-bound prior alone."""
+    cfg = config(warmup=warmup)
+    det = Detector(cfg)
+    det.process_many([Event("s", T0 + 60.0 * i, (float(v),), fields=("v",))
+                      for i, v in enumerate(np.random.default_rng(4).normal(0, 1, warmup))])
+    bank, row = det._sources["s"]
+    assert bank.state.ev_total[row, PATTERNS] == pytest.approx(events * cfg.evidence.seed_weight)
+    assert bank.state.ev_total[row, PATTERNS] >= MIN_HISTORY
+    det.close()
+
+
+def test_noisy_sensors_are_not_flagged_as_the_warm_up_ends() -> None:
+    """Eight noisy 8-sensor files (evaluation/sensors.py) with the default warm-up of 200: the
+    30 events after it were flagged 14 times (now 1) when the pattern history started below
+    MIN_HISTORY."""
+    early = 0
+    for f in sensors.generate(sensors.SensorSettings(files=8, seed=2)):
+        det = Detector(config())
+        out = det.process_many([Event(f.name, float(t), tuple(v), fields=sensors.CHANNELS)
+                                for t, v in zip(f.ts.tolist(), f.values.tolist(), strict=True)])
+        early += int(out.flagged[200:230].sum())
+        det.close()
+    assert early <= 4, early
 
 
 def test_a_univariate_source_scores_differently_with_a_lighter_seed() -> None:
