@@ -204,10 +204,10 @@ class EngineConfig:
     top_k: int = 2  # levels combined by the mean of the k largest surprises
     extreme_margin: float = 0.05  # new-extreme rule: outside seen [min,max] +- margin*range -> 1.0
     extreme_rule: bool = True  # apply the new-extreme rule (extreme_margin)
-    # ...on sources with the relation family, only where the calibrated score is at least this
-    # (engine/rules.py ExtremeValue); 0 = always. 0.7 (a tail probability of 0.2), chosen on
-    # dev corpora: sensors files with the default warm-up, false extremes 35 / 37 -> 19 / 19
-    # (0.77: 14 / 12, 0.81: 8 / 8, each losing sensors incidents with the long warm-up)
+    # ...for a channel the relation family judges, only where the calibrated score is at least
+    # this (engine/rules.py ExtremeValue); 0 = always. 0.7 (a tail probability of 0.2), chosen
+    # on dev corpora (gating every channel: 0.77 and 0.81 lost sensors incidents with the long
+    # warm-up); sensors files with the default warm-up, false extremes 35 / 37 -> 21 / 26
     extreme_floor: float = 0.7
     suppress_window: int = 30  # a score alerts only if it beats the previous N scores; 0 = off
     # flag when the combined tail probability is below 2**-9 (about 1 in 500 normal events of

@@ -182,6 +182,19 @@ def test_channels_wandering_past_their_range_together_are_not_new_extremes() -> 
     assert gated[600].extreme and gated[600].score == 1.0
 
 
+def test_records_of_a_channel_relation_does_not_judge_count_as_before() -> None:
+    """The wanderer (left out of relation) jumps to new records while the related channels
+    stay in range: its records are extremes whatever the calibrated score."""
+    values = with_a_wanderer(900, seed=23)
+    values[400:, 4] += 10 * values[:200, 4].std()
+    values[700:, 4] += 10 * values[:200, 4].std()
+    _, gated = score(values, config())
+    _, always = score(values, config(extreme_floor=0.0))
+    extremes = [i for i, r in enumerate(always) if r.extreme]
+    assert extremes
+    assert [i for i, r in enumerate(gated) if r.extreme] == extremes
+
+
 # -- the deviation family: each channel against its own forecast ----------------------------
 
 
