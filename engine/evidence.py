@@ -92,6 +92,7 @@ MIN_PERIODS = 3  # a period needs this many whole periods in the warm-up
 # 0.5 left SKAB-like files' temperatures in (pooled ROC-AUC 0.776 / 0.777 vs 0.850 / 0.832);
 # 1.0 put half the multivariate set's channels out (0.913 -> 0.766).
 WANDER_RATIO = 0.75
+MIN_RELATED = 2  # channels the relation family must judge for a source to have the family
 
 
 def state_specs(channels: int, smoothing: int, relation: bool, period_max: int = 0
@@ -236,7 +237,7 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
             # its own forecast is left to the relation family (if that judges it)
             with np.errstate(divide="ignore"):
                 closer = ((1.0 / np.sqrt(np.diag(prec)) < spread[j]) & (related == 1)
-                          & (related.sum() >= 2))
+                          & (related.sum() >= MIN_RELATED))
             st.ev_mode[r, closer] = NONE  # type: ignore[attr-defined]
             e = (tail[j] - mu[j]) @ prec
             ring[r, :k, 1] = np.abs(e) / np.sqrt(np.diag(prec))
@@ -492,7 +493,7 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
             judged = 0
             for ch in range(c):
                 judged += related[r, ch]
-            rel_on = judged >= 2
+            rel_on = judged >= MIN_RELATED
         families = 1 + int(dev_on) + int(rel_on)
         for ch in range(c):
             m = mode[r, ch]

@@ -213,12 +213,12 @@ class ExtremeValue:
         # a noisy 40-channel source does not hit the rule 40 times as often (measured: 2.1 % of
         # normal events at margin 0.05 on 40 noisy channels; univariate sources unchanged).
         span = (hi - lo) * self.margin * (1.0 + np.log(ctx.channels))
-        out_o = ((v > hi + span) | (v < lo - span)).any(axis=1)
+        broke = np.empty_like(v, dtype=bool)  # [n, C] the channels that set a record
+        broke[g.order] = (v > hi + span) | (v < lo - span)
         last = g.starts + g.counts - 1
         st.ext_hi[g.rows] = np.maximum(hi[last], v[last])
         st.ext_lo[g.rows] = np.minimum(lo[last], v[last])
-        ctx.extreme = np.empty_like(out_o)
-        ctx.extreme[g.order] = out_o
+        ctx.extreme = np.asarray(broke.any(axis=1))
         if ctx.relation and self.floor > 0:
             # Channels that follow one factor set records together when it wanders past its
             # warm-up range, and the relation family knows they still agree; so a record of a
@@ -228,10 +228,9 @@ class ExtremeValue:
             # 27 / 21; sensors, GutenTAG and multivariate dev with their long warm-ups: the
             # same incidents found (gating every channel's records: 19 / 19, but 3 of 120 dev
             # GutenTAG incident detections lost, records of channels relation does not judge).
-            broke = np.empty_like(v, dtype=bool)
-            broke[g.order] = (v > hi + span) | (v < lo - span)
-            related = ctx.state.ev_related[ctx.rows]
-            judged = (related == 1) & (related.sum(axis=1, keepdims=True) >= 2)
+            related = st.ev_related[ctx.rows]
+            judged = (related == 1) & (
+                related.sum(axis=1, keepdims=True) >= evidence.MIN_RELATED)
             ctx.extreme = (broke & ~judged).any(axis=1) | (
                 (broke & judged).any(axis=1) & (ctx.score >= self.floor))
         ctx.score = np.where(ctx.extreme, 1.0, ctx.score)
