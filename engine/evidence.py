@@ -69,6 +69,7 @@ TAIL_EVENTS = 10  # events beyond a value needed to read its tail probability em
 MIN_HISTORY = 30  # events in a family's history before it is read at all (the prior before)
 SPREAD_FLOOR = 1e-3  # spread never below this share of the warm-up range (or of |median|)
 MAD_SIGMA = 1.4826  # MAD -> standard deviation of a normal distribution
+SPAN_SIGMAS = 4.653  # the 1st to 99th percentile of a normal distribution, in standard deviations
 ABS_SIGMA = 1.2533  # mean |deviation| -> standard deviation of a normal distribution
 # Deviation and relation read two scales: the last ``smoothing`` events and LONG times as
 # many (a slow drift away from the others shows in the long mean first). The long mean's
@@ -183,7 +184,8 @@ def forecasts(warm: np.ndarray, med: np.ndarray, period_max: int
 def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceSettings,
           relation: bool, deviation: bool) -> None:
     """End of warm-up: baselines from the warm-up values ``warm`` [r, warmup, C] of ``rows``
-    (median and MAD; outliers beyond 8 spreads are clipped before the covariance is taken),
+    (median and MAD; outliers beyond 8 spreads, or 8 standard deviations of the 1-99 % span if
+    that is wider, are clipped before the covariance is taken),
     each channel's deviation forecast (``forecasts``), the smoothing ring filled with the last
     warm-up events' deviations, and (``seed_weight`` > 0, a warm-up at least a ring long) the
     deviation and relation histories started with the warm-up events' statistics, each as
@@ -202,7 +204,13 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
     span = np.where(np.isfinite(span), span, 0.0)
     floor = SPREAD_FLOOR * np.where(span > 0, span, np.maximum(np.abs(med), 1.0))
     spread = np.maximum(np.where(np.isfinite(mad), mad, 0.0), floor)
-    clipped = np.clip(warm, (med - 8 * spread)[:, None], (med + 8 * spread)[:, None])
+    # clipped at 8 spreads, or 8 of the 1-99 % span's standard deviations if wider: a
+    # mode-jump channel's MAD is its noise around the mode it sat in most, and clipping its
+    # other modes at 8 MADs skewed its covariance with a channel sharing the modes (their
+    # relation residual then followed the level: GutenTAG dev seed, 8 channels, 39 false
+    # flags -> 3)
+    reach = 8 * np.maximum(spread, span / SPAN_SIGMAS)
+    clipped = np.clip(warm, (med - reach)[:, None], (med + reach)[:, None])
     resid = np.empty_like(clipped)
     for j, r in enumerate(rows.tolist()):
         mode, per, profile, resid[j] = forecasts(clipped[j], med[j], period_max)

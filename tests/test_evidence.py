@@ -163,6 +163,22 @@ def test_a_source_with_fewer_than_two_related_channels_scores_as_without_relatio
     assert all("relation" not in r.families for r in results)
 
 
+def test_two_channels_sharing_mode_jumps_keep_their_relation_at_every_level() -> None:
+    """Two channels jump between four shared levels, with their own noise (0.03 and 0.08); the
+    warm-up sits at one level for 175 of its 200 events. Clipped at 8 MADs (each channel's
+    noise), the other level's warm-up values were cut at different places per channel, the
+    covariance no longer said "equal", and the relation residual followed the level: 39 false
+    flags in the 550 events after the warm-up."""
+    rng = np.random.default_rng(41)
+    levels = np.array([1.0, 0.2, -0.6, -1.0])
+    blocks = np.concatenate([[0] * 7 + [1], rng.integers(0, 4, 22)])
+    level = np.repeat(levels[blocks], 25)
+    values = np.column_stack([level[:, None] + rng.normal(0, 1, (level.size, 2)) * [0.03, 0.08],
+                              rng.normal(0, 1, level.size)])
+    _, results = score(values, config())
+    assert sum(r.flagged for r in results[200:]) <= 3
+
+
 def test_channels_wandering_past_their_range_together_are_not_new_extremes() -> None:
     """Three channels follow a factor that wanders past its warm-up range: their records come
     with the relation intact, so they count only where the calibrated score is already 0.7;
