@@ -38,7 +38,13 @@ score is ``s / (1 + s)`` with ``s = -ln p``.
 **Holding back learning.** While the deviation or relation family's tail probability is below
 ``hold`` (an open episode), that family neither updates its baseline nor its history, for at
 most ``hold_max`` consecutive events: a sustained incident stays unusual instead of becoming
-the new normal within minutes. Labels play no part: the unsupervised score never depends on
+the new normal within minutes. A run of events below ``sustained`` (a moderate incident, p ~
+0.003, which ``hold`` never catches) is learnt as usual while it is shorter than the smoothing
+ring (40 events: a normal excursion lasts about as long as the statistic's own memory); once
+it lasts that long it is an open episode too, and its events are taken back out of the
+history (``_forget``). Whether a run goes on is judged against the history without its own
+events (``_tail_without``), else the run would end by teaching itself. Sensors dev seeds:
+ROC-AUC 0.841 / 0.805 -> 0.865 / 0.846. Labels play no part: the unsupervised score never depends on
 them (they feed the posterior). The pattern family is not held: its counts are the shared,
 exactly-once state of the store, and holding its history back cost 8.6 NAB points
 (67.46 -> 58.81), since a regime change then kept alerting.
@@ -100,7 +106,8 @@ def state_specs(channels: int, smoothing: int, relation: bool, period_max: int =
                 ) -> dict[str, tuple[tuple[int, ...], type, float]]:
     """Per-source arrays the families keep (added to the bank's state, saved in snapshots).
     Bytes per source: 8 * (4C + 2 K C + 2 NFAM * BINS/2 ...) -- see docs/operations.md; the
-    deviation family's seasonal profiles add 8 * period_max * C (bounded by the setting)."""
+    deviation family's seasonal profiles add 8 * period_max * C (bounded by the setting), the
+    open run of unusual events 16 * 2 K + 16 (K = ``smoothing``, the ring's length)."""
     c = channels
     specs: dict[str, tuple[tuple[int, ...], type, float]] = {
         "ev_mode": ((c,), np.int64, BASELINE),
@@ -115,6 +122,10 @@ def state_specs(channels: int, smoothing: int, relation: bool, period_max: int =
         "ev_hist": ((NFAM, BINS), np.float32, 0.0),
         "ev_total": ((NFAM,), np.float64, 0.0),
         "ev_held": ((NFAM,), np.int64, 0),
+        # an open run of unusual events (deviation, relation): statistics, history weights
+        "ev_run": ((NFAM - 1, smoothing), np.float64, 0.0),
+        "ev_run_w": ((NFAM - 1, smoothing), np.float64, 0.0),
+        "ev_run_n": ((NFAM - 1,), np.int64, 0),
     }
     if relation and c >= 2:
         specs["ev_mu"] = ((c,), np.float64, 0.0)
@@ -229,6 +240,7 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
     st.ev_hist[rows] = 0.0  # type: ignore[attr-defined]
     st.ev_total[rows] = 0.0  # type: ignore[attr-defined]
     st.ev_held[rows] = 0  # type: ignore[attr-defined]
+    st.ev_run_n[rows] = 0  # type: ignore[attr-defined]
     seeded = settings.seed_weight > 0 and warm.shape[1] >= smoothing
     if relation and "ev_mu" in st.arrays:  # type: ignore[attr-defined]
         mu = clipped.mean(axis=1)
@@ -428,6 +440,29 @@ def remember(hist: np.ndarray, total: np.ndarray, row: int, f: int, x: float, wi
 
 
 @njit(cache=True)
+def _tail_without(hist: np.ndarray, total: float, run: np.ndarray, run_w: np.ndarray, n: int,
+                  x: float, width: float) -> float:
+    """``tail_probability`` of ``x`` against a history less the first ``n`` events of ``run``
+    (statistics, with their weights ``run_w``)."""
+    h = hist.copy()
+    for j in range(n):
+        b = min(max(int(run[j] / width), 0), h.size - 1)
+        h[b] = max(h[b] - run_w[j], 0.0)
+        total -= run_w[j]
+    return tail_probability(h, max(total, 0.0), x, width, 0.0)
+
+
+@njit(cache=True)
+def _forget(hist: np.ndarray, total: np.ndarray, r: int, f: int, run: np.ndarray,
+            run_w: np.ndarray, n: int, width: float) -> None:
+    """Take the first ``n`` events of ``run`` back out of source ``r``'s family ``f`` history."""
+    for j in range(n):
+        b = min(max(int(run[j] / width), 0), hist.shape[2] - 1)
+        hist[r, f, b] = max(hist[r, f, b] - run_w[j], 0.0)
+        total[r, f] = max(total[r, f] - run_w[j], 0.0)
+
+
+@njit(cache=True)
 def _smoothed(ring: np.ndarray, r: int, slot: int, fam: int, ch: int) -> float:
     """A channel's statistic from its smoothing ring (``slot`` the newest): the mean of the
     last k / LONG |z| or the long mean's excess scaled up, whichever is larger."""
@@ -476,14 +511,17 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
     base: np.ndarray, spread: np.ndarray, floor: np.ndarray, ring: np.ndarray, n_ev: np.ndarray,
     mode: np.ndarray, period: np.ndarray, profile: np.ndarray, t: np.ndarray,
     hist: np.ndarray, total: np.ndarray, held: np.ndarray,
+    run: np.ndarray, run_w: np.ndarray, run_n: np.ndarray,
     mu: np.ndarray, cov: np.ndarray, prec: np.ndarray, related: np.ndarray,
     rate: float, ridge: float, refresh: int, memory: float, hold: float, hold_max: int,
-    width: np.ndarray, p_out: np.ndarray, stat_out: np.ndarray, channel_out: np.ndarray,
+    sustained: float, width: np.ndarray, p_out: np.ndarray, stat_out: np.ndarray,
+    channel_out: np.ndarray,
 ) -> None:
     """Score then learn, event by event in arrival order (each touches only its source's row):
     writes each family's tail probability ``p_out`` [n, NFAM] (1.0 where a family is off),
     its statistic ``stat_out`` and the channel that drove deviation / relation
-    ``channel_out`` [n, 2]; updates the sources' baselines and histories unless held."""
+    ``channel_out`` [n, 2]; updates the sources' baselines and histories unless held (the open
+    run of unusual deviation / relation events is kept in ``run``, ``run_w``, ``run_n``)."""
     n, c = values.shape
     k = ring.shape[1]
     z = np.empty((2, c))
@@ -548,12 +586,38 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
             on = f == PATTERNS or (f == DEVIATION and dev_on) or (f == RELATION and rel_on)
             if not on:
                 continue
-            unusual = f != PATTERNS and families * p_out[i, f] < hold
-            if unusual and held[r, f] < hold_max:
-                held[r, f] += 1
-                continue
-            if not unusual:
-                held[r, f] = 0
+            if f != PATTERNS:
+                g = f - 1
+                n_run = run_n[r, g]
+                q = families * p_out[i, f]
+                q_run = q  # judged against the history without the open run's own events
+                if n_run > 0 and q >= hold:
+                    q_run = families * max(
+                        _tail_without(hist[r, f], total[r, f], run[r, g], run_w[r, g], n_run,
+                                      stats[f], width[f]),
+                        absolute_bound(f, stats[f], pattern_prior))
+                if q < hold or (q_run < sustained and held[r, f] >= k):  # an open episode
+                    if n_run > 0 and held[r, f] >= k:
+                        _forget(hist, total, r, f, run[r, g], run_w[r, g], n_run, width[f])
+                        run_n[r, g] = 0
+                    if held[r, f] < hold_max:
+                        held[r, f] += 1
+                        continue
+                elif q_run < sustained:  # a run, learnt as usual until it lasts k events
+                    held[r, f] += 1
+                    if held[r, f] >= k:
+                        _forget(hist, total, r, f, run[r, g], run_w[r, g], n_run, width[f])
+                        run_n[r, g] = 0
+                        continue
+                    run[r, g, n_run] = stats[f]
+                    run_w[r, g, n_run] = 1.0
+                    run_n[r, g] = n_run + 1
+                else:
+                    held[r, f] = 0
+                    run_n[r, g] = 0
+                if total[r, f] + 1.0 > memory:  # the history halves, and so do the run's events
+                    for j in range(run_n[r, g]):
+                        run_w[r, g, j] *= 0.5
             remember(hist, total, r, f, stats[f], width[f], memory, 1.0)
             if f == DEVIATION:
                 for ch in range(c):

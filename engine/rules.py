@@ -146,9 +146,9 @@ class CalibratedEvidence:
             ctx.deviation, ctx.relation, ctx.pattern_prior,
             st.ev_base, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_mode,
             st.ev_period, st.ev_profile, st.ev_t, st.ev_hist,
-            st.ev_total, st.ev_held, mu, cov, prec, related, ev.rate, ev.ridge, ev.refresh,
-            float(ev.tail_memory), ev.hold, ev.hold_max, evidence.WIDTH, ctx.family_p, stat,
-            ctx.family_channel)
+            st.ev_total, st.ev_held, st.ev_run, st.ev_run_w, st.ev_run_n, mu, cov, prec, related,
+            ev.rate, ev.ridge, ev.refresh, float(ev.tail_memory), ev.hold, ev.hold_max,
+            ev.sustained, evidence.WIDTH, ctx.family_p, stat, ctx.family_channel)
         families = 1 + int(ctx.deviation) + int(ctx.relation)
         combined = evidence.combine(ctx.family_p, families)
         ctx.score = squash(-np.log2(np.maximum(combined, MIN_PROBABILITY)))

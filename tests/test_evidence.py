@@ -25,8 +25,10 @@ from neurogate.engine.evidence import (
     SEASONAL,
     TAIL_EVENTS,
     _cross_fitted,
+    _forget,
     _precision,
     _related,
+    _tail_without,
     combine,
     forecasts,
     tail_probability,
@@ -370,10 +372,42 @@ def test_a_sustained_shift_stays_unusual_while_learning_is_held() -> None:
     values = correlated(2600, 3, seed=4)
     values[1500:2300, 1] += 1.5 * values[:1500, 1].std()  # a long shift of one channel
     held, _ = score(values, config())
-    learning, _ = score(values, config(**{"evidence.hold": 0.0}))
+    learning, _ = score(values, config(**{"evidence.hold": 0.0, "evidence.sustained": 0.0}))
     late = slice(1600, 1800)  # 100-300 events into the incident (hold_max is 300)
     assert np.median(held[late]) > 0.9
     assert np.median(held[late]) > np.median(learning[late]) + 0.2
+
+
+def test_a_moderate_sustained_incident_stays_unusual() -> None:
+    """One channel's noise doubles for 400 events: unusual (p ~ 0.003), never below ``hold``.
+    Learnt as usual it became normal within 150 events; once its run outlasts a smoothing ring
+    it is taken back out of the history and learning holds. Before that, and on the normal
+    events before it, nothing changes (runs shorter than a ring are learnt as before)."""
+    values = correlated(2000, 4, seed=12, noise=0.3)
+    values[1200:1600, 1] += np.random.default_rng(13).normal(0, 0.6, 400)
+    held, _ = score(values, config())
+    learning, _ = score(values, config(**{"evidence.sustained": 0.0}))
+    late = slice(1350, 1600)
+    assert np.median(learning[late]) < 0.7
+    assert np.median(held[late]) > 0.9
+    np.testing.assert_array_equal(held[:1240], learning[:1240])
+
+
+def test_an_open_run_is_judged_without_its_own_events() -> None:
+    rng = np.random.default_rng(0)
+    normal = np.abs(rng.normal(0, 1, 500))
+    run = np.full(30, 3.0)
+    hist = np.zeros(BINS, dtype=np.float32)
+    np.add.at(hist, np.minimum((normal / 0.1).astype(int), BINS - 1), 1.0)
+    alone = tail_probability(hist, 500.0, 2.5, 0.1, 0.0)
+    with_run = hist.copy()
+    np.add.at(with_run, np.full(30, 30), 1.0)
+    assert tail_probability(with_run, 530.0, 2.5, 0.1, 0.0) > 3 * alone
+    assert _tail_without(with_run, 530.0, run, np.ones(30), 30, 2.5, 0.1) == pytest.approx(alone)
+    hists, totals = with_run[None, None].copy(), np.array([[530.0]])
+    _forget(hists, totals, 0, 0, run, np.ones(30), 30, 0.1)
+    np.testing.assert_array_equal(hists[0, 0], hist)
+    assert totals[0, 0] == 500.0
 
 
 @pytest.mark.slow
