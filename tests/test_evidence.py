@@ -149,6 +149,22 @@ def test_a_channel_that_wanders_on_its_own_is_left_out_of_the_relation_family() 
                for r in results[1000:1200]) >= 1
 
 
+def test_random_walks_among_many_channels_are_left_out_of_the_relation_family() -> None:
+    """Five random walks among 35 channels, a warm-up of 200 events: regressed in-sample on
+    the 34 others, a walk's residual looked white (its drift fitted away) and the walks were
+    judged; with the relation history seeded out of fold, a 40-channel GutenTAG series (dev
+    seed) put 119 normal events over the threshold as their chance relation ended. Judged out
+    of fold, each walk wanders."""
+    rng = np.random.default_rng(51)
+    n, t = 200, np.arange(200)
+    walks = np.cumsum(rng.normal(0, 0.1, (n, 5)), axis=0)
+    periods, phases = rng.uniform(20, 60, 30), rng.uniform(0, 6, 30)
+    waves = np.sin(2 * np.pi * t[:, None] / periods + phases)
+    dev = np.column_stack([walks, waves + rng.normal(0, 0.1, (n, 30))])
+    dev -= dev.mean(axis=0)
+    assert _related(dev, dev.T @ dev / n, 0.01)[:5].tolist() == [0] * 5
+
+
 def test_a_source_with_fewer_than_two_related_channels_scores_as_without_relation() -> None:
     """Two channels wandering on their own and one of white noise: one channel stays related,
     nothing can predict it, so the family is absent (NaN) and not counted by Bonferroni."""
@@ -179,6 +195,25 @@ def test_two_channels_sharing_mode_jumps_keep_their_relation_at_every_level() ->
                               rng.normal(0, 1, level.size)])
     _, results = score(values, config())
     assert sum(r.flagged for r in results[200:]) <= 3
+
+
+def test_a_mode_correlation_break_is_found_after_a_warm_up_that_ends_in_one_mode() -> None:
+    """Two channels share mode jumps; the warm-up's first half visits four levels, its second
+    half stays at one. Seeded by halves, each judged by the other, the first half's level
+    changes met the second half's noise-only covariance and started the relation history with
+    |z| ~ 20, so channel b leaving the shared modes later went unflagged; folds that each see
+    most of the warm-up find it."""
+    rng = np.random.default_rng(43)
+    levels = np.array([1.0, 0.2, -0.6, -1.0])
+    blocks = np.concatenate([[0, 2, 1, 3], [0] * 4, rng.integers(0, 4, 16)])
+    a = levels[np.repeat(blocks, 25)]
+    b = a.copy()
+    b[500:600] = levels[np.repeat((blocks[20:24] + 2) % 4, 25)]  # b leaves the shared modes
+    values = np.column_stack([np.column_stack([a, b]) + rng.normal(0, 0.05, (a.size, 2)),
+                              rng.normal(0, 1, a.size)])
+    _, results = score(values, config())
+    assert sum(r.flagged for r in results[500:600]) >= 10
+    assert sum(r.flagged for r in results[200:500]) + sum(r.flagged for r in results[600:]) <= 2
 
 
 def test_channels_wandering_past_their_range_together_are_not_new_extremes() -> None:
@@ -323,7 +358,7 @@ def test_relation_statistics_of_the_warm_up_are_cross_fitted() -> None:
         return float(np.mean(np.abs((x - mu) @ prec) / np.sqrt(np.diag(prec))))
 
     in_sample, out_of_sample = size(warm), size(fresh)
-    cross = float(np.mean(_cross_fitted(warm, related, 0.01)))
+    cross = float(np.mean(np.abs(_cross_fitted(warm, related, 0.01))))
     assert in_sample < 0.85 * out_of_sample
     assert cross > 0.9 * out_of_sample
 
