@@ -92,8 +92,10 @@ def warmup_range(warm: np.ndarray, margin: float,
 
 # Per-source arrays a state saved by an older engine may lack; they keep their fill value, which
 # is that engine's behaviour: ``ev_related`` (1: the relation family judges every channel) and
-# the open run of unusual events (``ev_run_n`` 0: none open).
-ADDED_LATER = frozenset({"ev_related", "ev_run", "ev_run_w", "ev_run_n"})
+# the open run of unusual events (``ev_run_n`` 0: none open) and the stuck-channel arrays
+# (``ev_stuck`` 0: never judged).
+ADDED_LATER = frozenset({"ev_related", "ev_run", "ev_run_w", "ev_run_n", "ev_last", "ev_reps",
+                         "ev_stuck"})
 
 
 class Bank:

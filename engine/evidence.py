@@ -24,7 +24,10 @@ Three families of evidence, each reduced to one statistic per event:
   stays inside its usual range. A channel whose warm-up residual against the others wanders
   on its own (``_related``) is left out of the family and of the others' predictions; a
   source with fewer than two channels left has no relation family (its p is NaN, as for
-  deviation).
+  deviation). A stuck channel counts here too: its run of exact repeats times what one repeat
+  costs, ``-ln P(repeat)`` from the warm-up (``_repeats``): a frozen sensor of the generated
+  multivariate set was found late, when the others had moved away from its value (that kind's
+  ROC-AUC 0.837 -> 0.995).
 
 Each family's statistic is turned into a **tail probability** against the source's own recent
 history of that statistic: a histogram of the last ``tail_memory`` events (halved when full;
@@ -133,6 +136,11 @@ def state_specs(channels: int, smoothing: int, relation: bool, period_max: int =
         specs["ev_cov"] = ((c, c), np.float64, 0.0)
         specs["ev_prec"] = ((c, c), np.float64, 0.0)
         specs["ev_related"] = ((c,), np.int64, 1)
+        # stuck channels: the last value, the run of exact repeats ending at it, and what
+        # one repeat costs (nats; 0 = never judged)
+        specs["ev_last"] = ((c,), np.float64, np.nan)
+        specs["ev_reps"] = ((c,), np.int64, 0)
+        specs["ev_stuck"] = ((c,), np.float64, 0.0)
     return specs
 
 
@@ -262,10 +270,13 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
             st.ev_mode[r, closer] = NONE  # type: ignore[attr-defined]
             e = (tail[j] - mu[j]) @ prec
             ring[r, :k, 1] = np.abs(e) / np.sqrt(np.diag(prec))
+            runs, cost = _repeats(warm[j])
+            st.ev_last[r], st.ev_reps[r], st.ev_stuck[r] = warm[j, -1], runs[-1], cost  # type: ignore[attr-defined]
             if seeded:
-                _seed(st, r, RELATION, smoothed_maxima(
-                    _finite(np.abs(_cross_fitted(clipped[j], related, ridge))), related, smoothing),
-                    settings)
+                stats = smoothed_maxima(
+                    _finite(np.abs(_cross_fitted(clipped[j], related, ridge))), related, smoothing)
+                _seed(st, r, RELATION, np.maximum(
+                    stats, (runs * cost).max(axis=1)[warm.shape[1] - stats.size:]), settings)
     if deviation and seeded:
         modes, periods = st.ev_mode, st.ev_period  # type: ignore[attr-defined]
         for j, r in enumerate(rows.tolist()):
@@ -278,6 +289,21 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
             _seed(st, r, DEVIATION, smoothed_maxima(
                 _finite(np.abs(resid[j]) / spread[j] * out_of_sample), judged, smoothing),
                 settings)
+
+
+def _repeats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For warm-up values ``x`` [n, C]: each event's run of exact repeats per channel [n, C]
+    and what one repeat costs per channel [C], ``-ln P(repeat)`` with P the warm-up's share of
+    repeats (Laplace: (repeats + 1) / (pairs + 2)). A sensor stuck on one value repeats it; a
+    continuous channel that never repeated in 200 warm-up events costs 5.3 nats per repeat,
+    one that repeats every other event 0.7."""
+    n, c = x.shape
+    runs = np.zeros((n, c), dtype=np.int64)
+    for t in range(1, n):
+        runs[t] = np.where(x[t] == x[t - 1], runs[t - 1] + 1, 0)
+    repeats = (runs > 0).sum(axis=0)
+    cost = np.log((max(n - 1, 0) + 2) / (repeats + 1.0))
+    return runs, cost
 
 
 def _seed(state: object, r: int, f: int, stats: np.ndarray, settings: EvidenceSettings) -> None:
@@ -525,6 +551,7 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
     hist: np.ndarray, total: np.ndarray, held: np.ndarray,
     run: np.ndarray, run_w: np.ndarray, run_n: np.ndarray,
     mu: np.ndarray, cov: np.ndarray, prec: np.ndarray, related: np.ndarray,
+    last: np.ndarray, reps: np.ndarray, stuck: np.ndarray,
     rate: float, ridge: float, refresh: int, memory: float, hold: float, hold_max: int,
     sustained: float, width: np.ndarray, p_out: np.ndarray, stat_out: np.ndarray,
     channel_out: np.ndarray,
@@ -571,6 +598,9 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
         for ch in range(c):
             ring[r, slot, 0, ch] = z[0, ch]
             ring[r, slot, 1, ch] = z[1, ch] if use_rel else 0.0
+            if use_rel:
+                reps[r, ch] = reps[r, ch] + 1 if x[ch] == last[r, ch] else 0
+                last[r, ch] = x[ch]
         stats = np.zeros(NFAM)
         stats[PATTERNS] = pattern_stat[i]
         for fam in range(2):
@@ -581,6 +611,11 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                 s = _smoothed(ring, r, slot, fam, ch)
                 if s > best:
                     best, arg = s, ch
+            if fam == 1 and use_rel:  # a stuck channel: its run of repeats, in nats
+                for ch in range(c):
+                    s = _capped(reps[r, ch] * stuck[r, ch])
+                    if s > best:
+                        best, arg = s, ch
             stats[1 + fam] = max(best, 0.0)
             channel_out[i, fam] = arg
         for f in range(NFAM):

@@ -137,9 +137,12 @@ class CalibratedEvidence:
         stat = np.empty((n, evidence.NFAM))
         if ctx.relation:
             mu, cov, prec, related = st.ev_mu, st.ev_cov, st.ev_prec, st.ev_related
+            last, reps, stuck = st.ev_last, st.ev_reps, st.ev_stuck
         else:  # typed placeholders: the kernel does not read them
             mu, cov, prec = np.zeros((1, 1)), np.zeros((1, 1, 1)), np.zeros((1, 1, 1))
             related = np.ones((1, 1), dtype=np.int64)
+            last, stuck = np.zeros((1, 1)), np.zeros((1, 1))
+            reps = np.zeros((1, 1), dtype=np.int64)
         evidence.score_events(
             ctx.rows, np.ascontiguousarray(ctx.values, dtype=np.float64),
             np.ascontiguousarray(ctx.pattern_stat, dtype=np.float64),
@@ -147,8 +150,8 @@ class CalibratedEvidence:
             st.ev_base, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_mode,
             st.ev_period, st.ev_profile, st.ev_t, st.ev_hist,
             st.ev_total, st.ev_held, st.ev_run, st.ev_run_w, st.ev_run_n, mu, cov, prec, related,
-            ev.rate, ev.ridge, ev.refresh, float(ev.tail_memory), ev.hold, ev.hold_max,
-            ev.sustained, evidence.WIDTH, ctx.family_p, stat, ctx.family_channel)
+            last, reps, stuck, ev.rate, ev.ridge, ev.refresh, float(ev.tail_memory), ev.hold,
+            ev.hold_max, ev.sustained, evidence.WIDTH, ctx.family_p, stat, ctx.family_channel)
         families = 1 + int(ctx.deviation) + int(ctx.relation)
         combined = evidence.combine(ctx.family_p, families)
         ctx.score = squash(-np.log2(np.maximum(combined, MIN_PROBABILITY)))

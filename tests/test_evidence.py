@@ -216,6 +216,27 @@ def test_a_mode_correlation_break_is_found_after_a_warm_up_that_ends_in_one_mode
     assert sum(r.flagged for r in results[200:500]) + sum(r.flagged for r in results[600:]) <= 2
 
 
+def test_a_stuck_sensor_is_flagged_at_its_first_repeats() -> None:
+    """One of four related channels repeats its value exactly for 100 events: each repeat of
+    a value that never repeated in the warm-up costs 5.3 nats, so the relation family flags
+    it at once, by name (judged by its distance from the others alone, 8 events later)."""
+    values = correlated(1200, 4, seed=61)
+    values[800:900, 2] = values[800, 2]
+    _, results = score(values, config())
+    first = next(i for i, r in enumerate(results) if r.flagged and i >= 800)
+    assert first <= 802
+    assert results[first].family_channels.get("relation") == "c02"
+
+
+def test_channels_that_repeat_values_normally_are_not_flagged_for_it() -> None:
+    """Coarsely quantised channels repeat values all the time: their warm-up says so, a
+    repeat costs little, and they are flagged no more often than without relation evidence."""
+    values = np.round(correlated(1500, 4, seed=62) * 2) / 2
+    _, with_relation = score(values, config())
+    _, without = score(values, config(**{"evidence.relation": False}))
+    assert sum(r.flagged for r in with_relation[200:]) <= sum(r.flagged for r in without[200:])
+
+
 def test_channels_wandering_past_their_range_together_are_not_new_extremes() -> None:
     """Three channels follow a factor that wanders past its warm-up range: their records come
     with the relation intact, so they count only where the calibrated score is already 0.7;
