@@ -129,7 +129,8 @@ class Bank:
             specs["cal_hist"] = ((config.calibration_window,), np.float64, np.nan)
         ev = config.evidence
         self.relation = ev.relation and c >= 2
-        self.deviation = ev.deviation and c >= ev.deviation_channels
+        self.deviation = ev.deviation
+        self.periodic_only = c < ev.deviation_channels  # deviation judges periodic channels only
         specs.update(evidence.state_specs(c, ev.smoothing * evidence.LONG, self.relation,
                                           ev.period_max if self.deviation else 0))
         if config.neuronet.enabled:
@@ -242,7 +243,8 @@ class Bank:
             st.ext_lo[r], st.ext_hi[r] = lo[0], hi[0]
         padded = self._padded_warm(rows)
         st.hist[rows] = padded[:, -self.window :]
-        evidence.start(st, rows, warm, self.config.evidence, self.relation, self.deviation)
+        evidence.start(st, rows, warm, self.config.evidence, self.relation, self.deviation,
+                       self.periodic_only)
         if "res" in st.arrays:
             norm = (warm - st.lo[rows][:, None]) / st.scale[rows][:, None]
             keep = min(norm.shape[1], st.res.shape[1])

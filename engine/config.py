@@ -110,11 +110,13 @@ class EvidenceSettings:
     # each channel against its own forecast (slow baseline or seasonal profile; channels that
     # drift or that the others predict better are left out)
     deviation: bool = True
-    # ...for sources with at least this many channels. Univariate sources leave it off: on NAB
-    # (58 univariate files, fixed codes) it cost 17 points (68.30 -> 50.88), since on long
-    # non-stationary series a value's distance from its forecast has its own heavy tail.
-    # GutenTAG (unreported seed) 8 / 40 channels 0.636 / 0.606 -> 0.823 / 0.817, generated
-    # multivariate (unreported seed) 0.910 unchanged (its channels are left to relation).
+    # ...for every channel of sources with at least this many channels; a source with fewer
+    # (univariate) has it only for a clearly periodic channel (engine/evidence.py,
+    # PERIODIC_SHARE): judging every univariate channel cost 17 points on NAB (68.30 -> 50.88),
+    # since on long non-stationary series a value's distance from a slow baseline has its own
+    # heavy tail. GutenTAG (unreported seed) 8 / 40 channels 0.636 / 0.606 -> 0.823 / 0.817,
+    # generated multivariate (unreported seed) 0.910 unchanged (its channels are left to
+    # relation).
     deviation_channels: int = 2
     relation: bool = True  # each channel against what the others predict (2+ channels)
     smoothing: int = 10  # events averaged by the deviation and relation statistics

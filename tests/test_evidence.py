@@ -323,12 +323,32 @@ def test_a_source_whose_channels_all_drift_scores_as_without_the_deviation_famil
     np.testing.assert_allclose(combine(p, 3), [0.02, 0.06])
 
 
-def test_a_univariate_source_has_no_deviation_family_by_default() -> None:
-    values = independent(900, seed=14)[:, 2:3]  # white noise: a baseline forecast
-    default, results = score(values, config())
-    single, _ = score(values, config(**{"evidence.deviation_channels": 1}))
+def test_a_univariate_source_has_the_deviation_family_only_for_a_clear_period() -> None:
+    """White noise (a baseline forecast) and a weakly periodic wave get no deviation family;
+    a clear wave does, and a change of its shape shows there."""
+    noise = independent(900, seed=14)[:, 2:3]
+    default, results = score(noise, config())
+    single, _ = score(noise, config(**{"evidence.deviation_channels": 1}))
     assert not any("deviation" in r.families for r in results)
     assert not np.array_equal(default, single)  # one more family when it is asked for
+    t = np.arange(1200)
+    rng = np.random.default_rng(15)
+    modes = {}
+    for name, sd in (("weak", 0.5), ("clear", 0.1)):
+        det = Detector(config())
+        det.process_many([Event(name, T0 + 60.0 * i, (float(np.sin(2 * np.pi * i / 50)
+                                                            + rng.normal(0, sd)),))
+                          for i in range(300)])
+        bank, row = det._sources[name]
+        modes[name] = int(bank.state.ev_mode[row, 0])
+        det.close()
+    assert modes == {"weak": NONE, "clear": SEASONAL}
+    wave = (np.sin(2 * np.pi * t / 50) + rng.normal(0, 0.1, t.size))[:, None]
+    wave[800:900, 0] = np.sign(wave[800:900, 0])  # the sine turns into a square wave
+    s_wave, wave_results = score(wave, config())
+    flagged = [r for r in wave_results[800:900] if r.flagged]
+    assert flagged and any("deviation" in r.families for r in flagged)
+    assert np.median(s_wave[800:900]) > np.quantile(s_wave[300:800], 0.95)
 
 
 @pytest.mark.parametrize("weight", [0.0, 0.5, 1.0])
