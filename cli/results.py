@@ -13,6 +13,7 @@ FAMILY_WORDS = {
     "patterns": "its recent pattern of values is rare",
     "relation": "{channel} strays from what the other channels predict",
     "deviation": "{channel} is far from its usual level",
+    "stuck": "{channel} repeats one value",  # relation, driven by a stuck channel's repeats
 }
 # the fixed encoder's trend bins (engine/encoder.py: cut at -trend_step, 0, +trend_step)
 TREND_WORDS = ("falling sharply", "falling slightly", "steady or rising slightly",
@@ -92,6 +93,9 @@ def summary(rec: dict[str, Any]) -> str:
     >>> summary({"flagged": True, "families": {"patterns": {"p": 0.2},
     ...          "relation": {"p": 2e-5, "channel": "b"}}})
     'b strays from what the other channels predict (tail probability 2e-05)'
+    >>> summary({"flagged": True, "families": {"relation": {"p": 1e-9, "channel": "b",
+    ...                                                      "stuck": True}}})
+    'b repeats one value (tail probability 1e-09)'
     """
     if not rec.get("flagged"):
         return ""
@@ -102,7 +106,8 @@ def summary(rec: dict[str, Any]) -> str:
     if not parts:
         parts = sorted((f["p"], name) for name, f in fams.items())[:1]
     return "; ".join(
-        FAMILY_WORDS[name].format(channel=fams[name].get("channel", "a channel"))
+        FAMILY_WORDS["stuck" if fams[name].get("stuck") else name].format(
+            channel=fams[name].get("channel", "a channel"))
         + f" (tail probability {p:.2g})" for p, name in parts)
 
 

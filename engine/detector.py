@@ -25,7 +25,7 @@ from neurogate.engine.config import EngineConfig
 from neurogate.engine.counts import CountTable, release_free_memory
 from neurogate.engine.encoder import Encoder, FixedEncoder
 from neurogate.engine.events import Event, EventBatch
-from neurogate.engine.evidence import FAMILIES, MIN_HISTORY, NFAM, PATTERNS
+from neurogate.engine.evidence import FAMILIES, MIN_HISTORY, NFAM, PATTERNS, STUCK
 from neurogate.engine.gcpause import collector_paused
 from neurogate.engine.keys import NCOLS
 from neurogate.engine.labels import Label, LabelMemory, learn_labels
@@ -111,6 +111,7 @@ class Result:
     # deviation and relation, the channel that drove it; empty when the score is not calibrated
     families: dict[str, float] = field(default_factory=dict)
     family_channels: dict[str, str] = field(default_factory=dict)
+    stuck: bool = False  # the relation family's channel repeated one value (it drove the family)
 
     def as_dict(self) -> dict[str, Any]:
         e = self.event
@@ -139,6 +140,8 @@ class Result:
                        if name in self.family_channels else {"p": float(f"{p:.4g}")})
                 for name, p in self.families.items()
             }
+            if self.stuck and "relation" in out["families"]:
+                out["families"]["relation"]["stuck"] = True
         if self.evidence:
             out["evidence"] = [ev.as_dict() for ev in self.evidence]
         if self.explanation:
@@ -175,6 +178,7 @@ class BatchResult:
         post = self.posterior[i]
         families: dict[str, float] = {}
         channels: dict[str, str] = {}
+        stuck = False
         fam = self.family_p[i]
         if self.flagged[i] and not np.isnan(fam[PATTERNS]):  # explained like ``evidence``
             fields = self.events[i].fields
@@ -182,7 +186,9 @@ class BatchResult:
                 if fam[f] < 1.0 or f == PATTERNS:
                     families[name] = float(fam[f])
                     if f != PATTERNS:
-                        channels[name] = fields[int(self.family_channel[i, f - 1])]
+                        ch = int(self.family_channel[i, f - 1])
+                        stuck = stuck or ch <= STUCK
+                        channels[name] = fields[STUCK - ch if ch <= STUCK else ch]
         return Result(
             event=self.events[i],
             score=float(self.score[i]),
@@ -198,6 +204,7 @@ class BatchResult:
             model_version=self.model_version,
             families=families,
             family_channels=channels,
+            stuck=stuck,
         )
 
     def __iter__(self) -> Iterator[Result]:

@@ -115,6 +115,8 @@ PERIODIC_SHARE = 0.25
 # 1.0 put half the multivariate set's channels out (0.913 -> 0.766).
 WANDER_RATIO = 0.75
 FOLDS = 4  # folds of the warm-up's cross-fitted relation statistics (``_cross_fitted``)
+# ``channel_out`` of a relation statistic a stuck channel drove: STUCK - channel (-1: none)
+STUCK = -2
 MIN_RELATED = 2  # channels the relation family must judge for a source to have the family
 
 
@@ -576,8 +578,9 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
     """Score then learn, event by event in arrival order (each touches only its source's row):
     writes each family's tail probability ``p_out`` [n, NFAM] (1.0 where a family is off),
     its statistic ``stat_out`` and the channel that drove deviation / relation
-    ``channel_out`` [n, 2]; updates the sources' baselines and histories unless held (the open
-    run of unusual deviation / relation events is kept in ``run``, ``run_w``, ``run_n``)."""
+    ``channel_out`` [n, 2] (``STUCK - channel`` where a stuck channel's repeats did);
+    updates the sources' baselines and histories unless held (the open run of unusual
+    deviation / relation events is kept in ``run``, ``run_w``, ``run_n``)."""
     n, c = values.shape
     k = ring.shape[1]
     z = np.empty((2, c))
@@ -632,7 +635,7 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                 for ch in range(c):
                     s = _capped(reps[r, ch] * stuck[r, ch])
                     if s > best:
-                        best, arg = s, ch
+                        best, arg = s, STUCK - ch
             stats[1 + fam] = max(best, 0.0)
             channel_out[i, fam] = arg
         for f in range(NFAM):

@@ -386,7 +386,8 @@ def test_explain_says_in_words_why_events_were_flagged(
 
 def test_explain_names_channels_the_change_stream_and_the_relation(
         cli: Cli, tmp_path: Path) -> None:
-    """Two fields that move together; one of them (rpm) freezes for 40 events."""
+    """Two fields that move together; one of them (rpm) freezes for 40 events: the relation
+    family names it as repeating one value."""
     lines = ["timestamp,temp,rpm"]
     for i in range(800):
         wave = math.sin(2 * math.pi * i / 50)
@@ -398,7 +399,7 @@ def test_explain_names_channels_the_change_stream_and_the_relation(
     res = cli("explain", "scores.csv", "--top", "100")
     assert res.code == 0, res.err
     assert "  values: rpm=1500.0, temp=" in res.out
-    assert "strays from what the other channels predict (tail probability" in res.out
+    assert "rpm repeats one value (tail probability" in res.out
     assert ("  rpm, change stream (did the value change from the event before): unchanged, "
             "after [") in res.out
     assert f"  rpm, level 1 (means of 2 events, {2 * STEP // 60} min): mean in band" in res.out

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from neurogate.cli.results import summary
 from neurogate.engine.bank import Bank
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.detector import Detector
@@ -225,7 +226,9 @@ def test_a_stuck_sensor_is_flagged_at_its_first_repeats() -> None:
     _, results = score(values, config())
     first = next(i for i, r in enumerate(results) if r.flagged and i >= 800)
     assert first <= 802
-    assert results[first].family_channels.get("relation") == "c02"
+    assert results[first].family_channels.get("relation") == "c02" and results[first].stuck
+    assert results[first].as_dict()["families"]["relation"]["stuck"] is True
+    assert summary(results[first].as_dict()).startswith("c02 repeats one value")
 
 
 def test_channels_that_repeat_values_normally_are_not_flagged_for_it() -> None:
