@@ -95,7 +95,7 @@ def warmup_range(warm: np.ndarray, margin: float,
 # the open run of unusual events (``ev_run_n`` 0: none open) and the stuck-channel arrays
 # (``ev_stuck`` 0: never judged).
 ADDED_LATER = frozenset({"ev_related", "ev_run", "ev_run_w", "ev_run_n", "ev_last", "ev_reps",
-                         "ev_stuck"})
+                         "ev_stuck", "ev_recent"})
 
 
 class Bank:

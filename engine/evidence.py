@@ -124,7 +124,8 @@ def state_specs(channels: int, smoothing: int, relation: bool, period_max: int =
                 ) -> dict[str, tuple[tuple[int, ...], type, float]]:
     """Per-source arrays the families keep (added to the bank's state, saved in snapshots).
     Bytes per source: 8 * (4C + 2 K C + 2 NFAM * BINS/2 ...) -- see docs/operations.md; the
-    deviation family's seasonal profiles add 8 * period_max * C (bounded by the setting), the
+    deviation family's seasonal profiles and last periods add 16 * period_max * C (bounded by
+    the setting), the
     open run of unusual events 16 * 2 K + 16 (K = ``smoothing``, the ring's length)."""
     c = channels
     specs: dict[str, tuple[tuple[int, ...], type, float]] = {
@@ -132,6 +133,7 @@ def state_specs(channels: int, smoothing: int, relation: bool, period_max: int =
         "ev_period": ((c,), np.int64, 1),
         "ev_t": ((), np.int64, 0),
         "ev_profile": ((max(period_max, 1), c), np.float64, 0.0),
+        "ev_recent": ((max(period_max, 1), c), np.float64, np.nan),  # the last period's values
         "ev_base": ((c,), np.float64, 0.0),
         "ev_spread": ((c,), np.float64, 1.0),
         "ev_floor": ((c,), np.float64, 1e-12),
@@ -247,6 +249,7 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
     reach = 8 * np.maximum(spread, span / SPAN_SIGMAS)
     clipped = np.clip(warm, (med - reach)[:, None], (med + reach)[:, None])
     resid = np.empty_like(clipped)
+    recent = st.ev_recent  # type: ignore[attr-defined]
     for j, r in enumerate(rows.tolist()):
         mode, per, profile, resid[j] = forecasts(clipped[j], med[j], period_max)
         if periodic_only:  # only a clearly periodic channel is judged (module docstring)
@@ -255,6 +258,15 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
             mode = np.where((mode == SEASONAL) & strong, SEASONAL, NONE)
         st.ev_mode[r], st.ev_period[r] = mode, per  # type: ignore[attr-defined]
         st.ev_profile[r] = profile  # type: ignore[attr-defined]
+        recent[r] = np.nan
+        for ch in np.flatnonzero(mode == SEASONAL).tolist():
+            x, lag = clipped[j, :, ch], int(per[ch])
+            last = np.arange(x.size - lag, x.size)
+            recent[r, last % lag, ch] = x[last]
+            naive = np.full(x.size, np.inf)
+            naive[lag:] = x[lag:] - x[:-lag]
+            resid[j, :, ch] = np.where(np.abs(naive) < np.abs(resid[j, :, ch]), naive,
+                                       resid[j, :, ch])
     rmad = np.median(np.abs(resid), axis=1) * MAD_SIGMA
     spread = np.maximum(np.where(np.isfinite(rmad), rmad, 0.0), floor)
     st.ev_base[rows], st.ev_spread[rows], st.ev_floor[rows] = med, spread, floor  # type: ignore[attr-defined]
@@ -566,7 +578,8 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
     rows: np.ndarray, values: np.ndarray, pattern_stat: np.ndarray,
     use_dev: bool, use_rel: bool, pattern_prior: float,
     base: np.ndarray, spread: np.ndarray, floor: np.ndarray, ring: np.ndarray, n_ev: np.ndarray,
-    mode: np.ndarray, period: np.ndarray, profile: np.ndarray, t: np.ndarray,
+    mode: np.ndarray, period: np.ndarray, profile: np.ndarray, recent: np.ndarray,
+    t: np.ndarray,
     hist: np.ndarray, total: np.ndarray, held: np.ndarray,
     run: np.ndarray, run_w: np.ndarray, run_n: np.ndarray,
     mu: np.ndarray, cov: np.ndarray, prec: np.ndarray, related: np.ndarray,
@@ -605,7 +618,14 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
             if m == NONE:
                 dev[ch] = 0.0
             elif m == SEASONAL:
-                dev[ch] = x[ch] - profile[r, t[r] % period[r, ch], ch]
+                # the profile's residual, or the last period's if smaller: a period that is not
+                # a whole number of events slips against the profile, not against the last
+                # period (a clean sine of period 37.7: 115 false flags in 2,800 events)
+                ph = t[r] % period[r, ch]
+                dev[ch] = x[ch] - profile[r, ph, ch]
+                if abs(x[ch] - recent[r, ph, ch]) < abs(dev[ch]):
+                    dev[ch] = x[ch] - recent[r, ph, ch]
+                recent[r, ph, ch] = x[ch]
             else:
                 dev[ch] = x[ch] - base[r, ch]
             z[0, ch] = _capped(abs(dev[ch]) / spread[r, ch])
@@ -696,8 +716,9 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                         # one visit per period: the profile adapts in about 1/rate events too
                         lim = CLIP * spread[r, ch]
                         ph = t[r] % period[r, ch]
-                        profile[r, ph, ch] += min(1.0, rate * period[r, ch]) * min(max(d, -lim),
-                                                                                   lim)
+                        step = x[ch] - profile[r, ph, ch]
+                        profile[r, ph, ch] += min(1.0, rate * period[r, ch]) * min(
+                            max(step, -lim), lim)
                     big = abs(d) * ABS_SIGMA
                     big = min(big, CLIP * spread[r, ch]) if big == big else spread[r, ch]
                     spread[r, ch] = max(spread[r, ch] + rate * (big - spread[r, ch]),

@@ -148,7 +148,7 @@ class CalibratedEvidence:
             np.ascontiguousarray(ctx.pattern_stat, dtype=np.float64),
             ctx.deviation, ctx.relation, ctx.pattern_prior,
             st.ev_base, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_mode,
-            st.ev_period, st.ev_profile, st.ev_t, st.ev_hist,
+            st.ev_period, st.ev_profile, st.ev_recent, st.ev_t, st.ev_hist,
             st.ev_total, st.ev_held, st.ev_run, st.ev_run_w, st.ev_run_n, mu, cov, prec, related,
             last, reps, stuck, ev.rate, ev.ridge, ev.refresh, float(ev.tail_memory), ev.hold,
             ev.hold_max, ev.sustained, evidence.WIDTH, ctx.family_p, stat, ctx.family_channel)
