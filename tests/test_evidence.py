@@ -29,6 +29,7 @@ from neurogate.engine.evidence import (
     _forget,
     _precision,
     _related,
+    _repeats,
     _tail_without,
     combine,
     forecasts,
@@ -215,6 +216,14 @@ def test_a_mode_correlation_break_is_found_after_a_warm_up_that_ends_in_one_mode
     _, results = score(values, config())
     assert sum(r.flagged for r in results[500:600]) >= 10
     assert sum(r.flagged for r in results[200:500]) + sum(r.flagged for r in results[600:]) <= 2
+
+
+def test_runs_of_repeats_and_what_a_repeat_costs() -> None:
+    runs, cost = _repeats(np.array([[1, 5], [1, 5], [2, 5], [2, 6], [2, 6], [3, 6]], float))
+    assert runs.T.tolist() == [[0, 1, 0, 1, 2, 0], [0, 1, 2, 0, 1, 2]]
+    np.testing.assert_allclose(cost, np.log([7 / 4, 7 / 5]))  # (pairs + 2) / (repeats + 1)
+    _, never = _repeats(np.random.default_rng(0).normal(size=(200, 1)))
+    assert never[0] == pytest.approx(np.log(201))  # 5.3 nats
 
 
 def test_a_stuck_sensor_is_flagged_at_its_first_repeats() -> None:
