@@ -157,6 +157,9 @@ class Bank:
                 bank.state.arrays[name][:size] = arrays[name]
             elif name not in ADDED_LATER:
                 raise ValueError(f"the saved detector state has no {name!r} array")
+        if bank.periodic_only:  # an older engine gave univariate channels slow baselines, unused
+            modes = bank.state.ev_mode[:size]
+            modes[modes != evidence.SEASONAL] = evidence.NONE
         bank.sources = list(meta["sources"])
         return bank
 

@@ -64,7 +64,8 @@ class ScoreContext:
     pattern_stat: np.ndarray
     pattern_prior: float = 0.0
     relation: bool = False  # the relation family applies (evidence.relation, 2+ channels)
-    deviation: bool = False  # the deviation family applies (evidence.deviation, enough channels)
+    deviation: bool = False  # the deviation family applies (evidence.deviation; a univariate
+    # source judges only a clearly periodic channel)
     score: np.ndarray = field(init=False)
     extreme: np.ndarray = field(init=False)
     suppressed: np.ndarray = field(init=False)

@@ -617,6 +617,19 @@ def test_a_state_saved_before_the_relation_mask_judges_every_channel() -> None:
         Bank.from_state(bank.fields, 16, cfg, meta, broken)
 
 
+def test_a_univariate_state_saved_before_periodic_deviation_keeps_its_behaviour() -> None:
+    """An older engine gave univariate channels a slow-baseline mode it never used; restored,
+    such a channel must not start judging deviation (on NAB that cost 17 points)."""
+    cfg = config()
+    bank = Bank(("v",), 16, cfg)
+    row = bank.add_source("u")
+    bank.state.ev_mode[row] = BASELINE
+    meta, arrays = bank.to_state()
+    older = {k: v for k, v in arrays.items() if k != "ev_recent"}
+    restored = Bank.from_state(bank.fields, 16, cfg, meta, older).state
+    assert restored.ev_mode[: restored.size].tolist() == [[NONE]]
+
+
 def test_evidence_does_not_depend_on_the_batch_size() -> None:
     values = correlated(1200, 4, seed=9)
     values[900:1000, 2] = values[900, 2]  # a frozen channel
