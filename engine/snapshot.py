@@ -18,6 +18,10 @@ from neurogate.engine.config import EngineConfig
 
 FORMAT = "neurogate.detector-state/1"
 META_NAME = "detector/state"
+# State-shaping settings added after a store's state may have been written, each with the value
+# that reproduces the engine before it: such a state is read as written under that value, so
+# it resumes under it (and the refusal names the setting and the value to set).
+ADDED_SETTINGS: dict[str, Any] = {"evidence.sustained": 0.0}
 
 
 def dump(config: EngineConfig, events_seen: int, banks: list[dict[str, Any]],
@@ -58,7 +62,7 @@ def _check_settings(header: dict[str, Any], config: EngineConfig) -> None:
             raise ValueError("the store holds detector state written with a different engine "
                              "configuration; use the same configuration or start a fresh store")
         return
-    saved = header["settings"]
+    saved = {**ADDED_SETTINGS, **header["settings"]}
     now = json.loads(json.dumps(config.state_settings()))  # as the header stores them
     diff = [f"{k} (stored {saved.get(k)!r}, now {now.get(k)!r})"
             for k in sorted(saved.keys() | now.keys()) if saved.get(k) != now.get(k)]

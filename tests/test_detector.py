@@ -3,6 +3,7 @@ anomalies, the extreme and suppression rules, rejections, stores and the label p
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
@@ -557,6 +558,24 @@ def test_saved_state_is_refused_under_another_configuration(
             Detector(fast_config.replace(**{"fixed.levels": 5, "neuronet.enabled": True}),
                      store)
         Detector(fast_config, store)  # the same configuration resumes
+
+
+def test_a_state_written_before_a_setting_existed_resumes_under_its_old_value(
+    tmp_path: Path, fast_config: EngineConfig
+) -> None:
+    """A header without ``evidence.sustained`` (an older engine) reads as 0, the behaviour it
+    learned under: the refusal names the value, and setting it resumes."""
+    blob = snapshot.dump(fast_config, 0, [], {})
+    with np.load(io.BytesIO(blob)) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(arrays["header"].tobytes())
+    del header["settings"]["evidence.sustained"]
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    with pytest.raises(ValueError, match=r"evidence\.sustained \(stored 0\.0, now 0\.01\)"):
+        snapshot.load(buf.getvalue(), fast_config)
+    snapshot.load(buf.getvalue(), fast_config.replace(**{"evidence.sustained": 0.0}))
 
 
 def test_scoring_only_settings_may_change_on_a_saved_state(
