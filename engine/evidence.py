@@ -447,6 +447,13 @@ def _precision(cov: np.ndarray, ridge: float) -> np.ndarray:
 
 
 @njit(cache=True)
+def _bin(x: float, width: float, bins: int) -> int:
+    """The history bin of statistic ``x`` (values beyond the top kept in the last bin)."""
+    b: int = min(max(int(x / width), 0), bins - 1)
+    return b
+
+
+@njit(cache=True)
 def tail_probability(hist: np.ndarray, total: float, x: float, width: float,
                      prior_log: float) -> float:
     """P(statistic >= x) from a history histogram: empirical where at least TAIL_EVENTS events
@@ -456,7 +463,7 @@ def tail_probability(hist: np.ndarray, total: float, x: float, width: float,
         return min(1.0, math.exp(prior_log - x))
     nb = hist.size
     pos = x / width
-    b = min(max(int(pos), 0), nb - 1)
+    b = _bin(x, width, nb)
     frac = min(max((b + 1) - pos, 0.0), 1.0)
     above: float = hist[b] * frac  # numpy's stubs type indexing as Any
     for j in range(b + 1, nb):
@@ -497,15 +504,17 @@ def absolute_bound(family: int, x: float, pattern_prior: float) -> float:
 
 @njit(cache=True)
 def remember(hist: np.ndarray, total: np.ndarray, row: int, f: int, x: float, width: float,
-             memory: float, weight: float) -> None:
-    """Add ``x`` with ``weight`` (events) to a source's family history; halve it when full."""
-    b = min(max(int(x / width), 0), hist.shape[2] - 1)
-    hist[row, f, b] += weight
+             memory: float, weight: float) -> bool:
+    """Add ``x`` with ``weight`` (events) to a source's family history; halve it when full
+    (True when it did)."""
+    hist[row, f, _bin(x, width, hist.shape[2])] += weight
     total[row, f] += weight
-    if total[row, f] > memory:
-        for j in range(hist.shape[2]):
-            hist[row, f, j] *= 0.5
-        total[row, f] *= 0.5
+    if total[row, f] <= memory:
+        return False
+    for j in range(hist.shape[2]):
+        hist[row, f, j] *= 0.5
+    total[row, f] *= 0.5
+    return True
 
 
 @njit(cache=True)
@@ -515,7 +524,7 @@ def _tail_without(hist: np.ndarray, total: float, run: np.ndarray, run_w: np.nda
     (statistics, with their weights ``run_w``)."""
     h = hist.copy()
     for j in range(n):
-        b = min(max(int(run[j] / width), 0), h.size - 1)
+        b = _bin(run[j], width, h.size)
         h[b] = max(h[b] - run_w[j], 0.0)
         total -= run_w[j]
     return tail_probability(h, max(total, 0.0), x, width, 0.0)
@@ -526,7 +535,7 @@ def _forget(hist: np.ndarray, total: np.ndarray, r: int, f: int, run: np.ndarray
             run_w: np.ndarray, n: int, width: float) -> None:
     """Take the first ``n`` events of ``run`` back out of source ``r``'s family ``f`` history."""
     for j in range(n):
-        b = min(max(int(run[j] / width), 0), hist.shape[2] - 1)
+        b = _bin(run[j], width, hist.shape[2])
         hist[r, f, b] = max(hist[r, f, b] - run_w[j], 0.0)
         total[r, f] = max(total[r, f] - run_w[j], 0.0)
 
@@ -702,10 +711,9 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                 else:
                     held[r, f] = 0
                     run_n[r, g] = 0
-                if total[r, f] + 1.0 > memory:  # the history halves, and so do the run's events
-                    for j in range(run_n[r, g]):
-                        run_w[r, g, j] *= 0.5
-            remember(hist, total, r, f, stats[f], width[f], memory, 1.0)
+            if remember(hist, total, r, f, stats[f], width[f], memory, 1.0) and f != PATTERNS:
+                for j in range(run_n[r, f - 1]):  # the history halved: so did the run's events
+                    run_w[r, f - 1, j] *= 0.5
             if f == DEVIATION:
                 for ch in range(c):
                     d = dev[ch]
