@@ -150,7 +150,8 @@ class EvidenceSettings:
     # ...and also while it stays below this for a whole smoothing ring (smoothing x 4 = 40
     # events), judged without that run's own events, which are then taken back out of the
     # history: a moderate incident (p ~ 0.003) no longer becomes normal within 150 events,
-    # while a shorter normal excursion is learnt as before. 0 = only ``hold``. Dev seeds:
+    # while a shorter normal excursion is learnt as before. 0 = only ``hold``; so is a
+    # ``hold_max`` below the ring (such a run would be past its hold when confirmed). Dev seeds:
     # sensors 2 / 3 ROC-AUC 0.841 / 0.805 -> 0.865 / 0.846, false flags 23 / 11 -> 30 / 11;
     # 0.003: 0.870 / 0.823; 0.1: 0.873 / 0.847 with 66 / 28 false flags
     sustained: float = 0.01

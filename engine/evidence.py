@@ -605,6 +605,8 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
     deviation / relation events is kept in ``run``, ``run_w``, ``run_n``)."""
     n, c = values.shape
     k = ring.shape[1]
+    if hold_max < k:  # a run is confirmed after k events, already past the hold it may have
+        sustained = 0.0
     z = np.empty((2, c))
     dev = np.empty(c)
     for i in range(n):

@@ -494,6 +494,18 @@ def test_a_moderate_sustained_incident_stays_unusual() -> None:
     np.testing.assert_array_equal(held[:1240], learning[:1240])
 
 
+def test_a_hold_shorter_than_a_ring_leaves_sustained_runs_alone() -> None:
+    """``hold_max`` 0 means "never hold": a moderate run that outlasts the ring is neither
+    taken out of the history nor held (it was, for one event, when the run was confirmed)."""
+    values = correlated(2000, 4, seed=12, noise=0.3)
+    values[1200:1600, 1] += np.random.default_rng(13).normal(0, 0.6, 400)
+    for hold_max in (0, 39):
+        never, _ = score(values, config(**{"evidence.hold_max": hold_max}))
+        only_hold, _ = score(values, config(**{"evidence.hold_max": hold_max,
+                                               "evidence.sustained": 0.0}))
+        np.testing.assert_array_equal(never, only_hold)
+
+
 def test_an_open_run_is_judged_without_its_own_events() -> None:
     rng = np.random.default_rng(0)
     normal = np.abs(rng.normal(0, 1, 500))
