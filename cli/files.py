@@ -26,12 +26,20 @@ from neurogate.engine.events import (
     parse_timestamp,
 )
 
-__all__ = ["BadRecord", "CsvOptions", "count_lines", "input_problem", "read_events"]
+__all__ = ["BadRecord", "CsvColumns", "CsvOptions", "count_lines", "csv_columns", "input_problem",
+           "read_events"]
 
 RAW_LIMIT = 200
 MAX_HEADER_BYTES = 1 << 20  # a longer first line is not a header row (e.g. a one-line 50 MB file)
 SAMPLE_ROWS = 50  # data rows inspected to decide which columns are numeric
 TIMESTAMP_NAMES = ("timestamp", "ts", "time", "date", "datetime")
+DELIMITERS = (",", ";", "\t", "|")  # tried on the header row when no delimiter is given
+# Names benchmark files give their ground truth (any case; the first is the label column when
+# none is named and its cells are labels). Never scored as values by default: a file with an
+# "anomaly" column scored it, and its 0 -> 1 step drove the flags (the score read the labels).
+LABEL_NAMES = ("label", "labels", "anomaly", "anomalies", "is_anomaly", "anomalous", "outlier",
+               "is_outlier", "changepoint", "change_point", "attack", "is_attack",
+               "ground_truth")
 _FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 _LABELS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}
 
@@ -51,7 +59,7 @@ class BadRecord:
 class CsvOptions:
     """How to map CSV columns onto events; `None` means auto-detect (see `read_events`)."""
 
-    delimiter: str = ","
+    delimiter: str | None = None
     timestamp_column: str | None = None
     value_columns: tuple[str, ...] | None = None
     source_column: str | None = None
@@ -108,13 +116,17 @@ def read_events(
     docs/background.md section 3; a missing "source" defaults to the file's stem; bad items of
     an array follow that line's good events.
 
-    CSV auto-detection (for options left as `None`): timestamp = first column named
+    CSV auto-detection (for options left as `None`): delimiter = whichever of , ; tab | splits
+    the header row into the most columns (tab for .tsv); timestamp = first column named
     timestamp/ts/time/date/datetime (any case), else the data-row index with
-    `has_calendar=False`; source = column "source", else the file's stem; label and id = columns
-    "label" and "id"; values = every other column with at least half of its non-empty cells in
-    the first 50 rows numeric. Several value columns make a multivariate event whose `fields` are
-    the column names *sorted* (the canonical order JSON input gets too), with `values` in that
-    order. An empty label cell means "label unknown" (None); an empty value cell is a `BadRecord`.
+    `has_calendar=False`; source = column "source", else the file's stem; id = column "id";
+    label = column "label", else the first column with a `LABEL_NAMES` name ("anomaly",
+    "changepoint", ...) whose sampled cells are labels; values = every other column with at
+    least half of its non-empty cells in the first 50 rows numeric, except columns with a
+    `LABEL_NAMES` name (`csv_columns` says which were set aside). Several value columns make a
+    multivariate event whose `fields` are the column names *sorted* (the canonical order JSON
+    input gets too), with `values` in that order. An empty label cell means "label unknown"
+    (None); an empty value cell is a `BadRecord`.
     """
     path = Path(path)
     kind = _format_of(path, fmt)
@@ -127,10 +139,37 @@ def read_events(
         raise (FileNotFoundError if not path.exists() else ValueError)(problem)
     if kind == "jsonl":
         return _jsonl_file(path)
+    return _read_csv(path, _plan_csv(path, _options(kind, csv)))
+
+
+def _options(kind: str, csv: CsvOptions | None) -> CsvOptions:
+    """``csv`` with a .tsv file's delimiter (tab) filled in when none was given."""
     opts = csv or CsvOptions()
-    if kind == "tsv" and opts.delimiter == ",":
+    if kind == "tsv" and opts.delimiter is None:
         opts = dataclasses.replace(opts, delimiter="\t")
-    return _read_csv(path, _plan_csv(path, opts))
+    return opts
+
+
+@dataclass(frozen=True)
+class CsvColumns:
+    """What `read_events` makes of a CSV file's columns (for a caller to tell the user)."""
+
+    delimiter: str
+    values: tuple[str, ...]
+    label: str | None
+    set_aside: tuple[str, ...]  # label-like columns that are neither values nor the label
+
+
+def csv_columns(path: Path | str, *, fmt: str | None = None,
+                csv: CsvOptions | None = None) -> CsvColumns | None:
+    """The column choice `read_events` makes for a CSV/TSV file (None for JSONL); raises as
+    `read_events` does."""
+    path = Path(path)
+    kind = _format_of(path, fmt)
+    if kind == "jsonl" or str(path) == "-":
+        return None
+    plan = _plan_csv(path, _options(kind, csv))
+    return CsvColumns(plan.delimiter, plan.fields, plan.label_name, plan.set_aside)
 
 
 def _jsonl_file(path: Path) -> Iterator[Event | BadRecord]:
@@ -180,6 +219,8 @@ class _CsvPlan:
     default_source: str
     label: int | None
     id: int | None
+    label_name: str | None = None
+    set_aside: tuple[str, ...] = ()
 
 
 def _open_csv(path: Path) -> IO[str]:
@@ -213,14 +254,34 @@ def _is_number(cell: str) -> bool:
     return True
 
 
+def _sniff(first_line: bytes) -> str:
+    """The delimiter of `DELIMITERS` that splits a header row into the most columns (quotes
+    respected; ',' when none splits it)."""
+    text = first_line.decode("utf-8-sig", "surrogateescape")
+    widths = []
+    for d in DELIMITERS:
+        try:
+            widths.append(len(next(_csv.reader([text], delimiter=d), [])))
+        except _csv.Error:  # e.g. a field over the csv module's limit: reading it says so
+            widths.append(0)
+    return DELIMITERS[widths.index(max(widths))]
+
+
+def _is_label_column(sample: list[list[str]], i: int) -> bool:
+    """Every non-empty sampled cell is a label (0/1/true/false)."""
+    return all(r[i].strip().lower() in _LABELS for r in sample if i < len(r) and r[i].strip())
+
+
 def _plan_csv(path: Path, opts: CsvOptions) -> _CsvPlan:
     """Read the header and a sample of rows; resolve and check every column choice."""
     with path.open("rb") as raw:
-        if len(raw.readline(MAX_HEADER_BYTES + 1)) > MAX_HEADER_BYTES:
+        first_line = raw.readline(MAX_HEADER_BYTES + 1)
+        if len(first_line) > MAX_HEADER_BYTES:
             raise ValueError(f"{path}: the first line is longer than {MAX_HEADER_BYTES:,} bytes, "
                              "too long for a header row (is it a CSV file? check the delimiter)")
+    delimiter = opts.delimiter if opts.delimiter is not None else _sniff(first_line)
     with _open_csv(path) as f:
-        rows = _rows(f, opts.delimiter)
+        rows = _rows(f, delimiter)
         first = next(rows, None)
         if first is None:
             raise ValueError(f"{path} is empty: expected a header row with column names")
@@ -253,9 +314,12 @@ def _plan_csv(path: Path, opts: CsvOptions) -> _CsvPlan:
         next((lower[n] for n in TIMESTAMP_NAMES if n in lower), None),
     )
     source = pick("source_column", opts.source_column, lower.get("source"))
-    label = pick("label_column", opts.label_column, lower.get("label"))
+    label_like = [lower[n] for n in LABEL_NAMES if n in lower]
+    label = pick("label_column", opts.label_column, lower.get("label", next(
+        (i for i in label_like if _is_label_column(sample, i)), None)))
     ident = pick("id_column", opts.id_column, lower.get("id"))
     special = {i for i in (ts, source, label, ident) if i is not None}
+    set_aside: list[int] = []
 
     if opts.value_columns is not None:
         if not opts.value_columns:
@@ -267,18 +331,20 @@ def _plan_csv(path: Path, opts: CsvOptions) -> _CsvPlan:
                 f"{path}: value column(s) {clash} are also the timestamp/source/label/id column"
             )
     else:
-        values = [i for i in range(len(header)) if i not in special and _numeric(sample, i)]
+        set_aside = sorted(i for i in label_like if i not in special)
+        values = [i for i in range(len(header))
+                  if i not in special and i not in set_aside and _numeric(sample, i)]
         if not values:
             raise ValueError(
-                f"{path}: no numeric value columns found among {header}; pass "
-                "CsvOptions(value_columns=...) or check the delimiter"
+                f"{path}: no numeric value columns found among {header} (read with delimiter "
+                f"{delimiter!r}); name them (--value-columns) or the delimiter (--delimiter)"
             )
     order = sorted(set(values), key=header.__getitem__)
     if source is None and _undecodable(path.stem):
         raise ValueError(f"{path}: the file name is not valid UTF-8 and names the source; "
                          "rename the file or add a source column")
     return _CsvPlan(
-        delimiter=opts.delimiter,
+        delimiter=delimiter,
         ncols=len(header),
         ts=ts,
         values=tuple(order),
@@ -287,6 +353,8 @@ def _plan_csv(path: Path, opts: CsvOptions) -> _CsvPlan:
         default_source=path.stem,
         label=label,
         id=ident,
+        label_name=None if label is None else header[label],
+        set_aside=tuple(header[i] for i in set_aside),
     )
 
 

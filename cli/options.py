@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from neurogate.cli.boundary import UserError
 
 if TYPE_CHECKING:  # numpy: not loaded to start the command line (bench/startup.py)
-    from neurogate.cli.files import BadRecord, CsvOptions
+    from neurogate.cli.files import BadRecord, CsvColumns, CsvOptions
     from neurogate.engine.events import Event
 
 FORMATS = ("csv", "tsv", "jsonl")
@@ -32,15 +32,16 @@ def add_config_options(p: argparse.ArgumentParser, *, worker: bool = False,
 def add_input_options(p: argparse.ArgumentParser) -> None:
     """``--format`` and the CSV column options; ``csv_options`` builds them."""
     p.add_argument("--format", choices=FORMATS, help="input format (default: by extension)")
-    p.add_argument("--delimiter", default=",", help="CSV field delimiter (default ','; "
-                   "tab for .tsv)")
+    p.add_argument("--delimiter", help="CSV field delimiter (default: whichever of , ; tab | "
+                   "splits the header row into the most columns; tab for .tsv)")
     p.add_argument("--timestamp-column", help="timestamp column (default: timestamp, ts, time, "
                    "date or datetime; else the row index)")
-    p.add_argument("--value-columns", help="comma-separated value columns (default: all numeric)")
+    p.add_argument("--value-columns", help="comma-separated value columns (default: all numeric "
+                   "ones but the label-like: label, anomaly, changepoint, outlier, attack, ...)")
     p.add_argument("--source-column", help="source column (default: 'source', else the file "
                    "name)")
-    p.add_argument("--label-column", help="0/1 label column (default: 'label'), used only after "
-                   "each row is scored")
+    p.add_argument("--label-column", help="0/1 label column (default: the first label-like "
+                   "column holding 0/1: label, anomaly, ...), used only after each row is scored")
     p.add_argument("--id-column", help="event id column (default: 'id')")
 
 
@@ -63,7 +64,7 @@ def open_inputs(
 ) -> tuple[list[tuple[str, Iterator[Event | BadRecord]]], int | None]:
     """Each input file's key (``file:<absolute path>``, ``stdin``) and reader, and the total
     number of lines if known; an input that cannot be read is a user error before any is."""
-    from neurogate.cli.files import count_lines, input_problem, read_events
+    from neurogate.cli.files import count_lines, csv_columns, input_problem, read_events
 
     opts = csv_options(args)
     readers = []
@@ -74,12 +75,31 @@ def open_inputs(
             raise UserError(problem)
         try:
             reader = read_events(path, fmt=args.format, csv=opts)
+            if name != "-":
+                _tell_columns(name, opts, csv_columns(path, fmt=args.format, csv=opts))
         except (ValueError, OSError) as exc:
             raise UserError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
         readers.append(("stdin" if name == "-" else f"file:{path.resolve()}", reader))
         lines = count_lines(path) if name != "-" else None
         total = None if total is None or lines is None else total + lines
     return readers, total
+
+
+def _tell_columns(name: str, opts: CsvOptions, cols: CsvColumns | None) -> None:
+    """One line on stderr when the column choice was not the obvious one: a delimiter other than
+    ',' found in the header, a label column other than 'label', label-like columns not scored."""
+    if cols is None:
+        return
+    notes = []
+    if opts.delimiter is None and cols.delimiter != ",":
+        notes.append(f"delimiter {cols.delimiter!r}")
+    if opts.label_column is None and cols.label not in (None, "label"):
+        notes.append(f"labels from {cols.label!r} (read only after each row is scored)")
+    if cols.set_aside:
+        notes.append(f"not scored: {', '.join(map(repr, cols.set_aside))} (a label's name; "
+                     "--value-columns scores it)")
+    if notes:
+        print(f"{name}: " + "; ".join(notes), file=sys.stderr)
 
 
 def add_quiet(p: argparse.ArgumentParser) -> None:

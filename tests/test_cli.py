@@ -178,11 +178,13 @@ def test_label_column_gives_posteriors_and_explanations(cli: Cli, tmp_path: Path
     assert records[-40]["posterior"] > 0 > records[-41]["posterior"]  # -40 is labelled 1
     explained = [r for r in records if r.get("explanation")]
     assert explained and all("prior st(" in line for r in explained for line in r["explanation"])
-    # without the option the column is just another (numeric) value column: no labels at all
+    # without the option the label-like column is found and read the same way, never scored
+    # (as a value column its 0 -> 1 steps drove the flags), and the run says so
     res = cli("run", str(path), "--store", "memory://", "--all-scores", "--out", "plain.jsonl",
               *FAST)
     assert res.code == 0
-    assert not any("posterior" in r for r in read_jsonl(tmp_path / "plain.jsonl"))
+    assert "labels from 'is_anomaly'" in res.err
+    assert read_jsonl(tmp_path / "plain.jsonl") == records
 
 
 # -- run: golden files ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from neurogate.cli.files import (
     BadRecord,
     CsvOptions,
     count_lines,
+    csv_columns,
     input_problem,
     read_events,
 )
@@ -130,6 +131,37 @@ def test_explicit_columns_and_sorted_fields(tmp_path: Path) -> None:
         (T0, ("a", "z"), (2.0, 1.0), 0),
         (T0 + 1, ("a", "z"), (4.0, 3.0), 1),
     ]
+
+
+def test_a_semicolon_file_with_label_columns_is_read_without_options(tmp_path: Path) -> None:
+    """A benchmark-style file (';' between fields, its ground truth in "anomaly" and
+    "changepoint"): the delimiter comes from the header, "anomaly" is the label column and
+    neither label column is scored (scored, "anomaly"'s step drove every flag)."""
+    text = ("datetime;Accelerometer1RMS;Current;anomaly;changepoint\n"
+            "2014-07-01 00:00:00;0.21;1.5;0.0;0.0\n"
+            "2014-07-01 00:00:01;0.22;1.4;1.0;1.0\n")
+    path = write(tmp_path, "valve1.csv", text)
+    events = only_events(path)
+    assert [(e.ts, e.fields, e.values, e.label) for e in events] == [
+        (T0, ("Accelerometer1RMS", "Current"), (0.21, 1.5), 0),
+        (T0 + 1, ("Accelerometer1RMS", "Current"), (0.22, 1.4), 1),
+    ]
+    cols = csv_columns(path)
+    assert cols is not None
+    assert (cols.delimiter, cols.label, cols.set_aside) == (";", "anomaly", ("changepoint",))
+    named = only_events(path, csv=CsvOptions(value_columns=("Current", "changepoint")))
+    assert named[1].fields == ("Current", "changepoint") and named[1].values == (1.4, 1.0)
+
+
+def test_a_label_like_column_that_holds_no_labels_is_neither_label_nor_value(
+        tmp_path: Path) -> None:
+    path = write(tmp_path, "s.csv", "ts|rpm|anomaly|outlier\n1404172800|1400|0.31|1\n")
+    events = only_events(path)
+    assert [(e.fields, e.values, e.label) for e in events] == [(("rpm",), (1400.0,), 1)]
+    cols = csv_columns(path)
+    assert cols is not None and (cols.label, cols.set_aside) == ("outlier", ("anomaly",))
+    quoted = write(tmp_path, "q.csv", '"a;b",c\n1,2\n')  # a ';' inside quotes splits nothing
+    assert only_events(quoted)[0].fields == ("a;b", "c")
 
 
 def test_tsv_by_extension(tmp_path: Path) -> None:
