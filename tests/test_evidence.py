@@ -30,6 +30,7 @@ from neurogate.engine.evidence import (
     _precision,
     _related,
     _repeats,
+    _step,
     _tail_without,
     combine,
     forecasts,
@@ -221,9 +222,38 @@ def test_a_mode_correlation_break_is_found_after_a_warm_up_that_ends_in_one_mode
 def test_runs_of_repeats_and_what_a_repeat_costs() -> None:
     runs, cost = _repeats(np.array([[1, 5], [1, 5], [2, 5], [2, 6], [2, 6], [3, 6]], float))
     assert runs.T.tolist() == [[0, 1, 0, 1, 2, 0], [0, 1, 2, 0, 1, 2]]
-    np.testing.assert_allclose(cost, np.log([7 / 4, 7 / 5]))  # (pairs + 2) / (repeats + 1)
-    _, never = _repeats(np.random.default_rng(0).normal(size=(200, 1)))
-    assert never[0] == pytest.approx(np.log(201))  # 5.3 nats
+    assert cost.tolist() == [0.0, 0.0]  # repeats are common here: never judged as stuck
+    x = np.random.default_rng(0).normal(size=(200, 2))
+    x[50:54, 1] = x[50, 1]  # 3 repeats in 199 pairs: (3 + 1) / 201 <= STUCK_SHARE
+    _, rare = _repeats(x)
+    np.testing.assert_allclose(rare, np.log([201, 201 / 4]))  # (pairs + 2) / (repeats + 1)
+    x[100:104, 1] = x[100, 1]  # 6 repeats: 7 / 201 is too common a repeat
+    assert _repeats(x)[1][1] == 0.0
+
+
+def test_the_step_of_a_quantised_channel() -> None:
+    rng = np.random.default_rng(3)
+    warm = np.stack([np.round(rng.normal(0, 1, 300) / 0.25) * 0.25, rng.normal(0, 1, 300),
+                     np.full(300, 7.0)], axis=1)[None]
+    span = np.percentile(warm, 99, axis=1) - np.percentile(warm, 1, axis=1)
+    step = _step(warm, span)[0]
+    assert step[0] == pytest.approx(0.25) and 0 < step[1] < 1e-3 and step[2] == 0.0
+
+
+def test_a_channel_logged_in_coarse_steps_is_not_an_outlier_at_every_step() -> None:
+    """A noisy channel the others do not predict, logged in steps of twice its noise (most of
+    its values on one step, so its MAD is 0): its other steps are normal, not outliers (with
+    the spread at the floor 94 % of a sensors file's normal rows were below p = 0.001), and a
+    shift of a related channel is still found. Its frequent repeats are not a stuck sensor."""
+    rng = np.random.default_rng(64)
+    values = np.column_stack([correlated(1500, 3, seed=63),
+                              np.round(rng.normal(0, 1, 1500) / 2) * 2])
+    values[1100:1300, 1] += 1.0
+    s, results = score(values, config())
+    normal = np.r_[200:1100, 1350:1500]  # (40-event smoothing after the shift)
+    assert np.mean(s[normal] >= 0.9) < 0.01  # was all of them, and the shift never flagged
+    assert sum(r.flagged for r in results[1100:1300]) >= 1
+    assert not any(r.stuck for r in results)
 
 
 def test_a_stuck_sensor_is_flagged_at_its_first_repeats() -> None:
