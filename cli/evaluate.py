@@ -109,10 +109,10 @@ def _register_creditcard_generate(es: argparse._SubParsersAction) -> None:  # ty
 def _register_multivariate(es: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     mv = es.add_parser("multivariate", help="generated labelled multivariate benchmark")
     _benchmark_options(mv, "neurogate")
-    mv.add_argument("--corpus", choices=("factor", "sensors"), default="factor",
+    mv.add_argument("--corpus", choices=("factor", "sensors", "sensors-logged"), default="factor",
                     help="factor: sources whose channels follow one factor (default); sensors: "
-                    "30 short noisy 8-sensor files, one long incident each "
-                    "(evaluation/sensors.py)")
+                    "30 short noisy 8-sensor files, one long incident each; sensors-logged: the "
+                    "same files with four channels stored in steps (evaluation/sensors.py)")
     mv.add_argument("--seed", type=int, help="generator seed (default 7; sensors 1)")
     mv.add_argument("--sources", type=positive_int, metavar="N",
                     help="generated sources (default 6; sensors 30 files)")
@@ -366,14 +366,15 @@ def cmd_multivariate(args: argparse.Namespace) -> int:
     cfg = engine_config(MULTIVARIATE.engine, args)
     names = _names(args, cfg)
     corpus: Any
-    if args.corpus == "sensors":
+    if args.corpus.startswith("sensors"):
         if args.length is not None:
-            raise UserError("--length does not apply to --corpus sensors (files are "
+            raise UserError(f"--length does not apply to --corpus {args.corpus} (files are "
                             "1,000-1,300 rows)")
         args.seed = 1 if args.seed is None else args.seed
         args.sources = sensors.SensorSettings.files if args.sources is None else args.sources
         corpus = sensors
-        streams = sensors.generate(sensors.SensorSettings(files=args.sources, seed=args.seed))
+        streams = sensors.generate(sensors.SensorSettings(
+            files=args.sources, seed=args.seed, logged=args.corpus == "sensors-logged"))
     else:
         args.seed = 7 if args.seed is None else args.seed
         args.sources = 6 if args.sources is None else args.sources

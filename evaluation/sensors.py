@@ -10,10 +10,16 @@ detector's warm-up) one incident of 150-450 rows is planted, of one of four kind
 closed), *variance* (both vibration channels 2.5x noisier: cavitation), a *ramp* (pressure and
 flow drift apart by 3-6 standard deviations: a valve closing) and a *relation* break (flow
 stops following the load). Scoring: ``neurogate.evaluation.labelled``.
+
+``logged=True`` (``eval multivariate --corpus sensors-logged``) gives the same files with
+pressure, the two temperatures and flow stored in steps of one warm-up standard deviation, as
+industrial loggers store such channels (most values on a few steps, long runs of repeats);
+the step was fixed before any run of this corpus.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +35,7 @@ CHANNELS = ("acc1", "acc2", "current", "pressure", "temperature", "thermocouple"
 NORMAL_START = 400
 T0 = 1_583_748_000.0  # 2020-03-09T10:00:00Z
 STEP = 1.0
+LOGGED = ("pressure", "temperature", "thermocouple", "flow")  # stored in steps (``logged``)
 
 
 @dataclass(frozen=True)
@@ -37,13 +44,24 @@ class SensorSettings:
 
     files: int = 30
     seed: int = 1
+    logged: bool = False  # LOGGED channels in steps of one warm-up standard deviation
 
 
 def generate(settings: SensorSettings | None = None) -> list[LabelledStream]:
     """The corpus's files; the same settings always give the same data."""
     s = settings or SensorSettings()
     rng = np.random.default_rng(s.seed)
-    return [_file(f"sensors-{k:02d}", rng) for k in range(s.files)]
+    files = [_file(f"sensors-{k:02d}", rng) for k in range(s.files)]
+    return [_logged(f) for f in files] if s.logged else files
+
+
+def _logged(f: LabelledStream) -> LabelledStream:
+    """``f`` with its LOGGED channels rounded to steps of their warm-up standard deviation."""
+    x = f.values.copy()
+    for ch in (CHANNELS.index(name) for name in LOGGED):
+        step = x[:NORMAL_START, ch].std()
+        x[:, ch] = np.round(x[:, ch] / step) * step
+    return dataclasses.replace(f, values=x)
 
 
 def _ar(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:
