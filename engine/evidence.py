@@ -264,6 +264,7 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
             strong = (np.mean(np.abs(resid[j]), axis=0)
                       <= PERIODIC_SHARE * np.mean(np.abs(clipped[j] - med[j]), axis=0))
             mode = np.where((mode == SEASONAL) & strong, SEASONAL, NONE)
+        mode = np.where(span[j] > 0, mode, NONE)  # constant through the warm-up: below
         st.ev_mode[r], st.ev_period[r] = mode, per  # type: ignore[attr-defined]
         st.ev_profile[r] = profile  # type: ignore[attr-defined]
         recent[r] = np.nan
@@ -297,7 +298,12 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
         st.ev_mu[rows] = mu  # type: ignore[attr-defined]
         st.ev_cov[rows] = cov  # type: ignore[attr-defined]
         for j, r in enumerate(rows.tolist()):
-            related = _related(dev[j], cov[j], ridge)
+            # A channel constant through the warm-up (a setpoint, a status, a slowly polled
+            # sensor held between polls) is judged by neither family: with no variance, its
+            # first change read |z| ~ 1e6 and, unlearnable, held the score at 1 for the rest of
+            # the run (a setpoint raised once among sensors dev files: 0.86 -> 0.60 ROC-AUC).
+            # Its change still meets the patterns family and the new-extreme rule.
+            related = _related(dev[j], cov[j], ridge) * (span[j] > 0)
             st.ev_related[r] = related  # type: ignore[attr-defined]
             prec = _precision(_masked(cov[j], related), ridge)
             st.ev_prec[r] = prec  # type: ignore[attr-defined]
@@ -437,14 +443,20 @@ def _masked(cov: np.ndarray, related: np.ndarray) -> np.ndarray:
 @njit(cache=True)
 def _precision(cov: np.ndarray, ridge: float) -> np.ndarray:
     """Inverse of ``cov`` with its diagonal raised by ``ridge`` (relative), by Gauss-Jordan
-    elimination with partial pivoting (numba's np.linalg would need SciPy's LAPACK)."""
+    elimination with partial pivoting (numba's np.linalg would need SciPy's LAPACK), on the
+    correlation matrix and scaled back, so the result does not depend on the channels' units:
+    a jitter of 1e-12 of the largest variance, with a current in microamperes (variance
+    6e10), swamped a pressure's 2.5e-11 and cut it out of the relation model (sensors dev
+    seed 3 with those units 0.849 -> 0.816). A channel without variance is scaled by the
+    largest one (its jitter as before)."""
     c = cov.shape[0]
-    a = cov.copy()
-    scale = 0.0
+    var = np.diag(cov).copy()
+    scale: float = max(var.max(), 1e-300)
+    sd = np.sqrt(np.where(var > 0.0, var, scale))
+    units = np.outer(sd, sd)
+    a = cov / units
     for i in range(c):
-        scale = max(scale, a[i, i])
-    for i in range(c):
-        a[i, i] = a[i, i] * (1.0 + ridge) + 1e-12 * max(scale, 1e-300)
+        a[i, i] = a[i, i] * (1.0 + ridge) + 1e-12
     inv = np.eye(c)
     for col in range(c):
         piv = col
@@ -452,7 +464,8 @@ def _precision(cov: np.ndarray, ridge: float) -> np.ndarray:
             if abs(a[r, col]) > abs(a[piv, col]):
                 piv = r
         if a[piv, col] == 0.0:
-            return np.eye(c) / max(scale, 1e-300)
+            degenerate: np.ndarray = np.eye(c) / scale
+            return degenerate
         if piv != col:
             for j in range(c):
                 a[col, j], a[piv, j] = a[piv, j], a[col, j]
@@ -468,7 +481,8 @@ def _precision(cov: np.ndarray, ridge: float) -> np.ndarray:
                     for j in range(c):
                         a[r, j] -= f * a[col, j]
                         inv[r, j] -= f * inv[col, j]
-    return inv
+    out: np.ndarray = inv / units
+    return out
 
 
 @njit(cache=True)
@@ -483,13 +497,16 @@ def tail_probability(hist: np.ndarray, total: float, x: float, width: float,
                      prior_log: float) -> float:
     """P(statistic >= x) from a history histogram: empirical where at least TAIL_EVENTS events
     lie beyond x, else an exponential tail fitted to the top TAIL_EVENTS events; before
-    MIN_HISTORY events, the prior ``min(1, exp(prior_log - x))``."""
+    MIN_HISTORY events, the prior ``min(1, exp(prior_log - x))``. The last bin holds every
+    value beyond the histogram's top, so a value there is read against all of it: a source
+    whose statistic stayed beyond the top (a broken channel, after ``hold_max``) read
+    p ~ 1e-22 from the fitted tail with 75 % of its history there, and alerted for ever."""
     if total < MIN_HISTORY:
         return min(1.0, math.exp(prior_log - x))
     nb = hist.size
     pos = x / width
     b = _bin(x, width, nb)
-    frac = min(max((b + 1) - pos, 0.0), 1.0)
+    frac = 1.0 if b == nb - 1 else min(max((b + 1) - pos, 0.0), 1.0)
     above: float = hist[b] * frac  # numpy's stubs type indexing as Any
     for j in range(b + 1, nb):
         above += hist[j]

@@ -389,9 +389,9 @@ def test_explain_says_in_words_why_events_were_flagged(
 def test_explain_names_channels_the_change_stream_and_the_relation(
         cli: Cli, tmp_path: Path) -> None:
     """Two fields that move together; one of them (rpm) freezes for 40 events: the relation
-    family names it as repeating one value. (rpm has a little noise: a noiseless sine repeats
-    a value at each peak, 4 % of its pairs, and a channel that repeats in more than 2 % is not
-    judged for being stuck.)"""
+    family names it as repeating one value. rpm has a little noise: a noiseless sine repeats a
+    value at each peak, 4 % of its pairs, and a channel that repeats in more than 2 % is not
+    judged for being stuck."""
     lines = ["timestamp,temp,rpm"]
     for i in range(800):
         wave = math.sin(2 * math.pi * i / 50)

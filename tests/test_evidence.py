@@ -91,6 +91,18 @@ def test_tail_probability_reads_the_history_then_extrapolates_it() -> None:
         pytest.approx(math.exp(-2.0)))
 
 
+def test_values_beyond_the_histogram_are_read_against_its_last_bin() -> None:
+    """The last bin holds every value beyond the top (25.6 for |z|): with three quarters of
+    the history there, a value beyond the top is as common as that, not extrapolated to 0."""
+    hist = np.zeros(BINS, np.float32)
+    hist[10] = 1000.0
+    hist[-1] = 3000.0
+    for x in (BINS * 0.1 - 0.05, 30.0, 1e6):
+        assert tail_probability(hist, 4000.0, x, 0.1, 0.0) == pytest.approx(0.75)
+    hist[-1] = 5.0  # fewer than TAIL_EVENTS: extrapolated from the top events as before
+    assert tail_probability(hist, 1005.0, 30.0, 0.1, 0.0) < TAIL_EVENTS / 1005.0 / 10
+
+
 def test_precision_inverts_a_covariance() -> None:
     rng = np.random.default_rng(1)
     a = rng.normal(size=(200, 6))
@@ -98,6 +110,34 @@ def test_precision_inverts_a_covariance() -> None:
     np.testing.assert_allclose(_precision(cov, 0.0) @ cov, np.eye(6), atol=1e-8)
     singular = np.ones((3, 3))  # ridge keeps it invertible
     assert np.isfinite(_precision(singular, 0.01)).all()
+    # in other units (x 1e6, x 1e-4) the precision follows them exactly: the ridge and the
+    # jitter are relative to each channel's own variance
+    units = np.array([1e6, 1e-4, 1, 1, 1, 1])
+    np.testing.assert_allclose(_precision(cov * np.outer(units, units), 0.01),
+                               _precision(cov, 0.01) / np.outer(units, units), rtol=1e-9)
+
+
+def test_scores_do_not_depend_on_the_channels_units() -> None:
+    """A current in microamperes beside a pressure in megapascals: the same scores (a jitter of
+    the largest variance had cut the small-unit channel out of the relation model)."""
+    values = correlated(1200, 4, seed=71)
+    values[800:950, 1] += 0.8 * values[:800, 1].std()
+    plain, _ = score(values, config())
+    scaled, _ = score(values * np.array([1e6, 1e-5, 1.0, 1.0]), config())
+    np.testing.assert_allclose(scaled, plain, atol=1e-6)
+
+
+def test_a_channel_constant_through_the_warm_up_does_not_hold_the_score_when_it_moves() -> None:
+    """A setpoint that sat still through the warm-up is raised once by an operator: one event
+    may say so, but the source's normal events are not scored 1 from then on (|z| ~ 1e6,
+    unlearnable) and a later shift of a related channel is still found."""
+    values = np.column_stack([correlated(1500, 3, seed=72), np.full(1500, 50.0)])
+    values[500:, 3] = 52.0
+    values[1100:1300, 1] += 1.0 * values[:200, 1].std()
+    s, results = score(values, config())
+    normal = np.r_[520:1100, 1350:1500]
+    assert np.mean(s[normal] >= 0.9) < 0.01
+    assert sum(r.flagged for r in results[1100:1300]) >= 1
 
 
 # -- the relation family --------------------------------------------------------------------
