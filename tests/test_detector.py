@@ -214,6 +214,17 @@ def test_new_extreme_scores_one(fast_config: EngineConfig) -> None:
     assert out.flagged[201] and out.flagged[-1]
 
 
+def test_a_record_by_one_logging_step_is_not_a_new_extreme(fast_config: EngineConfig) -> None:
+    """A value logged in whole units, 10-12 through the warm-up: 13 is one step past the max,
+    within what the logger can say (the 5 % margin of the range is 0.1), so no new extreme;
+    15 is."""
+    levels = np.random.default_rng(5).integers(10, 13, 200).astype(float)
+    events = [Event("a", T0 + i * STEP, (v,)) for i, v in enumerate(levels.tolist())]
+    after = [Event("a", T0 + (200 + k) * STEP, (v,)) for k, v in enumerate((13.0, 12.0, 15.0))]
+    out = run(events + after, fast_config)
+    assert (out.extreme[200], out.extreme[202]) == (False, True)
+
+
 @pytest.mark.parametrize("second", [100.0, 150.0], ids=["equal-value", "further-out"])
 def test_a_second_extreme_right_after_the_first_is_suppressed(
     fast_config: EngineConfig, second: float
