@@ -4,10 +4,14 @@
   score is the mean of |z| over the last ``zscore_window`` rows (10), the largest over channels.
   Emitted as m / (m + 3): 0.5 (the operating threshold) at a mean |z| of 3.
 * ``HotellingModel``: Hotelling's T^2 of each row against the warm-up mean and covariance
-  (regularised by 1e-6 of its mean variance, pseudo-inverted, so constant or collinear
-  channels are fine). Emitted as T^2 / (T^2 + q) with q the 99.9 % quantile of chi^2 with as
-  many degrees of freedom as channels: 0.5 (the threshold) where a Gaussian row would be
-  that rare.
+  (taken on the channels standardised by their warm-up standard deviations, regularised by
+  1e-6 and pseudo-inverted, so collinear channels and channels in any units are fine). Emitted
+  as T^2 / (T^2 + q) with q the 99.9 % quantile of chi^2 with as many degrees of freedom as
+  channels: 0.5 (the threshold) where a Gaussian row would be that rare.
+
+A channel without variance in the warm-up (a setpoint, a status) has no statistics to judge it
+by: both leave it out (before, its first change read |z| ~ 1e9 and held both at 1 for the
+rest of the stream, and a ridge of the mean variance swamped a channel in small units).
 
 Both maps are fixed, so pooled rows of different streams compare on the same scale; rows of the
 warm-up score 0 (not evaluated).
@@ -84,7 +88,7 @@ class ZScoreModel(_WarmupFit):
     def _fit(self, warm: np.ndarray) -> None:
         self.mean = warm.mean(axis=0)
         std = warm.std(axis=0)
-        self.std = np.where(std > 0, std, 1e-9 * np.maximum(np.abs(self.mean), 1.0))
+        self.std = np.where(std > 0, std, np.inf)  # no variance: left out (module docstring)
         self._after(warm)
 
     def _after(self, x: np.ndarray) -> None:
@@ -116,10 +120,17 @@ class HotellingModel(_WarmupFit):
         self.precision: np.ndarray = np.eye(info.channels)
 
     def _fit(self, warm: np.ndarray) -> None:
+        from scipy.stats import chi2
+
         self.mean = warm.mean(axis=0)
-        cov = np.atleast_2d(np.cov(warm, rowvar=False))
-        ridge = RIDGE * max(float(np.trace(cov)) / len(cov), 1e-12)
-        self.precision = np.linalg.pinv(cov + ridge * np.eye(len(cov)), hermitian=True)
+        sd = warm.std(axis=0)
+        kept = np.flatnonzero(sd > 0)  # no variance: left out (module docstring)
+        self.precision = np.zeros((warm.shape[1], warm.shape[1]))
+        if kept.size:
+            corr = np.atleast_2d(np.cov(warm[:, kept] / sd[kept], rowvar=False))
+            inv = np.linalg.pinv(corr + RIDGE * np.eye(kept.size), hermitian=True)
+            self.precision[np.ix_(kept, kept)] = inv / np.outer(sd[kept], sd[kept])
+            self.q = float(chi2.ppf(T2_QUANTILE, kept.size))
 
     def score(self, x: np.ndarray, ts: np.ndarray) -> np.ndarray:
         """T^2 / (T^2 + q) of each row."""

@@ -83,6 +83,10 @@ def test_zscore_is_the_smoothed_largest_channel_by_hand() -> None:
     # row 1: channel 0 mean of |z| (1, 3) = 2, channel 1 (1, 0) = 0.5 -> m = 2
     # row 2: channel 0 (3, 0) = 1.5 -> m = 1.5
     assert got.tolist() == pytest.approx([2 / (2 + 3), 1.5 / (1.5 + 3)])
+    flat = ZScoreModel(SourceInfo("s", 2, warmup=4), BaselineSettings(zscore_window=1))
+    flat.learn(np.array([[0.0, 5.0], [2.0, 5.0], [0.0, 5.0], [2.0, 5.0]]), np.zeros(4))
+    # a channel without warm-up variance is left out: its later change scores nothing
+    assert flat.score(np.array([[1.0, 9.0]]), np.zeros(1)).tolist() == [0.0]
 
 
 def test_hotelling_copes_with_constant_and_collinear_channels() -> None:
@@ -93,4 +97,12 @@ def test_hotelling_copes_with_constant_and_collinear_channels() -> None:
     m.learn(warm, np.zeros(300))
     s = m.score(np.array([[0.1, 0.2, 7.0], [1.0, -2.0, 7.0], [0.0, 0.0, 8.0]]), np.zeros(3))
     assert np.isfinite(s).all()
-    assert s[0] < 0.5 < s[1] and s[2] > 0.5  # broken relation and a moved constant flag
+    # a broken relation flags; a channel without warm-up variance is left out (judged against
+    # nothing, a setpoint raised once held the frozen reference at 1 for the rest of a stream)
+    assert s[0] < 0.5 < s[1] and s[2] < 0.5
+    units = np.array([1e6, 1e-4, 1.0])  # the same in other units
+    scaled = HotellingModel(SourceInfo("s", 3, warmup=300), BaselineSettings())
+    scaled.learn(warm * units, np.zeros(300))
+    rows = np.array([[0.1, 0.2, 7.0], [1.0, -2.0, 7.0], [0.5, 1.1, 7.0]])
+    np.testing.assert_allclose(scaled.score(rows * units, np.zeros(3)), m.score(rows, np.zeros(3)),
+                               rtol=1e-6)
