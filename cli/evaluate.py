@@ -24,6 +24,9 @@ from neurogate.cli.options import add_config_options, add_quiet, progress
 from neurogate.engine.config import EngineConfig
 from neurogate.evaluation import tune_cli
 
+# evaluation/sensors.py's VARIANTS, named here so the command line starts without numpy
+SENSOR_VARIANTS = ("logged", "setpoint", "units", "polled")
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``eval`` command and its sub-commands to the ``neurogate`` parser."""
@@ -109,10 +112,12 @@ def _register_creditcard_generate(es: argparse._SubParsersAction) -> None:  # ty
 def _register_multivariate(es: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     mv = es.add_parser("multivariate", help="generated labelled multivariate benchmark")
     _benchmark_options(mv, "neurogate")
-    mv.add_argument("--corpus", choices=("factor", "sensors", "sensors-logged"), default="factor",
+    mv.add_argument("--corpus", default="factor",
+                    choices=("factor", "sensors", *(f"sensors-{v}" for v in SENSOR_VARIANTS)),
                     help="factor: sources whose channels follow one factor (default); sensors: "
-                    "30 short noisy 8-sensor files, one long incident each; sensors-logged: the "
-                    "same files with four channels stored in steps (evaluation/sensors.py)")
+                    "30 short noisy 8-sensor files, one long incident each; sensors-logged, "
+                    "-setpoint, -units, -polled: the same files as a plant's export may have "
+                    "them (evaluation/sensors.py)")
     mv.add_argument("--seed", type=int, help="generator seed (default 7; sensors 1)")
     mv.add_argument("--sources", type=positive_int, metavar="N",
                     help="generated sources (default 6; sensors 30 files)")
@@ -373,8 +378,9 @@ def cmd_multivariate(args: argparse.Namespace) -> int:
         args.seed = 1 if args.seed is None else args.seed
         args.sources = sensors.SensorSettings.files if args.sources is None else args.sources
         corpus = sensors
+        variant = args.corpus.removeprefix("sensors").removeprefix("-") or None
         streams = sensors.generate(sensors.SensorSettings(
-            files=args.sources, seed=args.seed, logged=args.corpus == "sensors-logged"))
+            files=args.sources, seed=args.seed, variant=variant))
     else:
         args.seed = 7 if args.seed is None else args.seed
         args.sources = 6 if args.sources is None else args.sources

@@ -11,10 +11,18 @@ closed), *variance* (both vibration channels 2.5x noisier: cavitation), a *ramp*
 flow drift apart by 3-6 standard deviations: a valve closing) and a *relation* break (flow
 stops following the load). Scoring: ``neurogate.evaluation.labelled``.
 
-``logged=True`` (``eval multivariate --corpus sensors-logged``) gives the same files with
-pressure, the two temperatures and flow stored in steps of one warm-up standard deviation, as
-industrial loggers store such channels (most values on a few steps, long runs of repeats);
-the step was fixed before any run of this corpus.
+Variants (``variant``; ``eval multivariate --corpus sensors-NAME``) are the same files as a
+real plant's export may have them, each chosen to show one fault a robustness study found
+(docs/evaluation.md section 9) and fixed before its first run:
+
+* ``logged``: pressure, both temperatures and flow stored in steps of one warm-up standard
+  deviation (most values on a few steps, long runs of repeats);
+* ``setpoint``: a ninth column, a setpoint at 50 that an operator raises to 52 once during
+  normal operation (constant through the warm-up; unlabelled);
+* ``units``: current in microamperes and pressure in units 1e4 times larger (the channels'
+  variances 1e12 and 1e-8 times their own);
+* ``polled``: the temperature read every 60 rows and the thermocouple every 300, held in
+  between (as merged logger exports have them).
 """
 
 from __future__ import annotations
@@ -36,15 +44,20 @@ NORMAL_START = 400
 T0 = 1_583_748_000.0  # 2020-03-09T10:00:00Z
 STEP = 1.0
 LOGGED = ("pressure", "temperature", "thermocouple", "flow")  # stored in steps (``logged``)
+VARIANTS = ("logged", "setpoint", "units", "polled")
 
 
 @dataclass(frozen=True)
 class SensorSettings:
-    """Size of the generated corpus."""
+    """Size of the generated corpus, and which variant of its files (None: as generated)."""
 
     files: int = 30
     seed: int = 1
-    logged: bool = False  # LOGGED channels in steps of one warm-up standard deviation
+    variant: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.variant is not None and self.variant not in VARIANTS:
+            raise ValueError(f"unknown sensors variant {self.variant!r}; known: {VARIANTS}")
 
 
 def generate(settings: SensorSettings | None = None) -> list[LabelledStream]:
@@ -52,16 +65,52 @@ def generate(settings: SensorSettings | None = None) -> list[LabelledStream]:
     s = settings or SensorSettings()
     rng = np.random.default_rng(s.seed)
     files = [_file(f"sensors-{k:02d}", rng) for k in range(s.files)]
-    return [_logged(f) for f in files] if s.logged else files
+    if s.variant is None:
+        return files
+    # the variants' own draws (the setpoint's step) come from a generator of their own, so the
+    # files are the plain ones but for the variant's change
+    draws = np.random.default_rng([s.seed, VARIANTS.index(s.variant)])
+    return [_VARIANT[s.variant](f, draws) for f in files]
 
 
-def _logged(f: LabelledStream) -> LabelledStream:
+def _logged(f: LabelledStream, _: np.random.Generator) -> LabelledStream:
     """``f`` with its LOGGED channels rounded to steps of their warm-up standard deviation."""
     x = f.values.copy()
     for ch in (CHANNELS.index(name) for name in LOGGED):
         step = x[:NORMAL_START, ch].std()
         x[:, ch] = np.round(x[:, ch] / step) * step
     return dataclasses.replace(f, values=x)
+
+
+def _setpoint(f: LabelledStream, draws: np.random.Generator) -> LabelledStream:
+    """``f`` with a setpoint column: 50, raised to 52 at a row of normal operation after the
+    warm-up (before the incident where there is room, else after it)."""
+    (inc,) = f.incidents
+    n = len(f.ts)
+    lo, hi = (NORMAL_START + 20, inc.start - 20) if inc.start - NORMAL_START > 60 else (
+        inc.end + 20, n - 20)
+    setpoint = np.full(n, 50.0)
+    setpoint[int(draws.integers(lo, max(hi, lo + 1))):] = 52.0
+    return dataclasses.replace(f, values=np.column_stack([f.values, setpoint]))
+
+
+def _units(f: LabelledStream, _: np.random.Generator) -> LabelledStream:
+    """``f`` with current in microamperes and pressure in units 1e4 times larger."""
+    x = f.values * np.where(np.arange(len(CHANNELS)) == CHANNELS.index("current"), 1e6, 1.0)
+    x[:, CHANNELS.index("pressure")] *= 1e-4
+    return dataclasses.replace(f, values=x)
+
+
+def _polled(f: LabelledStream, _: np.random.Generator) -> LabelledStream:
+    """``f`` with the temperature read every 60 rows and the thermocouple every 300, held."""
+    x = f.values.copy()
+    for name, every in (("temperature", 60), ("thermocouple", 300)):
+        ch = CHANNELS.index(name)
+        x[:, ch] = x[(np.arange(len(x)) // every) * every, ch]
+    return dataclasses.replace(f, values=x)
+
+
+_VARIANT = {"logged": _logged, "setpoint": _setpoint, "units": _units, "polled": _polled}
 
 
 def _ar(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:

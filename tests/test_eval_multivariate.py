@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from neurogate.cli.evaluate import SENSOR_VARIANTS
 from neurogate.engine.config import EngineConfig
 from neurogate.evaluation import multivariate as mv
 from neurogate.evaluation import sensors
@@ -116,7 +117,7 @@ def test_sensors_files_are_seeded_with_a_clean_start_and_one_lasting_incident() 
 
 def test_logged_sensors_files_are_the_same_files_with_four_channels_in_steps() -> None:
     plain = sensors.generate(sensors.SensorSettings(files=3, seed=3))
-    logged = sensors.generate(sensors.SensorSettings(files=3, seed=3, logged=True))
+    logged = sensors.generate(sensors.SensorSettings(files=3, seed=3, variant="logged"))
     stepped = [sensors.CHANNELS.index(c) for c in sensors.LOGGED]
     for p, q in zip(plain, logged, strict=True):
         rest = [c for c in range(len(sensors.CHANNELS)) if c not in stepped]
@@ -128,6 +129,27 @@ def test_logged_sensors_files_are_the_same_files_with_four_channels_in_steps() -
                                        atol=1e-9)
             assert np.abs(q.values[:, c] - p.values[:, c]).max() <= step / 2 + 1e-12
             assert len(np.unique(q.values[: sensors.NORMAL_START, c])) <= 12
+
+
+def test_the_other_sensors_variants_change_only_what_they_say() -> None:
+    plain = sensors.generate(sensors.SensorSettings(files=4, seed=3))
+    setpoint, units, polled = (sensors.generate(sensors.SensorSettings(files=4, seed=3,
+                                                                       variant=v))
+                               for v in ("setpoint", "units", "polled"))
+    current, pressure = sensors.CHANNELS.index("current"), sensors.CHANNELS.index("pressure")
+    temperature = sensors.CHANNELS.index("temperature")
+    for p, s, u, q in zip(plain, setpoint, units, polled, strict=True):
+        assert np.array_equal(s.values[:, :-1], p.values)
+        steps = np.flatnonzero(np.diff(s.values[:, -1]))
+        assert s.values[0, -1] == 50.0 and s.values[-1, -1] == 52.0 and steps.size == 1
+        assert steps[0] >= sensors.NORMAL_START and not p.labels[steps[0] + 1]  # normal operation
+        np.testing.assert_allclose(u.values[:, current], p.values[:, current] * 1e6)
+        np.testing.assert_allclose(u.values[:, pressure], p.values[:, pressure] * 1e-4)
+        assert len(np.unique(q.values[:, temperature])) == -(-len(p.ts) // 60)
+        assert np.array_equal(q.values[:, :temperature], p.values[:, :temperature])
+    with pytest.raises(ValueError, match="unknown sensors variant"):
+        sensors.SensorSettings(variant="noisy")
+    assert SENSOR_VARIANTS == sensors.VARIANTS
 
 
 def test_channels_logged_in_steps_still_rank_rows(tmp_path: Path) -> None:
