@@ -214,15 +214,22 @@ def test_new_extreme_scores_one(fast_config: EngineConfig) -> None:
     assert out.flagged[201] and out.flagged[-1]
 
 
-def test_a_record_by_one_logging_step_is_not_a_new_extreme(fast_config: EngineConfig) -> None:
-    """A value logged in whole units, 10-12 through the warm-up: 13 is one step past the max,
-    within what the logger can say (the 5 % margin of the range is 0.1), so no new extreme;
-    15 is."""
-    levels = np.random.default_rng(5).integers(10, 13, 200).astype(float)
-    events = [Event("a", T0 + i * STEP, (v,)) for i, v in enumerate(levels.tolist())]
-    after = [Event("a", T0 + (200 + k) * STEP, (v,)) for k, v in enumerate((13.0, 12.0, 15.0))]
-    out = run(events + after, fast_config)
+def test_a_record_by_one_logging_step_is_not_a_new_extreme_among_several_channels(
+        fast_config: EngineConfig) -> None:
+    """A channel logged in whole units, 10-12 through the warm-up, beside a noisy one: 13 is
+    one step past the max, within what the logger can say (the margin of the range is 0.3),
+    so no new extreme; 15 is. A single channel's count of 13 after at most 12 is one."""
+    rng = np.random.default_rng(5)
+    levels = rng.integers(10, 13, 200).astype(float)
+    noise = rng.normal(0, 1, 203)
+    after = (13.0, 12.0, 15.0)
+    pairs = [Event("a", T0 + i * STEP, (v, float(noise[i])), ("level", "noise"))
+             for i, v in enumerate([*levels.tolist(), *after])]
+    # (no relation family: its gate would hold back a related channel's record anyway)
+    out = run(pairs, fast_config.replace(**{"evidence.relation": False}))
     assert (out.extreme[200], out.extreme[202]) == (False, True)
+    single = [Event("b", T0 + i * STEP, (v,)) for i, v in enumerate([*levels.tolist(), 13.0])]
+    assert run(single, fast_config).extreme[200]
 
 
 @pytest.mark.parametrize("second", [100.0, 150.0], ids=["equal-value", "further-out"])
