@@ -4,6 +4,7 @@ histories: engine/rules.py) and the reservoir the NeuroNet trains on."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,9 @@ import numpy as np
 from neurogate.engine import evidence
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.keys import text_hash64
+
+log = logging.getLogger("neurogate.bank")
+COUNTERS_TOLD = 5  # running totals reported by name per bank (then only how many more)
 from neurogate.engine.state import (
     Groups,
     Growing,
@@ -109,6 +113,7 @@ class Bank:
         self.sources: list[str] = []
         # ranges given up front (Detector.set_range), read when a source's warm-up ends
         self.given_ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.counters = 0  # sources whose warm-up only rose (``_tell_counters``)
         supp = max(config.suppress_window, 1)
         specs: dict[str, tuple[tuple[int, ...], type, float]] = {
             "n_seen": ((), np.int64, 0),
@@ -234,11 +239,31 @@ class Bank:
             self._reserve(pg, win[pg.order][:, -1, :])
         return Prepared(late, future, warming, done_rows, done_at, post, pg, win)
 
+    def _tell_counters(self, rows: np.ndarray, warm: np.ndarray) -> None:
+        """Warn about channels that only rose through their warm-up: a running total (bytes
+        sent, requests served) sets a new high at every event, so nothing it does later looks
+        unusual (generated counters with planted incidents: none of 20 flagged; their
+        increments: 16 of 20). The engine scores what it is sent; the warning says what to send
+        instead. Only the first ``COUNTERS_TOLD`` such sources of a bank are named."""
+        rising = ((np.diff(warm, axis=1) >= 0).all(axis=1) & (warm[:, -1] > warm[:, 0]))
+        for j, r in enumerate(rows.tolist()):
+            if not rising[j].any():
+                continue
+            self.counters += 1
+            if self.counters <= COUNTERS_TOLD:
+                names = ", ".join(f for f, up in zip(self.fields, rising[j], strict=True) if up)
+                log.warning("source %r: %s only rose through its warm-up (a running total?): "
+                            "every value is a new high, so incidents do not stand out; send its "
+                            "increments (differences, a rate) instead%s", self.sources[r], names,
+                            " (further such sources are not named)"
+                            if self.counters == COUNTERS_TOLD else "")
+
     def _freeze(self, rows: np.ndarray) -> None:
         """End of warm-up: fix each source's range (``warmup_range``) and seed its history with
         the warm-up values."""
         st = self.state
         warm = st.warm[rows]  # [r, warmup, C]
+        self._tell_counters(rows, warm)
         for j, r in enumerate(rows.tolist()):
             low, width, lo, hi = warmup_range(warm[j : j + 1], self.config.range_margin,
                                               self.given_ranges.get(self.sources[r]))

@@ -41,7 +41,7 @@ read empirically where at least ``TAIL_EVENTS`` events lie beyond the value and 
 beyond that with an exponential tail fitted to those top events (peaks over threshold). The
 families are combined by ``p = min(1, F * min_f p_f)`` (Bonferroni over the F families a
 source has), so a source with more evidence streams does not alert more by chance, and the
-score is ``s / (1 + s)`` with ``s = -ln p``.
+score is ``s / (1 + s)`` with ``s = -log2 p`` (bits).
 
 **Holding back learning.** While the deviation or relation family's tail probability is below
 ``hold`` (an open episode), that family neither updates its baseline nor its history, for at

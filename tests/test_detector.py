@@ -232,6 +232,22 @@ def test_a_record_by_one_logging_step_is_not_a_new_extreme_among_several_channel
     assert run(single, fast_config).extreme[200]
 
 
+def test_a_running_total_is_named_once_its_warm_up_ends(
+        fast_config: EngineConfig, caplog: pytest.LogCaptureFixture) -> None:
+    """A total (bytes sent) only rises: every value is a new high, so the run says to send its
+    increments; a noisy channel beside it is not named, and after five totals no more are."""
+    n = fast_config.warmup + 5
+    rng = np.random.default_rng(9)
+    events = [Event(f"host-{k}", T0 + i * STEP, (float(100 * i + rng.integers(0, 50)),
+                                                 float(rng.normal())), ("bytes", "load"))
+              for k in range(7) for i in range(n)]
+    with caplog.at_level("WARNING", logger="neurogate.bank"):
+        run(events, fast_config)
+    told = [r.getMessage() for r in caplog.records if r.name == "neurogate.bank"]
+    assert len(told) == 5 and all("bytes only rose" in m and "load" not in m for m in told)
+    assert told[0].startswith("source 'host-0'") and "not named" in told[-1]
+
+
 @pytest.mark.parametrize("second", [100.0, 150.0], ids=["equal-value", "further-out"])
 def test_a_second_extreme_right_after_the_first_is_suppressed(
     fast_config: EngineConfig, second: float
