@@ -13,9 +13,6 @@ import numpy as np
 from neurogate.engine import evidence
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.keys import text_hash64
-
-log = logging.getLogger("neurogate.bank")
-COUNTERS_TOLD = 5  # running totals reported by name per bank (then only how many more)
 from neurogate.engine.state import (
     Groups,
     Growing,
@@ -24,6 +21,9 @@ from neurogate.engine.state import (
     normalised_windows,
     store_tail,
 )
+
+log = logging.getLogger("neurogate.bank")
+COUNTERS_TOLD = 5  # sources whose running totals are named per bank (``Bank._tell_counters``)
 
 
 @dataclass
