@@ -259,6 +259,16 @@ def run_search(corpus: Corpus, metric: Metric, space: SearchSpace, base: EngineC
         raise TuneError("the search space is empty")
     if not any(s.spans for s in corpus.series):
         raise TuneError("no anomaly (labelled or injected) after the warm-up: nothing to score")
+    if not any(a >= s.bounds[0] for s in corpus.series for a, _ in s.spans):
+        # scoring starts after the largest warm-up the space may try: a 1,200-row file whose
+        # one incident began at row 800 printed "-" for every figure and wrote the base
+        # settings as "tuned"
+        starts = ", ".join(f"{s.name} at row {int(s.bounds[0])}" for s in corpus.series[:5])
+        raise TuneError(
+            "every labelled or injected anomaly begins before the scored rows, which start "
+            f"after the largest warm-up the search may try ({starts}"
+            f"{', ...' if len(corpus.series) > 5 else ''}); give more data, or a --space whose "
+            "warmup range ends before the anomalies")
     meta = {"metric": metric.describe(), "space": space.fingerprint(),
             "data": corpus.fingerprint(), "blocks": [corpus.search_blocks, corpus.holdout],
             "base": dataclasses.asdict(base)}

@@ -5,6 +5,7 @@ writes loads back into the same configuration (``run`` and the worker's loader).
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,31 @@ def test_a_resume_with_another_metric_is_refused(tmp_path: Path,
     assert main([*args, "--metric", "f1"]) == 2
     err = capsys.readouterr().err
     assert "study 't' was made with other metric" in err and "Traceback" not in err
+
+
+def test_anomalies_all_before_the_scored_rows_are_a_clear_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 1,200-row file whose one incident begins at row 800: the default space may try a
+    warm-up of 1,000, so scoring starts at row 1,000 and the incident is never scored (every
+    figure was "-" and the base settings were written as tuned). A space whose warm-up ends
+    before it tunes."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=1200)
+    x[800:950] += 4.0
+    path = tmp_path / "short.csv"
+    path.write_text("timestamp;value;anomaly\n" + "".join(
+        f"{1.7e9 + 60 * i:.0f};{v:.4f};{int(800 <= i < 950)}\n" for i, v in enumerate(x)))
+    args = ["tune", str(path), "--metric", "f1", "--trials", "2", "-q",
+            "--set", "neuronet.enabled=false", "--out"]
+    assert main([*args, str(tmp_path / "t.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "begins before the scored rows" in err and "short at row 1000" in err
+    assert not (tmp_path / "t.db").exists()
+    space = tmp_path / "space.toml"
+    space.write_text('[space]\nthreshold = {low = 0.85, high = 0.98}\n'
+                     'warmup = {low = 100, high = 300}\n')
+    assert main([*args, str(tmp_path / "u.toml"), "--space", str(space)]) == 0
+    assert re.search(r"search part \(in-sample\): tuned +[01]\.\d{4}", capsys.readouterr().out)
 
 
 @pytest.mark.parametrize(("space", "message"), [
