@@ -560,26 +560,30 @@ def remember(hist: np.ndarray, total: np.ndarray, row: int, f: int, x: float, wi
 
 
 @njit(cache=True)
-def _tail_without(hist: np.ndarray, total: float, run: np.ndarray, run_w: np.ndarray, n: int,
-                  x: float, width: float) -> float:
-    """``tail_probability`` of ``x`` against a history less the first ``n`` events of ``run``
-    (statistics, with their weights ``run_w``)."""
-    h = hist.copy()
+def _subtract(h: np.ndarray, total: float, run: np.ndarray, run_w: np.ndarray, n: int,
+              width: float) -> float:
+    """Take the first ``n`` events of ``run`` (statistics, with their weights ``run_w``) out of
+    the histogram ``h`` in place; returns the total left."""
     for j in range(n):
         b = _bin(run[j], width, h.size)
         h[b] = max(h[b] - run_w[j], 0.0)
         total -= run_w[j]
-    return tail_probability(h, max(total, 0.0), x, width, 0.0)
+    return max(total, 0.0)
+
+
+@njit(cache=True)
+def _tail_without(hist: np.ndarray, total: float, run: np.ndarray, run_w: np.ndarray, n: int,
+                  x: float, width: float) -> float:
+    """``tail_probability`` of ``x`` against a history less the first ``n`` events of ``run``."""
+    h = hist.copy()
+    return tail_probability(h, _subtract(h, total, run, run_w, n, width), x, width, 0.0)
 
 
 @njit(cache=True)
 def _forget(hist: np.ndarray, total: np.ndarray, r: int, f: int, run: np.ndarray,
             run_w: np.ndarray, n: int, width: float) -> None:
     """Take the first ``n`` events of ``run`` back out of source ``r``'s family ``f`` history."""
-    for j in range(n):
-        b = _bin(run[j], width, hist.shape[2])
-        hist[r, f, b] = max(hist[r, f, b] - run_w[j], 0.0)
-        total[r, f] = max(total[r, f] - run_w[j], 0.0)
+    total[r, f] = _subtract(hist[r, f], total[r, f], run, run_w, n, width)
 
 
 @njit(cache=True)

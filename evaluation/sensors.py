@@ -96,7 +96,8 @@ def _setpoint(f: LabelledStream, draws: np.random.Generator) -> LabelledStream:
 
 def _units(f: LabelledStream, _: np.random.Generator) -> LabelledStream:
     """``f`` with current in microamperes and pressure in units 1e4 times larger."""
-    x = f.values * np.where(np.arange(len(CHANNELS)) == CHANNELS.index("current"), 1e6, 1.0)
+    x = f.values.copy()
+    x[:, CHANNELS.index("current")] *= 1e6
     x[:, CHANNELS.index("pressure")] *= 1e-4
     return dataclasses.replace(f, values=x)
 
