@@ -24,8 +24,10 @@ from neurogate.cli.options import add_config_options, add_quiet, progress
 from neurogate.engine.config import EngineConfig
 from neurogate.evaluation import tune_cli
 
-# evaluation/sensors.py's VARIANTS, named here so the command line starts without numpy
+# evaluation/sensors.py's VARIANTS and evaluation/single.py's CONDITIONS, named here so the
+# command line starts without numpy
 SENSOR_VARIANTS = ("logged", "setpoint", "units", "polled")
+SINGLE_CONDITIONS = ("white", "ar", "counts", "trend")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -113,16 +115,20 @@ def _register_multivariate(es: argparse._SubParsersAction) -> None:  # type: ign
     mv = es.add_parser("multivariate", help="generated labelled multivariate benchmark")
     _benchmark_options(mv, "neurogate")
     mv.add_argument("--corpus", default="factor",
-                    choices=("factor", "sensors", *(f"sensors-{v}" for v in SENSOR_VARIANTS)),
+                    choices=("factor", "sensors", *(f"sensors-{v}" for v in SENSOR_VARIANTS),
+                             "single", *(f"single-{c}" for c in SINGLE_CONDITIONS)),
                     help="factor: sources whose channels follow one factor (default); sensors: "
                     "30 short noisy 8-sensor files, one long incident each; sensors-logged, "
                     "-setpoint, -units, -polled: the same files as a plant's export may have "
-                    "them (evaluation/sensors.py)")
-    mv.add_argument("--seed", type=int, help="generator seed (default 7; sensors 1)")
+                    "them (evaluation/sensors.py); single: 36 single-metric files (noise, "
+                    "AR(1), counts, a trend) with a shift, a spike or a variance burst; "
+                    "single-white, -ar, -counts, -trend: files of one of them "
+                    "(evaluation/single.py)")
+    mv.add_argument("--seed", type=int, help="generator seed (default 7; sensors, single 1)")
     mv.add_argument("--sources", type=positive_int, metavar="N",
-                    help="generated sources (default 6; sensors 30 files)")
+                    help="generated sources (default 6; sensors 30 files, single 36)")
     mv.add_argument("--length", type=positive_int, metavar="N",
-                    help="rows per source (default 6000; not for sensors)")
+                    help="rows per source (default 6000; not for sensors or single)")
     mv.add_argument("--no-labels", action="store_true",
                     help="do not feed labels back (default: after each row is scored)")
     mv.add_argument("--out", type=Path, help="write all figures as JSON")
@@ -364,17 +370,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_multivariate(args: argparse.Namespace) -> int:
     """Run detectors over the generated multivariate benchmark; print its figures."""
-    from neurogate.evaluation import multivariate, sensors
+    from neurogate.evaluation import multivariate, sensors, single
     from neurogate.evaluation.presets import MULTIVARIATE
     from neurogate.evaluation.registry import build_detector
 
     cfg = engine_config(MULTIVARIATE.engine, args)
     names = _names(args, cfg)
     corpus: Any
-    if args.corpus.startswith("sensors"):
-        if args.length is not None:
-            raise UserError(f"--length does not apply to --corpus {args.corpus} (files are "
-                            "1,000-1,300 rows)")
+    if args.corpus != "factor" and args.length is not None:
+        raise UserError(f"--length does not apply to --corpus {args.corpus} (its files have "
+                        "their own lengths)")
+    if args.corpus.startswith("single"):
+        args.seed = 1 if args.seed is None else args.seed
+        args.sources = single.SingleSettings.files if args.sources is None else args.sources
+        corpus = single
+        condition = args.corpus.removeprefix("single").removeprefix("-") or None
+        streams = single.generate(single.SingleSettings(files=args.sources, seed=args.seed,
+                                                        condition=condition))
+    elif args.corpus.startswith("sensors"):
         args.seed = 1 if args.seed is None else args.seed
         args.sources = sensors.SensorSettings.files if args.sources is None else args.sources
         corpus = sensors

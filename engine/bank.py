@@ -99,7 +99,7 @@ def warmup_range(warm: np.ndarray, margin: float,
 # the open run of unusual events (``ev_run_n`` 0: none open) and the stuck-channel arrays
 # (``ev_stuck`` 0: never judged).
 ADDED_LATER = frozenset({"ev_related", "ev_run", "ev_run_w", "ev_run_n", "ev_last", "ev_reps",
-                         "ev_stuck", "ev_recent"})
+                         "ev_stuck", "ev_recent", "ev_confirm", "ep_level", "ep_n"})
 
 
 class Bank:
@@ -129,6 +129,9 @@ class Bank:
             "warm_cal": ((config.warmup,), np.bool_, False),
             "warm_label": ((config.warmup,), np.int8, -1),
             "score_hist": ((supp,), np.float64, 0.0),
+            # an alert's open episode (rules.EpisodeCarry): its level (0 = none), its events
+            "ep_level": ((), np.float64, 0.0),
+            "ep_n": ((), np.int64, 0),
         }
         if config.calibration == "rank":
             specs["cal_hist"] = ((config.calibration_window,), np.float64, np.nan)
@@ -162,7 +165,8 @@ class Bank:
                 bank.state.arrays[name][:size] = arrays[name]
             elif name not in ADDED_LATER:
                 raise ValueError(f"the saved detector state has no {name!r} array")
-        if bank.periodic_only:  # an older engine gave univariate channels slow baselines, unused
+        if bank.periodic_only and "ev_confirm" not in arrays:
+            # an older engine gave univariate channels slow baselines, unused
             modes = bank.state.ev_mode[:size]
             modes[modes != evidence.SEASONAL] = evidence.NONE
         bank.sources = list(meta["sources"])

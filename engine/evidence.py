@@ -20,7 +20,11 @@ Three families of evidence, each reduced to one statistic per event:
   A source with fewer channels (a univariate one) keeps only a clearly periodic channel
   (``PERIODIC_SHARE``): on long non-stationary series a value's distance from a slow baseline
   has its own heavy tail (NAB: 17 points lost), a periodic wave's distance from its profile
-  does not.
+  does not. Such a source's other channels only *confirm* (``ev_confirm``): their tail
+  probability is not combined into the score, it keeps an alert's episode scored
+  (rules.EpisodeCarry) while the value stays away from its forecast (a slow baseline for a
+  drifting channel); a channel that trends through the warm-up (``TREND_SHARE``) or wanders
+  like a random walk (``STEP_SHARE``) does not confirm.
 * **relation** (sources with two or more channels): each channel against what the *other*
   channels predict, from a slowly forgetting covariance of the source (the Gaussian conditional:
   ``e = P (x - mu)``, ``z_c = |e_c| / sqrt(P_cc)`` with ``P`` the regularised precision),
@@ -107,6 +111,18 @@ MIN_PERIODS = 3  # a period needs this many whole periods in the warm-up
 # GutenTAG dev seeds 777-779, 1 channel: 0.638 / 0.668 / 0.680 -> 0.779 / 0.795 / 0.823; NAB
 # unchanged (no file qualifies).
 PERIODIC_SHARE = 0.25
+# ...and its other channels only confirm an alert's episode (rules.EpisodeCarry, against a
+# slow baseline where they drift), unless they trend through the warm-up: a straight line
+# leaves less than this share of the median's mean |residual| (white noise: about 1.0; 15 sd
+# over 1,400 events: 0.8). A slow baseline lags a trend for ever, so its deviation read as
+# unusual and carried each false alert of a rising series for up to ``hold_max`` events (5.6 %
+# of a normal trend's events at 0.9 or more, 0.4 % without the carry)...
+TREND_SHARE = 0.9
+# ...or unless they wander: a channel its previous value forecasts best whose mean step is
+# below this share of its mean |x - median| (a random walk; with every drifting channel
+# confirming, 9 % of a normal random walk's events scored 0.9 or more, 0.25 % without; an
+# AR(1) with coefficient 0.95: 1.2 % against 0.3 % at this share).
+STEP_SHARE = 0.5
 # A channel's residual against the others "wanders" when its mean step is below this share of
 # its mean size (white noise: 1.41; AR(1) noise with coefficient phi: sqrt(2 (1 - phi)), so
 # 0.75 is phi ~ 0.72): the generated multivariate set's channel noise (phi 0.5, ratio ~1.0)
@@ -153,6 +169,8 @@ def state_specs(channels: int, smoothing: int, relation: bool, period_max: int =
         "ev_run": ((NFAM - 1, smoothing), np.float64, 0.0),
         "ev_run_w": ((NFAM - 1, smoothing), np.float64, 0.0),
         "ev_run_n": ((NFAM - 1,), np.int64, 0),
+        # 1: the deviation family only keeps an alert's episode open (``start``), 0: judged
+        "ev_confirm": ((), np.int64, 0),
     }
     if relation and c >= 2:
         specs["ev_mu"] = ((c,), np.float64, 0.0)
@@ -260,11 +278,11 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
     recent = st.ev_recent  # type: ignore[attr-defined]
     for j, r in enumerate(rows.tolist()):
         mode, per, profile, resid[j] = forecasts(clipped[j], med[j], period_max)
-        if periodic_only:  # only a clearly periodic channel is judged (module docstring)
-            strong = (np.mean(np.abs(resid[j]), axis=0)
-                      <= PERIODIC_SHARE * np.mean(np.abs(clipped[j] - med[j]), axis=0))
-            mode = np.where((mode == SEASONAL) & strong, SEASONAL, NONE)
         mode = np.where(span[j] > 0, mode, NONE)  # constant through the warm-up: below
+        st.ev_confirm[r] = 0  # type: ignore[attr-defined]
+        if periodic_only:  # only a clearly periodic channel is judged (module docstring)
+            mode, st.ev_confirm[r] = _univariate(  # type: ignore[attr-defined]
+                clipped[j], med[j], mode, resid[j], span[j] > 0, settings.confirm)
         st.ev_mode[r], st.ev_period[r] = mode, per  # type: ignore[attr-defined]
         st.ev_profile[r] = profile  # type: ignore[attr-defined]
         recent[r] = np.nan
@@ -334,6 +352,40 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
             _seed(st, r, DEVIATION, smoothed_maxima(
                 _finite(np.abs(resid[j]) / spread[j] * out_of_sample), judged, smoothing),
                 settings)
+
+
+def _univariate(warm: np.ndarray, med: np.ndarray, mode: np.ndarray, resid: np.ndarray,
+                varies: np.ndarray, confirm: bool) -> tuple[np.ndarray, int]:
+    """The deviation modes of a source with fewer than ``deviation_channels`` channels, from
+    its warm-up ``warm`` [n, C], median, forecast ``mode``, residuals and which channels
+    vary (the 1-99 % span is not 0), and whether its
+    family only confirms (1): a clearly periodic channel is judged (``PERIODIC_SHARE``); with
+    none, the channels that may confirm (``_confirming``) do, a drifting one against a slow
+    baseline; the rest are left out."""
+    strong = (np.mean(np.abs(resid), axis=0)
+              <= PERIODIC_SHARE * np.mean(np.abs(warm - med), axis=0))
+    judged = (mode == SEASONAL) & strong
+    confirming = _confirming(warm, med, mode) & varies
+    if confirm and not judged.any() and confirming.any():
+        return np.where(confirming, np.where(mode == NONE, BASELINE, mode), NONE), 1
+    return np.where(judged, SEASONAL, NONE), 0
+
+
+def _confirming(warm: np.ndarray, med: np.ndarray, mode: np.ndarray) -> np.ndarray:
+    """Channels of a univariate source's warm-up ``warm`` [n, C] (median ``med``, forecast
+    ``mode``) whose deviation may confirm an alert's episode: any but a channel that trends (a
+    straight line fits it closer, in mean |residual|, than TREND_SHARE of its median) and a
+    drifting one (its previous value forecasts it best) whose mean step is below
+    STEP_SHARE of its mean |x - median| (a random walk; AR(1) noise with coefficient 0.8, at
+    about 0.63, confirms against a slow baseline)."""
+    t = np.arange(warm.shape[0], dtype=np.float64)
+    t -= t.mean()
+    slope = t @ (warm - warm.mean(axis=0)) / max(float(t @ t), 1e-300)
+    line = warm.mean(axis=0) + np.outer(t, slope)
+    size = np.mean(np.abs(warm - med), axis=0)
+    trends = np.mean(np.abs(warm - line), axis=0) < TREND_SHARE * size
+    wanders = np.mean(np.abs(np.diff(warm, axis=0)), axis=0) < STEP_SHARE * size
+    return np.asarray(~trends & ~((mode == NONE) & wanders))
 
 
 def _step(warm: np.ndarray, span: np.ndarray) -> np.ndarray:

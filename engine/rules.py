@@ -12,9 +12,12 @@ builds the ordered chain from an ``EngineConfig``; it is the only place the orde
    recent scores;
 3. ``ExtremeValue`` (``extreme_rule``): a value outside everything the source has seen scores 1
    (for a channel the relation family judges, where the score is already ``extreme_floor``);
-4. ``Suppression`` (``suppress_window`` > 0): a score that does not beat the source's previous
+4. ``EpisodeCarry`` (``evidence.confirm``): on a single-channel source, an alert's episode
+   stays scored while the channel's deviation from its forecast confirms it, never above the
+   alert's own score;
+5. ``Suppression`` (``suppress_window`` > 0): a score that does not beat the source's previous
    ones is the same incident alerting again;
-5. ``Threshold``: flagged where the score reaches ``threshold`` and is not suppressed.
+6. ``Threshold``: flagged where the score reaches ``threshold`` and is not suppressed.
 
 Rules that keep history keep it in the bank's per-source arrays (``ctx.state``), so it is
 saved in snapshots with the rest of a source's state. Each rule updates only its own arrays,
@@ -24,10 +27,12 @@ score is read in.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from numba import njit
 
 from neurogate.engine import evidence
 from neurogate.engine.config import EngineConfig, EvidenceSettings
@@ -72,6 +77,7 @@ class ScoreContext:
     flagged: np.ndarray = field(init=False)
     family_p: np.ndarray = field(init=False)
     family_channel: np.ndarray = field(init=False)
+    confirm_p: np.ndarray = field(init=False)  # deviation's p where it only confirms, else NaN
 
     def __post_init__(self) -> None:
         n = self.rows.size
@@ -81,6 +87,7 @@ class ScoreContext:
         self.flagged = np.zeros(n, dtype=bool)
         self.family_p = np.full((n, evidence.NFAM), np.nan)
         self.family_channel = np.full((n, 2), -1, dtype=np.int64)
+        self.confirm_p = np.full(n, np.nan)
 
     @property
     def channels(self) -> int:
@@ -153,6 +160,10 @@ class CalibratedEvidence:
             st.ev_total, st.ev_held, st.ev_run, st.ev_run_w, st.ev_run_n, mu, cov, prec, related,
             last, reps, stuck, ev.rate, ev.ridge, ev.refresh, float(ev.tail_memory), ev.hold,
             ev.hold_max, ev.sustained, evidence.WIDTH, ctx.family_p, stat, ctx.family_channel)
+        if ctx.deviation:  # a family that only confirms is not combined (EpisodeCarry reads it)
+            confirm = st.ev_confirm[ctx.rows] == 1
+            ctx.confirm_p = np.where(confirm, ctx.family_p[:, evidence.DEVIATION], np.nan)
+            ctx.family_p[confirm, evidence.DEVIATION] = np.nan
         families = 1 + int(ctx.deviation) + int(ctx.relation)
         combined = evidence.combine(ctx.family_p, families)
         ctx.score = squash(-np.log2(np.maximum(combined, MIN_PROBABILITY)))
@@ -247,6 +258,65 @@ class ExtremeValue:
         ctx.score = np.where(ctx.extreme, 1.0, ctx.score)
 
 
+class EpisodeCarry:
+    """An alert's episode stays scored while the deviation family confirms it, on sources where
+    that family only confirms (``ctx.confirm_p``: a single channel that is not clearly
+    periodic: engine/evidence.py ``start``). A score at or above ``threshold`` opens an
+    episode at that score; while it is open, each event scores at least the episode's level,
+    the smaller of the previous level and the score of the deviation family's own tail
+    probability (Bonferroni over two families), so the level never rises and the carried
+    score never beats its predecessors (``Suppression`` keeps it from alerting again). The
+    episode closes once deviation's p is at least ``hold`` after the first ``grace`` events
+    (the smoothed deviation needs a few events to see a shift), or after ``hold_max`` events.
+
+    >>> import numpy as np
+    >>> from neurogate.engine.bank import Bank
+    >>> from neurogate.engine.config import EngineConfig
+    >>> bank = Bank(("v",), 16, EngineConfig())
+    >>> rows = np.repeat(bank.add_source("s"), 4)
+    >>> ctx = ScoreContext(bank.state, rows, Groups.of(rows), np.zeros((4, 1)),
+    ...                    pattern_stat=np.zeros(4))
+    >>> ctx.score = np.array([0.95, 0.2, 0.1, 0.3])
+    >>> ctx.confirm_p = np.array([0.5, 1e-6, 1e-5, 0.5])
+    >>> EpisodeCarry(0.9, hold=1e-3, hold_max=300, grace=1).apply(ctx)
+    >>> ctx.score.round(3)
+    array([0.95, 0.95, 0.94, 0.3 ])
+    """
+
+    def __init__(self, threshold: float, hold: float, hold_max: int, grace: int) -> None:
+        self.threshold, self.hold, self.hold_max, self.grace = threshold, hold, hold_max, grace
+
+    def apply(self, ctx: ScoreContext) -> None:
+        confirm = ~np.isnan(ctx.confirm_p)
+        if not confirm.any():
+            return
+        st = ctx.state
+        _carry(ctx.rows, confirm, ctx.confirm_p, ctx.score, st.ep_level, st.ep_n,
+               self.threshold, self.hold, self.hold_max, self.grace)
+
+
+@njit(cache=True)
+def _carry(  # noqa: PLR0913  (numba kernel: flat arrays)
+        rows: np.ndarray, confirm: np.ndarray, p: np.ndarray, score: np.ndarray,
+           level: np.ndarray, n_open: np.ndarray, threshold: float, hold: float,
+           hold_max: int, grace: int) -> None:
+    """``EpisodeCarry`` event by event in arrival order (changes ``score`` in place)."""
+    for i in range(rows.size):
+        r = rows[i]
+        if not confirm[i]:
+            continue
+        if level[r] > 0.0:
+            n_open[r] += 1
+            if n_open[r] > hold_max or (p[i] >= hold and n_open[r] > grace):
+                level[r] = 0.0
+            elif p[i] < hold:
+                bits = -math.log2(max(2.0 * p[i], MIN_PROBABILITY))
+                level[r] = min(level[r], bits / (1.0 + bits))
+                score[i] = max(score[i], level[r])
+        if level[r] == 0.0 and score[i] >= threshold:
+            level[r], n_open[r] = score[i], 0
+
+
 class Suppression:
     """True in ``ctx.suppressed`` where a score does not beat its source's previous ``window``
     scores (the same incident alerting again); keeps them in ``ctx.state.score_hist``.
@@ -301,8 +371,8 @@ def chain(config: EngineConfig) -> list[Rule]:
     """The post-score rules of ``config``, in the order they run (see the module docstring).
 
     >>> from neurogate.engine.config import EngineConfig
-    >>> [type(r).__name__ for r in chain(EngineConfig(calibration="rank"))]
-    ['CalibratedEvidence', 'RankCalibration', 'ExtremeValue', 'Suppression', 'Threshold']
+    >>> print(*(type(r).__name__ for r in chain(EngineConfig(calibration="rank"))))
+    CalibratedEvidence RankCalibration ExtremeValue EpisodeCarry Suppression Threshold
     >>> cfg = EngineConfig(extreme_rule=False, suppress_window=0)
     >>> [type(r).__name__ for r in chain(cfg.replace(**{"evidence.calibrate": False}))]
     ['PatternSurprise', 'Threshold']
@@ -313,6 +383,9 @@ def chain(config: EngineConfig) -> list[Rule]:
         rules.append(RankCalibration())
     if config.extreme_rule:
         rules.append(ExtremeValue(config.extreme_margin, config.extreme_floor))
+    if config.evidence.calibrate and config.evidence.deviation and config.evidence.confirm:
+        ev = config.evidence
+        rules.append(EpisodeCarry(config.threshold, ev.hold, ev.hold_max, ev.smoothing))
     if config.suppress_window > 0:
         rules.append(Suppression(config.suppress_window))
     rules.append(Threshold(config.threshold))

@@ -25,6 +25,7 @@ from neurogate.engine.evidence import (
     RELATION,
     SEASONAL,
     TAIL_EVENTS,
+    _confirming,
     _cross_fitted,
     _forget,
     _precision,
@@ -406,8 +407,9 @@ def test_a_source_whose_channels_all_drift_scores_as_without_the_deviation_famil
 
 
 def test_a_univariate_source_has_the_deviation_family_only_for_a_clear_period() -> None:
-    """White noise (a baseline forecast) and a weakly periodic wave get no deviation family;
-    a clear wave does, and a change of its shape shows there."""
+    """White noise (a baseline forecast) and a weakly periodic wave get no deviation family
+    (their forecasts only confirm an alert's episode, ``ev_confirm``); a clear wave does, and
+    a change of its shape shows there."""
     noise = independent(900, seed=14)[:, 2:3]
     default, results = score(noise, config())
     single, _ = score(noise, config(**{"evidence.deviation_channels": 1}))
@@ -422,15 +424,71 @@ def test_a_univariate_source_has_the_deviation_family_only_for_a_clear_period() 
                                                             + rng.normal(0, sd)),))
                           for i in range(300)])
         bank, row = det._sources[name]
-        modes[name] = int(bank.state.ev_mode[row, 0])
+        modes[name] = (int(bank.state.ev_mode[row, 0]), int(bank.state.ev_confirm[row]))
         det.close()
-    assert modes == {"weak": NONE, "clear": SEASONAL}
+    assert modes == {"weak": (SEASONAL, 1), "clear": (SEASONAL, 0)}
     wave = (np.sin(2 * np.pi * t / 50) + rng.normal(0, 0.1, t.size))[:, None]
     wave[800:900, 0] = np.sign(wave[800:900, 0])  # the sine turns into a square wave
     s_wave, wave_results = score(wave, config())
     flagged = [r for r in wave_results[800:900] if r.flagged]
     assert flagged and any("deviation" in r.families for r in flagged)
     assert np.median(s_wave[800:900]) > np.quantile(s_wave[300:800], 0.95)
+
+
+def shifted_noise(seed: int) -> np.ndarray:
+    """White noise with a 4-sd level shift over events 500-649 (a single metric)."""
+    x = np.random.default_rng(seed).normal(0, 1, (1000, 1))
+    x[500:650] += 4.0
+    return x
+
+
+def test_a_univariate_level_shift_stays_scored_while_it_lasts() -> None:
+    """The shift alerts at its start (patterns); without the episode carry the new codes are
+    learnt within tens of events and the shift scores like normal data; with it, the shift
+    scores at least 0.9 until it ends, alerts no more often, and the score falls back after."""
+    for seed in (21, 22):
+        x = shifted_noise(seed)
+        carried, on = score(x, config())
+        learnt, off = score(x, config(**{"evidence.confirm": False}))
+        assert any(r.flagged for r in on[500:510])
+        assert np.median(learnt[550:650]) < 0.5
+        assert np.quantile(carried[520:650], 0.1) >= 0.9
+        assert sum(r.flagged for r in on[500:650]) <= sum(r.flagged for r in off[500:650])
+        assert np.median(carried[700:1000]) < 0.5
+
+
+def test_which_single_channels_confirm_an_episode() -> None:
+    """White noise and AR(1) noise (coefficient 0.8, against a slow baseline) confirm; a trend
+    (a slow baseline lags it for ever) and a random walk do not."""
+    rng = np.random.default_rng(24)
+    n = 200
+    ar = np.zeros(n)
+    for i in range(1, n):
+        ar[i] = 0.8 * ar[i - 1] + rng.normal()
+    warm = np.column_stack([rng.normal(0, 1, n), ar, rng.normal(0, 1, n) + np.linspace(0, 3, n),
+                            np.cumsum(rng.normal(0, 1, n))])
+    med = np.median(warm, axis=0)
+    mode = forecasts(warm, med, 0)[0]
+    assert mode.tolist() == [BASELINE, NONE, BASELINE, NONE]
+    assert _confirming(warm, med, mode).tolist() == [True, True, False, False]
+
+
+@pytest.mark.parametrize("kind", ["trend", "counts", "walk"])
+def test_the_episode_carry_never_raises_an_alert(kind: str) -> None:
+    """Carried scores never beat the alert that opened their episode, so every flag with the
+    carry is a flag without it (it can only keep a later, lower alert in the same episode
+    quiet), and the family is never reported as a flag's evidence."""
+    rng = np.random.default_rng(23)
+    n = 2000
+    x = {"trend": rng.normal(0, 1, n) + np.linspace(0, 15, n),
+         "counts": rng.poisson(3, n).astype(float),
+         "walk": np.cumsum(rng.normal(0, 1, n))}[kind][:, None]
+    x[900:1000] += 5.0
+    _, on = score(x, config())
+    _, off = score(x, config(**{"evidence.confirm": False}))
+    flags_on = {i for i, r in enumerate(on) if r.flagged}
+    assert flags_on <= {i for i, r in enumerate(off) if r.flagged}
+    assert not any("deviation" in r.families for r in on)
 
 
 @pytest.mark.parametrize("channels", [1, 2])
@@ -707,9 +765,10 @@ def test_a_univariate_state_saved_before_periodic_deviation_keeps_its_behaviour(
     row = bank.add_source("u")
     bank.state.ev_mode[row] = BASELINE
     meta, arrays = bank.to_state()
-    older = {k: v for k, v in arrays.items() if k != "ev_recent"}
+    older = {k: v for k, v in arrays.items() if k not in ("ev_recent", "ev_confirm")}
     restored = Bank.from_state(bank.fields, 16, cfg, meta, older).state
     assert restored.ev_mode[: restored.size].tolist() == [[NONE]]
+    assert restored.ev_confirm[: restored.size].tolist() == [0]
 
 
 def test_evidence_does_not_depend_on_the_batch_size() -> None:

@@ -1,0 +1,106 @@
+"""A labelled corpus of single-metric streams we generate (fixed seed): what a Kafka user sends
+one number at a time (a CPU percentage, a request count, a queue depth), pooled over files so
+one score must rank rows from every file.
+
+Each file is 1,400 rows at 60 s of one of four conditions, in turn: *white* noise, *ar*
+(AR(1) noise with coefficient 0.8: it wanders for a few dozen events), *counts* (Poisson with
+mean 3, integers) and *trend* (white noise on a rise of 15 standard deviations over the file).
+After 200 normal rows (the engine's default warm-up, every detector's warm-up here) one
+incident is planted between rows 450 and 1,000, of one of three kinds, in turn: a *shift* (the
+level moves by 3-5 standard deviations for 150 rows), a *spike* (one row 6-10 standard
+deviations out) and *variance* (the noise 3-4x larger for 150 rows). Scoring:
+``neurogate.evaluation.labelled``. ``--corpus single-white`` (``-ar``, ``-counts``,
+``-trend``) gives files of one condition only, the kinds in turn.
+
+The corpus was built to measure rules.EpisodeCarry (docs/evaluation.md section 9): before it,
+a single channel's shift alerted at its start and its new codes were learnt within 20-50
+events, so the rest of the shift scored like normal rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from neurogate.evaluation import labelled
+from neurogate.evaluation.labelled import CorpusResult, Incident, LabelledStream
+from neurogate.evaluation.protocol import StreamDetector
+
+KINDS = ("shift", "spike", "variance")
+CONDITIONS = ("white", "ar", "counts", "trend")
+ROWS = 1400
+NORMAL_START = 200
+T0 = 1_700_000_000.0
+STEP = 60.0
+LENGTH = 150  # rows of a shift or variance incident
+
+
+@dataclass(frozen=True)
+class SingleSettings:
+    """Size of the generated corpus: files (conditions and kinds in turn), the seed, and one
+    condition for every file (``eval multivariate --corpus single-NAME``) or None (all)."""
+
+    files: int = 36
+    seed: int = 1
+    condition: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.condition is not None and self.condition not in CONDITIONS:
+            raise ValueError(f"unknown single-metric condition {self.condition!r}; known: "
+                             f"{CONDITIONS}")
+
+
+def generate(settings: SingleSettings | None = None) -> list[LabelledStream]:
+    """The corpus's files; the same settings always give the same data."""
+    s = settings or SingleSettings()
+    rng = np.random.default_rng(s.seed)
+    if s.condition is None:
+        return [_file(k, CONDITIONS[k % len(CONDITIONS)], KINDS[k // len(CONDITIONS) % len(KINDS)],
+                      rng) for k in range(s.files)]
+    return [_file(k, s.condition, KINDS[k % len(KINDS)], rng) for k in range(s.files)]
+
+
+def _noise(condition: str, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """A normal series of ``condition`` and its noise's standard deviation."""
+    if condition == "white":
+        return rng.normal(0.0, 1.0, ROWS), 1.0
+    if condition == "ar":
+        e = rng.normal(0.0, 1.0, ROWS)
+        x = np.zeros(ROWS)
+        for i in range(1, ROWS):
+            x[i] = 0.8 * x[i - 1] + e[i]
+        return x, 1.0 / np.sqrt(1.0 - 0.64)
+    if condition == "counts":
+        return rng.poisson(3.0, ROWS).astype(np.float64), np.sqrt(3.0)
+    return rng.normal(0.0, 1.0, ROWS) + np.linspace(0.0, 15.0, ROWS), 1.0
+
+
+def _file(k: int, condition: str, kind: str, rng: np.random.Generator) -> LabelledStream:
+    x, sd = _noise(condition, rng)
+    start = int(rng.integers(450, 1000 - LENGTH))
+    length = 1 if kind == "spike" else LENGTH
+    seg = slice(start, start + length)
+    if kind == "shift":
+        x[seg] += rng.uniform(3.0, 5.0) * sd
+    elif kind == "spike":
+        x[seg] += rng.uniform(6.0, 10.0) * sd
+    else:
+        x[seg] += rng.normal(0.0, np.sqrt(rng.uniform(9.0, 16.0) - 1.0) * sd, length)
+    if condition == "counts":
+        x = np.maximum(np.round(x), 0.0)
+    labels = np.zeros(ROWS, dtype=np.int8)
+    labels[seg] = 1
+    incident = Incident(kind, 0, start, start + length - 1)
+    return LabelledStream(f"single-{k:02d}-{condition}-{kind}", T0 + STEP * np.arange(ROWS),
+                          x[:, None], labels, (incident,), NORMAL_START, has_calendar=False)
+
+
+def evaluate(
+    streams: Sequence[LabelledStream], detector: StreamDetector, *, feed_labels: bool = True,
+    batch_size: int = 1000, progress: bool = True,
+) -> CorpusResult:
+    """The corpus's figures for one detector (``neurogate.evaluation.labelled.evaluate``)."""
+    return labelled.evaluate(streams, detector, KINDS, feed_labels=feed_labels,
+                             batch_size=batch_size, progress=progress, desc="single")
