@@ -99,7 +99,8 @@ def warmup_range(warm: np.ndarray, margin: float,
 # the open run of unusual events (``ev_run_n`` 0: none open) and the stuck-channel arrays
 # (``ev_stuck`` 0: never judged).
 ADDED_LATER = frozenset({"ev_related", "ev_run", "ev_run_w", "ev_run_n", "ev_last", "ev_reps",
-                         "ev_stuck", "ev_recent", "ev_confirm", "ep_level", "ep_n"})
+                         "ev_stuck", "ev_recent", "ev_confirm", "ep_level", "ep_n",
+                         "ep_low"})
 
 
 class Bank:
@@ -132,6 +133,7 @@ class Bank:
             # an alert's open episode (rules.EpisodeCarry): its level (0 = none), its events
             "ep_level": ((), np.float64, 0.0),
             "ep_n": ((), np.int64, 0),
+            "ep_low": ((), np.float64, 0.0),  # recent share of deviation's p below hold
         }
         if config.calibration == "rank":
             specs["cal_hist"] = ((config.calibration_window,), np.float64, np.nan)

@@ -37,6 +37,8 @@ from neurogate.engine.evidence import (
     forecasts,
     tail_probability,
 )
+from neurogate.engine.rules import EpisodeCarry, ScoreContext
+from neurogate.engine.state import Groups
 from neurogate.evaluation import sensors
 
 T0 = 1_700_000_000.0
@@ -473,6 +475,31 @@ def test_which_single_channels_confirm_an_episode() -> None:
     assert _confirming(warm, med, mode).tolist() == [True, True, False, False]
 
 
+def test_a_carried_score_never_alerts_even_without_repeat_suppression() -> None:
+    """With ``suppress_window`` 0 every score at the threshold alerts, but a carried one is the
+    episode's: it is marked suppressed and not flagged."""
+    x = shifted_noise(21)
+    _, results = score(x, config(suppress_window=0))
+    carried = [r for r in results[520:650] if r.score >= 0.9 and r.suppressed]
+    assert len(carried) > 100 and not any(r.flagged for r in carried)
+
+
+def test_an_alert_after_a_chronic_deviation_opens_no_carried_episode() -> None:
+    """A deviation already unusual on most of the last 40 events is the forecast's misfit,
+    not the alert's: that alert is not carried; the same alert after normal events is."""
+    bank = Bank(("v",), 16, config())
+    rows = np.repeat(bank.add_source("s"), 62)
+    score = np.r_[np.zeros(60), 0.95, 0.1]
+    for before, carried in ((0.5, True), (1e-6, False)):
+        bank.state.ep_level[0], bank.state.ep_low[0] = 0.0, 0.0
+        ctx = ScoreContext(bank.state, rows, Groups.of(rows), np.zeros((62, 1)),
+                           pattern_stat=np.zeros(62))
+        ctx.score = score.copy()
+        ctx.confirm_p = np.r_[np.full(60, before), 1e-6, 1e-6]
+        EpisodeCarry(0.9, hold=1e-3, hold_max=300, grace=1).apply(ctx)
+        assert (ctx.score[-1] >= 0.9) == carried
+
+
 @pytest.mark.parametrize("kind", ["trend", "counts", "walk"])
 def test_the_episode_carry_never_raises_an_alert(kind: str) -> None:
     """Carried scores never beat the alert that opened their episode, so every flag with the
@@ -741,6 +768,25 @@ def test_a_restarted_detector_continues_the_evidence_state_exactly(split: int) -
     np.testing.assert_array_equal(rest.family_p, whole.family_p[split:])
 
 
+def test_a_restarted_detector_continues_a_carried_episode_exactly() -> None:
+    """An open episode (rules.EpisodeCarry: its level, its events, the recent share of low
+    deviation) lives in the saved state too: restarted inside a carried shift, the scores
+    go on as if the detector had not stopped."""
+    from neurogate.engine.stores import MemoryStore
+
+    x = shifted_noise(21)
+    events = [Event("u", T0 + 60.0 * i, (float(v),)) for i, v in enumerate(x[:, 0])]
+    cfg = config()
+    whole = Detector(cfg).process_many(events)
+    assert whole.score[560] >= 0.9 and not whole.flagged[560]  # carried, not alerting
+    store = MemoryStore()
+    first = Detector(cfg, store)
+    first.process_many(events[:540])
+    first.close()
+    rest = Detector(cfg, store).process_many(events[540:])
+    np.testing.assert_array_equal(rest.score, whole.score[540:])
+
+
 def test_a_state_saved_before_the_relation_mask_judges_every_channel() -> None:
     """An older engine's saved state has no ``ev_related``: its sources keep the behaviour
     they learned under (every channel related); any other missing array is an error."""
@@ -778,6 +824,8 @@ def test_evidence_does_not_depend_on_the_batch_size() -> None:
     events = [Event("m", T0 + 60.0 * i, tuple(map(float, row)), fields=fields)
               for i, row in enumerate(values)]
     events += [Event("u", T0 + 60.0 * i, (float(math.sin(i / 9)),)) for i in range(1200)]
+    events += [Event("v", T0 + 60.0 * i, (float(v),))  # a carried level shift
+               for i, v in enumerate(shifted_noise(22)[:, 0])]
     events.sort(key=lambda e: e.ts)
     cfg = config(**{"evidence.deviation": True})
     whole = Detector(cfg).process_many(events)
