@@ -357,11 +357,10 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
 def _univariate(warm: np.ndarray, med: np.ndarray, mode: np.ndarray, resid: np.ndarray,
                 varies: np.ndarray, confirm: bool) -> tuple[np.ndarray, int]:
     """The deviation modes of a source with fewer than ``deviation_channels`` channels, from
-    its warm-up ``warm`` [n, C], median, forecast ``mode``, residuals and which channels
-    vary (the 1-99 % span is not 0), and whether its
-    family only confirms (1): a clearly periodic channel is judged (``PERIODIC_SHARE``); with
-    none, the channels that may confirm (``_confirming``) do, a drifting one against a slow
-    baseline; the rest are left out."""
+    its warm-up ``warm`` [n, C], median, forecast ``mode``, residuals and which channels vary
+    (the 1-99 % span is not 0), and whether its family only confirms (1): a clearly periodic
+    channel is judged (``PERIODIC_SHARE``); with none, the channels that may confirm
+    (``_confirming``) do, a drifting one against a slow baseline; the rest are left out."""
     strong = (np.mean(np.abs(resid), axis=0)
               <= PERIODIC_SHARE * np.mean(np.abs(warm - med), axis=0))
     judged = (mode == SEASONAL) & strong
