@@ -65,9 +65,6 @@ class CsvOptions:
     source_column: str | None = None
     label_column: str | None = None
     id_column: str | None = None
-    # "previous": an empty value cell takes its source's previous value of that column (the
-    # file's count of them goes to stderr); None: the row is a bad record
-    fill: str | None = None
 
 
 def input_problem(path: Path) -> str | None:
@@ -129,9 +126,7 @@ def read_events(
     `LABEL_NAMES` name (`csv_columns` says which were set aside). Several value columns make a
     multivariate event whose `fields` are the column names *sorted* (the canonical order JSON
     input gets too), with `values` in that order. An empty label cell means "label unknown"
-    (None); an empty value cell is a `BadRecord`, unless ``csv.fill`` is "previous": then it
-    takes its source's previous value of that column (a `BadRecord` still where there is none
-    yet), and how many cells were filled goes to stderr when the file is read.
+    (None); an empty value cell is a `BadRecord`.
     """
     path = Path(path)
     kind = _format_of(path, fmt)
@@ -143,8 +138,6 @@ def read_events(
     if problem is not None:
         raise (FileNotFoundError if not path.exists() else ValueError)(problem)
     if kind == "jsonl":
-        if csv is not None and csv.fill is not None:
-            raise ValueError(f"{path}: --fill applies to CSV/TSV files, not JSONL")
         return _jsonl_file(path)
     return _read_csv(path, _plan_csv(path, _options(kind, csv)))
 
@@ -228,7 +221,6 @@ class _CsvPlan:
     id: int | None
     label_name: str | None = None
     set_aside: tuple[str, ...] = ()
-    fill: bool = False  # empty value cells take the source's previous value (CsvOptions.fill)
 
 
 def _open_csv(path: Path) -> IO[str]:
@@ -363,7 +355,6 @@ def _plan_csv(path: Path, opts: CsvOptions) -> _CsvPlan:
         id=ident,
         label_name=None if label is None else header[label],
         set_aside=tuple(header[i] for i in set_aside),
-        fill=opts.fill == "previous",
     )
 
 
@@ -381,11 +372,6 @@ def _read_csv(path: Path, plan: _CsvPlan) -> Iterator[Event | BadRecord]:
     single = val_i[0] if len(val_i) == 1 else None
     default_source = plan.default_source
     has_calendar = ts_i is not None
-    values: tuple[float, ...]
-    # the source's last value per column, for --fill previous: one small dict per source in
-    # the file, as the engine keeps a state per source
-    previous: dict[str, dict[int, float]] = {}
-    filled = 0
     with _open_csv(path) as f:
         rows = _rows(f, plan.delimiter)
         for _, row in rows:  # the header (validated by _plan_csv)
@@ -410,42 +396,17 @@ def _read_csv(path: Path, plan: _CsvPlan) -> Iterator[Event | BadRecord]:
                 continue
             try:
                 ts = float(index) if ts_i is None else _cell_ts(row[ts_i])
-                source = default_source if src_i is None else _cell_source(row[src_i])
-                if plan.fill:
-                    values, n = _filled(row, val_i, fields, previous.setdefault(source, {}))
-                    filled += n
-                elif single is not None:
-                    values = (_cell_float(row[single], fields[0]),)
+                if single is not None:
+                    values: tuple[float, ...] = (_cell_float(row[single], fields[0]),)
                 else:
                     values = tuple([_cell_float(row[i], fields[k]) for k, i in enumerate(val_i)])
+                source = default_source if src_i is None else _cell_source(row[src_i])
                 label = None if lab_i is None else _cell_label(row[lab_i])
                 ident = None if id_i is None else _cell_id(row[id_i])
             except BadEvent as e:
                 yield _bad(name, line_no, row, plan, e.reason, e.message)
                 continue
             yield Event(source, ts, values, fields, ident, label, has_calendar)
-    if filled:
-        print(f"{name}: filled {filled:,} empty value cell(s) with their source's previous "
-              "value (--fill previous)", file=sys.stderr)
-
-
-def _filled(row: list[str], columns: tuple[int, ...], fields: tuple[str, ...],
-            previous: dict[int, float]) -> tuple[tuple[float, ...], int]:
-    """A row's values with empty cells taken from ``previous`` (the source's last value of each
-    column, updated in place), and how many were; raises `BadEvent` as `_cell_float` does, and
-    for an empty cell with no previous value."""
-    values, n = [], 0
-    for k, i in enumerate(columns):
-        if not row[i].strip():
-            if i not in previous:
-                raise BadEvent("missing_field", f"empty value in column {fields[k]!r} and no "
-                               "previous value to fill it with")
-            values.append(previous[i])
-            n += 1
-        else:
-            values.append(_cell_float(row[i], fields[k]))
-    previous.update(zip(columns, values, strict=True))
-    return tuple(values), n
 
 
 def _bad(

@@ -43,9 +43,6 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", help="0/1 label column (default: the first label-like "
                    "column holding 0/1: label, anomaly, ...), used only after each row is scored")
     p.add_argument("--id-column", help="event id column (default: 'id')")
-    p.add_argument("--fill", choices=("previous",), help="CSV: an empty value cell takes its "
-                   "source's previous value of that column, and the count goes to stderr "
-                   "(default: such a row is a bad record, counted and listed)")
 
 
 def csv_options(args: argparse.Namespace) -> CsvOptions:
@@ -59,7 +56,6 @@ def csv_options(args: argparse.Namespace) -> CsvOptions:
         source_column=args.source_column,
         label_column=args.label_column,
         id_column=args.id_column,
-        fill=args.fill,
     )
 
 

@@ -249,21 +249,6 @@ def test_malformed_rows_are_reported_with_line_numbers(cli: Cli, tmp_path: Path)
     assert [r["score"] for r in records] == [r["score"] for r in read_jsonl(tmp_path / "c.jsonl")]
 
 
-def test_fill_previous_scores_rows_with_empty_cells(cli: Cli, tmp_path: Path) -> None:
-    """An export with gaps: without --fill its rows with an empty cell are bad records; with
-    --fill previous every row is scored and the run says how many cells it filled."""
-    extra = {100: f"{ts(100)},", 150: f"{ts(150)},"}
-    path = write_csv(tmp_path / "gaps.csv", series_values(), extra=extra)
-    plain = cli("run", str(path), "--store", "memory://", *FAST)
-    assert plain.code == 0 and "bad input   2 (missing_field 2)" in plain.err
-    res = cli("run", str(path), "--store", "memory://", "--all-scores", "--out", "f.jsonl",
-              "--fill", "previous", *FAST)
-    assert res.code == 0, res.err
-    assert "bad input" not in res.err
-    assert f"{path}: filled 2 empty value cell(s)" in res.err
-    assert len(read_jsonl(tmp_path / "f.jsonl")) == N + 2
-
-
 def test_a_run_where_every_record_is_bad_exits_1(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "latin1.csv"
     path.write_bytes(b"source,timestamp,value\ncaf\xe9,1,1\ncaf\xe8,2,2\nx,3,oops\n")

@@ -314,28 +314,3 @@ def test_large_csv_streams_every_row(tmp_path: Path) -> None:
     events = only_events(p)
     assert len(events) == n
     assert events[-1].ts == 1404172800 + 60 * (n - 1)
-
-
-def test_fill_previous_takes_each_sources_last_value_for_an_empty_cell(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Without --fill an empty value cell makes its row a bad record; with ``fill="previous"``
-    the cell takes its own source's previous value of that column, the count goes to stderr,
-    and a cell with no previous value is still a bad record."""
-    p = write(tmp_path, "plant.csv", "source,timestamp,a,b\n"
-              "m,1,1.0,\n"  # no previous b yet: still bad
-              "m,2,2.0,5.0\n"
-              "n,2,7.0,8.0\n"
-              "m,3,,6.0\n"  # a <- m's 2.0, not n's 7.0
-              "m,4,3.0,\n")  # b <- 6.0
-    _, bad = split(read_events(p))
-    assert [(b.line, b.reason) for b in bad] == [(2, "missing_field"), (5, "missing_field"),
-                                                 (6, "missing_field")]
-    events, bad = split(read_events(p, csv=CsvOptions(fill="previous")))
-    assert [(b.line, b.reason) for b in bad] == [(2, "missing_field")]
-    assert "no previous value" in bad[0].message
-    assert [(e.source, e.values) for e in events] == [
-        ("m", (2.0, 5.0)), ("n", (7.0, 8.0)), ("m", (2.0, 6.0)), ("m", (3.0, 6.0))]
-    assert "plant.csv: filled 2 empty value cell(s)" in capsys.readouterr().err
-    jsonl = write(tmp_path, "e.jsonl", '{"ts": 1, "value": 1}\n')
-    with pytest.raises(ValueError, match="--fill applies to CSV"):
-        read_events(jsonl, csv=CsvOptions(fill="previous"))
