@@ -27,7 +27,6 @@ score is read in.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -56,6 +55,12 @@ MIN_PROBABILITY = 1e-300
 # 4.8 % of its normal events at 0.9 or more with the carry, 2.2 % with this gate, 0.3 %
 # without the carry; the single-metric corpus (seed 1): 0.874 -> 0.879.
 CHRONIC = 0.5
+
+
+def probability_score(p: np.ndarray) -> np.ndarray:
+    """The score of a combined tail probability: ``b / (1 + b)`` of ``b = -log2 p`` bits."""
+    out: np.ndarray = squash(-np.log2(np.maximum(p, MIN_PROBABILITY)))
+    return out
 
 
 @dataclass
@@ -173,7 +178,7 @@ class CalibratedEvidence:
             ctx.family_p[confirm, evidence.DEVIATION] = np.nan
         families = 1 + int(ctx.deviation) + int(ctx.relation)
         combined = evidence.combine(ctx.family_p, families)
-        ctx.score = squash(-np.log2(np.maximum(combined, MIN_PROBABILITY)))
+        ctx.score = probability_score(combined)
 
 
 class RankCalibration:
@@ -301,18 +306,22 @@ class EpisodeCarry:
         if not confirm.any():
             return
         st, own = ctx.state, ctx.score.copy()
-        _carry(ctx.rows, confirm, ctx.confirm_p, ctx.score, st.ep_level, st.ep_n, st.ep_low,
-               self.threshold, self.hold, self.hold_max, self.grace, self.grace * evidence.LONG)
+        # deviation's own score, Bonferroni over two families (NaN where it does not confirm)
+        confirmed = probability_score(np.minimum(1.0, 2.0 * ctx.confirm_p))
+        _carry(ctx.rows, confirm, ctx.confirm_p, confirmed, ctx.score, st.ep_level, st.ep_n,
+               st.ep_low, self.threshold, self.hold, self.hold_max, self.grace,
+               self.grace * evidence.LONG)
         ctx.suppressed |= ctx.score > own  # a carried score is the episode's, never an alert
 
 
 @njit(cache=True)
 def _carry(  # noqa: PLR0913  (numba kernel: flat arrays)
-    rows: np.ndarray, confirm: np.ndarray, p: np.ndarray, score: np.ndarray, level: np.ndarray,
-    n_open: np.ndarray, low: np.ndarray, threshold: float, hold: float, hold_max: int,
-    grace: int, recent: int,
+    rows: np.ndarray, confirm: np.ndarray, p: np.ndarray, confirmed: np.ndarray,
+    score: np.ndarray, level: np.ndarray, n_open: np.ndarray, low: np.ndarray,
+    threshold: float, hold: float, hold_max: int, grace: int, recent: int,
 ) -> None:
-    """``EpisodeCarry`` event by event in arrival order (changes ``score`` in place)."""
+    """``EpisodeCarry`` event by event in arrival order (changes ``score`` in place);
+    ``confirmed`` is the score of each event's deviation ``p``."""
     for i in range(rows.size):
         r = rows[i]
         if not confirm[i]:
@@ -322,8 +331,7 @@ def _carry(  # noqa: PLR0913  (numba kernel: flat arrays)
             if n_open[r] > hold_max or (p[i] >= hold and n_open[r] > grace):
                 level[r] = 0.0
             elif p[i] < hold:
-                bits = -math.log2(max(2.0 * p[i], MIN_PROBABILITY))
-                level[r] = min(level[r], bits / (1.0 + bits))
+                level[r] = min(level[r], confirmed[i])
                 score[i] = max(score[i], level[r])
         if level[r] == 0.0 and score[i] >= threshold and low[r] < CHRONIC:
             level[r], n_open[r] = score[i], 0
