@@ -432,14 +432,15 @@ def _corpus_tables(results: list[Any], kinds: Sequence[str]) -> str:
     threshold and ranking, range-based, incidents), then ROC-AUC, PR-AUC and incident recall
     per kind."""
     lines = [f"{'detector':<20} {'prec':>5} {'rec':>5} {'F1':>5} {'ROC':>5} {'PR':>5} | range "
-             f"{'P':>5} {'R':>5} {'F1':>5} {'PR':>5} | incid. flagP |  ev/s"]
+             f"{'P':>5} {'R':>5} {'F1':>5} {'PR':>5} | incid. flagP fl/inc |  ev/s"]
     for r in results:
         s, g = r.summary(), r.range_report
         lines.append(
             f"{r.detector:<20} {s['precision']:5.3f} {s['recall']:5.3f} {s['f1']:5.3f} "
             f"{s['roc_auc']:5.3f} {s['pr_auc']:5.3f} |       {g['precision']:5.3f} "
             f"{g['recall']:5.3f} {g['f1']:5.3f} {g['pr_auc']:5.3f} | "
-            f"{r.incident_recall['all']:6.2f} {r.flag_precision:5.3f} | "
+            f"{r.incident_recall['all']:6.2f} {r.flag_precision:5.3f} "
+            f"{r.flags_per_incident:6.1f} | "
             f"{s['events_per_s'] or 0:6,.0f}")
         p = r.posterior_report
         if p is not None:

@@ -97,10 +97,10 @@ def warmup_range(warm: np.ndarray, margin: float,
 # Per-source arrays a state saved by an older engine may lack; they keep their fill value, which
 # is that engine's behaviour: ``ev_related`` (1: the relation family judges every channel) and
 # the open run of unusual events (``ev_run_n`` 0: none open) and the stuck-channel arrays
-# (``ev_stuck`` 0: never judged).
+# (``ev_stuck`` 0: never judged), and Suppression's episode (``sup_bits`` 0: none open).
 ADDED_LATER = frozenset({"ev_related", "ev_run", "ev_run_w", "ev_run_n", "ev_last", "ev_reps",
                          "ev_stuck", "ev_recent", "ev_confirm", "ep_level", "ep_n",
-                         "ep_low"})
+                         "ep_low", "sup_bits", "sup_quiet"})
 
 
 class Bank:
@@ -130,6 +130,10 @@ class Bank:
             "warm_cal": ((config.warmup,), np.bool_, False),
             "warm_label": ((config.warmup,), np.int8, -1),
             "score_hist": ((supp,), np.float64, 0.0),
+            # Suppression's open episode: its highest alert in bits (0 = none), and the scores
+            # in a row below the threshold since its last score at the threshold
+            "sup_bits": ((), np.float64, 0.0),
+            "sup_quiet": ((), np.int64, 0),
             # an alert's open episode (rules.EpisodeCarry): its level (0 = none), its events
             "ep_level": ((), np.float64, 0.0),
             "ep_n": ((), np.int64, 0),

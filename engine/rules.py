@@ -16,7 +16,8 @@ builds the ordered chain from an ``EngineConfig``; it is the only place the orde
    stays scored while the channel's deviation from its forecast confirms it, never above the
    alert's own score;
 5. ``Suppression`` (``suppress_window`` > 0): a score that does not beat the source's previous
-   ones is the same incident alerting again;
+   ones, or one inside an open episode that does not escalate it (``escalation``), is the same
+   incident alerting again;
 6. ``Threshold``: flagged where the score reaches ``threshold`` and is not suppressed.
 
 Rules that keep history keep it in the bank's per-source arrays (``ctx.state``), so it is
@@ -27,6 +28,7 @@ score is read in.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -339,8 +341,15 @@ def _carry(  # noqa: PLR0913  (numba kernel: flat arrays)
 
 
 class Suppression:
-    """True in ``ctx.suppressed`` where a score does not beat its source's previous ``window``
-    scores (the same incident alerting again); keeps them in ``ctx.state.score_hist``.
+    """True in ``ctx.suppressed`` where a score is the same incident alerting again: it does
+    not beat its source's previous ``window`` scores (kept in ``ctx.state.score_hist``), or it
+    reaches the threshold inside the source's open **episode** without escalating: its bits
+    (``b = s / (1 - s)``, ``-log2`` of the tail probability) beyond the threshold's must be at
+    least ``escalation`` times the episode's highest alert's, and at least one bit above it.
+    An episode opens at an alert and closes once ``window`` scores in a row stay below the
+    threshold (``ctx.state.sup_bits``, ``sup_quiet``); ``escalation`` 0 leaves the window rule
+    alone, ``inf`` alerts once per episode. Why: a sustained incident's evidence keeps
+    growing, so its score kept beating the last 30 and most of its events alerted.
 
     >>> import numpy as np
     >>> from neurogate.engine.bank import Bank
@@ -353,17 +362,62 @@ class Suppression:
     >>> Suppression(2).apply(ctx)
     >>> ctx.suppressed
     array([False,  True,  True, False])
+
+    Inside an episode (threshold 0.9: 9 bits) a new high alerts where it escalates:
+
+    >>> rows = np.repeat(bank.add_source("t"), 6)
+    >>> ctx = ScoreContext(bank.state, rows, Groups.of(rows), np.zeros((6, 1)),
+    ...                    pattern_stat=np.zeros(6))
+    >>> ctx.score = np.array([0.9, 0.905, 0.91, 0.92, 0.93, 0.94])
+    >>> (ctx.score / (1 - ctx.score)).round(1)  # bits; each alert sets the next one's bar
+    array([ 9. ,  9.5, 10.1, 11.5, 13.3, 15.7])
+    >>> Suppression(2, threshold=0.9, escalation=2.0).apply(ctx)
+    >>> ctx.suppressed  # 9.5 < 9 + 1; 13.3 < 9 + 2 * (11.5 - 9)
+    array([False,  True, False, False,  True, False])
     """
 
-    def __init__(self, window: int) -> None:
-        self.window = window
+    def __init__(self, window: int, threshold: float = 1.0, escalation: float = 0.0) -> None:
+        self.window, self.threshold, self.escalation = window, threshold, escalation
 
     def apply(self, ctx: ScoreContext) -> None:
-        g, hist, score = ctx.groups, ctx.state.score_hist, ctx.score
-        ext, vpos = extend(hist[g.rows], g, score[g.order])
-        store_tail(hist, g, ext, vpos)
+        g, st, score = ctx.groups, ctx.state, ctx.score
+        ext, vpos = extend(st.score_hist[g.rows], g, score[g.order])
+        store_tail(st.score_hist, g, ext, vpos)
         prev = windows_at(ext, vpos - 1, self.window).max(axis=1)
         ctx.suppressed[g.order] |= score[g.order] <= prev
+        if self.escalation > 0:
+            _episodes(ctx.rows, score, ctx.suppressed, st.sup_bits, st.sup_quiet,
+                      _bits(self.threshold), self.window, self.escalation)
+
+
+@njit(cache=True)
+def _bits(score: float) -> float:
+    """The bits a score stands for, ``b`` of ``s = b / (1 + b)`` (1.0: infinitely many)."""
+    return math.inf if score >= 1.0 else score / (1.0 - score)
+
+
+@njit(cache=True)
+def _episodes(  # noqa: PLR0913  (numba kernel: flat arrays)
+    rows: np.ndarray, score: np.ndarray, suppressed: np.ndarray, top: np.ndarray,
+    quiet: np.ndarray, threshold: float, window: int, escalation: float,
+) -> None:
+    """``Suppression``'s episodes event by event in arrival order (sets ``suppressed`` in
+    place); ``threshold`` in bits, ``top`` each source's open episode's highest alert in bits
+    (0: none open)."""
+    for i in range(rows.size):
+        r = rows[i]
+        if top[r] > 0.0 and quiet[r] >= window:
+            top[r] = 0.0
+        bits = _bits(score[i])
+        if bits < threshold:
+            quiet[r] += 1
+            continue
+        quiet[r] = 0
+        if top[r] > 0.0 and bits < max(top[r] + 1.0,
+                                       threshold + escalation * (top[r] - threshold)):
+            suppressed[i] = True
+        elif not suppressed[i] or top[r] == 0.0:
+            top[r] = bits
 
 
 class Threshold:
@@ -407,7 +461,7 @@ def chain(config: EngineConfig) -> list[Rule]:
         ev = config.evidence
         rules.append(EpisodeCarry(config.threshold, ev.hold, ev.hold_max, ev.smoothing))
     if config.suppress_window > 0:
-        rules.append(Suppression(config.suppress_window))
+        rules.append(Suppression(config.suppress_window, config.threshold, config.escalation))
     rules.append(Threshold(config.threshold))
     return rules
 

@@ -9,7 +9,9 @@ Reported per detector:
 * range-based precision / recall / F1 of its flags and a range PR-AUC of its score
   (``neurogate.evaluation.range_pr``, Tatbul et al.);
 * incident recall (share of incidents with a flag between their start and ``TOLERANCE`` rows
-  after their end) and flag precision (share of flags in such a span);
+  after their end), flag precision (share of flags in such a span) and flags per incident
+  found (the flags in those spans over the incidents they found: how many alerts one incident
+  sends its operator; 1 is one message per incident);
 * per incident kind: ROC-AUC and PR-AUC of the kind's rows against every normal row (rows of
   other kinds left out), incident recall and range recall.
 """
@@ -69,6 +71,7 @@ class CorpusResult:
     range_report: dict[str, float]
     incident_recall: dict[str, float]
     flag_precision: float
+    flags_per_incident: float
     kinds: dict[str, dict[str, float]]
     seconds: float
     rows: int
@@ -83,6 +86,7 @@ class CorpusResult:
             "range": self.range_report,
             "incident_recall": self.incident_recall,
             "flag_precision": self.flag_precision,
+            "flags_per_incident": self.flags_per_incident,
             "kinds": self.kinds,
             "detector_seconds": round(self.seconds, 2),
             "events_per_s": round(self.rows / self.seconds, 1) if self.seconds else None,
@@ -90,9 +94,10 @@ class CorpusResult:
 
 
 def incident_figures(streams: Sequence[LabelledStream], flags: Sequence[np.ndarray],
-                     kinds: Sequence[str]) -> tuple[dict[str, float], float]:
-    """Share of incidents per kind (and "all") with a flag in [start, end + TOLERANCE], and the
-    share of post-warm-up flags that fall in such a span (flag precision)."""
+                     kinds: Sequence[str]) -> tuple[dict[str, float], float, float]:
+    """Share of incidents per kind (and "all") with a flag in [start, end + TOLERANCE], the
+    share of post-warm-up flags that fall in such a span (flag precision), and those flags per
+    incident found (NaN when none was found)."""
     hit: dict[str, list[bool]] = {k: [] for k in kinds}
     good = total = 0
     for st, fl in zip(streams, flags, strict=True):
@@ -107,7 +112,8 @@ def incident_figures(streams: Sequence[LabelledStream], flags: Sequence[np.ndarr
     recall = {k: float(np.mean(v)) if v else float("nan") for k, v in hit.items()}
     every = [x for v in hit.values() for x in v]
     recall["all"] = float(np.mean(every)) if every else float("nan")
-    return recall, good / total if total else 0.0
+    found = sum(every)
+    return recall, good / total if total else 0.0, good / found if found else float("nan")
 
 
 def kind_figures(streams: Sequence[LabelledStream], scores: Sequence[np.ndarray],
@@ -176,7 +182,7 @@ def evaluate(
     rs = range_scores(list(zip(ys, fs, strict=True)))
     range_report = {"precision": rs.precision, "recall": rs.recall, "f1": rs.f1,
                     "pr_auc": range_pr_auc(list(zip(ys, ss, strict=True)))}
-    recall, precision = incident_figures(streams, flags, kinds)
+    recall, precision, per_incident = incident_figures(streams, flags, kinds)
     per_kind = kind_figures(streams, raws, flags, kinds)
     return CorpusResult(detector.name, report, post_report, range_report, recall, precision,
-                        per_kind, seconds, rows, curves)
+                        per_incident, per_kind, seconds, rows, curves)

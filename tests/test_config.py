@@ -95,6 +95,8 @@ def test_integers_accept_integral_floats_only() -> None:
         ({"calendar_hours": 5}, ["calendar_hours must divide 24"]),
         ({"top_k": 0}, ["top_k"]),
         ({"suppress_window": -1}, ["suppress_window"]),
+        ({"escalation": 0.5}, ["escalation must be 0 (off) or >= 1"]),
+        ({"escalation": "nan"}, ["escalation"]),
         ({"late_tolerance": -1}, ["late_tolerance"]),
         ({"alpha": 0}, ["alpha"]),
         ({"neuronet.steps": 0}, ["neuronet.steps"]),

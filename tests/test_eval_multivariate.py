@@ -72,10 +72,12 @@ def test_incident_figures_by_hand() -> None:
     st = LabelledStream("s", np.arange(1000.0), np.zeros((1000, 4)), np.zeros(1000, np.int8),
                         (Incident("spike", 0, 200, 201), Incident("frozen", 1, 500, 600)), 150)
     flags = np.zeros(1000, dtype=bool)
-    flags[[205, 800, 900]] = True  # 205: within the spike's tolerance; 800, 900: false alarms
-    recall, precision = incident_figures([st], [flags], mv.KINDS)
+    flags[[203, 205, 800, 900]] = True  # 203, 205: the spike (tolerance); 800, 900: false
+    recall, precision, per_incident = incident_figures([st], [flags], mv.KINDS)
     assert recall["spike"] == 1.0 and recall["frozen"] == 0.0 and recall["all"] == 0.5
-    assert precision == pytest.approx(1 / 3)
+    assert precision == pytest.approx(2 / 4)
+    assert per_incident == 2.0  # the one incident found sent two flags
+    assert np.isnan(incident_figures([st], [np.zeros(1000, dtype=bool)], mv.KINDS)[2])
 
 
 @pytest.mark.slow

@@ -257,8 +257,9 @@ def test_a_mode_correlation_break_is_found_after_a_warm_up_that_ends_in_one_mode
     b[500:600] = levels[np.repeat((blocks[20:24] + 2) % 4, 25)]  # b leaves the shared modes
     values = np.column_stack([np.column_stack([a, b]) + rng.normal(0, 0.05, (a.size, 2)),
                               rng.normal(0, 1, a.size)])
-    _, results = score(values, config())
-    assert sum(r.flagged for r in results[500:600]) >= 10
+    scores, results = score(values, config())
+    assert (scores[500:600] >= 0.9).sum() >= 90  # the break stays unusual while it lasts...
+    assert any(r.flagged for r in results[500:510])  # ...alerts at its start
     assert sum(r.flagged for r in results[200:500]) + sum(r.flagged for r in results[600:]) <= 2
 
 
@@ -649,6 +650,28 @@ def test_a_moderate_sustained_incident_stays_unusual() -> None:
     np.testing.assert_array_equal(held[:1240], learning[:1240])
 
 
+def test_a_sustained_incident_alerts_at_its_start_and_as_it_escalates() -> None:
+    """Suppression's episodes: an 800-event shift of one channel alerted on 66 of its events
+    (its evidence kept growing, so each score beat the last 30); now at its start and where
+    its bits beyond the threshold at least double, and once with ``escalation`` inf. The
+    scores are the same: only the flags change."""
+    values = correlated(2600, 3, seed=4)
+    values[1500:2300, 1] += 1.5 * values[:1500, 1].std()
+    incident = range(1500, 2300)
+    runs = {esc: score(values, config(escalation=esc)) for esc in (0.0, 2.0, math.inf)}
+    flags = {esc: [i for i, r in enumerate(res) if r.flagged] for esc, (_, res) in runs.items()}
+    inside = {esc: [i for i in f if i in incident] for esc, f in flags.items()}
+    assert set(flags[2.0]) <= set(flags[0.0]) and set(flags[math.inf]) <= set(flags[2.0])
+    assert inside[0.0][0] == inside[2.0][0] == inside[math.inf][0] == 1500  # the onset alerts
+    assert len(inside[0.0]) > 50 and len(inside[math.inf]) == 1
+    assert 2 <= len(inside[2.0]) <= len(inside[0.0]) // 5
+    s = runs[2.0][0]
+    excess = s[inside[2.0]] / (1 - s[inside[2.0]]) - 9.0  # bits beyond the threshold's 9
+    assert (excess[1:] >= np.maximum(2 * excess[:-1], excess[:-1] + 1)).all()
+    np.testing.assert_array_equal(runs[0.0][0], s)
+    np.testing.assert_array_equal(runs[math.inf][0], s)
+
+
 def test_a_hold_shorter_than_a_ring_leaves_sustained_runs_alone() -> None:
     """``hold_max`` 0 means "never hold": a moderate run that outlasts the ring is neither
     taken out of the history nor held (it was, for one event, when the run was confirmed)."""
@@ -766,6 +789,8 @@ def test_a_restarted_detector_continues_the_evidence_state_exactly(split: int) -
     rest = second.process_many(events[split:])
     np.testing.assert_array_equal(rest.score, whole.score[split:])
     np.testing.assert_array_equal(rest.family_p, whole.family_p[split:])
+    np.testing.assert_array_equal(rest.flagged, whole.flagged[split:])  # Suppression's episode
+    np.testing.assert_array_equal(rest.suppressed, whole.suppressed[split:])
 
 
 def test_a_restarted_detector_continues_a_carried_episode_exactly() -> None:
@@ -811,10 +836,12 @@ def test_a_univariate_state_saved_before_periodic_deviation_keeps_its_behaviour(
     row = bank.add_source("u")
     bank.state.ev_mode[row] = BASELINE
     meta, arrays = bank.to_state()
-    older = {k: v for k, v in arrays.items() if k not in ("ev_recent", "ev_confirm")}
+    older = {k: v for k, v in arrays.items()
+             if k not in ("ev_recent", "ev_confirm", "sup_bits", "sup_quiet")}
     restored = Bank.from_state(bank.fields, 16, cfg, meta, older).state
     assert restored.ev_mode[: restored.size].tolist() == [[NONE]]
     assert restored.ev_confirm[: restored.size].tolist() == [0]
+    assert restored.sup_bits[: restored.size].tolist() == [0.0]  # no episode open
 
 
 def test_evidence_does_not_depend_on_the_batch_size() -> None:
@@ -832,3 +859,4 @@ def test_evidence_does_not_depend_on_the_batch_size() -> None:
     det = Detector(cfg)
     parts = [det.process_many(events[i : i + 37]) for i in range(0, len(events), 37)]
     np.testing.assert_array_equal(np.concatenate([p.score for p in parts]), whole.score)
+    np.testing.assert_array_equal(np.concatenate([p.flagged for p in parts]), whole.flagged)
