@@ -109,7 +109,7 @@ class Writer:
     and ``explanation`` (``neurogate explain`` reads them back)."""
 
     CSV_COLUMNS = ("source", "ts", "id", "score", "flagged", "status", "suppressed", "extreme",
-                   "posterior", "reason", "model_version", "threshold", "time")
+                   "escalation", "posterior", "reason", "model_version", "threshold", "time")
     JSON_COLUMNS = ("values", "families", "evidence", "explanation")
 
     def __init__(self, target: str | None) -> None:

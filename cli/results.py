@@ -19,7 +19,7 @@ FAMILY_WORDS = {
 TREND_WORDS = ("falling sharply", "falling slightly", "steady or rising slightly",
                "rising sharply")
 _JSON_COLUMNS = ("values", "families", "evidence", "explanation")
-_BOOL_COLUMNS = ("flagged", "suppressed", "extreme")
+_BOOL_COLUMNS = ("flagged", "suppressed", "extreme", "escalation")
 _FLOAT_COLUMNS = ("ts", "score", "posterior", "threshold")
 
 
@@ -237,7 +237,9 @@ def describe(rec: dict[str, Any], step: float | None = None) -> list[str]:
     score = rec.get("score")
     lines = [f"{rec['source']}  {when}  id={rec.get('id')}  "
              f"score={score if score is None else f'{score:.4f}'}"
-             f"{'  NEW EXTREME' if rec.get('extreme') else ''}  model={rec.get('model_version')}"]
+             f"{'  NEW EXTREME' if rec.get('extreme') else ''}"
+             f"{'  ESCALATION (the same incident, worse)' if rec.get('escalation') else ''}"
+             f"  model={rec.get('model_version')}"]
     values = rec.get("values")
     if values:
         lines.append("  values: " + ", ".join(f"{k}={v}" for k, v in values.items()))

@@ -101,6 +101,9 @@ class Result:
     threshold: float
     status: str  # "scored", "warming" or "rejected"
     suppressed: bool = False
+    # flagged inside the source's open episode: the same incident got worse (rules.Suppression);
+    # False on a flag that opens an episode (a new incident)
+    escalation: bool = False
     extreme: bool = False
     posterior: float | None = None  # ln P(anomaly|x) - ln P(normal|x), once labels exist
     reason: str | None = None  # why a rejected event was rejected
@@ -142,6 +145,8 @@ class Result:
             }
             if self.stuck and "relation" in out["families"]:
                 out["families"]["relation"]["stuck"] = True
+        if self.flagged:
+            out["escalation"] = self.escalation
         if self.evidence:
             out["evidence"] = [ev.as_dict() for ev in self.evidence]
         if self.explanation:
@@ -159,6 +164,7 @@ class BatchResult:
     flagged: np.ndarray
     status: np.ndarray  # 0 scored, 1 warming, 2 rejected
     suppressed: np.ndarray
+    escalated: np.ndarray  # flagged inside an open episode (rules.Suppression)
     extreme: np.ndarray
     posterior: np.ndarray
     reasons: dict[int, str]
@@ -196,6 +202,7 @@ class BatchResult:
             threshold=self.threshold,
             status=self.STATUS[int(self.status[i])],
             suppressed=bool(self.suppressed[i]),
+            escalation=bool(self.escalated[i]),
             extreme=bool(self.extreme[i]),
             posterior=None if np.isnan(post) else float(post),
             reason=self.reasons.get(i),
@@ -463,6 +470,7 @@ class Detector:
             flagged=np.zeros(n, dtype=bool),
             status=np.zeros(n, dtype=np.int8),
             suppressed=np.zeros(n, dtype=bool),
+            escalated=np.zeros(n, dtype=bool),
             extreme=np.zeros(n, dtype=bool),
             posterior=np.full(n, np.nan),
             reasons={},
@@ -855,6 +863,7 @@ class Detector:
         out.score[target] = ctx.score
         out.extreme[target] = ctx.extreme
         out.suppressed[target] = ctx.suppressed
+        out.escalated[target] = ctx.escalated & flagged
         out.flagged[target] = flagged
         out.family_p[target] = ctx.family_p
         out.family_channel[target] = ctx.family_channel

@@ -92,6 +92,7 @@ class ScoreContext:
     family_p: np.ndarray = field(init=False)
     family_channel: np.ndarray = field(init=False)
     confirm_p: np.ndarray = field(init=False)  # deviation's p where it only confirms, else NaN
+    escalated: np.ndarray = field(init=False)  # not suppressed inside an open episode (Suppression)
 
     def __post_init__(self) -> None:
         n = self.rows.size
@@ -102,6 +103,7 @@ class ScoreContext:
         self.family_p = np.full((n, evidence.NFAM), np.nan)
         self.family_channel = np.full((n, 2), -1, dtype=np.int64)
         self.confirm_p = np.full(n, np.nan)
+        self.escalated = np.zeros(n, dtype=bool)
 
     @property
     def channels(self) -> int:
@@ -374,6 +376,8 @@ class Suppression:
     >>> Suppression(2, threshold=0.9, escalation=2.0).apply(ctx)
     >>> ctx.suppressed  # 9.5 < 9 + 1; 13.3 < 9 + 2 * (11.5 - 9)
     array([False,  True, False, False,  True, False])
+    >>> ctx.escalated  # the alerts after the episode's first
+    array([False, False,  True,  True, False,  True])
     """
 
     def __init__(self, window: int, threshold: float = 1.0, escalation: float = 0.0) -> None:
@@ -386,8 +390,8 @@ class Suppression:
         prev = windows_at(ext, vpos - 1, self.window).max(axis=1)
         ctx.suppressed[g.order] |= score[g.order] <= prev
         if self.escalation > 0:
-            _episodes(ctx.rows, score, ctx.suppressed, st.sup_bits, st.sup_quiet,
-                      _bits(self.threshold), self.window, self.escalation)
+            _episodes(ctx.rows, score, ctx.suppressed, ctx.escalated, st.sup_bits,
+                      st.sup_quiet, _bits(self.threshold), self.window, self.escalation)
 
 
 @njit(cache=True)
@@ -398,12 +402,12 @@ def _bits(score: float) -> float:
 
 @njit(cache=True)
 def _episodes(  # noqa: PLR0913  (numba kernel: flat arrays)
-    rows: np.ndarray, score: np.ndarray, suppressed: np.ndarray, top: np.ndarray,
-    quiet: np.ndarray, threshold: float, window: int, escalation: float,
+    rows: np.ndarray, score: np.ndarray, suppressed: np.ndarray, escalated: np.ndarray,
+    top: np.ndarray, quiet: np.ndarray, threshold: float, window: int, escalation: float,
 ) -> None:
-    """``Suppression``'s episodes event by event in arrival order (sets ``suppressed`` in
-    place); ``threshold`` in bits, ``top`` each source's open episode's highest alert in bits
-    (0: none open)."""
+    """``Suppression``'s episodes event by event in arrival order (sets ``suppressed`` and
+    ``escalated`` in place); ``threshold`` in bits, ``top`` each source's open episode's
+    highest alert in bits (0: none open)."""
     for i in range(rows.size):
         r = rows[i]
         if top[r] > 0.0 and quiet[r] >= window:
@@ -416,7 +420,10 @@ def _episodes(  # noqa: PLR0913  (numba kernel: flat arrays)
         if top[r] > 0.0 and bits < max(top[r] + 1.0,
                                        threshold + escalation * (top[r] - threshold)):
             suppressed[i] = True
-        elif not suppressed[i] or top[r] == 0.0:
+        elif not suppressed[i]:
+            escalated[i] = top[r] > 0.0
+            top[r] = bits
+        elif top[r] == 0.0:
             top[r] = bits
 
 

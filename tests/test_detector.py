@@ -684,7 +684,8 @@ def test_result_records_have_the_documented_fields(fast_config: EngineConfig) ->
     assert warming["status"] == "warming" and warming["score"] == 0
     assert set(scored) == common | {"suppressed", "extreme", "model_version"}
     assert set(flagged) == common | {"suppressed", "extreme", "model_version", "evidence",
-                                     "families"}
+                                     "families", "escalation"}
+    assert flagged["escalation"] is False  # the first alert of its episode
     assert set(flagged["families"]) == {"patterns"}  # univariate, deviation off by default
     assert 0 <= flagged["families"]["patterns"]["p"] <= 1
     assert set(rejected) == common | {"reason"}

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from neurogate.cli.results import summary
+from neurogate.cli.results import describe, summary
 from neurogate.engine.bank import Bank
 from neurogate.engine.config import EngineConfig
 from neurogate.engine.detector import Detector
@@ -670,6 +670,10 @@ def test_a_sustained_incident_alerts_at_its_start_and_as_it_escalates() -> None:
     assert (excess[1:] >= np.maximum(2 * excess[:-1], excess[:-1] + 1)).all()
     np.testing.assert_array_equal(runs[0.0][0], s)
     np.testing.assert_array_equal(runs[math.inf][0], s)
+    alerts = [runs[2.0][1][i] for i in inside[2.0]]  # the first opens the episode, then updates
+    assert [r.escalation for r in alerts] == [False] + [True] * (len(alerts) - 1)
+    assert alerts[1].as_dict()["escalation"] is True
+    assert "ESCALATION" in describe(alerts[1].as_dict())[0]
 
 
 def test_a_hold_shorter_than_a_ring_leaves_sustained_runs_alone() -> None:
