@@ -417,8 +417,10 @@ def _episodes(  # noqa: PLR0913  (numba kernel: flat arrays)
             quiet[r] += 1
             continue
         quiet[r] = 0
-        if top[r] > 0.0 and bits < max(top[r] + 1.0,
-                                       threshold + escalation * (top[r] - threshold)):
+        # strictly more excess, so an extreme (inf bits) never escalates an episode an extreme
+        # opened, nor any episode with ``escalation`` inf (inf * 0 is NaN: no escalation either)
+        if top[r] > 0.0 and not (bits >= top[r] + 1.0 and
+                                 bits - threshold > escalation * (top[r] - threshold)):
             suppressed[i] = True
         elif not suppressed[i]:
             escalated[i] = top[r] > 0.0

@@ -37,7 +37,7 @@ from neurogate.engine.evidence import (
     forecasts,
     tail_probability,
 )
-from neurogate.engine.rules import EpisodeCarry, ScoreContext
+from neurogate.engine.rules import EpisodeCarry, ScoreContext, Suppression
 from neurogate.engine.state import Groups
 from neurogate.evaluation import sensors
 
@@ -674,6 +674,32 @@ def test_a_sustained_incident_alerts_at_its_start_and_as_it_escalates() -> None:
     assert [r.escalation for r in alerts] == [False] + [True] * (len(alerts) - 1)
     assert alerts[1].as_dict()["escalation"] is True
     assert "ESCALATION" in describe(alerts[1].as_dict())[0]
+
+
+@pytest.mark.parametrize(("escalation", "alerts", "escalations"), [
+    (0.0, [0, 36, 40, 76, 107], [False] * 5),  # the window rule alone
+    (2.0, [0, 36, 40, 107], [False, True, True, False]),
+    (math.inf, [0, 107], [False, False]),
+])
+def test_an_episode_alerts_again_only_where_it_escalates(
+    escalation: float, alerts: list[int], escalations: list[bool],
+) -> None:
+    """Scores at 0.905 hold an episode open (9.5 bits, threshold 9). 0.92 opens it (2.5 bits
+    beyond the threshold), 0.95 escalates it (10 bits beyond: at least twice 2.5), an extreme
+    escalates it again (inf bits) but a second extreme cannot (nothing beats inf), though it
+    beats the last 30 scores; after 30 scores below the threshold the episode closes and 0.91
+    opens a new one. With ``escalation`` inf nothing escalates."""
+    bank = Bank(("v",), 16, config())
+    scores = np.r_[0.92, np.full(35, 0.905), 0.95, np.full(3, 0.905), 1.0,
+                   np.full(35, 0.905), 1.0, np.full(30, 0.2), 0.91]
+    rows = np.repeat(bank.add_source("s"), scores.size)
+    ctx = ScoreContext(bank.state, rows, Groups.of(rows), np.zeros((scores.size, 1)),
+                       pattern_stat=np.zeros(scores.size))
+    ctx.score = scores.copy()
+    Suppression(30, threshold=0.9, escalation=escalation).apply(ctx)
+    flagged = np.flatnonzero((scores >= 0.9) & ~ctx.suppressed)
+    assert flagged.tolist() == alerts
+    assert ctx.escalated[flagged].tolist() == escalations
 
 
 def test_a_hold_shorter_than_a_ring_leaves_sustained_runs_alone() -> None:
