@@ -230,9 +230,9 @@ class EngineConfig:
     suppress_window: int = 30  # a score alerts only if it beats the previous N scores; 0 = off
     # ...and inside an open episode (from an alert until ``suppress_window`` scores in a row stay
     # below the threshold) only if it escalates: its bits of tail probability beyond the
-    # threshold's are at least this many times the episode's highest alert's, and one bit
+    # threshold's are more than this many times the episode's highest alert's, and one bit
     # more (rules.Suppression); 0 = the window rule alone, inf = one alert per episode. Flags
-    # per incident found: sensors 44.1 -> 3.1, generated multivariate 21.1 -> 3.7, the same
+    # per incident found: sensors 44.1 -> 2.7, generated multivariate 21.1 -> 3.7, the same
     # incidents found; NAB 71.07 -> 70.92 (docs/evaluation.md section 9)
     escalation: float = 2.0
     # flag when the combined tail probability is below 2**-9 (about 1 in 500 normal events of

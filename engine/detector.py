@@ -101,9 +101,6 @@ class Result:
     threshold: float
     status: str  # "scored", "warming" or "rejected"
     suppressed: bool = False
-    # flagged inside the source's open episode: the same incident got worse (rules.Suppression);
-    # False on a flag that opens an episode (a new incident)
-    escalation: bool = False
     extreme: bool = False
     posterior: float | None = None  # ln P(anomaly|x) - ln P(normal|x), once labels exist
     reason: str | None = None  # why a rejected event was rejected
@@ -115,6 +112,9 @@ class Result:
     families: dict[str, float] = field(default_factory=dict)
     family_channels: dict[str, str] = field(default_factory=dict)
     stuck: bool = False  # the relation family's channel repeated one value (it drove the family)
+    # flagged inside the source's open episode: the same incident got worse (rules.Suppression);
+    # False on a flag that opens an episode (a new incident)
+    escalation: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         e = self.event

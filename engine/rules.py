@@ -346,8 +346,8 @@ class Suppression:
     """True in ``ctx.suppressed`` where a score is the same incident alerting again: it does
     not beat its source's previous ``window`` scores (kept in ``ctx.state.score_hist``), or it
     reaches the threshold inside the source's open **episode** without escalating: its bits
-    (``b = s / (1 - s)``, ``-log2`` of the tail probability) beyond the threshold's must be at
-    least ``escalation`` times the episode's highest alert's, and at least one bit above it.
+    (``b = s / (1 - s)``, ``-log2`` of the tail probability) beyond the threshold's must be more
+    than ``escalation`` times the episode's highest alert's, and at least one bit above it.
     An episode opens at an alert and closes once ``window`` scores in a row stay below the
     threshold (``ctx.state.sup_bits``, ``sup_quiet``); ``escalation`` 0 leaves the window rule
     alone, ``inf`` alerts once per episode. Why: a sustained incident's evidence keeps
