@@ -185,6 +185,8 @@ def test_anomalies_deadletters_and_labels(env: StreamEnv, workers: Workers) -> N
     assert spikes <= published, "every planted spike is flagged"
     rec = next(r for r in recs if (r["source"], r["ts"]) in spikes)
     assert rec["flagged"] and rec["score"] >= rec["threshold"] and rec["evidence"]
+    assert all(isinstance(r["escalation"], bool) for r in recs)  # a new incident or an update
+    assert not recs[0]["escalation"]  # the first alert opens its source's episode
     assert {"level", "pattern", "count", "probability"} <= set(rec["evidence"][0])
     assert rec["model_version"].startswith("fixed:")
     assert rec["origin"]["topic"] == env.topic("events")
