@@ -56,6 +56,7 @@ EXPORTED = (
     "neurogate_messages_skipped_total",
     "neurogate_events_total",
     "neurogate_events_flagged_total",
+    "neurogate_incidents_total",
     "neurogate_event_score",
     "neurogate_deadletter_records_total",
     "neurogate_labels_total",
@@ -171,6 +172,9 @@ class Metrics:
         self.flagged = Counter("neurogate_events_flagged_total",
                                "Events flagged and published as anomalies", ["source"],
                                registry=r)
+        self.incidents = Counter("neurogate_incidents_total",
+                                 "Flags that opened an episode (a new incident; an escalation "
+                                 "of an open one is not counted)", ["source"], registry=r)
         self.scores = BulkHistogram("neurogate_event_score",
                                     "Scores of the scored events (0..1; flagged from the "
                                     "threshold up)", SCORE_BUCKETS, "source",
@@ -178,6 +182,7 @@ class Metrics:
         r.register(self.scores)
         for name in self.source_label.values:  # every series from the start: rates work
             self.flagged.labels(name)
+            self.incidents.labels(name)
             for status in _STATUS:
                 self.events.labels(name, status)
         self.deadletters = Counter("neurogate_deadletter_records_total",
@@ -226,9 +231,11 @@ class Metrics:
         return generate_latest(self.registry)
 
     def count_events(self, sources: Sequence[str], status: np.ndarray, flagged: np.ndarray,
-                     scores: np.ndarray) -> None:
-        """Per-source event and flag counters and score histograms for one scored batch
-        (status codes as in ``BatchResult.STATUS``)."""
+                     scores: np.ndarray, escalated: np.ndarray | None = None) -> None:
+        """Per-source event, flag and incident counters and score histograms for one scored
+        batch (status codes as in ``BatchResult.STATUS``; ``escalated``: the flags inside an
+        open episode, not new incidents)."""
+        opened = flagged if escalated is None else flagged & ~escalated
         scored = status == 0
         label = self.source_label
         if not label.names or label.names.isdisjoint(sources):  # all "other": no per-event work
@@ -237,6 +244,7 @@ class Metrics:
                     self.events.labels(OTHER, _STATUS[code]).inc(int(n))
             if flagged.any():
                 self.flagged.labels(OTHER).inc(int(flagged.sum()))
+                self.incidents.labels(OTHER).inc(int(opened.sum()))
             self.scores.observe_many(scores[scored], len(label.values) - 1)
             return
         rows = np.fromiter(map(label.rows.get, sources, repeat(len(label.values) - 1)),
@@ -257,6 +265,8 @@ class Metrics:
             flags[name] = flags.get(name, 0) + 1
         for name, n in flags.items():
             self.flagged.labels(name).inc(n)
+        for i in np.flatnonzero(opened).tolist():
+            self.incidents.labels(label(sources[i])).inc()
 
 
 _STATUS = ("scored", "warming", "rejected")

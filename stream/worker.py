@@ -543,7 +543,8 @@ class Processor:
             rec["origin"] = {"topic": r.topic, "partition": r.partition, "offset": r.offset,
                              "index": k}
             out.anomalies.append((batch.sources[i].encode(), orjson.dumps(rec)))
-        self.metrics.count_events(batch.sources, res.status, res.flagged, res.score)
+        self.metrics.count_events(batch.sources, res.status, res.flagged, res.score,
+                                  res.escalated)
         return len(batch)
 
     def _learn(self, st: PartitionState, recs: list[Record], out: Output) -> None:

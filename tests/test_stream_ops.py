@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 yaml = pytest.importorskip("yaml")
@@ -182,6 +183,26 @@ def test_scores_per_source_and_store_errors_are_exported_from_the_start(expositi
     for operation in ("commit", "open", "stats"):  # a first error is an increase from 0
         assert f'neurogate_store_errors_total{{operation="{operation}"}} 0.0' in fresh
     assert 'neurogate_events_flagged_total{source="other"} 0.0' in fresh
+    assert 'neurogate_incidents_total{source="other"} 0.0' in fresh
+
+
+@pytest.mark.parametrize("names", [(), ("a",)], ids=["all-other", "named"])
+def test_incidents_count_the_flags_that_open_an_episode(names: tuple[str, ...]) -> None:
+    """Of three flags, one escalates an open episode: two incidents, three flags."""
+    metrics = Metrics(source_names=names)
+    flagged = np.array([True, True, False, True])
+    metrics.count_events(["a", "a", "a", "b"], np.zeros(4, dtype=np.int8), flagged,
+                         np.array([0.95, 0.99, 0.2, 0.93]), np.array([False, True, False, False]))
+    text = metrics.exposition().decode()
+
+    def total(name: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name + "{"))
+
+    assert total("neurogate_events_flagged_total") == 3
+    assert total("neurogate_incidents_total") == 2
+    if names:
+        assert 'neurogate_incidents_total{source="a"} 1.0' in text
 
 
 def test_a_worker_whose_engine_is_not_running_is_not_ready() -> None:
