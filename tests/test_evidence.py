@@ -678,17 +678,17 @@ def test_a_sustained_incident_alerts_at_its_start_and_as_it_escalates() -> None:
 
 @pytest.mark.parametrize(("escalation", "alerts", "escalations"), [
     (0.0, [0, 36, 40, 76, 107], [False] * 5),  # the window rule alone
-    (2.0, [0, 36, 40, 107], [False, True, True, False]),
-    (math.inf, [0, 107], [False, False]),
+    (2.0, [0, 36, 40, 76, 107], [False, True, True, True, False]),
+    (math.inf, [0, 40, 76, 107], [False, True, True, False]),
 ])
 def test_an_episode_alerts_again_only_where_it_escalates(
     escalation: float, alerts: list[int], escalations: list[bool],
 ) -> None:
     """Scores at 0.905 hold an episode open (9.5 bits, threshold 9). 0.92 opens it (2.5 bits
-    beyond the threshold), 0.95 escalates it (10 bits beyond: at least twice 2.5), an extreme
-    escalates it again (inf bits) but a second extreme cannot (nothing beats inf), though it
-    beats the last 30 scores; after 30 scores below the threshold the episode closes and 0.91
-    opens a new one. With ``escalation`` inf nothing escalates."""
+    beyond the threshold), 0.95 escalates it (10 bits beyond: more than twice 2.5), and each
+    new extreme (score 1) escalates it, the second once it beats the last 30 scores; after 30
+    scores below the threshold the episode closes and 0.91 opens a new one. With
+    ``escalation`` inf only the extremes escalate."""
     bank = Bank(("v",), 16, config())
     scores = np.r_[0.92, np.full(35, 0.905), 0.95, np.full(3, 0.905), 1.0,
                    np.full(35, 0.905), 1.0, np.full(30, 0.2), 0.91]
