@@ -231,11 +231,11 @@ class Metrics:
         return generate_latest(self.registry)
 
     def count_events(self, sources: Sequence[str], status: np.ndarray, flagged: np.ndarray,
-                     scores: np.ndarray, escalated: np.ndarray | None = None) -> None:
+                     scores: np.ndarray, escalated: np.ndarray) -> None:
         """Per-source event, flag and incident counters and score histograms for one scored
         batch (status codes as in ``BatchResult.STATUS``; ``escalated``: the flags inside an
         open episode, not new incidents)."""
-        opened = flagged if escalated is None else flagged & ~escalated
+        opened = flagged & ~escalated
         scored = status == 0
         label = self.source_label
         if not label.names or label.names.isdisjoint(sources):  # all "other": no per-event work
@@ -259,14 +259,10 @@ class Metrics:
             tally[label(s), code] += n
         for (name, code), n in tally.items():
             self.events.labels(name, _STATUS[code]).inc(n)
-        flags: dict[str, int] = {}
-        for i in np.flatnonzero(flagged).tolist():
-            name = label(sources[i])
-            flags[name] = flags.get(name, 0) + 1
-        for name, n in flags.items():
-            self.flagged.labels(name).inc(n)
-        for i in np.flatnonzero(opened).tolist():
-            self.incidents.labels(label(sources[i])).inc()
+        for counter, mask in ((self.flagged, flagged), (self.incidents, opened)):
+            per_name = collections.Counter(label(sources[i]) for i in np.flatnonzero(mask).tolist())
+            for name, n in per_name.items():
+                counter.labels(name).inc(n)
 
 
 _STATUS = ("scored", "warming", "rejected")
