@@ -93,14 +93,15 @@ typecheck-tree:
 	@for f in neurogate/*; do ln -sfn $(abspath .)/$$f $(TYPECHECK)/; done
 	@for d in engine cli stream evaluation; do ln -sfn $(abspath $$d) $(TYPECHECK)/$$d; done
 
-# Two pytest workers (pytest-xdist), a test file to each: most of the suite's time is spent
-# waiting on subprocesses, brokers and servers (measured: 1,014 tests in 7 min 3 s against
-# 12 min 24 s in one process on this 2-core machine). Tests never share a database, key prefix
-# or broker.
+# Three pytest workers (pytest-xdist), a test file to each: most of the suite's time is spent
+# waiting on subprocesses, brokers and servers (measured: 1,014 tests in 7 min 3 s with two
+# workers against 12 min 24 s in one process on this 2-core machine; 2026-12-07, on a machine
+# twice as slow, 1,079 tests in 570 s with two workers, 541 s with three). Tests never share a
+# database, key prefix or broker.
 test: setup tools typecheck-tree  ## lint, type-check, run the test suite
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 3 --dist loadfile
 
 # The tests marked `slow` (end-to-end runs against the Kafka-protocol broker, the wheel install,
 # the secrets sweep over every command: each over ~2 s) are left out here; CI runs them all.
