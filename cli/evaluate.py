@@ -27,7 +27,7 @@ from neurogate.evaluation import tune_cli
 # evaluation/sensors.py's VARIANTS and evaluation/single.py's CONDITIONS, named here so the
 # command line starts without numpy
 SENSOR_VARIANTS = ("logged", "setpoint", "units", "polled")
-SINGLE_CONDITIONS = ("white", "ar", "counts", "trend")
+SINGLE_CONDITIONS = ("white", "ar", "counts", "trend", "daily")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -122,8 +122,8 @@ def _register_multivariate(es: argparse._SubParsersAction) -> None:  # type: ign
                     "-setpoint, -units, -polled: the same files as a plant's export may have "
                     "them (evaluation/sensors.py); single: 36 single-metric files (noise, "
                     "AR(1), counts, a trend) with a shift, a spike or a variance burst; "
-                    "single-white, -ar, -counts, -trend: files of one of them "
-                    "(evaluation/single.py)")
+                    "single-white, -ar, -counts, -trend: files of one of them; single-daily: "
+                    "a daily cycle at 5-minute sampling, ten days (evaluation/single.py)")
     mv.add_argument("--seed", type=int, help="generator seed (default 7; sensors, single 1)")
     mv.add_argument("--sources", type=positive_int, metavar="N",
                     help="generated sources (default 6; sensors 30 files, single 36)")

@@ -100,7 +100,7 @@ def warmup_range(warm: np.ndarray, margin: float,
 # (``ev_stuck`` 0: never judged), and Suppression's episode (``sup_bits`` 0: none open).
 ADDED_LATER = frozenset({"ev_related", "ev_run", "ev_run_w", "ev_run_n", "ev_last", "ev_reps",
                          "ev_stuck", "ev_recent", "ev_confirm", "ep_level", "ep_n",
-                         "ep_low", "sup_bits", "sup_quiet"})
+                         "ep_low", "sup_bits", "sup_quiet", "ev_late"})
 
 
 class Bank:
@@ -145,8 +145,11 @@ class Bank:
         self.relation = ev.relation and c >= 2
         self.deviation = ev.deviation
         self.periodic_only = c < ev.deviation_channels  # deviation judges periodic channels only
+        late = (evidence.MIN_PERIODS * ev.period_max - config.warmup
+                if self.deviation and self.periodic_only and ev.late_period else 0)
         specs.update(evidence.state_specs(c, ev.smoothing * evidence.LONG, self.relation,
-                                          ev.period_max if self.deviation else 0))
+                                          ev.period_max if self.deviation else 0,
+                                          max(late, 0)))
         if config.neuronet.enabled:
             specs["res"] = ((config.neuronet.reservoir, c), np.float32, 0.0)
             specs["res_n"] = ((), np.int64, 0)

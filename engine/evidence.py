@@ -143,13 +143,14 @@ STUCK_SHARE = 0.02
 MIN_RELATED = 2  # channels the relation family must judge for a source to have the family
 
 
-def state_specs(channels: int, smoothing: int, relation: bool, period_max: int = 0
-                ) -> dict[str, tuple[tuple[int, ...], type, float]]:
+def state_specs(channels: int, smoothing: int, relation: bool, period_max: int = 0,
+                late: int = 0) -> dict[str, tuple[tuple[int, ...], type, float]]:
     """Per-source arrays the families keep (added to the bank's state, saved in snapshots).
     Bytes per source: 8 * (4C + 2 K C + 2 NFAM * BINS/2 ...) -- see docs/operations.md; the
     deviation family's seasonal profiles and last periods add 16 * period_max * C (bounded by
     the setting), the
-    open run of unusual events 16 * 2 K + 16 (K = ``smoothing``, the ring's length)."""
+    open run of unusual events 16 * 2 K + 16 (K = ``smoothing``, the ring's length), and the
+    values kept for the late look for a period (``late_start``) 8 * ``late`` * C."""
     c = channels
     specs: dict[str, tuple[tuple[int, ...], type, float]] = {
         "ev_mode": ((c,), np.int64, BASELINE),
@@ -172,6 +173,8 @@ def state_specs(channels: int, smoothing: int, relation: bool, period_max: int =
         # 1: the deviation family only keeps an alert's episode open (``start``), 0: judged
         "ev_confirm": ((), np.int64, 0),
     }
+    if late > 0:  # the events after the warm-up, until the late look (NaN: not kept)
+        specs["ev_late"] = ((late, c), np.float64, np.nan)
     if relation and c >= 2:
         specs["ev_mu"] = ((c,), np.float64, 0.0)
         specs["ev_cov"] = ((c, c), np.float64, 0.0)
@@ -352,6 +355,67 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
             _seed(st, r, DEVIATION, smoothed_maxima(
                 _finite(np.abs(resid[j]) / spread[j] * out_of_sample), judged, smoothing),
                 settings)
+
+
+def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings) -> np.ndarray:
+    """The late look for a period (``late_period``) of univariate ``rows`` that have just seen
+    ``MIN_PERIODS * period_max`` events: their warm-up and the events kept since
+    (``ev_late``) are read as one longer warm-up, and a channel clearly periodic there
+    (``_univariate``) is judged from now on against its seasonal profile, as if the warm-up
+    had shown it; the deviation family's history restarts from those events (``seed_weight``),
+    the other families are untouched. A source with no clearly periodic channel, or whose
+    warm-up already found one, is left as it was. Generated daily cycles at 5-minute sampling
+    (``eval multivariate --corpus single-daily``): see docs/evaluation.md section 9. Returns
+    the rows whose channel is judged now."""
+    st = state
+    judged = []
+    k = settings.smoothing * LONG
+    series = np.concatenate([st.warm[rows], st.ev_late[rows]], axis=1)  # type: ignore[attr-defined]
+    for j, r in enumerate(rows.tolist()):
+        x = series[j]
+        if not np.isfinite(x).all() or (st.ev_mode[r] == SEASONAL).any():  # type: ignore[attr-defined]
+            continue
+        med = np.median(x, axis=0)
+        p1, p99 = np.percentile(x, [1.0, 99.0], axis=0)
+        span = p99 - p1
+        floor = np.maximum(SPREAD_FLOOR * np.where(span > 0, span, np.maximum(np.abs(med), 1.0)),
+                           _step(x[None], span[None])[0] / 2)
+        spread = np.maximum(np.median(np.abs(x - med), axis=0) * MAD_SIGMA, floor)
+        reach = 8 * np.maximum(spread, span / SPAN_SIGMAS)
+        clipped = np.clip(x, med - reach, med + reach)
+        mode, per, profile, resid = forecasts(clipped, med, settings.period_max)
+        mode = np.where(span > 0, mode, NONE)
+        mode, _ = _univariate(clipped, med, mode, resid, span > 0, settings.confirm)
+        if not (mode == SEASONAL).any():
+            continue
+        judged.append(r)
+        n = x.shape[0]
+        for ch in np.flatnonzero(mode == SEASONAL).tolist():
+            lag = int(per[ch])
+            last = np.arange(n - lag, n)
+            st.ev_recent[r, :, ch] = np.nan  # type: ignore[attr-defined]
+            st.ev_recent[r, last % lag, ch] = clipped[last, ch]  # type: ignore[attr-defined]
+            naive = np.full(n, np.inf)
+            naive[lag:] = clipped[lag:, ch] - clipped[:-lag, ch]
+            resid[:, ch] = np.where(np.abs(naive) < np.abs(resid[:, ch]), naive, resid[:, ch])
+        spread = np.maximum(np.median(np.abs(resid), axis=0) * MAD_SIGMA, floor)
+        st.ev_mode[r], st.ev_period[r], st.ev_profile[r] = mode, per, profile  # type: ignore[attr-defined]
+        st.ev_spread[r], st.ev_floor[r] = spread, floor  # type: ignore[attr-defined]
+        st.ev_confirm[r] = 0  # type: ignore[attr-defined]
+        z = np.abs(resid) / spread
+        slots = (st.ev_n[r] - k + np.arange(k)) % k  # type: ignore[attr-defined]
+        st.ev_ring[r, slots, 0] = z[-k:]  # type: ignore[attr-defined]
+        st.ev_hist[r, DEVIATION] = 0.0  # type: ignore[attr-defined]
+        st.ev_total[r, DEVIATION] = 0.0  # type: ignore[attr-defined]
+        st.ev_held[r, DEVIATION] = 0  # type: ignore[attr-defined]
+        st.ev_run_n[r, DEVIATION - 1] = 0  # type: ignore[attr-defined]
+        if settings.seed_weight > 0:
+            m = n / per
+            out_of_sample = np.where(mode == SEASONAL,
+                                     np.sqrt((m + 1) / np.maximum(m - 1, 1e-9)), 1.0)
+            _seed(st, r, DEVIATION, smoothed_maxima(
+                _finite(z * out_of_sample), (mode == SEASONAL).astype(np.int64), k), settings)
+    return np.array(judged, dtype=np.int64)
 
 
 def _univariate(warm: np.ndarray, med: np.ndarray, mode: np.ndarray, resid: np.ndarray,

@@ -167,15 +167,25 @@ class CalibratedEvidence:
             related = np.ones((1, 1), dtype=np.int64)
             last, stuck = np.zeros((1, 1)), np.zeros((1, 1))
             reps = np.zeros((1, 1), dtype=np.int64)
-        evidence.score_events(
-            ctx.rows, np.ascontiguousarray(ctx.values, dtype=np.float64),
-            np.ascontiguousarray(ctx.pattern_stat, dtype=np.float64),
-            ctx.deviation, ctx.relation, ctx.pattern_prior,
-            st.ev_base, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_mode,
-            st.ev_period, st.ev_profile, st.ev_recent, st.ev_t, st.ev_hist,
-            st.ev_total, st.ev_held, st.ev_run, st.ev_run_w, st.ev_run_n, mu, cov, prec, related,
-            last, reps, stuck, ev.rate, ev.ridge, ev.refresh, float(ev.tail_memory), ev.hold,
-            ev.hold_max, ev.sustained, evidence.WIDTH, ctx.family_p, stat, ctx.family_channel)
+        values = np.ascontiguousarray(ctx.values, dtype=np.float64)
+        pattern_stat = np.ascontiguousarray(ctx.pattern_stat, dtype=np.float64)
+        begin = 0
+        for look in [*self._late_looks(ctx), None]:
+            end = n if look is None else look
+            part = slice(begin, end)
+            evidence.score_events(
+                ctx.rows[part], values[part], pattern_stat[part],
+                ctx.deviation, ctx.relation, ctx.pattern_prior,
+                st.ev_base, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_mode,
+                st.ev_period, st.ev_profile, st.ev_recent, st.ev_t, st.ev_hist,
+                st.ev_total, st.ev_held, st.ev_run, st.ev_run_w, st.ev_run_n, mu, cov, prec,
+                related, last, reps, stuck, ev.rate, ev.ridge, ev.refresh,
+                float(ev.tail_memory), ev.hold, ev.hold_max, ev.sustained, evidence.WIDTH,
+                ctx.family_p[part], stat[part], ctx.family_channel[part])
+            if look is not None:  # the event before it completed its source's late values
+                judged = evidence.late_start(st, ctx.rows[look - 1 : look], ev)
+                st.ep_level[judged] = 0.0  # its carried episode ends: the family judges now
+            begin = end
         if ctx.deviation:  # a family that only confirms is not combined (EpisodeCarry reads it)
             confirm = st.ev_confirm[ctx.rows] == 1
             ctx.confirm_p = np.where(confirm, ctx.family_p[:, evidence.DEVIATION], np.nan)
@@ -183,6 +193,24 @@ class CalibratedEvidence:
         families = 1 + int(ctx.deviation) + int(ctx.relation)
         combined = evidence.combine(ctx.family_p, families)
         ctx.score = probability_score(combined)
+
+    @staticmethod
+    def _late_looks(ctx: ScoreContext) -> list[int]:
+        """Keep the values of events between a univariate source's warm-up and its late look
+        for a period (``ev_late``, ``evidence.late_start``); returns, ascending, the index after
+        each event that completes them, where the batch is cut for the look, so the scores do
+        not depend on how events are batched."""
+        st = ctx.state
+        if "ev_late" not in st.arrays:
+            return []
+        g, warm = ctx.groups, st.warm.shape[1]
+        t = np.empty(ctx.rows.size, dtype=np.int64)  # each event's position in its source
+        t[g.order] = st.ev_t[g.rows][g.gid] + g.rank
+        end = warm + st.ev_late.shape[1]
+        keep = (t >= warm) & (t < end)
+        st.ev_late[ctx.rows[keep], t[keep] - warm] = ctx.values[keep]
+        cuts: list[int] = (np.flatnonzero(t == end - 1) + 1).tolist()
+        return cuts
 
 
 class RankCalibration:

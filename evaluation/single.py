@@ -12,6 +12,12 @@ deviations out) and *variance* (the noise 3-4x larger for 150 rows). Scoring:
 ``neurogate.evaluation.labelled``. ``--corpus single-white`` (``-ar``, ``-counts``,
 ``-trend``) gives files of one condition only, the kinds in turn.
 
+``--corpus single-daily`` (not in the pooled corpus, whose figures it would change) gives
+files of a *daily* cycle at 5-minute sampling: a sine of period 288 rows and 3 noise standard
+deviations' amplitude under white noise, 2,880 rows (ten days), the incident planted between
+rows 1,000 and 2,600. A default warm-up cannot show that period; the late look for one
+(``evidence.late_period``, after 864 rows) can.
+
 The corpus was built to measure rules.EpisodeCarry (docs/evaluation.md section 9): before it,
 a single channel's shift alerted at its start and its new codes were learnt within 20-50
 events, so the rest of the shift scored like normal rows.
@@ -30,7 +36,10 @@ from neurogate.evaluation.protocol import StreamDetector
 
 KINDS = ("shift", "spike", "variance")
 CONDITIONS = ("white", "ar", "counts", "trend")
+ALONE = ("daily",)  # conditions only asked for by name, not in the pooled corpus
 ROWS = 1400
+DAY = 288  # rows of the daily condition's period (a day at 5-minute sampling)
+DAILY_ROWS = 10 * DAY
 NORMAL_START = 200
 T0 = 1_700_000_000.0
 STEP = 60.0
@@ -47,9 +56,9 @@ class SingleSettings:
     condition: str | None = None
 
     def __post_init__(self) -> None:
-        if self.condition is not None and self.condition not in CONDITIONS:
+        if self.condition is not None and self.condition not in CONDITIONS + ALONE:
             raise ValueError(f"unknown single-metric condition {self.condition!r}; known: "
-                             f"{CONDITIONS}")
+                             f"{CONDITIONS + ALONE}")
 
 
 def generate(settings: SingleSettings | None = None) -> list[LabelledStream]:
@@ -64,6 +73,10 @@ def generate(settings: SingleSettings | None = None) -> list[LabelledStream]:
 
 def _noise(condition: str, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """A normal series of ``condition`` and its noise's standard deviation."""
+    if condition == "daily":
+        phase = rng.uniform(0.0, 2.0 * np.pi)
+        wave = 3.0 * np.sin(2.0 * np.pi * np.arange(DAILY_ROWS) / DAY + phase)
+        return wave + rng.normal(0.0, 1.0, DAILY_ROWS), 1.0
     if condition == "white":
         return rng.normal(0.0, 1.0, ROWS), 1.0
     if condition == "ar":
@@ -79,7 +92,9 @@ def _noise(condition: str, rng: np.random.Generator) -> tuple[np.ndarray, float]
 
 def _file(k: int, condition: str, kind: str, rng: np.random.Generator) -> LabelledStream:
     x, sd = _noise(condition, rng)
-    start = int(rng.integers(450, 1000 - LENGTH))
+    daily = condition == "daily"
+    low, high = (1000, 2600) if daily else (450, 1000)
+    start = int(rng.integers(low, high - LENGTH))
     length = 1 if kind == "spike" else LENGTH
     seg = slice(start, start + length)
     if kind == "shift":
@@ -90,10 +105,11 @@ def _file(k: int, condition: str, kind: str, rng: np.random.Generator) -> Labell
         x[seg] += rng.normal(0.0, np.sqrt(rng.uniform(9.0, 16.0) - 1.0) * sd, length)
     if condition == "counts":
         x = np.maximum(np.round(x), 0.0)
-    labels = np.zeros(ROWS, dtype=np.int8)
+    labels = np.zeros(x.size, dtype=np.int8)
     labels[seg] = 1
     incident = Incident(kind, 0, start, start + length - 1)
-    return LabelledStream(f"single-{k:02d}-{condition}-{kind}", T0 + STEP * np.arange(ROWS),
+    step = 300.0 if daily else STEP
+    return LabelledStream(f"single-{k:02d}-{condition}-{kind}", T0 + step * np.arange(x.size),
                           x[:, None], labels, (incident,), NORMAL_START, has_calendar=False)
 
 

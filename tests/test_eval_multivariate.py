@@ -203,7 +203,23 @@ def test_single_metric_files_are_seeded_with_a_clean_start_and_one_incident() ->
     assert [s.name.split("-")[2:] for s in trend] == [["trend", k] for k in single.KINDS * 2]
     with pytest.raises(ValueError, match="unknown single-metric condition"):
         single.SingleSettings(condition="pink")
-    assert SINGLE_CONDITIONS == single.CONDITIONS
+    assert SINGLE_CONDITIONS == single.CONDITIONS + single.ALONE
+
+
+def test_daily_single_metric_files_hold_ten_days_and_an_incident_after_the_late_look() -> None:
+    """The daily condition (not in the pooled corpus): ten days at 5-minute sampling, each
+    file's incident after the 864 events the late look for a period waits for."""
+    files = single.generate(single.SingleSettings(files=3, seed=3, condition="daily"))
+    assert [s.name.split("-")[2:] for s in files] == [["daily", k] for k in single.KINDS]
+    for s in files:
+        (incident,) = s.incidents
+        assert s.values.shape == (single.DAILY_ROWS, 1) and s.warmup == single.NORMAL_START
+        assert incident.start >= 1000 and incident.end < 2600
+        assert np.diff(s.ts).tolist() == [300.0] * (s.ts.size - 1)
+        normal = s.values[:1000, 0]  # a day apart, the wave repeats; half a day, it turns
+        day, half = single.DAY, single.DAY // 2
+        assert np.corrcoef(normal[:-day], normal[day:])[0, 1] > 0.7
+        assert np.corrcoef(normal[:-half], normal[half:])[0, 1] < -0.7
 
 
 def test_a_single_metric_shift_stays_ranked_while_it_lasts(tmp_path: Path) -> None:

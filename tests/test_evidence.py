@@ -438,6 +438,47 @@ def test_a_univariate_source_has_the_deviation_family_only_for_a_clear_period() 
     assert np.median(s_wave[800:900]) > np.quantile(s_wave[300:800], 0.95)
 
 
+def daily_wave(n: int, seed: int) -> np.ndarray:
+    """A daily cycle at 5-minute sampling (period 288, amplitude 3) under white noise: a
+    default warm-up of 200 events cannot show its period."""
+    t = np.arange(n)
+    return (3 * np.sin(2 * np.pi * t / 288)
+            + np.random.default_rng(seed).normal(0, 1, n))[:, None]
+
+
+def test_a_daily_cycle_the_warm_up_cannot_show_is_found_by_the_late_look() -> None:
+    """After 3 x ``period_max`` events (864) a univariate source looks for a period once more,
+    over its warm-up and the events kept since: a daily cycle is judged against its profile
+    from then on, so a shift that stays inside the day's range stays unusual; without the
+    late look it is learnt like any level shift of a noisy channel."""
+    x = daily_wave(2400, seed=31)
+    x[1500:1650, 0] += 3.0
+    events = [Event("d", T0 + 300.0 * i, (float(v),)) for i, v in enumerate(x[:, 0])]
+    det = Detector(config())
+    late = det.process_many(events)
+    bank, row = det._sources["d"]
+    assert int(bank.state.ev_mode[row, 0]) == SEASONAL
+    assert abs(int(bank.state.ev_period[row, 0]) - 288) <= 1
+    assert np.isnan(late.family_p[:864, DEVIATION]).all()  # not judged before the look
+    assert np.isfinite(late.family_p[864:, DEVIATION]).all()
+    without = Detector(config(**{"evidence.late_period": False})).process_many(events)
+    assert np.median(late.score[1500:1650]) >= 0.9 > np.median(without.score[1500:1650])
+    assert np.median(late.score[1500:1650]) > np.quantile(late.score[900:1500], 0.99)
+    # the look raises no alert of its own: the normal days after it flag as before (one
+    # event, by the patterns family)
+    assert late.flagged[864:1500].tolist() == without.flagged[864:1500].tolist()
+    det.close()
+
+
+def test_a_source_without_a_period_is_left_as_it_was_by_the_late_look() -> None:
+    """White noise shows no period in 864 events either: its scores are the same with and
+    without the late look."""
+    x = np.random.default_rng(32).normal(0, 1, (1200, 1))
+    with_look, _ = score(x, config())
+    without, _ = score(x, config(**{"evidence.late_period": False}))
+    np.testing.assert_array_equal(with_look, without)
+
+
 def shifted_noise(seed: int) -> np.ndarray:
     """White noise with a 4-sd level shift over events 500-649 (a single metric)."""
     x = np.random.default_rng(seed).normal(0, 1, (1000, 1))
@@ -842,6 +883,25 @@ def test_a_restarted_detector_continues_a_carried_episode_exactly() -> None:
     np.testing.assert_array_equal(rest.score, whole.score[540:])
 
 
+@pytest.mark.parametrize("split", [500, 864, 1000])  # while keeping values, at, after the look
+def test_a_restarted_detector_continues_the_late_look_exactly(split: int) -> None:
+    """The values kept for the late look for a period live in the saved state: restarted
+    before, at or after the look, the scores go on as if the detector had not stopped."""
+    from neurogate.engine.stores import MemoryStore
+
+    events = [Event("d", T0 + 300.0 * i, (float(v),))
+              for i, v in enumerate(daily_wave(1300, seed=24)[:, 0])]
+    cfg = config()
+    whole = Detector(cfg).process_many(events)
+    store = MemoryStore()
+    first = Detector(cfg, store)
+    first.process_many(events[:split])
+    first.close()
+    rest = Detector(cfg, store).process_many(events[split:])
+    np.testing.assert_array_equal(rest.score, whole.score[split:])
+    np.testing.assert_array_equal(rest.family_p, whole.family_p[split:])
+
+
 def test_a_state_saved_before_the_relation_mask_judges_every_channel() -> None:
     """An older engine's saved state has no ``ev_related``: its sources keep the behaviour
     they learned under (every channel related); any other missing array is an error."""
@@ -867,8 +927,9 @@ def test_a_univariate_state_saved_before_periodic_deviation_keeps_its_behaviour(
     bank.state.ev_mode[row] = BASELINE
     meta, arrays = bank.to_state()
     older = {k: v for k, v in arrays.items()
-             if k not in ("ev_recent", "ev_confirm", "sup_bits", "sup_quiet")}
+             if k not in ("ev_recent", "ev_confirm", "sup_bits", "sup_quiet", "ev_late")}
     restored = Bank.from_state(bank.fields, 16, cfg, meta, older).state
+    assert np.isnan(restored.ev_late[: restored.size]).all()  # nothing kept: no late look
     assert restored.ev_mode[: restored.size].tolist() == [[NONE]]
     assert restored.ev_confirm[: restored.size].tolist() == [0]
     assert restored.sup_bits[: restored.size].tolist() == [0.0]  # no episode open
@@ -883,6 +944,8 @@ def test_evidence_does_not_depend_on_the_batch_size() -> None:
     events += [Event("u", T0 + 60.0 * i, (float(math.sin(i / 9)),)) for i in range(1200)]
     events += [Event("v", T0 + 60.0 * i, (float(v),))  # a carried level shift
                for i, v in enumerate(shifted_noise(22)[:, 0])]
+    events += [Event("d", T0 + 60.0 * i, (float(v),))  # a late look for a period, at 864
+               for i, v in enumerate(daily_wave(1200, seed=23)[:, 0])]
     events.sort(key=lambda e: e.ts)
     cfg = config(**{"evidence.deviation": True})
     whole = Detector(cfg).process_many(events)
