@@ -169,6 +169,7 @@ class CalibratedEvidence:
             reps = np.zeros((1, 1), dtype=np.int64)
         values = np.ascontiguousarray(ctx.values, dtype=np.float64)
         pattern_stat = np.ascontiguousarray(ctx.pattern_stat, dtype=np.float64)
+        confirm = st.ev_confirm[ctx.rows] == 1  # per event: a late look may end it (below)
         begin = 0
         for look in [*self._late_looks(ctx), None]:
             end = n if look is None else look
@@ -185,9 +186,9 @@ class CalibratedEvidence:
             if look is not None:  # the event before it completed its source's late values
                 judged = evidence.late_start(st, ctx.rows[look - 1 : look], ev)
                 st.ep_level[judged] = 0.0  # its carried episode ends: the family judges now
+                confirm[look:] &= ~np.isin(ctx.rows[look:], judged)
             begin = end
         if ctx.deviation:  # a family that only confirms is not combined (EpisodeCarry reads it)
-            confirm = st.ev_confirm[ctx.rows] == 1
             ctx.confirm_p = np.where(confirm, ctx.family_p[:, evidence.DEVIATION], np.nan)
             ctx.family_p[confirm, evidence.DEVIATION] = np.nan
         families = 1 + int(ctx.deviation) + int(ctx.relation)

@@ -446,6 +446,15 @@ def daily_wave(n: int, seed: int) -> np.ndarray:
             + np.random.default_rng(seed).normal(0, 1, n))[:, None]
 
 
+def daily_peaks(n: int, seed: int) -> np.ndarray:
+    """A CPU-like daily load at 5-minute sampling: a morning and an evening peak on a flat
+    night, under noise. Its warm-up neither trends nor drifts, so its deviation confirms
+    episodes (``ev_confirm``) until the late look finds the day."""
+    day = (np.arange(n) % 288) / 288
+    wave = 15 * (np.exp(-(((day - 0.4) / 0.06) ** 2)) + 0.8 * np.exp(-(((day - 0.8) / 0.05) ** 2)))
+    return (wave + np.random.default_rng(seed).normal(0, 2, n))[:, None]
+
+
 def test_a_daily_cycle_the_warm_up_cannot_show_is_found_by_the_late_look() -> None:
     """After 3 x ``period_max`` events (864) a univariate source looks for a period once more,
     over its warm-up and the events kept since: a daily cycle is judged against its profile
@@ -890,9 +899,10 @@ def test_a_restarted_detector_continues_the_late_look_exactly(split: int) -> Non
     from neurogate.engine.stores import MemoryStore
 
     events = [Event("d", T0 + 300.0 * i, (float(v),))
-              for i, v in enumerate(daily_wave(1300, seed=24)[:, 0])]
+              for i, v in enumerate(daily_peaks(1300, seed=24)[:, 0])]
     cfg = config()
     whole = Detector(cfg).process_many(events)
+    assert np.isfinite(whole.family_p[900:, DEVIATION]).all()  # judged after the look
     store = MemoryStore()
     first = Detector(cfg, store)
     first.process_many(events[:split])
@@ -946,6 +956,8 @@ def test_evidence_does_not_depend_on_the_batch_size() -> None:
                for i, v in enumerate(shifted_noise(22)[:, 0])]
     events += [Event("d", T0 + 60.0 * i, (float(v),))  # a late look for a period, at 864
                for i, v in enumerate(daily_wave(1200, seed=23)[:, 0])]
+    events += [Event("c", T0 + 60.0 * i, (float(v),))  # confirms until its late look judges
+               for i, v in enumerate(daily_peaks(1000, seed=25)[:, 0])]
     events.sort(key=lambda e: e.ts)
     cfg = config(**{"evidence.deviation": True})
     whole = Detector(cfg).process_many(events)
