@@ -97,7 +97,8 @@ def warmup_range(warm: np.ndarray, margin: float,
 # Per-source arrays a state saved by an older engine may lack; they keep their fill value, which
 # is that engine's behaviour: ``ev_related`` (1: the relation family judges every channel) and
 # the open run of unusual events (``ev_run_n`` 0: none open) and the stuck-channel arrays
-# (``ev_stuck`` 0: never judged), and Suppression's episode (``sup_bits`` 0: none open).
+# (``ev_stuck`` 0: never judged), Suppression's episode (``sup_bits`` 0: none open) and the
+# values kept for the late look for a period (``ev_late`` NaN: none kept, so no look).
 ADDED_LATER = frozenset({"ev_related", "ev_run", "ev_run_w", "ev_run_n", "ev_last", "ev_reps",
                          "ev_stuck", "ev_recent", "ev_confirm", "ep_level", "ep_n",
                          "ep_low", "sup_bits", "sup_quiet", "ev_late"})
@@ -145,8 +146,9 @@ class Bank:
         self.relation = ev.relation and c >= 2
         self.deviation = ev.deviation
         self.periodic_only = c < ev.deviation_channels  # deviation judges periodic channels only
-        late = (evidence.MIN_PERIODS * ev.period_max - config.warmup
-                if self.deviation and self.periodic_only and ev.late_period else 0)
+        late = (evidence.MIN_PERIODS * ev.period_max - config.warmup  # rules.CalibratedEvidence
+                if ev.calibrate and self.deviation and self.periodic_only and ev.late_period
+                else 0)
         specs.update(evidence.state_specs(c, ev.smoothing * evidence.LONG, self.relation,
                                           ev.period_max if self.deviation else 0,
                                           max(late, 0)))
