@@ -262,23 +262,8 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
     st = state
     ridge, smoothing = settings.ridge, settings.smoothing * LONG
     period_max = settings.period_max if deviation else 0
-    med = np.median(warm, axis=1)  # [r, C]
-    mad = np.median(np.abs(warm - med[:, None]), axis=1) * MAD_SIGMA
-    with np.errstate(over="ignore", invalid="ignore"):
-        span = np.percentile(warm, 99.0, axis=1) - np.percentile(warm, 1.0, axis=1)
-    span = np.where(np.isfinite(span), span, 0.0)
-    floor = np.maximum(SPREAD_FLOOR * np.where(span > 0, span, np.maximum(np.abs(med), 1.0)),
-                       _step(warm, span) / 2)
-    spread = np.maximum(np.where(np.isfinite(mad), mad, 0.0), floor)
-    # clipped at 8 spreads, or 8 of the 1-99 % span's standard deviations if wider: a
-    # mode-jump channel's MAD is its noise around the mode it sat in most, and clipping its
-    # other modes at 8 MADs skewed its covariance with a channel sharing the modes (their
-    # relation residual then followed the level: GutenTAG dev seed, 8 channels, 39 false
-    # flags -> 3)
-    reach = 8 * np.maximum(spread, span / SPAN_SIGMAS)
-    clipped = np.clip(warm, (med - reach)[:, None], (med + reach)[:, None])
+    med, span, floor, clipped = _clip_warm(warm)
     resid = np.empty_like(clipped)
-    recent = st.ev_recent  # type: ignore[attr-defined]
     for j, r in enumerate(rows.tolist()):
         mode, per, profile, resid[j] = forecasts(clipped[j], med[j], period_max)
         mode = np.where(span[j] > 0, mode, NONE)  # constant through the warm-up: below
@@ -288,15 +273,7 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
                 clipped[j], med[j], mode, resid[j], span[j] > 0, settings.confirm)
         st.ev_mode[r], st.ev_period[r] = mode, per  # type: ignore[attr-defined]
         st.ev_profile[r] = profile  # type: ignore[attr-defined]
-        recent[r] = np.nan
-        for ch in np.flatnonzero(mode == SEASONAL).tolist():
-            x, lag = clipped[j, :, ch], int(per[ch])
-            last = np.arange(x.size - lag, x.size)
-            recent[r, last % lag, ch] = x[last]
-            naive = np.full(x.size, np.inf)
-            naive[lag:] = x[lag:] - x[:-lag]
-            resid[j, :, ch] = np.where(np.abs(naive) < np.abs(resid[j, :, ch]), naive,
-                                       resid[j, :, ch])
+        _last_period(st.ev_recent[r], clipped[j], mode, per, resid[j])  # type: ignore[attr-defined]
     rmad = np.median(np.abs(resid), axis=1) * MAD_SIGMA
     spread = np.maximum(np.where(np.isfinite(rmad), rmad, 0.0), floor)
     st.ev_base[rows], st.ev_spread[rows], st.ev_floor[rows] = med, spread, floor  # type: ignore[attr-defined]
@@ -344,17 +321,58 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
                 _seed(st, r, RELATION, np.maximum(
                     stats, (runs * cost).max(axis=1)[warm.shape[1] - stats.size:]), settings)
     if deviation and seeded:
-        modes, periods = st.ev_mode, st.ev_period  # type: ignore[attr-defined]
         for j, r in enumerate(rows.tolist()):
-            judged = (modes[r] != NONE).astype(np.int64)
-            # a profile's phase means fit their own m events: in-sample residuals are
-            # sqrt((m - 1) / (m + 1)) of the next periods' (white noise)
-            m = warm.shape[1] / periods[r]
-            out_of_sample = np.where(modes[r] == SEASONAL,
-                                     np.sqrt((m + 1) / np.maximum(m - 1, 1e-9)), 1.0)
-            _seed(st, r, DEVIATION, smoothed_maxima(
-                _finite(np.abs(resid[j]) / spread[j] * out_of_sample), judged, smoothing),
-                settings)
+            _seed_deviation(st, r, resid[j], spread[j], settings)
+
+
+def _clip_warm(warm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Warm-up values ``warm`` [r, n, C]: their median, 1-99 % span and spread floor [r, C],
+    and the values clipped at 8 spreads (MAD) from the median, or 8 of the span's standard
+    deviations if wider: a mode-jump channel's MAD is its noise around the mode it sat in
+    most, and clipping its other modes at 8 MADs skewed its covariance with a channel sharing
+    the modes (their relation residual then followed the level: GutenTAG dev seed, 8 channels,
+    39 false flags -> 3)."""
+    med = np.median(warm, axis=1)  # [r, C]
+    mad = np.median(np.abs(warm - med[:, None]), axis=1) * MAD_SIGMA
+    with np.errstate(over="ignore", invalid="ignore"):
+        span = np.percentile(warm, 99.0, axis=1) - np.percentile(warm, 1.0, axis=1)
+    span = np.where(np.isfinite(span), span, 0.0)
+    floor = np.maximum(SPREAD_FLOOR * np.where(span > 0, span, np.maximum(np.abs(med), 1.0)),
+                       _step(warm, span) / 2)
+    spread = np.maximum(np.where(np.isfinite(mad), mad, 0.0), floor)
+    reach = 8 * np.maximum(spread, span / SPAN_SIGMAS)
+    clipped = np.clip(warm, (med - reach)[:, None], (med + reach)[:, None])
+    return med, span, floor, clipped
+
+
+def _last_period(recent: np.ndarray, x: np.ndarray, mode: np.ndarray, per: np.ndarray,
+                 resid: np.ndarray) -> None:
+    """Keep the last period's values of each seasonal channel of warm-up ``x`` [n, C] in
+    ``recent`` [period_max, C] (NaN elsewhere), and take each event's residual ``resid`` (in
+    place) against the period before it where that is smaller, as the kernel does."""
+    recent[:] = np.nan
+    for ch in np.flatnonzero(mode == SEASONAL).tolist():
+        lag = int(per[ch])
+        last = np.arange(x.shape[0] - lag, x.shape[0])
+        recent[last % lag, ch] = x[last, ch]
+        naive = np.full(x.shape[0], np.inf)
+        naive[lag:] = x[lag:, ch] - x[:-lag, ch]
+        resid[:, ch] = np.where(np.abs(naive) < np.abs(resid[:, ch]), naive, resid[:, ch])
+
+
+def _seed_deviation(state: object, r: int, resid: np.ndarray, spread: np.ndarray,
+                    settings: EvidenceSettings) -> None:
+    """Start source ``r``'s deviation history from its warm-up residuals ``resid`` [n, C]
+    against its forecasts, in spreads, as the kernel would have smoothed them (judged
+    channels only)."""
+    modes, periods = state.ev_mode[r], state.ev_period[r]  # type: ignore[attr-defined]
+    # a profile's phase means fit their own m events: in-sample residuals are
+    # sqrt((m - 1) / (m + 1)) of the next periods' (white noise)
+    m = resid.shape[0] / periods
+    out_of_sample = np.where(modes == SEASONAL, np.sqrt((m + 1) / np.maximum(m - 1, 1e-9)), 1.0)
+    _seed(state, r, DEVIATION, smoothed_maxima(
+        _finite(np.abs(resid) / spread * out_of_sample), (modes != NONE).astype(np.int64),
+        settings.smoothing * LONG), settings)
 
 
 def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings) -> np.ndarray:
@@ -368,53 +386,33 @@ def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings) -> n
     (``eval multivariate --corpus single-daily``): see docs/evaluation.md section 9. Returns
     the rows whose channel is judged now."""
     st = state
-    judged = []
     k = settings.smoothing * LONG
     series = np.concatenate([st.warm[rows], st.ev_late[rows]], axis=1)  # type: ignore[attr-defined]
+    looked = (np.isfinite(series).all(axis=(1, 2))
+              & ~(st.ev_mode[rows] == SEASONAL).any(axis=1))  # type: ignore[attr-defined]
+    rows, series = rows[looked], series[looked]
+    med, span, floor, clipped = _clip_warm(series)
+    judged = []
     for j, r in enumerate(rows.tolist()):
-        x = series[j]
-        if not np.isfinite(x).all() or (st.ev_mode[r] == SEASONAL).any():  # type: ignore[attr-defined]
-            continue
-        med = np.median(x, axis=0)
-        p1, p99 = np.percentile(x, [1.0, 99.0], axis=0)
-        span = p99 - p1
-        floor = np.maximum(SPREAD_FLOOR * np.where(span > 0, span, np.maximum(np.abs(med), 1.0)),
-                           _step(x[None], span[None])[0] / 2)
-        spread = np.maximum(np.median(np.abs(x - med), axis=0) * MAD_SIGMA, floor)
-        reach = 8 * np.maximum(spread, span / SPAN_SIGMAS)
-        clipped = np.clip(x, med - reach, med + reach)
-        mode, per, profile, resid = forecasts(clipped, med, settings.period_max)
-        mode = np.where(span > 0, mode, NONE)
-        mode, _ = _univariate(clipped, med, mode, resid, span > 0, settings.confirm)
+        mode, per, profile, resid = forecasts(clipped[j], med[j], settings.period_max)
+        mode = np.where(span[j] > 0, mode, NONE)
+        mode, _ = _univariate(clipped[j], med[j], mode, resid, span[j] > 0, settings.confirm)
         if not (mode == SEASONAL).any():
             continue
         judged.append(r)
-        n = x.shape[0]
-        for ch in np.flatnonzero(mode == SEASONAL).tolist():
-            lag = int(per[ch])
-            last = np.arange(n - lag, n)
-            st.ev_recent[r, :, ch] = np.nan  # type: ignore[attr-defined]
-            st.ev_recent[r, last % lag, ch] = clipped[last, ch]  # type: ignore[attr-defined]
-            naive = np.full(n, np.inf)
-            naive[lag:] = clipped[lag:, ch] - clipped[:-lag, ch]
-            resid[:, ch] = np.where(np.abs(naive) < np.abs(resid[:, ch]), naive, resid[:, ch])
-        spread = np.maximum(np.median(np.abs(resid), axis=0) * MAD_SIGMA, floor)
+        _last_period(st.ev_recent[r], clipped[j], mode, per, resid)  # type: ignore[attr-defined]
+        spread = np.maximum(np.median(np.abs(resid), axis=0) * MAD_SIGMA, floor[j])
         st.ev_mode[r], st.ev_period[r], st.ev_profile[r] = mode, per, profile  # type: ignore[attr-defined]
-        st.ev_spread[r], st.ev_floor[r] = spread, floor  # type: ignore[attr-defined]
+        st.ev_spread[r], st.ev_floor[r] = spread, floor[j]  # type: ignore[attr-defined]
         st.ev_confirm[r] = 0  # type: ignore[attr-defined]
-        z = np.abs(resid) / spread
         slots = (st.ev_n[r] - k + np.arange(k)) % k  # type: ignore[attr-defined]
-        st.ev_ring[r, slots, 0] = z[-k:]  # type: ignore[attr-defined]
+        st.ev_ring[r, slots, 0] = (np.abs(resid) / spread)[-k:]  # type: ignore[attr-defined]
         st.ev_hist[r, DEVIATION] = 0.0  # type: ignore[attr-defined]
         st.ev_total[r, DEVIATION] = 0.0  # type: ignore[attr-defined]
         st.ev_held[r, DEVIATION] = 0  # type: ignore[attr-defined]
         st.ev_run_n[r, DEVIATION - 1] = 0  # type: ignore[attr-defined]
         if settings.seed_weight > 0:
-            m = n / per
-            out_of_sample = np.where(mode == SEASONAL,
-                                     np.sqrt((m + 1) / np.maximum(m - 1, 1e-9)), 1.0)
-            _seed(st, r, DEVIATION, smoothed_maxima(
-                _finite(z * out_of_sample), (mode == SEASONAL).astype(np.int64), k), settings)
+            _seed_deviation(st, r, resid, spread, settings)
     return np.array(judged, dtype=np.int64)
 
 
