@@ -231,8 +231,10 @@ def forecasts(warm: np.ndarray, med: np.ndarray, period_max: int
             mode[ch], resid[:, ch] = NONE, step
         peak = period(x, period_max) if period_max >= 2 else 0
         # the autocorrelation peak may sit one lag off the period in noise (measured: 99 for
-        # a period of 100), so its neighbours are tried too
-        for lag in range(max(peak - 1, 2), min(peak + 1, n // MIN_PERIODS) + 1) if peak else ():
+        # a period of 100), so its neighbours are tried too (never beyond ``period_max``: a
+        # warm-up of 900 events with a peak at 288 tried 289 and overflowed the profile)
+        top = min(peak + 1, n // MIN_PERIODS, period_max)
+        for lag in range(max(peak - 1, 2), top + 1) if peak else ():
             phase = np.arange(n) % lag
             prof = np.bincount(phase, weights=x, minlength=lag) / np.bincount(phase, minlength=lag)
             r = x - prof[phase]

@@ -479,6 +479,19 @@ def test_a_daily_cycle_the_warm_up_cannot_show_is_found_by_the_late_look() -> No
     det.close()
 
 
+def test_a_period_at_period_max_fits_its_profile() -> None:
+    """A warm-up long enough to show a period at ``period_max`` tries the lags beside its
+    autocorrelation peak, never one beyond ``period_max`` (the profile's length): a wave of
+    period 100.7 peaked at 100 and its profile of 101 overflowed a profile of 100."""
+    t = np.arange(1200)
+    x = np.sin(2 * np.pi * t / 100.7) + np.random.default_rng(33).normal(0, 0.05, t.size)
+    det = Detector(config(warmup=900, **{"evidence.period_max": 100}))
+    det.process_many([Event("d", T0 + 60.0 * i, (float(v),)) for i, v in enumerate(x)])
+    bank, row = det._sources["d"]  # it scored the rest (it raised on lag 101 before)
+    assert int(bank.state.ev_period[row, 0]) <= 100  # 101 fits closer, but is too long
+    det.close()
+
+
 def test_a_source_without_a_period_is_left_as_it_was_by_the_late_look() -> None:
     """White noise shows no period in 864 events either: its scores are the same with and
     without the late look."""
