@@ -147,8 +147,7 @@ class Bank:
         self.deviation = ev.deviation
         self.periodic_only = c < ev.deviation_channels  # deviation judges periodic channels only
         late = (evidence.MIN_PERIODS * ev.period_max - config.warmup  # rules.CalibratedEvidence
-                if ev.calibrate and self.deviation and self.periodic_only and ev.late_period
-                else 0)
+                if ev.calibrate and self.deviation and ev.late_period else 0)
         specs.update(evidence.state_specs(c, ev.smoothing * evidence.LONG, self.relation,
                                           ev.period_max if self.deviation else 0,
                                           max(late, 0)))

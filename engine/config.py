@@ -131,11 +131,10 @@ class EvidenceSettings:
     # ``warmup``); 288 is a day at 5-minute sampling, found by the late look below. Memory:
     # 16 * period_max * channels bytes per source, only with deviation on.
     period_max: int = 288
-    # a univariate source whose warm-up showed no clear period keeps its values until it has
-    # seen MIN_PERIODS x period_max events (864 by default, warm-up included), then looks for
-    # a period once more (engine/evidence.py ``late_start``): a daily cycle at 5-minute
-    # sampling needs three days, which no default warm-up holds. Memory until then: 8 x
-    # (3 period_max - warmup) x channels bytes per univariate source.
+    # a source keeps its values until it has seen MIN_PERIODS x period_max events (864 by
+    # default, warm-up included), then looks for a period once more (engine/evidence.py
+    # ``late_start``): a daily cycle at 5-minute sampling needs three days, which no default
+    # warm-up holds. Memory: 8 x (3 period_max - warmup) x channels bytes per source.
     late_period: bool = True
     rate: float = 0.001  # learning rate of the slow baselines (about 1/rate events to adapt)
     ridge: float = 0.01  # relative ridge on the covariance diagonal before it is inverted

@@ -309,10 +309,7 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
             st.ev_prec[r] = prec  # type: ignore[attr-defined]
             # a channel the others predict more closely (conditional sd 1 / sqrt(P_cc)) than
             # its own forecast is left to the relation family (if that judges it)
-            with np.errstate(divide="ignore"):
-                closer = ((1.0 / np.sqrt(np.diag(prec)) < spread[j]) & (related == 1)
-                          & (related.sum() >= MIN_RELATED))
-            st.ev_mode[r, closer] = NONE  # type: ignore[attr-defined]
+            st.ev_mode[r, _closer(prec, related, spread[j])] = NONE  # type: ignore[attr-defined]
             e = (tail[j] - mu[j]) @ prec
             ring[r, :k, 1] = np.abs(e) / np.sqrt(np.diag(prec))
             runs, cost = _repeats(warm[j])
@@ -352,9 +349,9 @@ def _last_period(recent: np.ndarray, x: np.ndarray, mode: np.ndarray, per: np.nd
     """Keep the last period's values of each seasonal channel of warm-up ``x`` [n, C] in
     ``recent`` [period_max, C] (NaN elsewhere), and take each event's residual ``resid`` (in
     place) against the period before it where that is smaller, as the kernel does."""
-    recent[:] = np.nan
     for ch in np.flatnonzero(mode == SEASONAL).tolist():
         lag = int(per[ch])
+        recent[:, ch] = np.nan
         last = np.arange(x.shape[0] - lag, x.shape[0])
         recent[last % lag, ch] = x[last, ch]
         naive = np.full(x.shape[0], np.inf)
@@ -363,59 +360,93 @@ def _last_period(recent: np.ndarray, x: np.ndarray, mode: np.ndarray, per: np.nd
 
 
 def _seed_deviation(state: object, r: int, resid: np.ndarray, spread: np.ndarray,
-                    settings: EvidenceSettings) -> None:
+                    settings: EvidenceSettings, judged: np.ndarray | None = None) -> None:
     """Start source ``r``'s deviation history from its warm-up residuals ``resid`` [n, C]
-    against its forecasts, in spreads, as the kernel would have smoothed them (judged
-    channels only)."""
+    against its forecasts, in spreads, as the kernel would have smoothed them (``judged``
+    channels only; by default those with a forecast)."""
     modes, periods = state.ev_mode[r], state.ev_period[r]  # type: ignore[attr-defined]
+    judged = modes != NONE if judged is None else judged
     # a profile's phase means fit their own m events: in-sample residuals are
     # sqrt((m - 1) / (m + 1)) of the next periods' (white noise)
     m = resid.shape[0] / periods
     out_of_sample = np.where(modes == SEASONAL, np.sqrt((m + 1) / np.maximum(m - 1, 1e-9)), 1.0)
     _seed(state, r, DEVIATION, smoothed_maxima(
-        _finite(np.abs(resid) / spread * out_of_sample), (modes != NONE).astype(np.int64),
+        _finite(np.abs(resid) / spread * out_of_sample), judged.astype(np.int64),
         settings.smoothing * LONG), settings)
 
 
-def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings) -> np.ndarray:
-    """The late look for a period (``late_period``) of univariate ``rows`` that have just seen
+def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
+               periodic_only: bool) -> np.ndarray:
+    """The late look for a period (``late_period``) of ``rows`` that have just seen
     ``MIN_PERIODS * period_max`` events: their warm-up and the events kept since
-    (``ev_late``) are read as one longer warm-up, and a channel clearly periodic there
-    (``_univariate``) is judged from now on against its seasonal profile, as if the warm-up
-    had shown it; the deviation family's history restarts from those events (``seed_weight``),
-    the other families are untouched. A source with no clearly periodic channel, or whose
-    warm-up already found one, is left as it was. Generated daily cycles at 5-minute sampling
-    (``eval multivariate --corpus single-daily``): see docs/evaluation.md section 9. Returns
-    the rows whose channel is judged now."""
+    (``ev_late``) are read as one longer warm-up. On a univariate source (``periodic_only``)
+    a channel clearly periodic there (``_univariate``) is judged from now on against its
+    seasonal profile, as if the warm-up had shown it; on a source with more channels, each
+    channel whose seasonal profile now fits best (``forecasts``) and that the other channels do
+    not predict more closely (as at the warm-up) changes to it. The deviation family's history
+    restarts from those events (``seed_weight``); the other families are untouched. A source
+    with nothing to change is left as it was. Generated daily cycles at 5-minute sampling
+    (``eval multivariate --corpus single-daily``, ``daily``): see docs/evaluation.md section 9.
+    Returns the rows that changed."""
     st = state
     k = settings.smoothing * LONG
     series = np.concatenate([st.warm[rows], st.ev_late[rows]], axis=1)  # type: ignore[attr-defined]
-    looked = (np.isfinite(series).all(axis=(1, 2))
-              & ~(st.ev_mode[rows] == SEASONAL).any(axis=1))  # type: ignore[attr-defined]
+    looked = np.isfinite(series).all(axis=(1, 2))
+    if periodic_only:  # a univariate source whose warm-up found its period has nothing to look for
+        looked &= ~(st.ev_mode[rows] == SEASONAL).any(axis=1)  # type: ignore[attr-defined]
     rows, series = rows[looked], series[looked]
     med, span, floor, clipped = _clip_warm(series)
-    judged = []
+    changed = []
     for j, r in enumerate(rows.tolist()):
         mode, per, profile, resid = forecasts(clipped[j], med[j], settings.period_max)
         mode = np.where(span[j] > 0, mode, NONE)
-        mode, _ = _univariate(clipped[j], med[j], mode, resid, span[j] > 0, settings.confirm)
-        if not (mode == SEASONAL).any():
-            continue
-        judged.append(r)
-        _last_period(st.ev_recent[r], clipped[j], mode, per, resid)  # type: ignore[attr-defined]
+        if periodic_only:
+            mode, _ = _univariate(clipped[j], med[j], mode, resid, span[j] > 0, settings.confirm)
+            switch = mode == SEASONAL
+        else:
+            switch = (mode == SEASONAL) & (st.ev_mode[r] != SEASONAL)  # type: ignore[attr-defined]
+        recent = st.ev_recent[r].copy()  # type: ignore[attr-defined]
+        _last_period(recent, clipped[j], np.where(switch, SEASONAL, NONE), per, resid)
         spread = np.maximum(np.median(np.abs(resid), axis=0) * MAD_SIGMA, floor[j])
-        st.ev_mode[r], st.ev_period[r], st.ev_profile[r] = mode, per, profile  # type: ignore[attr-defined]
-        st.ev_spread[r], st.ev_floor[r] = spread, floor[j]  # type: ignore[attr-defined]
-        st.ev_confirm[r] = 0  # type: ignore[attr-defined]
+        if not periodic_only and "ev_prec" in st.arrays:  # type: ignore[attr-defined]
+            switch &= ~_closer(st.ev_prec[r], st.ev_related[r], spread)  # type: ignore[attr-defined]
+        if not switch.any():
+            continue
+        changed.append(r)
+        current = st.ev_mode[r]  # type: ignore[attr-defined]
+        if periodic_only:  # its other channels only confirmed: left out from now on
+            current[:] = NONE
+            st.ev_confirm[r] = 0  # type: ignore[attr-defined]
+        current[switch] = SEASONAL
+        st.ev_period[r, switch] = per[switch]  # type: ignore[attr-defined]
+        st.ev_profile[r][:, switch] = profile[:, switch]  # type: ignore[attr-defined]
+        st.ev_recent[r][:, switch] = recent[:, switch]  # type: ignore[attr-defined]
+        st.ev_spread[r, switch] = spread[switch]  # type: ignore[attr-defined]
+        st.ev_floor[r, switch] = floor[j, switch]  # type: ignore[attr-defined]
+        # the deviation ring and history restart from these events (the other judged
+        # channels against the median, as at the warm-up)
+        z = np.where(switch, resid, clipped[j] - med[j]) / st.ev_spread[r]  # type: ignore[attr-defined]
         slots = (st.ev_n[r] - k + np.arange(k)) % k  # type: ignore[attr-defined]
-        st.ev_ring[r, slots, 0] = (np.abs(resid) / spread)[-k:]  # type: ignore[attr-defined]
+        st.ev_ring[r, slots[:, None], 0, np.flatnonzero(switch)[None, :]] = np.abs(  # type: ignore[attr-defined]
+            z[-k:][:, switch])
         st.ev_hist[r, DEVIATION] = 0.0  # type: ignore[attr-defined]
         st.ev_total[r, DEVIATION] = 0.0  # type: ignore[attr-defined]
         st.ev_held[r, DEVIATION] = 0  # type: ignore[attr-defined]
         st.ev_run_n[r, DEVIATION - 1] = 0  # type: ignore[attr-defined]
         if settings.seed_weight > 0:
-            _seed_deviation(st, r, resid, spread, settings)
-    return np.array(judged, dtype=np.int64)
+            _seed_deviation(st, r, z * st.ev_spread[r], st.ev_spread[r], settings,  # type: ignore[attr-defined]
+                            switch | (current == BASELINE))
+    return np.array(changed, dtype=np.int64)
+
+
+def _closer(prec: np.ndarray, related: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Channels the other channels predict (conditional sd ``1 / sqrt(P_cc)``) more closely
+    than their own forecast does (``spread``): left to the relation family, if that judges
+    them."""
+    with np.errstate(divide="ignore"):
+        out: np.ndarray = ((1.0 / np.sqrt(np.diag(prec)) < spread) & (related == 1)
+                           & (related.sum() >= MIN_RELATED))
+    return out
 
 
 def _univariate(warm: np.ndarray, med: np.ndarray, mode: np.ndarray, resid: np.ndarray,

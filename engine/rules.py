@@ -184,7 +184,8 @@ class CalibratedEvidence:
                 float(ev.tail_memory), ev.hold, ev.hold_max, ev.sustained, evidence.WIDTH,
                 ctx.family_p[part], stat[part], ctx.family_channel[part])
             if look is not None:  # the event before it completed its source's late values
-                judged = evidence.late_start(st, ctx.rows[look - 1 : look], ev)
+                judged = evidence.late_start(st, ctx.rows[look - 1 : look], ev,
+                                             ctx.channels < ev.deviation_channels)
                 st.ep_level[judged] = 0.0  # its carried episode ends: the family judges now
                 confirm[look:] &= ~np.isin(ctx.rows[look:], judged)
             begin = end

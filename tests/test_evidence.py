@@ -455,6 +455,15 @@ def daily_peaks(n: int, seed: int) -> np.ndarray:
     return (wave + np.random.default_rng(seed).normal(0, 2, n))[:, None]
 
 
+def daily_channels(n: int, seed: int) -> np.ndarray:
+    """Four channels of one daily cycle at 5-minute sampling (amplitudes 2-4, phases within
+    0.1 radian) under white noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return np.stack([a * np.sin(2 * np.pi * t / 288 + rng.normal(0, 0.1))
+                     for a in rng.uniform(2, 4, 4)], axis=1) + rng.normal(0, 1, (n, 4))
+
+
 def test_a_daily_cycle_the_warm_up_cannot_show_is_found_by_the_late_look() -> None:
     """After 3 x ``period_max`` events (864) a univariate source looks for a period once more,
     over its warm-up and the events kept since: a daily cycle is judged against its profile
@@ -476,6 +485,26 @@ def test_a_daily_cycle_the_warm_up_cannot_show_is_found_by_the_late_look() -> No
     # the look raises no alert of its own: the normal days after it flag as before (one
     # event, by the patterns family)
     assert late.flagged[864:1500].tolist() == without.flagged[864:1500].tolist()
+    det.close()
+
+
+def test_channels_that_share_a_daily_cycle_are_judged_by_it_after_the_late_look() -> None:
+    """Four channels with one daily cycle at 5-minute sampling: the warm-up shows no period,
+    so each was judged against a slow baseline (or left to the relation family), and a surge
+    of all four within the day's range did not stand out (the channels keep their relation);
+    after the late look each is judged against its profile and the surge does."""
+    x = daily_channels(2400, seed=41)
+    x[1500:1650] += 2.5
+    events = [Event("m", T0 + 300.0 * i, tuple(map(float, row)), fields=tuple("abcd"))
+              for i, row in enumerate(x)]
+    det = Detector(config())
+    late = det.process_many(events)
+    bank, row = det._sources["m"]
+    assert (bank.state.ev_mode[row] == SEASONAL).any()
+    without = Detector(config(**{"evidence.late_period": False})).process_many(events)
+    assert np.median(late.score[1500:1650]) >= 0.9 > np.median(without.score[1500:1650])
+    assert np.median(late.score[1500:1650]) > np.quantile(late.score[900:1500], 0.99)
+    assert late.flagged[864:1500].sum() == without.flagged[864:1500].sum()
     det.close()
 
 
@@ -913,9 +942,13 @@ def test_a_restarted_detector_continues_the_late_look_exactly(split: int) -> Non
 
     events = [Event("d", T0 + 300.0 * i, (float(v),))
               for i, v in enumerate(daily_peaks(1300, seed=24)[:, 0])]
+    events += [Event("w", T0 + 300.0 * i + 1, tuple(map(float, row)), fields=tuple("abcd"))
+               for i, row in enumerate(daily_channels(1300, seed=27))]
+    events.sort(key=lambda e: e.ts)
+    split *= 2  # two sources, interleaved
     cfg = config()
     whole = Detector(cfg).process_many(events)
-    assert np.isfinite(whole.family_p[900:, DEVIATION]).all()  # judged after the look
+    assert np.isfinite(whole.family_p[1800::2, DEVIATION]).all()  # "d" is judged after the look
     store = MemoryStore()
     first = Detector(cfg, store)
     first.process_many(events[:split])
@@ -971,6 +1004,8 @@ def test_evidence_does_not_depend_on_the_batch_size() -> None:
                for i, v in enumerate(daily_wave(1200, seed=23)[:, 0])]
     events += [Event("c", T0 + 60.0 * i, (float(v),))  # confirms until its late look judges
                for i, v in enumerate(daily_peaks(1000, seed=25)[:, 0])]
+    events += [Event("w", T0 + 60.0 * i, tuple(map(float, row)), fields=fields)  # 4 channels
+               for i, row in enumerate(daily_channels(1000, seed=26))]
     events.sort(key=lambda e: e.ts)
     cfg = config(**{"evidence.deviation": True})
     whole = Detector(cfg).process_many(events)
