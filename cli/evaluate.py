@@ -116,19 +116,21 @@ def _register_multivariate(es: argparse._SubParsersAction) -> None:  # type: ign
     _benchmark_options(mv, "neurogate")
     mv.add_argument("--corpus", default="factor",
                     choices=("factor", "sensors", *(f"sensors-{v}" for v in SENSOR_VARIANTS),
-                             "single", *(f"single-{c}" for c in SINGLE_CONDITIONS)),
+                             "single", *(f"single-{c}" for c in SINGLE_CONDITIONS), "daily"),
                     help="factor: sources whose channels follow one factor (default); sensors: "
                     "30 short noisy 8-sensor files, one long incident each; sensors-logged, "
                     "-setpoint, -units, -polled: the same files as a plant's export may have "
                     "them (evaluation/sensors.py); single: 36 single-metric files (noise, "
                     "AR(1), counts, a trend) with a shift, a spike or a variance burst; "
                     "single-white, -ar, -counts, -trend: files of one of them; single-daily: "
-                    "a daily cycle at 5-minute sampling, ten days (evaluation/single.py)")
-    mv.add_argument("--seed", type=int, help="generator seed (default 7; sensors, single 1)")
+                    "a daily cycle at 5-minute sampling, ten days (evaluation/single.py); daily: "
+                    "24 files of four channels of one daily cycle (evaluation/daily.py)")
+    mv.add_argument("--seed", type=int,
+                    help="generator seed (default 7; sensors, single, daily 1)")
     mv.add_argument("--sources", type=positive_int, metavar="N",
-                    help="generated sources (default 6; sensors 30 files, single 36)")
+                    help="generated sources (default 6; sensors 30 files, single 36, daily 24)")
     mv.add_argument("--length", type=positive_int, metavar="N",
-                    help="rows per source (default 6000; not for sensors or single)")
+                    help="rows per source (default 6000; not for sensors, single or daily)")
     mv.add_argument("--no-labels", action="store_true",
                     help="do not feed labels back (default: after each row is scored)")
     mv.add_argument("--out", type=Path, help="write all figures as JSON")
@@ -370,7 +372,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_multivariate(args: argparse.Namespace) -> int:
     """Run detectors over the generated multivariate benchmark; print its figures."""
-    from neurogate.evaluation import multivariate, sensors, single
+    from neurogate.evaluation import daily, multivariate, sensors, single
     from neurogate.evaluation.presets import MULTIVARIATE
     from neurogate.evaluation.registry import build_detector
 
@@ -387,6 +389,11 @@ def cmd_multivariate(args: argparse.Namespace) -> int:
         condition = args.corpus.removeprefix("single").removeprefix("-") or None
         streams = single.generate(single.SingleSettings(files=args.sources, seed=args.seed,
                                                         condition=condition))
+    elif args.corpus == "daily":
+        args.seed = 1 if args.seed is None else args.seed
+        args.sources = daily.DailySettings.files if args.sources is None else args.sources
+        corpus = daily
+        streams = daily.generate(daily.DailySettings(files=args.sources, seed=args.seed))
     elif args.corpus.startswith("sensors"):
         args.seed = 1 if args.seed is None else args.seed
         args.sources = sensors.SensorSettings.files if args.sources is None else args.sources

@@ -10,8 +10,8 @@ import pytest
 
 from neurogate.cli.evaluate import SENSOR_VARIANTS, SINGLE_CONDITIONS
 from neurogate.engine.config import EngineConfig
+from neurogate.evaluation import daily, sensors, single
 from neurogate.evaluation import multivariate as mv
-from neurogate.evaluation import sensors, single
 from neurogate.evaluation.labelled import Incident, LabelledStream, incident_figures
 from neurogate.evaluation.presets import MULTIVARIATE
 from neurogate.evaluation.registry import build_detector
@@ -235,3 +235,40 @@ def test_a_single_metric_shift_stays_ranked_while_it_lasts(tmp_path: Path) -> No
     assert carry["kinds"]["shift"]["roc_auc"] > learnt["kinds"]["shift"]["roc_auc"] + 0.1
     assert carry["incident_recall"] == learnt["incident_recall"]
     assert cli("eval", "multivariate", "--corpus", "single", "--length", "500", "-q") == 2
+
+
+def test_daily_files_hold_four_channels_of_one_cycle_and_an_incident_after_the_look() -> None:
+    a = daily.generate(daily.DailySettings(files=8, seed=3))
+    b = daily.generate(daily.DailySettings(files=8, seed=3))
+    assert all(np.array_equal(x.values, y.values) for x, y in zip(a, b, strict=True))
+    assert [s.name.split("-")[2] for s in a] == list(daily.KINDS) * 2
+    for s in a:
+        (incident,) = s.incidents
+        assert s.values.shape == (daily.ROWS, daily.CHANNELS) and s.warmup == daily.NORMAL_START
+        assert incident.start >= 1000 and incident.end < 2600
+        assert s.labels.sum() == daily.LENGTH
+        normal = s.values[:1000]  # a day apart every channel repeats, and they move together
+        lagged = [np.corrcoef(normal[:-daily.DAY, c], normal[daily.DAY:, c])[0, 1]
+                  for c in range(daily.CHANNELS)]
+        assert min(lagged) > 0.6 and np.corrcoef(normal.T).min() > 0.6
+        seg = slice(incident.start, incident.end + 1)
+        before = slice(incident.start - daily.DAY, incident.end + 1 - daily.DAY)  # a day before
+        rise = (s.values[seg] - s.values[before]).mean(axis=0)
+        if incident.kind == "surge":  # every channel higher than the day before
+            assert rise.min() > 1.0
+        elif incident.kind == "shift":  # one channel
+            assert rise[incident.channel] > 2.0 and np.delete(rise, incident.channel).max() < 1.0
+
+
+def test_channels_of_one_daily_cycle_are_judged_by_it_after_the_late_look(tmp_path: Path) -> None:
+    """A surge of every channel within the day's range keeps the channels' relation: it shows
+    once the late look has found the day (the deviation family against each profile)."""
+    out = {name: tmp_path / f"{name}.json" for name in ("late", "warm-up only")}
+    for name, extra in (("late", []), ("warm-up only", ["--set", "evidence.late_period=false"])):
+        assert cli("eval", "multivariate", "--corpus", "daily", "--sources", "8",
+                   "--detector", "neurogate-fixed", "--no-default", "--out", str(out[name]),
+                   "-q", *extra) == 0
+    late, before = (json.loads(out[n].read_text())["results"][0] for n in out)
+    assert late["kinds"]["surge"]["roc_auc"] > before["kinds"]["surge"]["roc_auc"] + 0.1
+    assert late["roc_auc"] > before["roc_auc"]
+    assert cli("eval", "multivariate", "--corpus", "daily", "--length", "500", "-q") == 2
