@@ -351,6 +351,10 @@ def _summary(args: argparse.Namespace, det: Any, stats: Counter[str], seen: int,
         if more > 0:
             print(f"  ... and {more} more", file=err)
     print(f"encoder     {det.model_version()}", file=err)
+    for fields, (periodic, total) in det.status()["periodic"].items():
+        if periodic:
+            print(f"periodic    [{fields}] {periodic:,} of {total:,} sources judged against a "
+                  "seasonal profile", file=err)
     for fields, status in det.status()["encoders"].items():
         for line in status["training"]:
             print(f"  [{fields}] {line}", file=err)

@@ -182,6 +182,11 @@ class Bank:
         bank.sources = list(meta["sources"])
         return bank
 
+    def periodic_sources(self) -> int:
+        """Sources with a channel the deviation family judges against a seasonal profile."""
+        modes = self.state.ev_mode[: self.state.size]
+        return int((modes == evidence.SEASONAL).any(axis=1).sum())
+
     def add_source(self, source: str) -> int:
         """Register a new source; returns its row."""
         row = int(self.state.add(1)[0])

@@ -628,13 +628,17 @@ class Detector:
         return ";".join(lc.describe() for lc in self.lifecycles.values())
 
     def status(self) -> dict[str, Any]:
-        """Sources, patterns held and encoder state, for logs and the CLI summary."""
+        """Sources, patterns held and encoder state, for logs and the CLI summary; per field
+        set, how many of its sources have a channel judged against a seasonal profile (found
+        at the warm-up or by the late look for a period) and how many sources it has."""
         return {
             "events": self.events_seen,
             "sources": len(self._sources),
             "patterns_cached": len(self.cache),
             "patterns_evicted": self.evicted,
             "encoders": {",".join(f): lc.status() for f, lc in self.lifecycles.items()},
+            "periodic": {",".join(f): [bank.periodic_sources(), len(bank.sources)]
+                         for f, bank in self.banks.items()},
             "train_seconds": round(self.timings["train_seconds"], 2),
             "train_wait_seconds": round(self.timings["train_wait_seconds"], 2),
         }

@@ -124,6 +124,22 @@ def test_run_writes_flagged_events_as_jsonl(cli: Cli, tmp_path: Path, series: Pa
     assert (tmp_path / "p.db").is_file() and not (tmp_path / "neurogate.db").exists()
 
 
+def test_the_summary_says_which_sources_have_a_seasonal_profile(cli: Cli, tmp_path: Path) -> None:
+    """A daily cycle at 5-minute sampling is found by the late look for a period (after 864
+    events; a default warm-up shows periods up to 66): the summary says so. Before the look,
+    and for a source with no period, it says nothing."""
+    day = [round(3 * math.sin(2 * math.pi * i / 288) + 0.5 * math.sin(i * 1.7), 4)
+           for i in range(1000)]
+    write_csv(tmp_path / "daily.csv", day)
+    fast = ("--set", "neuronet.enabled=false", "-q")
+    res = cli("run", "daily.csv", "--store", "memory://", *fast)
+    assert res.code == 0, res.err
+    assert "periodic    [value] 1 of 1 sources judged against a seasonal profile" in res.err
+    write_csv(tmp_path / "short.csv", day[:800])
+    res = cli("run", "short.csv", "--store", "memory://", *fast)
+    assert res.code == 0 and "periodic" not in res.err
+
+
 def test_all_scores_as_csv_and_jsonl_agree(cli: Cli, tmp_path: Path, series: Path) -> None:
     for out in ("scores.csv", "scores.jsonl"):
         res = cli("run", str(series), "--store", "memory://", "--all-scores", "--out", out, *FAST)
