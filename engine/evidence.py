@@ -426,8 +426,9 @@ def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
         st.ev_recent[r][:, switch] = recent[:, switch]  # type: ignore[attr-defined]
         st.ev_spread[r, switch] = spread[switch]  # type: ignore[attr-defined]
         st.ev_floor[r, switch] = floor[j, switch]  # type: ignore[attr-defined]
-        # the deviation ring and history restart from these events (the other judged
-        # channels against the median, as at the warm-up)
+        # the deviation ring and history restart from these events (channels with a slow
+        # baseline against the median, as at the warm-up; ones seasonal since the warm-up are
+        # left out of the seed and join the history as they score)
         z = np.where(switch, resid, clipped[j] - med[j]) / st.ev_spread[r]  # type: ignore[attr-defined]
         slots = (st.ev_n[r] - k + np.arange(k)) % k  # type: ignore[attr-defined]
         st.ev_ring[r, slots[:, None], 0, np.flatnonzero(switch)[None, :]] = np.abs(  # type: ignore[attr-defined]
