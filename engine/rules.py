@@ -198,8 +198,8 @@ class CalibratedEvidence:
 
     @staticmethod
     def _late_looks(ctx: ScoreContext) -> list[int]:
-        """Keep the values of events between a univariate source's warm-up and its late look
-        for a period (``ev_late``, ``evidence.late_start``); returns, ascending, the index after
+        """Keep the values of events between a source's warm-up and its late look for a
+        period (``ev_late``, ``evidence.late_start``); returns, ascending, the index after
         each event that completes them, where the batch is cut for the look, so the scores do
         not depend on how events are batched."""
         st = ctx.state

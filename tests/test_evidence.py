@@ -12,7 +12,7 @@ import pytest
 from neurogate.cli.results import describe, summary
 from neurogate.engine.bank import Bank
 from neurogate.engine.config import EngineConfig
-from neurogate.engine.detector import Detector
+from neurogate.engine.detector import BatchResult, Detector
 from neurogate.engine.events import Event
 from neurogate.engine.evidence import (
     BASELINE,
@@ -38,7 +38,7 @@ from neurogate.engine.evidence import (
     tail_probability,
 )
 from neurogate.engine.rules import EpisodeCarry, ScoreContext, Suppression
-from neurogate.engine.state import Groups
+from neurogate.engine.state import Groups, Growing
 from neurogate.evaluation import sensors
 
 T0 = 1_700_000_000.0
@@ -464,6 +464,21 @@ def daily_channels(n: int, seed: int) -> np.ndarray:
                      for a in rng.uniform(2, 4, 4)], axis=1) + rng.normal(0, 1, (n, 4))
 
 
+def scored_with_and_without_the_look(events: list[Event]
+                                      ) -> tuple[BatchResult, BatchResult, Growing]:
+    """One source's ``events`` (an incident over events 1,500-1,649) scored with the late look
+    for a period and without it, and the state after the look: the incident scores 0.9 or
+    more with it (median), below without, and above the 99th percentile of the days before."""
+    det = Detector(config())
+    late = det.process_many(events)
+    det.close()
+    without = Detector(config(**{"evidence.late_period": False})).process_many(events)
+    assert np.median(late.score[1500:1650]) >= 0.9 > np.median(without.score[1500:1650])
+    assert np.median(late.score[1500:1650]) > np.quantile(late.score[900:1500], 0.99)
+    (bank,) = det.banks.values()
+    return late, without, bank.state
+
+
 def test_a_daily_cycle_the_warm_up_cannot_show_is_found_by_the_late_look() -> None:
     """After 3 x ``period_max`` events (864) a univariate source looks for a period once more,
     over its warm-up and the events kept since: a daily cycle is judged against its profile
@@ -471,21 +486,15 @@ def test_a_daily_cycle_the_warm_up_cannot_show_is_found_by_the_late_look() -> No
     late look it is learnt like any level shift of a noisy channel."""
     x = daily_wave(2400, seed=31)
     x[1500:1650, 0] += 3.0
-    events = [Event("d", T0 + 300.0 * i, (float(v),)) for i, v in enumerate(x[:, 0])]
-    det = Detector(config())
-    late = det.process_many(events)
-    bank, row = det._sources["d"]
-    assert int(bank.state.ev_mode[row, 0]) == SEASONAL
-    assert abs(int(bank.state.ev_period[row, 0]) - 288) <= 1
+    late, without, state = scored_with_and_without_the_look(
+        [Event("d", T0 + 300.0 * i, (float(v),)) for i, v in enumerate(x[:, 0])])
+    assert int(state.ev_mode[0, 0]) == SEASONAL
+    assert abs(int(state.ev_period[0, 0]) - 288) <= 1
     assert np.isnan(late.family_p[:864, DEVIATION]).all()  # not judged before the look
     assert np.isfinite(late.family_p[864:, DEVIATION]).all()
-    without = Detector(config(**{"evidence.late_period": False})).process_many(events)
-    assert np.median(late.score[1500:1650]) >= 0.9 > np.median(without.score[1500:1650])
-    assert np.median(late.score[1500:1650]) > np.quantile(late.score[900:1500], 0.99)
     # the look raises no alert of its own: the normal days after it flag as before (one
     # event, by the patterns family)
     assert late.flagged[864:1500].tolist() == without.flagged[864:1500].tolist()
-    det.close()
 
 
 def test_channels_that_share_a_daily_cycle_are_judged_by_it_after_the_late_look() -> None:
@@ -495,17 +504,11 @@ def test_channels_that_share_a_daily_cycle_are_judged_by_it_after_the_late_look(
     after the late look each is judged against its profile and the surge does."""
     x = daily_channels(2400, seed=41)
     x[1500:1650] += 2.5
-    events = [Event("m", T0 + 300.0 * i, tuple(map(float, row)), fields=tuple("abcd"))
-              for i, row in enumerate(x)]
-    det = Detector(config())
-    late = det.process_many(events)
-    bank, row = det._sources["m"]
-    assert (bank.state.ev_mode[row] == SEASONAL).any()
-    without = Detector(config(**{"evidence.late_period": False})).process_many(events)
-    assert np.median(late.score[1500:1650]) >= 0.9 > np.median(without.score[1500:1650])
-    assert np.median(late.score[1500:1650]) > np.quantile(late.score[900:1500], 0.99)
+    late, without, state = scored_with_and_without_the_look(
+        [Event("m", T0 + 300.0 * i, tuple(map(float, row)), fields=tuple("abcd"))
+         for i, row in enumerate(x)])
+    assert (state.ev_mode[0] == SEASONAL).any()
     assert late.flagged[864:1500].sum() == without.flagged[864:1500].sum()
-    det.close()
 
 
 def test_a_period_at_period_max_fits_its_profile() -> None:
