@@ -12,15 +12,14 @@ probationary period (15 %, at most 750 rows). Scoring: ``neurogate.evaluation.la
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from neurogate.evaluation import labelled
-from neurogate.evaluation.labelled import CorpusResult, Incident, LabelledStream
+from neurogate.evaluation.labelled import Incident, LabelledStream
 from neurogate.evaluation.nab import probation_length
-from neurogate.evaluation.protocol import StreamDetector
 
 KINDS = ("spike", "level_shift", "correlation_break", "frozen")
 CHANNELS = ("load", "power", "temp", "flow")
@@ -99,10 +98,6 @@ def _stream(name: str, s: MvSettings, rng: np.random.Generator) -> LabelledStrea
     return LabelledStream(name, T0 + STEP * t, values, labels, tuple(incidents), warm)
 
 
-def evaluate(
-    streams: Sequence[LabelledStream], detector: StreamDetector, *, feed_labels: bool = True,
-    batch_size: int = 1000, progress: bool = True,
-) -> CorpusResult:
-    """The benchmark's figures for one detector (``neurogate.evaluation.labelled.evaluate``)."""
-    return labelled.evaluate(streams, detector, KINDS, feed_labels=feed_labels,
-                             batch_size=batch_size, progress=progress, desc="multivariate")
+# the benchmark's figures for one detector: ``evaluate(streams, detector, feed_labels=...,
+# batch_size=..., progress=...)`` (``neurogate.evaluation.labelled.evaluate``)
+evaluate = partial(labelled.evaluate, kinds=KINDS, desc="multivariate")

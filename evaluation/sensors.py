@@ -28,14 +28,13 @@ real plant's export may have them, each chosen to show one fault a robustness st
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from neurogate.evaluation import labelled
-from neurogate.evaluation.labelled import CorpusResult, Incident, LabelledStream
-from neurogate.evaluation.protocol import StreamDetector
+from neurogate.evaluation.labelled import Incident, LabelledStream
 
 KINDS = ("shift", "variance", "ramp", "relation")
 CHANNELS = ("acc1", "acc2", "current", "pressure", "temperature", "thermocouple", "voltage",
@@ -164,10 +163,6 @@ def _file(name: str, rng: np.random.Generator) -> LabelledStream:
                           has_calendar=False)
 
 
-def evaluate(
-    streams: Sequence[LabelledStream], detector: StreamDetector, *, feed_labels: bool = True,
-    batch_size: int = 1000, progress: bool = True,
-) -> CorpusResult:
-    """The corpus's figures for one detector (``neurogate.evaluation.labelled.evaluate``)."""
-    return labelled.evaluate(streams, detector, KINDS, feed_labels=feed_labels,
-                             batch_size=batch_size, progress=progress, desc="sensors")
+# the corpus's figures for one detector: ``evaluate(streams, detector, feed_labels=...,
+# batch_size=..., progress=...)`` (``neurogate.evaluation.labelled.evaluate``)
+evaluate = partial(labelled.evaluate, kinds=KINDS, desc="sensors")

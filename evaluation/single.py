@@ -25,14 +25,13 @@ events, so the rest of the shift scored like normal rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from neurogate.evaluation import labelled
-from neurogate.evaluation.labelled import CorpusResult, Incident, LabelledStream
-from neurogate.evaluation.protocol import StreamDetector
+from neurogate.evaluation.labelled import Incident, LabelledStream
 
 KINDS = ("shift", "spike", "variance")
 CONDITIONS = ("white", "ar", "counts", "trend")
@@ -113,10 +112,6 @@ def _file(k: int, condition: str, kind: str, rng: np.random.Generator) -> Labell
                           x[:, None], labels, (incident,), NORMAL_START, has_calendar=False)
 
 
-def evaluate(
-    streams: Sequence[LabelledStream], detector: StreamDetector, *, feed_labels: bool = True,
-    batch_size: int = 1000, progress: bool = True,
-) -> CorpusResult:
-    """The corpus's figures for one detector (``neurogate.evaluation.labelled.evaluate``)."""
-    return labelled.evaluate(streams, detector, KINDS, feed_labels=feed_labels,
-                             batch_size=batch_size, progress=progress, desc="single")
+# the corpus's figures for one detector: ``evaluate(streams, detector, feed_labels=...,
+# batch_size=..., progress=...)`` (``neurogate.evaluation.labelled.evaluate``)
+evaluate = partial(labelled.evaluate, kinds=KINDS, desc="single")
