@@ -351,24 +351,22 @@ def _summary(args: argparse.Namespace, det: Any, stats: Counter[str], seen: int,
         if more > 0:
             print(f"  ... and {more} more", file=err)
     print(f"encoder     {det.model_version()}", file=err)
-    for fields, (periodic, total) in det.status()["periodic"].items():
-        if periodic:
-            print(f"periodic    [{fields}] {periodic:,} of {total:,} sources judged against a "
-                  "seasonal profile", file=err)
-    for fields, status in det.status()["encoders"].items():
-        for line in status["training"]:
+    status = det.status()
+    _forecasts(status)
+    for fields, encoder in status["encoders"].items():
+        for line in encoder["training"]:
             print(f"  [{fields}] {line}", file=err)
-        for d in status["decisions"]:
+        for d in encoder["decisions"]:
             print(f"  [{fields}] shadow decision: {json.dumps(d['levels'])}", file=err)
-        for version, net in status["neuronets"].items():
+        for version, net in encoder["neuronets"].items():
             if net["live_perplexity"] is not None:
                 serving = ",".join(map(str, net["serving"])) or "no level"
                 live = ", ".join(f"L{lv} {p:.1f}" for lv, p in zip(
                     net["levels"], net["live_perplexity"], strict=True))
                 print(f"  [{fields}] neuronet {version} serving {serving}: live code "
                       f"perplexity {live}", file=err)
-        if status["pending"] is not None:
-            p = status["pending"]
+        if encoder["pending"] is not None:
+            p = encoder["pending"]
             print(f"  [{fields}] NeuroNet training started at event {p['started_at']:,} was "
                   f"due at {p['due_at']:,}, after the input ended: not installed", file=err)
     truth = getattr(args, "demo_truth", None)
@@ -381,6 +379,16 @@ def _summary(args: argparse.Namespace, det: Any, stats: Counter[str], seen: int,
     if args.out:
         what = "scores" if args.all_scores else "flagged events"
         print(f"wrote       {what} to {args.out}", file=err)
+
+
+def _forecasts(status: dict[str, Any]) -> None:
+    """The summary's lines on how many sources the deviation family judges against a seasonal
+    profile or a local trend (none: no line)."""
+    for key, forecast in (("periodic", "a seasonal profile"), ("trending", "a local trend")):
+        for fields, (judged, total) in status[key].items():
+            if judged:
+                print(f"{key:<11} [{fields}] {judged:,} of {total:,} sources judged against "
+                      f"{forecast}", file=sys.stderr)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

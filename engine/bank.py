@@ -98,10 +98,11 @@ def warmup_range(warm: np.ndarray, margin: float,
 # is that engine's behaviour: ``ev_related`` (1: the relation family judges every channel) and
 # the open run of unusual events (``ev_run_n`` 0: none open) and the stuck-channel arrays
 # (``ev_stuck`` 0: never judged), Suppression's episode (``sup_bits`` 0: none open) and the
-# values kept for the late look for a period (``ev_late`` NaN: none kept, so no look).
+# values kept for the late look for a period (``ev_late`` NaN: none kept, so no look) and a
+# local trend's slope (``ev_slope``: read only for a channel judged against a local trend).
 ADDED_LATER = frozenset({"ev_related", "ev_run", "ev_run_w", "ev_run_n", "ev_last", "ev_reps",
                          "ev_stuck", "ev_recent", "ev_confirm", "ep_level", "ep_n",
-                         "ep_low", "sup_bits", "sup_quiet", "ev_late"})
+                         "ep_low", "sup_bits", "sup_quiet", "ev_late", "ev_slope"})
 
 
 class Bank:
@@ -182,10 +183,11 @@ class Bank:
         bank.sources = list(meta["sources"])
         return bank
 
-    def periodic_sources(self) -> int:
-        """Sources with a channel the deviation family judges against a seasonal profile."""
+    def judged_sources(self, mode: int) -> int:
+        """Sources with a channel the deviation family judges against forecast ``mode``
+        (``evidence.SEASONAL``: a seasonal profile; ``evidence.TREND``: a local trend)."""
         modes = self.state.ev_mode[: self.state.size]
-        return int((modes == evidence.SEASONAL).any(axis=1).sum())
+        return int((modes == mode).any(axis=1).sum())
 
     def add_source(self, source: str) -> int:
         """Register a new source; returns its row."""

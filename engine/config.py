@@ -107,8 +107,8 @@ class EvidenceSettings:
     squashed as before this section existed (the ablation)."""
 
     calibrate: bool = True  # score = squashed -ln of the families' combined tail probability
-    # each channel against its own forecast (slow baseline or seasonal profile; channels that
-    # drift or that the others predict better are left out)
+    # each channel against its own forecast (slow baseline, seasonal profile or local trend;
+    # channels that drift or that the others predict better are left out)
     deviation: bool = True
     # ...for every channel of sources with at least this many channels; a source with fewer
     # (univariate) has it only for a clearly periodic channel (engine/evidence.py,
@@ -124,6 +124,12 @@ class EvidenceSettings:
     # 74.68), while a level shift stays anomalous instead of being learnt within 20-50 events
     # (`eval multivariate --corpus single`: ROC-AUC 0.662 -> 0.879, seed 2 0.665 -> 0.845)
     confirm: bool = True
+    # ...and on those sources a channel that trends through the warm-up (and does not wander
+    # like a random walk) is judged against a local linear forecast that follows it
+    # (engine/evidence.py, TREND): once a trend leaves the warm-up's range its value codes sit
+    # in the top bin, and a shift or a variance burst on it looked normal. `eval multivariate
+    # --corpus single-trend` seeds 1 / 2: ROC-AUC 0.488 / 0.492 -> 0.868 / 0.892; NAB unchanged
+    trend: bool = True
     relation: bool = True  # each channel against what the others predict (2+ channels)
     smoothing: int = 10  # events averaged by the deviation and relation statistics
     # longest period (events) a deviation forecast's seasonal profile may have; 0 = none.

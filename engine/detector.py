@@ -25,7 +25,15 @@ from neurogate.engine.config import EngineConfig
 from neurogate.engine.counts import CountTable, release_free_memory
 from neurogate.engine.encoder import Encoder, FixedEncoder
 from neurogate.engine.events import Event, EventBatch
-from neurogate.engine.evidence import FAMILIES, MIN_HISTORY, NFAM, PATTERNS, STUCK
+from neurogate.engine.evidence import (
+    FAMILIES,
+    MIN_HISTORY,
+    NFAM,
+    PATTERNS,
+    SEASONAL,
+    STUCK,
+    TREND,
+)
 from neurogate.engine.gcpause import collector_paused
 from neurogate.engine.keys import NCOLS
 from neurogate.engine.labels import Label, LabelMemory, learn_labels
@@ -630,14 +638,17 @@ class Detector:
     def status(self) -> dict[str, Any]:
         """Sources, patterns held and encoder state, for logs and the CLI summary; per field
         set, how many of its sources have a channel judged against a seasonal profile (found
-        at the warm-up or by the late look for a period) and how many sources it has."""
+        at the warm-up or by the late look for a period), how many against a local trend, and
+        how many sources it has."""
         return {
             "events": self.events_seen,
             "sources": len(self._sources),
             "patterns_cached": len(self.cache),
             "patterns_evicted": self.evicted,
             "encoders": {",".join(f): lc.status() for f, lc in self.lifecycles.items()},
-            "periodic": {",".join(f): [bank.periodic_sources(), len(bank.sources)]
+            "periodic": {",".join(f): [bank.judged_sources(SEASONAL), len(bank.sources)]
+                         for f, bank in self.banks.items()},
+            "trending": {",".join(f): [bank.judged_sources(TREND), len(bank.sources)]
                          for f, bank in self.banks.items()},
             "train_seconds": round(self.timings["train_seconds"], 2),
             "train_wait_seconds": round(self.timings["train_wait_seconds"], 2),

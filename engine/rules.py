@@ -177,7 +177,7 @@ class CalibratedEvidence:
             evidence.score_events(
                 ctx.rows[part], values[part], pattern_stat[part],
                 ctx.deviation, ctx.relation, ctx.pattern_prior,
-                st.ev_base, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_mode,
+                st.ev_base, st.ev_slope, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_mode,
                 st.ev_period, st.ev_profile, st.ev_recent, st.ev_t, st.ev_hist,
                 st.ev_total, st.ev_held, st.ev_run, st.ev_run_w, st.ev_run_n, mu, cov, prec,
                 related, last, reps, stuck, ev.rate, ev.ridge, ev.refresh,
@@ -287,7 +287,7 @@ class ExtremeValue:
         st.ext_hi[g.rows] = np.maximum(hi[last], v[last])
         st.ext_lo[g.rows] = np.minimum(lo[last], v[last])
         ctx.extreme = np.asarray(broke.any(axis=1))
-        if ctx.relation and self.floor > 0:
+        if self.floor > 0 and (ctx.relation or ctx.deviation):
             # Channels that follow one factor set records together when it wanders past its
             # warm-up range, and the relation family knows they still agree; so a record of a
             # channel relation judges counts where the calibrated score is at least ``floor``
@@ -296,9 +296,15 @@ class ExtremeValue:
             # 27 / 21; sensors, GutenTAG and multivariate dev with their long warm-ups: the
             # same incidents found (gating every channel's records: 19 / 19, but 3 of 120 dev
             # GutenTAG incident detections lost, records of channels relation does not judge).
-            related = st.ev_related[ctx.rows]
-            judged = (related == 1) & (
-                related.sum(axis=1, keepdims=True) >= evidence.MIN_RELATED)
+            # So does a record of a channel judged against a local trend: a rising series sets
+            # one every few events, and the trend's forecast knows whether it is unusual.
+            judged = np.zeros_like(broke)
+            if ctx.relation:
+                related = st.ev_related[ctx.rows]
+                judged |= (related == 1) & (
+                    related.sum(axis=1, keepdims=True) >= evidence.MIN_RELATED)
+            if ctx.deviation:
+                judged |= st.ev_mode[ctx.rows] == evidence.TREND
             ctx.extreme = (broke & ~judged).any(axis=1) | (
                 (broke & judged).any(axis=1) & (ctx.score >= self.floor))
         ctx.score = np.where(ctx.extreme, 1.0, ctx.score)

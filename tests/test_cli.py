@@ -140,6 +140,19 @@ def test_the_summary_says_which_sources_have_a_seasonal_profile(cli: Cli, tmp_pa
     assert res.code == 0 and "periodic" not in res.err
 
 
+def test_the_summary_says_which_sources_follow_a_local_trend(cli: Cli, tmp_path: Path) -> None:
+    """A noisy series that rises through its warm-up is judged against a local trend
+    (``evidence.trend``): the summary says so, and says nothing with the setting off."""
+    rise = [round(i * 0.01 + math.sin(i * 2.3), 4) for i in range(600)]
+    write_csv(tmp_path / "rise.csv", rise)
+    fast = ("--set", "neuronet.enabled=false", "-q")
+    res = cli("run", "rise.csv", "--store", "memory://", *fast)
+    assert res.code == 0, res.err
+    assert "trending    [value] 1 of 1 sources judged against a local trend" in res.err
+    res = cli("run", "rise.csv", "--store", "memory://", "--set", "evidence.trend=false", *fast)
+    assert res.code == 0 and "trending" not in res.err
+
+
 def test_all_scores_as_csv_and_jsonl_agree(cli: Cli, tmp_path: Path, series: Path) -> None:
     for out in ("scores.csv", "scores.jsonl"):
         res = cli("run", str(series), "--store", "memory://", "--all-scores", "--out", out, *FAST)

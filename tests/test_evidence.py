@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from neurogate.cli.results import describe, summary
 from neurogate.engine.bank import Bank
@@ -25,7 +26,7 @@ from neurogate.engine.evidence import (
     RELATION,
     SEASONAL,
     TAIL_EVENTS,
-    _confirming,
+    TREND,
     _cross_fitted,
     _forget,
     _precision,
@@ -33,6 +34,7 @@ from neurogate.engine.evidence import (
     _repeats,
     _step,
     _tail_without,
+    _univariate,
     combine,
     forecasts,
     tail_probability,
@@ -490,8 +492,9 @@ def test_a_daily_cycle_the_warm_up_cannot_show_is_found_by_the_late_look() -> No
         [Event("d", T0 + 300.0 * i, (float(v),)) for i, v in enumerate(x[:, 0])])
     assert int(state.ev_mode[0, 0]) == SEASONAL
     assert abs(int(state.ev_period[0, 0]) - 288) <= 1
-    assert np.isnan(late.family_p[:864, DEVIATION]).all()  # not judged before the look
-    assert np.isfinite(late.family_p[864:, DEVIATION]).all()
+    # before the look the family judged it against a local trend (two thirds of a day in
+    # the warm-up rise or fall like a trend; evidence.trend), not against its profile
+    assert np.isfinite(late.family_p[200:, DEVIATION]).all()
     # the look raises no alert of its own: the normal days after it flag as before (one
     # event, by the patterns family)
     assert late.flagged[864:1500].tolist() == without.flagged[864:1500].tolist()
@@ -533,6 +536,71 @@ def test_a_source_without_a_period_is_left_as_it_was_by_the_late_look() -> None:
     np.testing.assert_array_equal(with_look, without)
 
 
+def rising(seed: int, n: int = 1400) -> np.ndarray:
+    """White noise on a rise of 15 noise sd over 1,400 events (the single-metric corpus's
+    trend): it leaves its warm-up's range after a few hundred events."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, 1, n) + np.linspace(0, 15 * n / 1400, n))[:, None]
+
+
+def test_a_shift_on_a_trend_is_judged_against_a_local_trend() -> None:
+    """Once a rising series has left its warm-up's range its value codes sit in the top bin,
+    so a 4-sd level shift on it (events 800-949) alerted at its start and then ranked below
+    normal events; judged against a local trend (``evidence.trend``) it ranks above them
+    (and alerts at its start; the false flags of a trend: the next test)."""
+    for seed in (50, 51):
+        x = rising(seed)
+        x[800:950] += 4.0
+        labels = np.zeros(len(x))
+        labels[800:950] = 1
+        det = Detector(config())
+        on = det.process_many([Event("s", T0 + 60.0 * i, (float(v),))
+                               for i, v in enumerate(x[:, 0])])
+        (bank,) = det.banks.values()
+        assert bank.state.ev_mode[0].tolist() == [TREND]
+        det.close()
+        off, _ = score(x, config(**{"evidence.trend": False}))
+        assert roc_auc_score(labels[200:], on.score[200:]) > 0.8
+        assert roc_auc_score(labels[200:], off[200:]) < 0.5
+        assert on.flagged[800:810].any()  # it alerts at its start
+
+
+def test_a_trend_sets_records_that_count_only_when_its_forecast_agrees() -> None:
+    """A rising series sets a record every few events; judged against a local trend, a record
+    counts as a new extreme only where the calibrated score agrees (``extreme_floor``), as for
+    channels the relation family judges: fewer false flags on normal trends, and an 8-sd spike
+    is still flagged (the trend's forecast sees it; one was missed without it)."""
+    flags = {True: 0, False: 0}
+    for seed in range(50, 55):
+        for trend in (True, False):
+            _, results = score(rising(seed), config(**{"evidence.trend": trend}))
+            flags[trend] += sum(r.flagged for r in results)
+        x = rising(seed)
+        x[1000] += 8.0
+        _, results = score(x, config())
+        assert results[1000].flagged
+    assert flags[True] < 0.75 * flags[False]
+
+
+@pytest.mark.parametrize("split", [150, 600, 900])  # warming, before and inside the shift
+def test_a_restarted_detector_continues_a_local_trend_exactly(split: int) -> None:
+    """A local trend's level and slope live in the saved state: restarted anywhere, the scores
+    go on as if the detector had not stopped."""
+    from neurogate.engine.stores import MemoryStore
+
+    x = rising(50)
+    x[800:950] += 4.0
+    events = [Event("s", T0 + 60.0 * i, (float(v),)) for i, v in enumerate(x[:, 0])]
+    whole = Detector(config()).process_many(events)
+    store = MemoryStore()
+    first = Detector(config(), store)
+    first.process_many(events[:split])
+    first.close()
+    rest = Detector(config(), store).process_many(events[split:])
+    np.testing.assert_array_equal(rest.score, whole.score[split:])
+    np.testing.assert_array_equal(rest.family_p, whole.family_p[split:])
+
+
 def shifted_noise(seed: int) -> np.ndarray:
     """White noise with a 4-sd level shift over events 500-649 (a single metric)."""
     x = np.random.default_rng(seed).normal(0, 1, (1000, 1))
@@ -555,9 +623,11 @@ def test_a_univariate_level_shift_stays_scored_while_it_lasts() -> None:
         assert np.median(carried[700:1000]) < 0.5
 
 
-def test_which_single_channels_confirm_an_episode() -> None:
+def test_which_single_channels_confirm_an_episode_or_follow_a_trend() -> None:
     """White noise and AR(1) noise (coefficient 0.8, against a slow baseline) confirm; a trend
-    (a slow baseline lags it for ever) and a random walk do not."""
+    (a slow baseline lags it for ever) and a random walk do not. With ``evidence.trend`` the
+    trend is judged against a local trend instead, and the others are left out; the random
+    walk (its line fits it closely too) never is."""
     rng = np.random.default_rng(24)
     n = 200
     ar = np.zeros(n)
@@ -566,9 +636,16 @@ def test_which_single_channels_confirm_an_episode() -> None:
     warm = np.column_stack([rng.normal(0, 1, n), ar, rng.normal(0, 1, n) + np.linspace(0, 3, n),
                             np.cumsum(rng.normal(0, 1, n))])
     med = np.median(warm, axis=0)
-    mode = forecasts(warm, med, 0)[0]
+    mode, _, _, resid = forecasts(warm, med, 0)
     assert mode.tolist() == [BASELINE, NONE, BASELINE, NONE]
-    assert _confirming(warm, med, mode).tolist() == [True, True, False, False]
+    varies = np.ones(4, dtype=bool)
+    confirming, confirm = _univariate(warm, med, mode, resid, varies, confirm=True)
+    assert confirm == 1 and confirming.tolist() == [BASELINE, BASELINE, NONE, NONE]
+    trend, confirm = _univariate(warm, med, mode, resid, varies, confirm=True, trend=True)
+    assert confirm == 0 and trend.tolist() == [NONE, NONE, TREND, NONE]
+    walk = warm[:, [3]]
+    judged, _ = _univariate(walk, med[[3]], mode[[3]], resid[:, [3]], varies[:1], True, True)
+    assert judged.tolist() == [NONE]
 
 
 def test_a_carried_score_never_alerts_even_without_repeat_suppression() -> None:
@@ -607,8 +684,9 @@ def test_the_episode_carry_never_raises_an_alert(kind: str) -> None:
          "counts": rng.poisson(3, n).astype(float),
          "walk": np.cumsum(rng.normal(0, 1, n))}[kind][:, None]
     x[900:1000] += 5.0
-    _, on = score(x, config())
-    _, off = score(x, config(**{"evidence.confirm": False}))
+    carry = {"evidence.trend": False}  # else a trend is judged against a local trend
+    _, on = score(x, config(**carry))
+    _, off = score(x, config(**carry, **{"evidence.confirm": False}))
     flags_on = {i for i, r in enumerate(on) if r.flagged}
     assert flags_on <= {i for i, r in enumerate(off) if r.flagged}
     assert not any("deviation" in r.families for r in on)
