@@ -12,7 +12,8 @@ Three families of evidence, each reduced to one statistic per event:
   chosen per channel at the end of the warm-up, whichever fits the warm-up best (smallest mean
   |residual|): a slow robust baseline (a running median) or a seasonal profile (the channel's
   mean at each phase of the period its warm-up autocorrelation shows; an amplitude, mean,
-  shape or phase change of a periodic channel leaves its profile). A channel its previous
+  shape or phase change of a periodic channel leaves its profile; a period within 5 % of a
+  day of real timestamps is a day, with a weekend offset, ``DAY``). A channel its previous
   value forecasts better still drifts (a random walk, mode jumps: it keeps leaving any slow
   baseline) and one the other channels predict more closely belongs to relation; both are left
   out, and a source with no channel left has no deviation family (its p is NaN, and
@@ -24,7 +25,8 @@ Three families of evidence, each reduced to one statistic per event:
   probability is not combined into the score, it keeps an alert's episode scored
   (rules.EpisodeCarry) while the value stays away from its forecast (a slow baseline for a
   drifting channel); a channel that trends through the warm-up (``TREND_SHARE``) or wanders
-  like a random walk (``STEP_SHARE``) does not confirm.
+  like a random walk (``STEP_SHARE``) does not confirm; a trending one is judged against a
+  local trend instead (``TREND``, ``evidence.trend``).
 * **relation** (sources with two or more channels): each channel against what the *other*
   channels predict, from a slowly forgetting covariance of the source (the Gaussian conditional:
   ``e = P (x - mu)``, ``z_c = |e_c| / sqrt(P_cc)`` with ``P`` the regularised precision),
@@ -113,6 +115,21 @@ BASELINE, SEASONAL, NONE, TREND = range(4)
 # 0.789 and 0.881 / 0.876 / 0.806 (0.488 / 0.492 without).
 TREND_GAIN = 0.02
 TREND_SLOPE = 0.05
+# A seasonal channel whose period is a day of its source's timestamps (within this share;
+# ``evidence.weekend``) keeps a second profile for Saturdays and Sundays (UTC, as the calendar
+# buckets of the pattern codes): a weekend that differs from the weekdays was a sustained change
+# against one daily profile, every week, and what the profile learnt from it was wrong on
+# Mondays.
+DAY = 86400.0
+DAY_TOLERANCE = 0.05
+# The weekend offset is one value per hour of the day (WEEKEND_BLOCKS blocks of the period:
+# one per phase, learnt from two weekend days, had a noise of 0.7 noise sd and raised false
+# flags on weekends like weekdays), the mean of the residuals of its first WEEKEND_DAYS
+# weekend days, learnt whether or not the family holds: a first weekend unlike the weekdays
+# is an open episode, which holds the family's learning, so at the usual rate (0.288 per
+# visit, after the hold) the demo's weekends were learnt over three or four weeks.
+WEEKEND_BLOCKS = 24
+WEEKEND_DAYS = 2
 MIN_AUTOCORR = 0.5  # a warm-up autocorrelation peak at least this high is a period
 MIN_PERIODS = 3  # a period needs this many whole periods in the warm-up
 # A source with fewer than ``deviation_channels`` channels (univariate) has the deviation
@@ -159,7 +176,7 @@ def state_specs(channels: int, smoothing: int, relation: bool, period_max: int =
     """Per-source arrays the families keep (added to the bank's state, saved in snapshots).
     Bytes per source: 8 * (5C + 2 K C + 2 NFAM * BINS/2 ...) -- see docs/operations.md; the
     deviation family's seasonal profiles and last periods add 16 * period_max * C (bounded by
-    the setting), the
+    the setting), a daily profile's weekend offsets 16 * WEEKEND_BLOCKS * C, the
     open run of unusual events 16 * 2 K + 16 (K = ``smoothing``, the ring's length), and the
     values kept for the late look for a period (``late_start``) 8 * ``late`` * C."""
     c = channels
@@ -169,6 +186,10 @@ def state_specs(channels: int, smoothing: int, relation: bool, period_max: int =
         "ev_t": ((), np.int64, 0),
         "ev_profile": ((max(period_max, 1), c), np.float64, 0.0),
         "ev_recent": ((max(period_max, 1), c), np.float64, np.nan),  # the last period's values
+        # a daily profile's weekend offset per hour, and the weekend events each has learnt
+        "ev_weekend": ((WEEKEND_BLOCKS, c), np.float64, 0.0),
+        "ev_weekend_n": ((WEEKEND_BLOCKS, c), np.int64, 0),
+        "ev_daily": ((c,), np.int64, 0),  # 1: the channel's period is a day (``_weekends``)
         "ev_base": ((c,), np.float64, 0.0),
         "ev_slope": ((c,), np.float64, 0.0),  # a local trend's slope per event (TREND)
         "ev_spread": ((c,), np.float64, 1.0),
@@ -221,7 +242,7 @@ def period(x: np.ndarray, period_max: int) -> int:
     return lag if ac[lag - 1] >= MIN_AUTOCORR else 0
 
 
-def forecasts(warm: np.ndarray, med: np.ndarray, period_max: int
+def forecasts(warm: np.ndarray, med: np.ndarray, period_max: int, day: int = 0
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each channel's deviation forecast from its warm-up ``warm`` [n, C] (clipped) and median
     ``med`` [C]: ``(mode, period, profile [period_max, C], residuals [n, C])``, the mode whose
@@ -229,7 +250,10 @@ def forecasts(warm: np.ndarray, med: np.ndarray, period_max: int
     smallest; the seasonal profile's in-sample figure is raised by sqrt(m / (m - 1)) for m
     periods, the bias of a mean of m values). The mean, not the median: a mode-jump channel
     that sat in one mode for 7 of its 8 warm-up blocks had a small median |x - median| and then
-    alerted on 59 % of normal rows (GutenTAG 8 channels, a seed not reported: 0.746 -> 0.823)."""
+    alerted on 59 % of normal rows (GutenTAG 8 channels, a seed not reported: 0.746 -> 0.823).
+    A peak within ``DAY_TOLERANCE`` of ``day`` (the events in a day of the source's timestamps;
+    0: none) is that day exactly: the late look put a daily cycle's peak at 283 of 288 events,
+    and a profile 5 events short slipped a weekend's worth against the clock every week."""
     n, c = warm.shape
     mode = np.full(c, BASELINE, dtype=np.int64)
     per = np.ones(c, dtype=np.int64)
@@ -249,7 +273,10 @@ def forecasts(warm: np.ndarray, med: np.ndarray, period_max: int
         # a period of 100), so its neighbours are tried too (never beyond ``period_max``: a
         # warm-up of 900 events with a peak at 288 tried 289 and overflowed the profile)
         top = min(peak + 1, n // MIN_PERIODS, period_max)
-        for lag in range(max(peak - 1, 2), top + 1) if peak else ():
+        lags = range(max(peak - 1, 2), top + 1) if peak else range(0)
+        if peak and abs(peak - day) <= DAY_TOLERANCE * day and day * MIN_PERIODS <= n:
+            lags = range(day, day + 1)
+        for lag in lags:
             phase = np.arange(n) % lag
             prof = np.bincount(phase, weights=x, minlength=lag) / np.bincount(phase, minlength=lag)
             r = x - prof[phase]
@@ -284,7 +311,8 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
     base = med.copy()
     st.ev_slope[rows] = 0.0  # type: ignore[attr-defined]
     for j, r in enumerate(rows.tolist()):
-        mode, per, profile, resid[j] = forecasts(clipped[j], med[j], period_max)
+        mode, per, profile, resid[j] = forecasts(clipped[j], med[j], period_max,
+                                                 _day(st, r, settings))
         mode = np.where(span[j] > 0, mode, NONE)  # constant through the warm-up: below
         st.ev_confirm[r] = 0  # type: ignore[attr-defined]
         if periodic_only:  # only a clearly periodic channel is judged (module docstring)
@@ -299,6 +327,8 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
                 st.ev_slope[r, trend] = slope[trend]  # type: ignore[attr-defined]
         st.ev_mode[r], st.ev_period[r] = mode, per  # type: ignore[attr-defined]
         st.ev_profile[r] = profile  # type: ignore[attr-defined]
+        st.ev_daily[r] = 0  # type: ignore[attr-defined]
+        _weekends(st, r, mode == SEASONAL, _day(st, r, settings))
         _last_period(st.ev_recent[r], clipped[j], mode, per, resid[j])  # type: ignore[attr-defined]
     rmad = np.median(np.abs(resid), axis=1) * MAD_SIGMA
     spread = np.maximum(np.where(np.isfinite(rmad), rmad, 0.0), floor)
@@ -368,6 +398,26 @@ def _clip_warm(warm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return med, span, floor, clipped
 
 
+def _day(state: object, r: int, settings: EvidenceSettings) -> int:
+    """Events in a day of source ``r``'s warm-up timestamps (their median step), or 0 where
+    they are not times (row numbers) or ``evidence.weekend`` is off."""
+    ts, cal = state.warm_ts[r], state.warm_cal[r]  # type: ignore[attr-defined]
+    if not settings.weekend or ts.size < 2 or not cal.all() or not np.isfinite(ts).all():
+        return 0
+    step = float(np.median(np.diff(ts)))
+    return round(DAY / step) if step > 0 else 0
+
+
+def _weekends(state: object, r: int, channels: np.ndarray, day: int) -> None:
+    """Give source ``r``'s seasonal ``channels`` [C] whose period is a ``day`` (``_day``) a
+    weekend offset, none learnt yet (``ev_daily`` 1)."""
+    st = state
+    daily = channels & (st.ev_period[r] == day) & (day > 0)  # type: ignore[attr-defined]
+    st.ev_daily[r, channels] = daily[channels]  # type: ignore[attr-defined]
+    st.ev_weekend[r][:, channels] = 0.0  # type: ignore[attr-defined]
+    st.ev_weekend_n[r][:, channels] = 0  # type: ignore[attr-defined]
+
+
 def _last_period(recent: np.ndarray, x: np.ndarray, mode: np.ndarray, per: np.ndarray,
                  resid: np.ndarray) -> None:
     """Keep the last period's values of each seasonal channel of warm-up ``x`` [n, C] in
@@ -422,7 +472,8 @@ def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
     med, span, floor, clipped = _clip_warm(series)
     changed = []
     for j, r in enumerate(rows.tolist()):
-        mode, per, profile, resid = forecasts(clipped[j], med[j], settings.period_max)
+        mode, per, profile, resid = forecasts(clipped[j], med[j], settings.period_max,
+                                              _day(st, r, settings))
         mode = np.where(span[j] > 0, mode, NONE)
         if periodic_only:
             mode, _ = _univariate(clipped[j], med[j], mode, resid, span[j] > 0, settings.confirm)
@@ -444,6 +495,7 @@ def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
         current[switch] = SEASONAL
         st.ev_period[r, switch] = per[switch]  # type: ignore[attr-defined]
         st.ev_profile[r][:, switch] = profile[:, switch]  # type: ignore[attr-defined]
+        _weekends(st, r, switch, _day(st, r, settings))
         st.ev_recent[r][:, switch] = recent[:, switch]  # type: ignore[attr-defined]
         st.ev_spread[r, switch] = spread[switch]  # type: ignore[attr-defined]
         st.ev_floor[r, switch] = floor[j, switch]  # type: ignore[attr-defined]
@@ -814,6 +866,7 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
     base: np.ndarray, slope: np.ndarray, spread: np.ndarray, floor: np.ndarray,
     ring: np.ndarray, n_ev: np.ndarray,
     mode: np.ndarray, period: np.ndarray, profile: np.ndarray, recent: np.ndarray,
+    weekend_offset: np.ndarray, weekend_n: np.ndarray, daily: np.ndarray, weekend: np.ndarray,
     t: np.ndarray,
     hist: np.ndarray, total: np.ndarray, held: np.ndarray,
     run: np.ndarray, run_w: np.ndarray, run_n: np.ndarray,
@@ -831,13 +884,16 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
     deviation / relation events is kept in ``run``, ``run_w``, ``run_n``). A source with a
     local trend (TREND) never holds its deviation family: a held trend would be extrapolated
     from a stale level and slope, and an offline prototype that held it put 17-83 % of the
-    normal events of a sawtooth, a noisy sine and a random walk at 0.9 or more."""
+    normal events of a sawtooth, a noisy sine and a random walk at 0.9 or more. An event on a
+    ``weekend`` is judged against (and teaches) the weekend profile of a channel whose period
+    is a day (``daily``), the others against the profile."""
     n, c = values.shape
     k = ring.shape[1]
     if hold_max < k:  # a run is confirmed after k events, already past the hold it may have
         sustained = 0.0
     z = np.empty((2, c))
     dev = np.empty(c)
+    young = np.zeros(c, dtype=np.bool_)  # channels whose young weekend profile learnt already
     for i in range(n):
         r = rows[i]
         x = values[i]
@@ -857,6 +913,7 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
         families = 1 + int(dev_on) + int(rel_on)
         for ch in range(c):
             m = mode[r, ch]
+            young[ch] = False
             if m == NONE:
                 dev[ch] = 0.0
             elif m == SEASONAL:
@@ -864,10 +921,21 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                 # a whole number of events slips against the profile, not against the last
                 # period (a clean sine of period 37.7: 115 false flags in 2,800 events)
                 ph = t[r] % period[r, ch]
-                dev[ch] = x[ch] - profile[r, ph, ch]
+                on_weekend = weekend[i] and daily[r, ch] > 0
+                hour = ph * WEEKEND_BLOCKS // period[r, ch]
+                offset = weekend_offset[r, hour, ch] if on_weekend else 0.0
+                dev[ch] = x[ch] - profile[r, ph, ch] - offset
                 if abs(x[ch] - recent[r, ph, ch]) < abs(dev[ch]):
                     dev[ch] = x[ch] - recent[r, ph, ch]
                 recent[r, ph, ch] = x[ch]
+                young[ch] = on_weekend and weekend_n[r, hour, ch] < (
+                    WEEKEND_DAYS * period[r, ch] // WEEKEND_BLOCKS)
+                if young[ch]:  # a young weekend offset learns whether or not the family holds
+                    lim = CLIP * spread[r, ch]
+                    step = x[ch] - profile[r, ph, ch] - offset
+                    weekend_n[r, hour, ch] += 1  # the running mean of its residuals
+                    weekend_offset[r, hour, ch] += min(max(step, -lim), lim) / weekend_n[
+                        r, hour, ch]
             elif m == TREND:
                 dev[ch] = x[ch] - (base[r, ch] + slope[r, ch])
             else:
@@ -958,11 +1026,16 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                     if mode[r, ch] == BASELINE:
                         step = rate * spread[r, ch]
                         base[r, ch] += step if d > 0 else (-step if d < 0 else 0.0)
-                    elif mode[r, ch] == SEASONAL and d == d:
+                    elif mode[r, ch] == SEASONAL and d == d and not young[ch]:
                         # one visit per period: the profile adapts in about 1/rate events too
                         lim = CLIP * spread[r, ch]
                         ph = t[r] % period[r, ch]
-                        step = x[ch] - profile[r, ph, ch]
+                        # the profile learns every day, a weekend day against the profile
+                        # plus its offset (learnt while young, above): a drifting level is
+                        # followed through the weekend, and the weekend is not learnt as one
+                        offset = (weekend_offset[r, ph * WEEKEND_BLOCKS // period[r, ch], ch]
+                                  if weekend[i] and daily[r, ch] else 0.0)
+                        step = x[ch] - profile[r, ph, ch] - offset
                         profile[r, ph, ch] += min(1.0, rate * period[r, ch]) * min(
                             max(step, -lim), lim)
                     elif mode[r, ch] == TREND and d == d:

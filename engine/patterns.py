@@ -38,9 +38,21 @@ def calendar_bucket(ts: np.ndarray, has_calendar: np.ndarray, hours: int) -> np.
     ok = has_calendar & np.isfinite(ts)
     t = np.where(ok, ts, 0.0)
     hour = np.floor(t / 3600.0).astype(np.int64) % 24
-    weekday = (np.floor(t / 86400.0).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
-    bucket = (hour // hours) * 2 + (weekday >= 5)
+    bucket = (hour // hours) * 2 + weekend(t, ok)
     return np.where(ok, bucket, NO_CALENDAR).astype(np.uint64)
+
+
+def weekend(ts: np.ndarray, has_calendar: np.ndarray) -> np.ndarray:
+    """Whether each timestamp falls on a Saturday or Sunday (UTC); False where it has no
+    calendar (a row number, a missing time).
+
+    >>> weekend(np.array([0.0, 2 * 86400.0, 2 * 86400.0]), np.array([True, True, False]))
+    array([False,  True, False])
+    """
+    ok = has_calendar & np.isfinite(ts)
+    day = (np.floor(np.where(ok, ts, 0.0) / 86400.0).astype(np.int64) + 3) % 7  # 1970-01-01: Thu
+    out: np.ndarray = ok & (day >= 5)
+    return out
 
 
 def stream_bases(namespace: str, count: int) -> np.ndarray:

@@ -85,6 +85,7 @@ class ScoreContext:
     relation: bool = False  # the relation family applies (evidence.relation, 2+ channels)
     deviation: bool = False  # the deviation family applies (evidence.deviation; a univariate
     # source judges only a clearly periodic channel)
+    weekend: np.ndarray | None = None  # each event on a Saturday or Sunday (UTC; None: none)
     score: np.ndarray = field(init=False)
     extreme: np.ndarray = field(init=False)
     suppressed: np.ndarray = field(init=False)
@@ -170,6 +171,8 @@ class CalibratedEvidence:
         values = np.ascontiguousarray(ctx.values, dtype=np.float64)
         pattern_stat = np.ascontiguousarray(ctx.pattern_stat, dtype=np.float64)
         confirm = st.ev_confirm[ctx.rows] == 1  # per event: a late look may end it (below)
+        weekend = (np.zeros(n, dtype=np.bool_) if ctx.weekend is None
+                   else np.ascontiguousarray(ctx.weekend, dtype=np.bool_))
         begin = 0
         for look in [*self._late_looks(ctx), None]:
             end = n if look is None else look
@@ -178,7 +181,9 @@ class CalibratedEvidence:
                 ctx.rows[part], values[part], pattern_stat[part],
                 ctx.deviation, ctx.relation, ctx.pattern_prior,
                 st.ev_base, st.ev_slope, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_mode,
-                st.ev_period, st.ev_profile, st.ev_recent, st.ev_t, st.ev_hist,
+                st.ev_period, st.ev_profile, st.ev_recent, st.ev_weekend,
+                st.ev_weekend_n, st.ev_daily,
+                weekend[part], st.ev_t, st.ev_hist,
                 st.ev_total, st.ev_held, st.ev_run, st.ev_run_w, st.ev_run_n, mu, cov, prec,
                 related, last, reps, stuck, ev.rate, ev.ridge, ev.refresh,
                 float(ev.tail_memory), ev.hold, ev.hold_max, ev.sustained, evidence.WIDTH,

@@ -602,6 +602,7 @@ def test_saved_state_is_refused_under_another_configuration(
     ("evidence.sustained", 0.0, r"evidence\.sustained \(stored 0\.0, now 0\.01\)"),
     ("evidence.late_period", False, r"evidence\.late_period \(stored False, now True\)"),
     ("evidence.trend", False, r"evidence\.trend \(stored False, now True\)"),
+    ("evidence.weekend", False, r"evidence\.weekend \(stored False, now True\)"),
 ])
 def test_a_state_written_before_a_setting_existed_resumes_under_its_old_value(
     fast_config: EngineConfig, name: str, old: object, message: str

@@ -514,6 +514,49 @@ def test_channels_that_share_a_daily_cycle_are_judged_by_it_after_the_late_look(
     assert late.flagged[864:1500].sum() == without.flagged[864:1500].sum()
 
 
+MONDAY = 1_704_067_200.0  # 2024-01-01, a Monday (UTC)
+
+
+def weekly(seed: int, days: int = 21) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamps (5-minute steps from a Monday) and values of a daily cycle whose weekends
+    are lower and weaker (level -1.5, amplitude 0.6x), under white noise."""
+    rng = np.random.default_rng(seed)
+    t = MONDAY + 300.0 * np.arange(288 * days)
+    on_weekend = ((t // 86400 + 3) % 7) >= 5
+    wave = 3 * np.sin(2 * np.pi * ((t % 86400) / 86400 + rng.uniform(0, 1)))
+    return t, (10 + np.where(on_weekend, 0.6 * wave, wave) - 1.5 * on_weekend
+               + rng.normal(0, 1, t.size))
+
+
+def test_a_daily_profile_keeps_its_weekends_apart() -> None:
+    """A daily cycle with real timestamps gets exactly a day's period at the late look (the
+    autocorrelation peak of three days of noise sat up to 10 events off it) and an hourly
+    weekend offset learnt on its first weekend: its weekends and Mondays are quiet, where one
+    profile alerted every weekend (and learnt the weekend, wrongly for Monday). Timestamps
+    that are row numbers get no weekend offset."""
+    flags = {True: 0, False: 0}
+    for seed in (4, 5, 8):  # their peaks sat at 281, 278 and 281 events
+        t, x = weekly(seed)
+        events = [Event("w", float(a), (float(b),)) for a, b in zip(t, x, strict=True)]
+        for on in (True, False):
+            det = Detector(config(**{"evidence.weekend": on}))
+            out = det.process_many(events)
+            (bank,) = det.banks.values()
+            assert (int(bank.state.ev_period[0, 0]) == 288) == on
+            assert int(bank.state.ev_daily[0, 0]) == int(on)
+            # each hour's offset learnt from the two first weekend days (12 events each)
+            assert bank.state.ev_weekend_n[0, :, 0].tolist() == [24 if on else 0] * 24
+            det.close()
+            flags[on] += int(out.flagged[3 * 288:].sum())
+    assert flags[True] < flags[False] / 3
+    rows = [Event("r", float(i), (float(v),), has_calendar=False)
+            for i, v in enumerate(weekly(4)[1][:1200])]
+    det = Detector(config())
+    det.process_many(rows)
+    (bank,) = det.banks.values()
+    assert int(bank.state.ev_daily[0, 0]) == 0
+
+
 def test_a_period_at_period_max_fits_its_profile() -> None:
     """A warm-up long enough to show a period at ``period_max`` tries the lags beside its
     autocorrelation peak, never one beyond ``period_max`` (the profile's length): a wave of
@@ -580,6 +623,24 @@ def test_a_trend_sets_records_that_count_only_when_its_forecast_agrees() -> None
         _, results = score(x, config())
         assert results[1000].flagged
     assert flags[True] < 0.75 * flags[False]
+
+
+@pytest.mark.parametrize("split", [1500, 1800, 2200])  # weekday, first weekend, after it
+def test_a_restarted_detector_continues_a_weekend_offset_exactly(split: int) -> None:
+    """The weekend offset and how much of it was learnt live in the saved state: restarted
+    before, inside or after the first weekend, the scores go on as if it had not stopped."""
+    from neurogate.engine.stores import MemoryStore
+
+    t, x = weekly(4, days=10)
+    events = [Event("w", float(a), (float(b),)) for a, b in zip(t, x, strict=True)]
+    whole = Detector(config()).process_many(events)
+    store = MemoryStore()
+    first = Detector(config(), store)
+    first.process_many(events[:split])
+    first.close()
+    rest = Detector(config(), store).process_many(events[split:])
+    np.testing.assert_array_equal(rest.score, whole.score[split:])
+    np.testing.assert_array_equal(rest.family_p, whole.family_p[split:])
 
 
 @pytest.mark.parametrize("split", [150, 600, 900])  # warming, before and inside the shift
