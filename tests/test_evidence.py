@@ -625,14 +625,11 @@ def test_a_trend_sets_records_that_count_only_when_its_forecast_agrees() -> None
     assert flags[True] < 0.75 * flags[False]
 
 
-@pytest.mark.parametrize("split", [1500, 1800, 2200])  # weekday, first weekend, after it
-def test_a_restarted_detector_continues_a_weekend_offset_exactly(split: int) -> None:
-    """The weekend offset and how much of it was learnt live in the saved state: restarted
-    before, inside or after the first weekend, the scores go on as if it had not stopped."""
+def assert_a_restart_continues(events: list[Event], split: int) -> BatchResult:
+    """A detector reopened on its store after ``events[:split]`` scores the rest exactly as
+    one that went on (returned: the one that went on)."""
     from neurogate.engine.stores import MemoryStore
 
-    t, x = weekly(4, days=10)
-    events = [Event("w", float(a), (float(b),)) for a, b in zip(t, x, strict=True)]
     whole = Detector(config()).process_many(events)
     store = MemoryStore()
     first = Detector(config(), store)
@@ -641,25 +638,26 @@ def test_a_restarted_detector_continues_a_weekend_offset_exactly(split: int) -> 
     rest = Detector(config(), store).process_many(events[split:])
     np.testing.assert_array_equal(rest.score, whole.score[split:])
     np.testing.assert_array_equal(rest.family_p, whole.family_p[split:])
+    return whole
+
+
+@pytest.mark.parametrize("split", [1500, 1800, 2200])  # weekday, first weekend, after it
+def test_a_restarted_detector_continues_a_weekend_offset_exactly(split: int) -> None:
+    """The weekend offset and how much of it was learnt live in the saved state: restarted
+    before, inside or after the first weekend, the scores go on as if it had not stopped."""
+    t, x = weekly(4, days=10)
+    assert_a_restart_continues(
+        [Event("w", float(a), (float(b),)) for a, b in zip(t, x, strict=True)], split)
 
 
 @pytest.mark.parametrize("split", [150, 600, 900])  # warming, before and inside the shift
 def test_a_restarted_detector_continues_a_local_trend_exactly(split: int) -> None:
     """A local trend's level and slope live in the saved state: restarted anywhere, the scores
     go on as if the detector had not stopped."""
-    from neurogate.engine.stores import MemoryStore
-
     x = rising(50)
     x[800:950] += 4.0
-    events = [Event("s", T0 + 60.0 * i, (float(v),)) for i, v in enumerate(x[:, 0])]
-    whole = Detector(config()).process_many(events)
-    store = MemoryStore()
-    first = Detector(config(), store)
-    first.process_many(events[:split])
-    first.close()
-    rest = Detector(config(), store).process_many(events[split:])
-    np.testing.assert_array_equal(rest.score, whole.score[split:])
-    np.testing.assert_array_equal(rest.family_p, whole.family_p[split:])
+    assert_a_restart_continues(
+        [Event("s", T0 + 60.0 * i, (float(v),)) for i, v in enumerate(x[:, 0])], split)
 
 
 def shifted_noise(seed: int) -> np.ndarray:
@@ -1080,24 +1078,13 @@ def test_a_restarted_detector_continues_a_carried_episode_exactly() -> None:
 def test_a_restarted_detector_continues_the_late_look_exactly(split: int) -> None:
     """The values kept for the late look for a period live in the saved state: restarted
     before, at or after the look, the scores go on as if the detector had not stopped."""
-    from neurogate.engine.stores import MemoryStore
-
     events = [Event("d", T0 + 300.0 * i, (float(v),))
               for i, v in enumerate(daily_peaks(1300, seed=24)[:, 0])]
     events += [Event("w", T0 + 300.0 * i + 1, tuple(map(float, row)), fields=tuple("abcd"))
                for i, row in enumerate(daily_channels(1300, seed=27))]
     events.sort(key=lambda e: e.ts)
-    split *= 2  # two sources, interleaved
-    cfg = config()
-    whole = Detector(cfg).process_many(events)
+    whole = assert_a_restart_continues(events, 2 * split)  # two sources, interleaved
     assert np.isfinite(whole.family_p[1800::2, DEVIATION]).all()  # "d" is judged after the look
-    store = MemoryStore()
-    first = Detector(cfg, store)
-    first.process_many(events[:split])
-    first.close()
-    rest = Detector(cfg, store).process_many(events[split:])
-    np.testing.assert_array_equal(rest.score, whole.score[split:])
-    np.testing.assert_array_equal(rest.family_p, whole.family_p[split:])
 
 
 def test_a_state_saved_before_the_relation_mask_judges_every_channel() -> None:
