@@ -122,13 +122,15 @@ TREND_SLOPE = 0.05
 # Mondays.
 DAY = 86400.0
 DAY_TOLERANCE = 0.05
-# The weekend offset is one value per hour of the day (WEEKEND_BLOCKS blocks of the period:
-# one per phase, learnt from two weekend days, had a noise of 0.7 noise sd and raised false
-# flags on weekends like weekdays), the mean of the residuals of its first WEEKEND_DAYS
-# weekend days, learnt whether or not the family holds: a first weekend unlike the weekdays
-# is an open episode, which holds the family's learning, so at the usual rate (0.288 per
-# visit, after the hold) the demo's weekends were learnt over three or four weeks.
+# The weekend offset is one value per block of the day: an hour, or at least WEEKEND_EVENTS
+# events of the period (3 hours at 15-minute sampling, 12 at hourly): one per phase, learnt
+# from two weekend days, had a noise of 0.7 noise sd and raised false flags on weekends like
+# weekdays. Each block's offset is the mean of its residuals on its first WEEKEND_DAYS weekend
+# days, learnt whether or not the family holds: a first weekend unlike the weekdays is an
+# open episode, which holds the family's learning, so at the usual rate (0.288 per visit,
+# after the hold) the demo's weekends were learnt over three or four weeks.
 WEEKEND_BLOCKS = 24
+WEEKEND_EVENTS = 12
 WEEKEND_DAYS = 2
 MIN_AUTOCORR = 0.5  # a warm-up autocorrelation peak at least this high is a period
 MIN_PERIODS = 3  # a period needs this many whole periods in the warm-up
@@ -922,14 +924,15 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                 # period (a clean sine of period 37.7: 115 false flags in 2,800 events)
                 ph = t[r] % period[r, ch]
                 on_weekend = weekend[i] and daily[r, ch] > 0
-                hour = ph * WEEKEND_BLOCKS // period[r, ch]
+                blocks = _blocks(period[r, ch])
+                hour = ph * blocks // period[r, ch]
                 offset = weekend_offset[r, hour, ch] if on_weekend else 0.0
                 dev[ch] = x[ch] - profile[r, ph, ch] - offset
                 if abs(x[ch] - recent[r, ph, ch]) < abs(dev[ch]):
                     dev[ch] = x[ch] - recent[r, ph, ch]
                 recent[r, ph, ch] = x[ch]
                 young[ch] = on_weekend and weekend_n[r, hour, ch] < (
-                    WEEKEND_DAYS * period[r, ch] // WEEKEND_BLOCKS)
+                    WEEKEND_DAYS * period[r, ch] // blocks)
                 if young[ch]:  # a young weekend offset learns whether or not the family holds
                     lim = CLIP * spread[r, ch]
                     step = x[ch] - profile[r, ph, ch] - offset
@@ -1033,8 +1036,9 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                         # the profile learns every day, a weekend day against the profile
                         # plus its offset (learnt while young, above): a drifting level is
                         # followed through the weekend, and the weekend is not learnt as one
-                        offset = (weekend_offset[r, ph * WEEKEND_BLOCKS // period[r, ch], ch]
-                                  if weekend[i] and daily[r, ch] else 0.0)
+                        offset = (weekend_offset[
+                            r, ph * _blocks(period[r, ch]) // period[r, ch], ch]
+                            if weekend[i] and daily[r, ch] else 0.0)
                         step = x[ch] - profile[r, ph, ch] - offset
                         profile[r, ph, ch] += min(1.0, rate * period[r, ch]) * min(
                             max(step, -lim), lim)
@@ -1058,6 +1062,13 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                     prec[r] = _precision(_masked(cov[r], related[r]), ridge)
         n_ev[r] += 1
         t[r] += 1
+
+
+@njit(cache=True)
+def _blocks(period: int) -> int:
+    """Blocks of a daily period's weekend offset: hours, or fewer, of WEEKEND_EVENTS events or
+    more (``WEEKEND_BLOCKS``)."""
+    return max(1, min(WEEKEND_BLOCKS, period // WEEKEND_EVENTS))
 
 
 def combine(p: np.ndarray, families: int) -> np.ndarray:

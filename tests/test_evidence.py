@@ -27,6 +27,7 @@ from neurogate.engine.evidence import (
     SEASONAL,
     TAIL_EVENTS,
     TREND,
+    _blocks,
     _cross_fitted,
     _forget,
     _precision,
@@ -555,6 +556,12 @@ def test_a_daily_profile_keeps_its_weekends_apart() -> None:
     det.process_many(rows)
     (bank,) = det.banks.values()
     assert int(bank.state.ev_daily[0, 0]) == 0
+
+
+def test_a_weekend_offset_has_blocks_of_an_hour_or_of_at_least_12_events() -> None:
+    """At 5-minute sampling one per hour; coarser, blocks of 12 events or more (an offset
+    learnt from two weekend days' events of one phase is as noisy as two events)."""
+    assert [_blocks(p) for p in (288, 96, 24, 7)] == [24, 8, 2, 1]
 
 
 def test_a_period_at_period_max_fits_its_profile() -> None:
