@@ -12,7 +12,8 @@ from typing import Any
 FAMILY_WORDS = {
     "patterns": "its recent pattern of values is rare",
     "relation": "{channel} strays from what the other channels predict",
-    "deviation": "{channel} is far from its usual level",
+    # against its forecast: a slow baseline, a daily or other seasonal profile, or a local trend
+    "deviation": "{channel} is far from what its own history forecasts",
     "stuck": "{channel} repeats one value",  # relation, driven by a stuck channel's repeats
 }
 # the fixed encoder's trend bins (engine/encoder.py: cut at -trend_step, 0, +trend_step)
