@@ -276,7 +276,8 @@ def forecasts(warm: np.ndarray, med: np.ndarray, period_max: int, day: int = 0
         # warm-up of 900 events with a peak at 288 tried 289 and overflowed the profile)
         top = min(peak + 1, n // MIN_PERIODS, period_max)
         lags = range(max(peak - 1, 2), top + 1) if peak else range(0)
-        if peak and abs(peak - day) <= DAY_TOLERANCE * day and day * MIN_PERIODS <= n:
+        if (peak and abs(peak - day) <= DAY_TOLERANCE * day and day * MIN_PERIODS <= n
+                and day <= period_max):  # a day longer than the profile is never one
             lags = range(day, day + 1)
         for lag in lags:
             phase = np.arange(n) % lag
@@ -536,8 +537,8 @@ def _univariate(warm: np.ndarray, med: np.ndarray, mode: np.ndarray, resid: np.n
     (the 1-99 % span is not 0), and whether its family only confirms (1): a clearly periodic
     channel is judged (``PERIODIC_SHARE``); with none, a channel that trends and does not
     wander is judged against a local trend (``trend``, ``TREND``); with neither, the channels
-    that may confirm (``_confirming``) do, a drifting one against a slow baseline; the rest
-    are left out."""
+    that may confirm (neither trending nor wandering while they drift, ``_shape``) do, a
+    drifting one against a slow baseline; the rest are left out."""
     strong = (np.mean(np.abs(resid), axis=0)
               <= PERIODIC_SHARE * np.mean(np.abs(warm - med), axis=0))
     judged = (mode == SEASONAL) & strong
@@ -887,15 +888,16 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
     local trend (TREND) never holds its deviation family: a held trend would be extrapolated
     from a stale level and slope, and an offline prototype that held it put 17-83 % of the
     normal events of a sawtooth, a noisy sine and a random walk at 0.9 or more. An event on a
-    ``weekend`` is judged against (and teaches) the weekend profile of a channel whose period
-    is a day (``daily``), the others against the profile."""
+    ``weekend`` is judged against the profile plus its block's weekend offset on a channel
+    whose period is a day (``daily``; the offset learns on the first two weekend days,
+    ``weekend_n``, and the profile the rest of the time)."""
     n, c = values.shape
     k = ring.shape[1]
     if hold_max < k:  # a run is confirmed after k events, already past the hold it may have
         sustained = 0.0
     z = np.empty((2, c))
     dev = np.empty(c)
-    young = np.zeros(c, dtype=np.bool_)  # channels whose young weekend profile learnt already
+    young = np.zeros(c, dtype=np.bool_)  # channels whose young weekend offset learnt already
     for i in range(n):
         r = rows[i]
         x = values[i]

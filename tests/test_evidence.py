@@ -558,6 +558,19 @@ def test_a_daily_profile_keeps_its_weekends_apart() -> None:
     assert int(bank.state.ev_daily[0, 0]) == 0
 
 
+def test_a_day_longer_than_the_profile_is_not_taken_as_the_period() -> None:
+    """At 295-second steps a day is 293 events, beyond ``period_max`` (288): a peak near it
+    in a warm-up of 1,000 events is not moved to it (its profile would overflow, as a lag
+    beyond ``period_max`` did)."""
+    t = MONDAY + 295.0 * np.arange(1200)
+    x = 3 * np.sin(2 * np.pi * np.arange(1200) / 288) + np.random.default_rng(6).normal(0, 1, 1200)
+    det = Detector(config(warmup=1000))
+    det.process_many([Event("d", float(a), (float(b),)) for a, b in zip(t, x, strict=True)])
+    (bank,) = det.banks.values()
+    assert 0 < int(bank.state.ev_period[0, 0]) <= 288 and int(bank.state.ev_daily[0, 0]) == 0
+    det.close()
+
+
 def test_a_weekend_offset_has_blocks_of_an_hour_or_of_at_least_12_events() -> None:
     """At 5-minute sampling one per hour; coarser, blocks of 12 events or more (an offset
     learnt from two weekend days' events of one phase is as noisy as two events)."""
