@@ -16,7 +16,10 @@ deviations out) and *variance* (the noise 3-4x larger for 150 rows). Scoring:
 files of a *daily* cycle at 5-minute sampling: a sine of period 288 rows and 3 noise standard
 deviations' amplitude under white noise, 2,880 rows (ten days), the incident planted between
 rows 1,000 and 2,600. A default warm-up cannot show that period; the late look for one
-(``evidence.late_period``, after 864 rows) can.
+(``evidence.late_period``, after 864 rows) can. ``--corpus single-weekly`` gives the same cycle
+with real timestamps from a Monday, four weeks long, its weekends 1.5 noise sd lower with
+0.6x the amplitude (a business metric), the incident planted between days 10 and 26: against
+one daily profile every weekend was a sustained change (``evidence.weekend``).
 
 The corpus was built to measure rules.EpisodeCarry (docs/evaluation.md section 9): before it,
 a single channel's shift alerted at its start and its new codes were learnt within 20-50
@@ -35,10 +38,12 @@ from neurogate.evaluation.labelled import Incident, LabelledStream
 
 KINDS = ("shift", "spike", "variance")
 CONDITIONS = ("white", "ar", "counts", "trend")
-ALONE = ("daily",)  # conditions only asked for by name, not in the pooled corpus
+ALONE = ("daily", "weekly")  # conditions only asked for by name, not in the pooled corpus
 ROWS = 1400
 DAY = 288  # rows of the daily condition's period (a day at 5-minute sampling)
 DAILY_ROWS = 10 * DAY
+WEEKLY_ROWS = 28 * DAY
+MONDAY = 1_704_067_200.0  # 2024-01-01T00:00:00Z, where the weekly condition starts
 NORMAL_START = 200
 T0 = 1_700_000_000.0
 STEP = 60.0
@@ -72,10 +77,14 @@ def generate(settings: SingleSettings | None = None) -> list[LabelledStream]:
 
 def _noise(condition: str, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """A normal series of ``condition`` and its noise's standard deviation."""
-    if condition == "daily":
+    if condition in ("daily", "weekly"):
+        rows = DAILY_ROWS if condition == "daily" else WEEKLY_ROWS
         phase = rng.uniform(0.0, 2.0 * np.pi)
-        wave = 3.0 * np.sin(2.0 * np.pi * np.arange(DAILY_ROWS) / DAY + phase)
-        return wave + rng.normal(0.0, 1.0, DAILY_ROWS), 1.0
+        wave = 3.0 * np.sin(2.0 * np.pi * np.arange(rows) / DAY + phase)
+        if condition == "weekly":  # days 5 and 6 of each week (from a Monday): a weekend
+            weekend = (np.arange(rows) // DAY) % 7 >= 5
+            wave = np.where(weekend, 0.6 * wave - 1.5, wave)
+        return wave + rng.normal(0.0, 1.0, rows), 1.0
     if condition == "white":
         return rng.normal(0.0, 1.0, ROWS), 1.0
     if condition == "ar":
@@ -91,8 +100,9 @@ def _noise(condition: str, rng: np.random.Generator) -> tuple[np.ndarray, float]
 
 def _file(k: int, condition: str, kind: str, rng: np.random.Generator) -> LabelledStream:
     x, sd = _noise(condition, rng)
-    daily = condition == "daily"
-    low, high = (1000, 2600) if daily else (450, 1000)
+    daily = condition in ("daily", "weekly")
+    low, high = {"daily": (1000, 2600), "weekly": (10 * DAY, 26 * DAY)}.get(condition,
+                                                                           (450, 1000))
     start = int(rng.integers(low, high - LENGTH))
     length = 1 if kind == "spike" else LENGTH
     seg = slice(start, start + length)
@@ -108,8 +118,10 @@ def _file(k: int, condition: str, kind: str, rng: np.random.Generator) -> Labell
     labels[seg] = 1
     incident = Incident(kind, 0, start, start + length - 1)
     step = 300.0 if daily else STEP
-    return LabelledStream(f"single-{k:02d}-{condition}-{kind}", T0 + step * np.arange(x.size),
-                          x[:, None], labels, (incident,), NORMAL_START, has_calendar=False)
+    start = MONDAY if condition == "weekly" else T0
+    return LabelledStream(f"single-{k:02d}-{condition}-{kind}", start + step * np.arange(x.size),
+                          x[:, None], labels, (incident,), NORMAL_START,
+                          has_calendar=condition == "weekly")
 
 
 # the corpus's figures for one detector: ``evaluate(streams, detector, feed_labels=...,

@@ -222,6 +222,25 @@ def test_daily_single_metric_files_hold_ten_days_and_an_incident_after_the_late_
         assert np.corrcoef(normal[:-half], normal[half:])[0, 1] < -0.7
 
 
+def test_weekly_single_metric_files_have_lower_weaker_weekends_and_real_timestamps() -> None:
+    """The weekly condition: four weeks at 5-minute sampling from a Monday (calendar time, so
+    the engine can tell weekends), the daily wave 1.5 noise sd lower and 0.6x as large on
+    Saturdays and Sundays, the incident between days 10 and 26."""
+    files = single.generate(single.SingleSettings(files=3, seed=3, condition="weekly"))
+    assert [s.name.split("-")[2:] for s in files] == [["weekly", k] for k in single.KINDS]
+    for s in files:
+        (incident,) = s.incidents
+        assert s.values.shape == (single.WEEKLY_ROWS, 1) and s.has_calendar
+        assert s.ts[0] == single.MONDAY and np.diff(s.ts).tolist() == [300.0] * (s.ts.size - 1)
+        assert 10 * single.DAY <= incident.start and incident.end < 26 * single.DAY
+        day = np.arange(s.ts.size) // single.DAY
+        normal = (s.labels == 0)
+        weekday = normal & (day % 7 < 5)
+        weekend = normal & (day % 7 >= 5)
+        assert s.values[weekday, 0].mean() - s.values[weekend, 0].mean() > 1.2
+        assert s.values[weekday, 0].std() > s.values[weekend, 0].std() + 0.3
+
+
 def test_a_single_metric_shift_stays_ranked_while_it_lasts(tmp_path: Path) -> None:
     """A single channel's level shift alerted at its start and its new codes were learnt
     within tens of events (shift-only ROC-AUC 0.62 on these 12 files, fixed codes); the episode
