@@ -118,8 +118,8 @@ def _file(k: int, condition: str, kind: str, rng: np.random.Generator) -> Labell
     labels[seg] = 1
     incident = Incident(kind, 0, start, start + length - 1)
     step = 300.0 if daily else STEP
-    start = MONDAY if condition == "weekly" else T0
-    return LabelledStream(f"single-{k:02d}-{condition}-{kind}", start + step * np.arange(x.size),
+    t0 = MONDAY if condition == "weekly" else T0
+    return LabelledStream(f"single-{k:02d}-{condition}-{kind}", t0 + step * np.arange(x.size),
                           x[:, None], labels, (incident,), NORMAL_START,
                           has_calendar=condition == "weekly")
 

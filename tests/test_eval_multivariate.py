@@ -232,9 +232,9 @@ def test_weekly_single_metric_files_have_lower_weaker_weekends_and_real_timestam
         (incident,) = s.incidents
         assert s.values.shape == (single.WEEKLY_ROWS, 1) and s.has_calendar
         assert s.ts[0] == single.MONDAY and np.diff(s.ts).tolist() == [300.0] * (s.ts.size - 1)
-        assert 10 * single.DAY <= incident.start and incident.end < 26 * single.DAY
+        assert incident.start >= 10 * single.DAY and incident.end < 26 * single.DAY
         day = np.arange(s.ts.size) // single.DAY
-        normal = (s.labels == 0)
+        normal = s.labels == 0
         weekday = normal & (day % 7 < 5)
         weekend = normal & (day % 7 >= 5)
         assert s.values[weekday, 0].mean() - s.values[weekend, 0].mean() > 1.2
