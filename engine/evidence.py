@@ -116,10 +116,10 @@ BASELINE, SEASONAL, NONE, TREND = range(4)
 TREND_GAIN = 0.02
 TREND_SLOPE = 0.05
 # A seasonal channel whose period is a day of its source's timestamps (within this share;
-# ``evidence.weekend``) keeps a second profile for Saturdays and Sundays (UTC, as the calendar
-# buckets of the pattern codes): a weekend that differs from the weekdays was a sustained change
-# against one daily profile, every week, and what the profile learnt from it was wrong on
-# Mondays.
+# ``evidence.weekend``) is given exactly a day's period and a weekend offset for Saturdays and
+# Sundays (UTC, as the calendar buckets of the pattern codes): a weekend that differs from the
+# weekdays was a sustained change against one daily profile, every week, and what the profile
+# learnt from it was wrong on Mondays.
 DAY = 86400.0
 DAY_TOLERANCE = 0.05
 # The weekend offset is one value per block of the day: an hour, or at least WEEKEND_EVENTS
@@ -314,8 +314,8 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
     base = med.copy()
     st.ev_slope[rows] = 0.0  # type: ignore[attr-defined]
     for j, r in enumerate(rows.tolist()):
-        mode, per, profile, resid[j] = forecasts(clipped[j], med[j], period_max,
-                                                 _day(st, r, settings))
+        day = _day(st, r, settings)
+        mode, per, profile, resid[j] = forecasts(clipped[j], med[j], period_max, day)
         mode = np.where(span[j] > 0, mode, NONE)  # constant through the warm-up: below
         st.ev_confirm[r] = 0  # type: ignore[attr-defined]
         if periodic_only:  # only a clearly periodic channel is judged (module docstring)
@@ -331,7 +331,7 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
         st.ev_mode[r], st.ev_period[r] = mode, per  # type: ignore[attr-defined]
         st.ev_profile[r] = profile  # type: ignore[attr-defined]
         st.ev_daily[r] = 0  # type: ignore[attr-defined]
-        _weekends(st, r, mode == SEASONAL, _day(st, r, settings))
+        _weekends(st, r, mode == SEASONAL, day)
         _last_period(st.ev_recent[r], clipped[j], mode, per, resid[j])  # type: ignore[attr-defined]
     rmad = np.median(np.abs(resid), axis=1) * MAD_SIGMA
     spread = np.maximum(np.where(np.isfinite(rmad), rmad, 0.0), floor)
@@ -475,8 +475,8 @@ def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
     med, span, floor, clipped = _clip_warm(series)
     changed = []
     for j, r in enumerate(rows.tolist()):
-        mode, per, profile, resid = forecasts(clipped[j], med[j], settings.period_max,
-                                              _day(st, r, settings))
+        day = _day(st, r, settings)
+        mode, per, profile, resid = forecasts(clipped[j], med[j], settings.period_max, day)
         mode = np.where(span[j] > 0, mode, NONE)
         if periodic_only:
             mode, _ = _univariate(clipped[j], med[j], mode, resid, span[j] > 0, settings.confirm)
@@ -498,7 +498,7 @@ def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
         current[switch] = SEASONAL
         st.ev_period[r, switch] = per[switch]  # type: ignore[attr-defined]
         st.ev_profile[r][:, switch] = profile[:, switch]  # type: ignore[attr-defined]
-        _weekends(st, r, switch, _day(st, r, settings))
+        _weekends(st, r, switch, day)
         st.ev_recent[r][:, switch] = recent[:, switch]  # type: ignore[attr-defined]
         st.ev_spread[r, switch] = spread[switch]  # type: ignore[attr-defined]
         st.ev_floor[r, switch] = floor[j, switch]  # type: ignore[attr-defined]
@@ -543,8 +543,9 @@ def _univariate(warm: np.ndarray, med: np.ndarray, mode: np.ndarray, resid: np.n
               <= PERIODIC_SHARE * np.mean(np.abs(warm - med), axis=0))
     judged = (mode == SEASONAL) & strong
     trends, wanders, _, _ = _shape(warm, med)
-    if trend and not judged.any() and (trends & ~wanders & varies).any():
-        return np.where(trends & ~wanders & varies, TREND, NONE), 0
+    follows = trends & ~wanders & varies  # judged against a local trend (``trend``)
+    if trend and not judged.any() and follows.any():
+        return np.where(follows, TREND, NONE), 0
     confirming = ~trends & ~((mode == NONE) & wanders) & varies
     if confirm and not judged.any() and confirming.any():
         return np.where(confirming, np.where(mode == NONE, BASELINE, mode), NONE), 1
@@ -898,6 +899,7 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
     z = np.empty((2, c))
     dev = np.empty(c)
     young = np.zeros(c, dtype=np.bool_)  # channels whose young weekend offset learnt already
+    offset = np.zeros(c)  # each channel's weekend offset as the event was scored
     for i in range(n):
         r = rows[i]
         x = values[i]
@@ -925,22 +927,22 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                 # a whole number of events slips against the profile, not against the last
                 # period (a clean sine of period 37.7: 115 false flags in 2,800 events)
                 ph = t[r] % period[r, ch]
-                on_weekend = weekend[i] and daily[r, ch] > 0
-                blocks = _blocks(period[r, ch])
-                hour = ph * blocks // period[r, ch]
-                offset = weekend_offset[r, hour, ch] if on_weekend else 0.0
-                dev[ch] = x[ch] - profile[r, ph, ch] - offset
+                offset[ch] = 0.0
+                if weekend[i] and daily[r, ch] > 0:
+                    blocks = _blocks(period[r, ch])
+                    hour = ph * blocks // period[r, ch]
+                    offset[ch] = weekend_offset[r, hour, ch]
+                    young[ch] = weekend_n[r, hour, ch] < WEEKEND_DAYS * period[r, ch] // blocks
+                    if young[ch]:  # a young offset learns whether or not the family holds
+                        lim = CLIP * spread[r, ch]
+                        step = x[ch] - profile[r, ph, ch] - offset[ch]
+                        weekend_n[r, hour, ch] += 1  # the running mean of its residuals
+                        weekend_offset[r, hour, ch] += min(max(step, -lim), lim) / weekend_n[
+                            r, hour, ch]
+                dev[ch] = x[ch] - profile[r, ph, ch] - offset[ch]
                 if abs(x[ch] - recent[r, ph, ch]) < abs(dev[ch]):
                     dev[ch] = x[ch] - recent[r, ph, ch]
                 recent[r, ph, ch] = x[ch]
-                young[ch] = on_weekend and weekend_n[r, hour, ch] < (
-                    WEEKEND_DAYS * period[r, ch] // blocks)
-                if young[ch]:  # a young weekend offset learns whether or not the family holds
-                    lim = CLIP * spread[r, ch]
-                    step = x[ch] - profile[r, ph, ch] - offset
-                    weekend_n[r, hour, ch] += 1  # the running mean of its residuals
-                    weekend_offset[r, hour, ch] += min(max(step, -lim), lim) / weekend_n[
-                        r, hour, ch]
             elif m == TREND:
                 dev[ch] = x[ch] - (base[r, ch] + slope[r, ch])
             else:
@@ -1038,10 +1040,7 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                         # the profile learns every day, a weekend day against the profile
                         # plus its offset (learnt while young, above): a drifting level is
                         # followed through the weekend, and the weekend is not learnt as one
-                        offset = (weekend_offset[
-                            r, ph * _blocks(period[r, ch]) // period[r, ch], ch]
-                            if weekend[i] and daily[r, ch] else 0.0)
-                        step = x[ch] - profile[r, ph, ch] - offset
+                        step = x[ch] - profile[r, ph, ch] - offset[ch]
                         profile[r, ph, ch] += min(1.0, rate * period[r, ch]) * min(
                             max(step, -lim), lim)
                     elif mode[r, ch] == TREND and d == d:
