@@ -100,11 +100,12 @@ def warmup_range(warm: np.ndarray, margin: float,
 # (``ev_stuck`` 0: never judged), Suppression's episode (``sup_bits`` 0: none open) and the
 # values kept for the late look for a period (``ev_late`` NaN: none kept, so no look) and a
 # local trend's slope (``ev_slope``: read only for a channel judged against a local trend) and
-# a daily profile's weekend offsets (``ev_daily`` 0: none, ``ev_weekend``, ``ev_weekend_n``).
+# a daily profile's weekend offsets (``ev_daily`` 0: none, ``ev_weekend``, ``ev_weekend_n``)
+# and its clock (``ev_origin`` -1: taken from the next event, where its phases now hold).
 ADDED_LATER = frozenset({"ev_related", "ev_run", "ev_run_w", "ev_run_n", "ev_last", "ev_reps",
                          "ev_stuck", "ev_recent", "ev_confirm", "ep_level", "ep_n",
                          "ep_low", "sup_bits", "sup_quiet", "ev_late", "ev_slope",
-                         "ev_weekend", "ev_weekend_n", "ev_daily"})
+                         "ev_weekend", "ev_weekend_n", "ev_daily", "ev_origin"})
 
 
 class Bank:

@@ -55,6 +55,17 @@ def weekend(ts: np.ndarray, has_calendar: np.ndarray) -> np.ndarray:
     return out
 
 
+def clock(ts: np.ndarray, has_calendar: np.ndarray) -> np.ndarray:
+    """Seconds into the UTC day of each timestamp; NaN where it has no calendar.
+
+    >>> clock(np.array([86400.0 + 90.0, 5.0]), np.array([True, False]))
+    array([90., nan])
+    """
+    ok = has_calendar & np.isfinite(ts)
+    out: np.ndarray = np.where(ok, np.where(ok, ts, 0.0) % 86400.0, np.nan)
+    return out
+
+
 def stream_bases(namespace: str, count: int) -> np.ndarray:
     """One 64-bit base per stream of an encoder namespace (the encoder version)."""
     ns = text_hash64(namespace)

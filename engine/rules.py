@@ -86,6 +86,7 @@ class ScoreContext:
     deviation: bool = False  # the deviation family applies (evidence.deviation; a univariate
     # source judges only a clearly periodic channel)
     weekend: np.ndarray | None = None  # each event on a Saturday or Sunday (UTC; None: none)
+    clock: np.ndarray | None = None  # each event's seconds into the UTC day (NaN, None: none)
     score: np.ndarray = field(init=False)
     extreme: np.ndarray = field(init=False)
     suppressed: np.ndarray = field(init=False)
@@ -173,6 +174,8 @@ class CalibratedEvidence:
         confirm = st.ev_confirm[ctx.rows] == 1  # per event: a late look may end it (below)
         weekend = (np.zeros(n, dtype=np.bool_) if ctx.weekend is None
                    else np.ascontiguousarray(ctx.weekend, dtype=np.bool_))
+        clock = (np.full(n, np.nan) if ctx.clock is None
+                 else np.ascontiguousarray(ctx.clock, dtype=np.float64))
         begin = 0
         for look in [*self._late_looks(ctx), None]:
             end = n if look is None else look
@@ -183,7 +186,7 @@ class CalibratedEvidence:
                 st.ev_base, st.ev_slope, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_mode,
                 st.ev_period, st.ev_profile, st.ev_recent, st.ev_weekend,
                 st.ev_weekend_n, st.ev_daily,
-                weekend[part], st.ev_t, st.ev_hist,
+                weekend[part], clock[part], st.ev_origin, st.ev_t, st.ev_hist,
                 st.ev_total, st.ev_held, st.ev_run, st.ev_run_w, st.ev_run_n, mu, cov, prec,
                 related, last, reps, stuck, ev.rate, ev.ridge, ev.refresh,
                 float(ev.tail_memory), ev.hold, ev.hold_max, ev.sustained, evidence.WIDTH,

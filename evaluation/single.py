@@ -20,6 +20,10 @@ rows 1,000 and 2,600. A default warm-up cannot show that period; the late look f
 with real timestamps from a Monday, four weeks long, its weekends 1.5 noise sd lower with
 0.6x the amplitude (a business metric), the incident planted between days 10 and 26: against
 one daily profile every weekend was a sustained change (``evidence.weekend``).
+``--corpus single-gaps`` gives the weekly files as a feed delivers them: OUTAGES gaps of 10
+minutes to 6 hours after the third day (never inside the incident), and every timestamp off
+its 5-minute mark by up to JITTER seconds; a daily profile counted in events slipped against
+the day at each gap (the profile's phase is read from the clock now).
 
 The corpus was built to measure rules.EpisodeCarry (docs/evaluation.md section 9): before it,
 a single channel's shift alerted at its start and its new codes were learnt within 20-50
@@ -38,12 +42,15 @@ from neurogate.evaluation.labelled import Incident, LabelledStream
 
 KINDS = ("shift", "spike", "variance")
 CONDITIONS = ("white", "ar", "counts", "trend")
-ALONE = ("daily", "weekly")  # conditions only asked for by name, not in the pooled corpus
+ALONE = ("daily", "weekly", "gaps")  # conditions only asked for by name, not in the pooled corpus
 ROWS = 1400
 DAY = 288  # rows of the daily condition's period (a day at 5-minute sampling)
 DAILY_ROWS = 10 * DAY
 WEEKLY_ROWS = 28 * DAY
 MONDAY = 1_704_067_200.0  # 2024-01-01T00:00:00Z, where the weekly condition starts
+OUTAGES = 4  # gaps in the feed of the gaps condition, each GAP_ROWS long
+GAP_ROWS = (2, 72)  # 10 minutes to 6 hours at 5-minute sampling
+JITTER = 30.0
 NORMAL_START = 200
 T0 = 1_700_000_000.0
 STEP = 60.0
@@ -77,11 +84,11 @@ def generate(settings: SingleSettings | None = None) -> list[LabelledStream]:
 
 def _noise(condition: str, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """A normal series of ``condition`` and its noise's standard deviation."""
-    if condition in ("daily", "weekly"):
+    if condition in ALONE:
         rows = DAILY_ROWS if condition == "daily" else WEEKLY_ROWS
         phase = rng.uniform(0.0, 2.0 * np.pi)
         wave = 3.0 * np.sin(2.0 * np.pi * np.arange(rows) / DAY + phase)
-        if condition == "weekly":  # days 5 and 6 of each week (from a Monday): a weekend
+        if condition != "daily":  # days 5 and 6 of each week (from a Monday): a weekend
             weekend = (np.arange(rows) // DAY) % 7 >= 5
             wave = np.where(weekend, 0.6 * wave - 1.5, wave)
         return wave + rng.normal(0.0, 1.0, rows), 1.0
@@ -100,9 +107,10 @@ def _noise(condition: str, rng: np.random.Generator) -> tuple[np.ndarray, float]
 
 def _file(k: int, condition: str, kind: str, rng: np.random.Generator) -> LabelledStream:
     x, sd = _noise(condition, rng)
-    daily = condition in ("daily", "weekly")
-    low, high = {"daily": (1000, 2600), "weekly": (10 * DAY, 26 * DAY)}.get(condition,
-                                                                           (450, 1000))
+    daily = condition in ALONE
+    weekly = (10 * DAY, 26 * DAY)
+    low, high = {"daily": (1000, 2600), "weekly": weekly, "gaps": weekly}.get(condition,
+                                                                             (450, 1000))
     start = int(rng.integers(low, high - LENGTH))
     length = 1 if kind == "spike" else LENGTH
     seg = slice(start, start + length)
@@ -116,12 +124,33 @@ def _file(k: int, condition: str, kind: str, rng: np.random.Generator) -> Labell
         x = np.maximum(np.round(x), 0.0)
     labels = np.zeros(x.size, dtype=np.int8)
     labels[seg] = 1
-    incident = Incident(kind, 0, start, start + length - 1)
     step = 300.0 if daily else STEP
-    t0 = MONDAY if condition == "weekly" else T0
-    return LabelledStream(f"single-{k:02d}-{condition}-{kind}", t0 + step * np.arange(x.size),
-                          x[:, None], labels, (incident,), NORMAL_START,
-                          has_calendar=condition == "weekly")
+    t0 = MONDAY if condition in ("weekly", "gaps") else T0
+    ts = t0 + step * np.arange(x.size)
+    if condition == "gaps":
+        ts += rng.uniform(-JITTER, JITTER, x.size)
+        keep = _outages(x.size, seg, rng)
+        x, labels, ts = x[keep], labels[keep], ts[keep]
+        start = int(np.flatnonzero(labels)[0])
+    incident = Incident(kind, 0, start, start + length - 1)
+    return LabelledStream(f"single-{k:02d}-{condition}-{kind}", ts, x[:, None], labels,
+                          (incident,), NORMAL_START, has_calendar=condition in ("weekly", "gaps"))
+
+
+def _outages(rows: int, incident: slice, rng: np.random.Generator) -> np.ndarray:
+    """Which of ``rows`` a feed with OUTAGES gaps delivers: gaps of GAP_ROWS after the third
+    day, none touching the ``incident`` or another gap."""
+    keep = np.ones(rows, dtype=bool)
+    placed = 0
+    while placed < OUTAGES:
+        length = int(rng.integers(GAP_ROWS[0], GAP_ROWS[1] + 1))
+        begin = int(rng.integers(3 * DAY, rows - length))
+        span = slice(begin - 1, begin + length + 1)  # a delivered row on either side
+        if not keep[span].all() or begin + length >= incident.start and begin <= incident.stop:
+            continue
+        keep[begin : begin + length] = False
+        placed += 1
+    return keep
 
 
 # the corpus's figures for one detector: ``evaluate(streams, detector, feed_labels=...,

@@ -241,6 +241,28 @@ def test_weekly_single_metric_files_have_lower_weaker_weekends_and_real_timestam
         assert s.values[weekday, 0].std() > s.values[weekend, 0].std() + 0.3
 
 
+def test_gaps_single_metric_files_are_the_weekly_ones_with_outages_and_jittered_times() -> None:
+    """The gaps condition: the weekly files as a feed delivers them, OUTAGES gaps of 10 minutes
+    to 6 hours after the third day and never inside the incident, each time within JITTER
+    seconds of its 5-minute mark, the incident's rows and labels where its values are."""
+    files = single.generate(single.SingleSettings(files=3, seed=3, condition="gaps"))
+    assert [s.name.split("-")[2:] for s in files] == [["gaps", k] for k in single.KINDS]
+    for s in files:
+        (incident,) = s.incidents
+        assert s.has_calendar
+        marks = np.round((s.ts - single.MONDAY) / 300.0)  # each row's 5-minute mark
+        assert np.abs(s.ts - single.MONDAY - 300.0 * marks).max() <= single.JITTER
+        missing = np.diff(marks) - 1
+        assert (missing > 0).sum() == single.OUTAGES
+        low, high = single.GAP_ROWS
+        assert missing[missing > 0].min() >= low and missing.max() <= high
+        assert marks[np.flatnonzero(missing)[0]] >= 3 * single.DAY - 1
+        assert s.values.shape[0] == single.WEEKLY_ROWS - missing.sum()
+        rows = np.flatnonzero(s.labels)
+        assert (rows[0], rows[-1]) == (incident.start, incident.end)
+        assert np.all(np.diff(marks[rows]) == 1)  # no gap inside the incident
+
+
 def test_a_single_metric_shift_stays_ranked_while_it_lasts(tmp_path: Path) -> None:
     """A single channel's level shift alerted at its start and its new codes were learnt
     within tens of events (shift-only ROC-AUC 0.62 on these 12 files, fixed codes); the episode
