@@ -27,7 +27,8 @@ from neurogate.evaluation import tune_cli
 # evaluation/sensors.py's VARIANTS and evaluation/single.py's CONDITIONS, named here so the
 # command line starts without numpy
 SENSOR_VARIANTS = ("logged", "setpoint", "units", "polled")
-SINGLE_CONDITIONS = ("white", "ar", "counts", "trend", "daily", "weekly", "gaps")
+SINGLE_CONDITIONS = ("white", "ar", "counts", "trend", "daily", "weekly", "gaps",
+                     "minutely")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -124,7 +125,8 @@ def _register_multivariate(es: argparse._SubParsersAction) -> None:  # type: ign
                     "AR(1), counts, a trend) with a shift, a spike or a variance burst; "
                     "single-white, -ar, -counts, -trend: files of one of them; single-daily: "
                     "a daily cycle at 5-minute sampling, ten days; single-weekly: the same with "
-                    "weekends, four weeks; single-gaps: those with outages and jittered times "
+                    "weekends, four weeks; single-gaps: those with outages and jittered times; "
+                    "single-minutely: the weekly cycle at 1-minute sampling, two weeks "
                     "(evaluation/single.py); daily: "
                     "24 files of four channels of one daily cycle (evaluation/daily.py)")
     mv.add_argument("--seed", type=int,

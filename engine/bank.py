@@ -101,11 +101,14 @@ def warmup_range(warm: np.ndarray, margin: float,
 # values kept for the late look for a period (``ev_late`` NaN: none kept, so no look) and a
 # local trend's slope (``ev_slope``: read only for a channel judged against a local trend) and
 # a daily profile's weekend offsets (``ev_daily`` 0: none, ``ev_weekend``, ``ev_weekend_n``)
-# and its clock (``ev_origin`` -1: taken from the next event, where its phases now hold).
+# and its clock (``ev_origin`` -1: taken from the next event, where its phases now hold;
+# ``ev_per_slot`` 1: an event per phase), and the look at a day of a source sampled faster
+# (``ev_day0`` NO_DAY_LOOK: none, as before it; ``ev_days``).
 ADDED_LATER = frozenset({"ev_related", "ev_run", "ev_run_w", "ev_run_n", "ev_last", "ev_reps",
                          "ev_stuck", "ev_recent", "ev_confirm", "ep_level", "ep_n",
                          "ep_low", "sup_bits", "sup_quiet", "ev_late", "ev_slope",
-                         "ev_weekend", "ev_weekend_n", "ev_daily", "ev_origin"})
+                         "ev_weekend", "ev_weekend_n", "ev_daily", "ev_origin", "ev_per_slot",
+                         "ev_days", "ev_day0"})
 
 
 class Bank:
@@ -150,11 +153,11 @@ class Bank:
         self.relation = ev.relation and c >= 2
         self.deviation = ev.deviation
         self.periodic_only = c < ev.deviation_channels  # deviation judges periodic channels only
-        late = (evidence.MIN_PERIODS * ev.period_max - config.warmup  # rules.CalibratedEvidence
-                if ev.calibrate and self.deviation and ev.late_period else 0)
+        looks = ev.calibrate and self.deviation and ev.late_period  # rules.CalibratedEvidence
+        late = evidence.MIN_PERIODS * ev.period_max - config.warmup if looks else 0
         specs.update(evidence.state_specs(c, ev.smoothing * evidence.LONG, self.relation,
                                           ev.period_max if self.deviation else 0,
-                                          max(late, 0)))
+                                          max(late, 0), looks and ev.weekend))
         if config.neuronet.enabled:
             specs["res"] = ((config.neuronet.reservoir, c), np.float32, 0.0)
             specs["res_n"] = ((), np.int64, 0)

@@ -37,7 +37,14 @@ from neurogate.engine.evidence import (
 from neurogate.engine.gcpause import collector_paused
 from neurogate.engine.keys import NCOLS
 from neurogate.engine.labels import Label, LabelMemory, learn_labels
-from neurogate.engine.patterns import TRI, TRICTX, calendar_bucket, clock, pattern_keys, weekend
+from neurogate.engine.patterns import (
+    TRI,
+    TRICTX,
+    calendar_bucket,
+    calendar_times,
+    pattern_keys,
+    weekend,
+)
 from neurogate.engine.posterior import ClassEvidence, explain, log_odds
 from neurogate.engine.scoring import stream_probabilities, top_k_mean
 from neurogate.engine.shadow import Lifecycle
@@ -874,7 +881,7 @@ class Detector:
         ctx = rules.run(self._rules, rules.ScoreContext(
             bank.state, s.rows, p.groups, s.values, top_k_mean(surprise[:, cols], cfg.top_k),
             float(np.log(np.median(lc.vocab[cols]))), bank.relation, bank.deviation,
-            weekend(s.ts, s.has_cal), clock(s.ts, s.has_cal)))
+            weekend(s.ts, s.has_cal), calendar_times(s.ts, s.has_cal)))
         flagged = ctx.flagged
         out.score[target] = ctx.score
         out.extreme[target] = ctx.extreme

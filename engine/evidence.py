@@ -171,16 +171,24 @@ STUCK = -2
 # this share 0.858 (flow in steps of 1 sd: 0.725 -> 0.866); 0.01 gives the same.
 STUCK_SHARE = 0.02
 MIN_RELATED = 2  # channels the relation family must judge for a source to have the family
+NO_DAY_LOOK = -2  # ``ev_day0`` of a source with no day look to make (``day_start``)
+# ``ev_daily`` of a daily profile whose slots hold several events each (``day_start``): an
+# event is not judged against the last period's value at its phase, which is the previous
+# event of its slot there (a 4-sd shift at 1-minute sampling then scored as normal after its
+# first minute: 12 generated files' shifts ROC-AUC 0.58-0.90)
+SLOTS = 2
 
 
 def state_specs(channels: int, smoothing: int, relation: bool, period_max: int = 0,
-                late: int = 0) -> dict[str, tuple[tuple[int, ...], type, float]]:
+                late: int = 0, day_look: bool = False
+                ) -> dict[str, tuple[tuple[int, ...], type, float]]:
     """Per-source arrays the families keep (added to the bank's state, saved in snapshots).
     Bytes per source: 8 * (5C + 2 K C + 2 NFAM * BINS/2 ...) -- see docs/operations.md; the
     deviation family's seasonal profiles and last periods add 16 * period_max * C (bounded by
     the setting), a daily profile's weekend offsets 16 * WEEKEND_BLOCKS * C, the
     open run of unusual events 16 * 2 K + 16 (K = ``smoothing``, the ring's length), and the
-    values kept for the late look for a period (``late_start``) 8 * ``late`` * C."""
+    values kept for the late look for a period (``late_start``) 8 * ``late`` * C, and with
+    ``day_look`` the events kept for the look at a day (``day_start``) 4 * 3 period_max * C."""
     c = channels
     specs: dict[str, tuple[tuple[int, ...], type, float]] = {
         "ev_mode": ((c,), np.int64, BASELINE),
@@ -193,8 +201,9 @@ def state_specs(channels: int, smoothing: int, relation: bool, period_max: int =
         "ev_weekend_n": ((WEEKEND_BLOCKS, c), np.int64, 0),
         "ev_daily": ((c,), np.int64, 0),  # 1: the channel's period is a day (``_weekends``)
         # a daily profile's phase by the clock: its slot of the day at phase 0 (-1: taken from
-        # the next event with a time)
+        # the next event with a time), and the events a slot of it has a day (``day_start``)
         "ev_origin": ((), np.int64, -1),
+        "ev_per_slot": ((), np.float64, 1.0),
         "ev_base": ((c,), np.float64, 0.0),
         "ev_slope": ((c,), np.float64, 0.0),  # a local trend's slope per event (TREND)
         "ev_spread": ((c,), np.float64, 1.0),
@@ -213,6 +222,13 @@ def state_specs(channels: int, smoothing: int, relation: bool, period_max: int =
     }
     if late > 0:  # the events after the warm-up, until the late look (NaN: not kept)
         specs["ev_late"] = ((late, c), np.float64, np.nan)
+    if day_look and period_max > 0:
+        # a source sampled faster than a day in period_max events: one event per slot of its
+        # first MIN_PERIODS whole days, in single precision (a profile of noisy values; 3.4
+        # instead of 6.8 KB per channel), NaN: none yet; and the first day's number (UTC days
+        # since the epoch; NO_DAY_LOOK: none to look at, or looked already; ``day_start``)
+        specs["ev_days"] = ((MIN_PERIODS * max(period_max, 1), c), np.float32, np.nan)
+        specs["ev_day0"] = ((), np.int64, NO_DAY_LOOK)
     if relation and c >= 2:
         specs["ev_mu"] = ((c,), np.float64, 0.0)
         specs["ev_cov"] = ((c, c), np.float64, 0.0)
@@ -317,6 +333,7 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
     resid = np.empty_like(clipped)
     base = med.copy()
     st.ev_slope[rows] = 0.0  # type: ignore[attr-defined]
+    st.ev_per_slot[rows] = 1.0  # type: ignore[attr-defined]
     for j, r in enumerate(rows.tolist()):
         day = _day(st, r, settings)
         mode, per, profile, resid[j] = forecasts(clipped[j], med[j], period_max, day)
@@ -336,6 +353,10 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
         st.ev_profile[r] = profile  # type: ignore[attr-defined]
         st.ev_daily[r] = 0  # type: ignore[attr-defined]
         _weekends(st, r, mode == SEASONAL, day)
+        if "ev_day0" in st.arrays:  # type: ignore[attr-defined]
+            st.ev_days[r] = np.nan  # type: ignore[attr-defined]
+            st.ev_day0[r] = (math.floor(st.warm_ts[r, -1] / DAY) + 1  # type: ignore[attr-defined]
+                             if day > period_max > 0 else NO_DAY_LOOK)
         _last_period(st.ev_recent[r], clipped[j], mode, per, resid[j])  # type: ignore[attr-defined]
     rmad = np.median(np.abs(resid), axis=1) * MAD_SIGMA
     spread = np.maximum(np.where(np.isfinite(rmad), rmad, 0.0), floor)
@@ -466,7 +487,8 @@ def _seed_deviation(state: object, r: int, resid: np.ndarray, spread: np.ndarray
 
 
 def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
-               periodic_only: bool) -> np.ndarray:
+               periodic_only: bool, series: np.ndarray | None = None, day: int = 0
+               ) -> np.ndarray:
     """The late look for a period (``late_period``) of ``rows`` that have just seen
     ``MIN_PERIODS * period_max`` events: their warm-up and the events kept since
     (``ev_late``) are read as one longer warm-up. On a univariate source (``periodic_only``)
@@ -477,10 +499,12 @@ def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
     restarts from those events (``seed_weight``); the other families are untouched. A source
     with nothing to change is left as it was. Generated daily cycles at 5-minute sampling
     (``eval multivariate --corpus single-daily``, ``daily``): see docs/evaluation.md section 9.
+    ``day_start`` gives its own ``series`` [r, n, C] and ``day`` (0: each source's own).
     Returns the rows that changed."""
     st = state
     k = settings.smoothing * LONG
-    series = np.concatenate([st.warm[rows], st.ev_late[rows]], axis=1)  # type: ignore[attr-defined]
+    if series is None:
+        series = np.concatenate([st.warm[rows], st.ev_late[rows]], axis=1)  # type: ignore[attr-defined]
     looked = np.isfinite(series).all(axis=(1, 2))
     if periodic_only:  # a univariate source whose warm-up found its period has nothing to look for
         looked &= ~(st.ev_mode[rows] == SEASONAL).any(axis=1)  # type: ignore[attr-defined]
@@ -488,8 +512,8 @@ def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
     med, span, floor, clipped = _clip_warm(series)
     changed = []
     for j, r in enumerate(rows.tolist()):
-        day = _day(st, r, settings)
-        mode, per, profile, resid = forecasts(clipped[j], med[j], settings.period_max, day)
+        mode, per, profile, resid = forecasts(clipped[j], med[j], settings.period_max,
+                                              day or _day(st, r, settings))
         mode = np.where(span[j] > 0, mode, NONE)
         if periodic_only:
             mode, _ = _univariate(clipped[j], med[j], mode, resid, span[j] > 0, settings.confirm)
@@ -501,6 +525,8 @@ def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
         spread = np.maximum(np.median(np.abs(resid), axis=0) * MAD_SIGMA, floor[j])
         if not periodic_only and "ev_prec" in st.arrays:  # type: ignore[attr-defined]
             switch &= ~_closer(st.ev_prec[r], st.ev_related[r], spread)  # type: ignore[attr-defined]
+        if day:  # ``day_start``: its slots are a day's, a shorter period's are not events
+            switch &= per == day
         if not switch.any():
             continue
         changed.append(r)
@@ -511,7 +537,7 @@ def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
         current[switch] = SEASONAL
         st.ev_period[r, switch] = per[switch]  # type: ignore[attr-defined]
         st.ev_profile[r][:, switch] = profile[:, switch]  # type: ignore[attr-defined]
-        _weekends(st, r, switch, day)
+        _weekends(st, r, switch, day or _day(st, r, settings))
         st.ev_recent[r][:, switch] = recent[:, switch]  # type: ignore[attr-defined]
         st.ev_spread[r, switch] = spread[switch]  # type: ignore[attr-defined]
         st.ev_floor[r, switch] = floor[j, switch]  # type: ignore[attr-defined]
@@ -530,6 +556,49 @@ def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
             _seed_deviation(st, r, z * st.ev_spread[r], st.ev_spread[r], settings,  # type: ignore[attr-defined]
                             switch | (current == BASELINE))
     return np.array(changed, dtype=np.int64)
+
+
+def day_slots(ts: np.ndarray, slots: int) -> np.ndarray:
+    """Each time's slot counted from the epoch, ``slots`` to a UTC day, a time belonging to
+    the slot it is nearest the start of (as the kernel's phase of a daily profile): its day
+    is ``// slots``, its slot of the day ``% slots``.
+
+    >>> day_slots(np.array([0.0, 149.0, 151.0, 86399.0]), 288).tolist()
+    [0, 0, 1, 288]
+    """
+    out: np.ndarray = np.floor(ts * (slots / DAY) + 0.5).astype(np.int64)
+    return out
+
+
+def day_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
+              periodic_only: bool) -> np.ndarray:
+    """The look at a day of ``rows`` sampled faster than a day in ``period_max`` events (one
+    minute, 30 seconds), which no warm-up or late look can show: once they have seen
+    MIN_PERIODS whole UTC days, the events they kept, one per slot of ``period_max`` to a day
+    (``ev_days``, each the first in its slot: a 5-minute series of the same noise), are read
+    as the late look reads its events, with a day of ``period_max`` slots. A channel that
+    changes (``late_start``) is judged against a daily profile of those slots, each event
+    against the slot of its time (``ev_origin`` 0). A slot no event reached (a gap in the
+    feed) is interpolated from its neighbours; with more than a third of them empty the source
+    is not looked at. Each source looks once. Returns the rows that changed."""
+    st = state
+    days = st.ev_days[rows].astype(np.float64)  # type: ignore[attr-defined]  # [r, 3 slots, C]
+    st.ev_day0[rows] = NO_DAY_LOOK  # type: ignore[attr-defined]
+    slots = days.shape[1] // MIN_PERIODS
+    full = np.isfinite(days).mean(axis=1).min(axis=1) >= 2 / 3
+    rows, days = rows[full], days[full]
+    at = np.arange(days.shape[1])
+    for j in range(rows.size):
+        for ch in range(days.shape[2]):
+            seen = np.isfinite(days[j, :, ch])
+            days[j, :, ch] = np.interp(at, at[seen], days[j, seen, ch])
+    changed = late_start(st, rows, settings, periodic_only, days, slots)
+    st.ev_origin[changed] = 0  # type: ignore[attr-defined]  # its profile's slots are the day's
+    daily = st.ev_daily[changed]  # type: ignore[attr-defined]
+    st.ev_daily[changed] = np.where(daily > 0, SLOTS, daily)  # type: ignore[attr-defined]
+    for r in changed.tolist():  # a slot learns a day's share over its events, not at each
+        st.ev_per_slot[r] = _day(st, r, settings) / slots  # type: ignore[attr-defined]
+    return changed
 
 
 def _closer(prec: np.ndarray, related: np.ndarray, spread: np.ndarray) -> np.ndarray:
@@ -884,7 +953,7 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
     ring: np.ndarray, n_ev: np.ndarray,
     mode: np.ndarray, period: np.ndarray, profile: np.ndarray, recent: np.ndarray,
     weekend_offset: np.ndarray, weekend_n: np.ndarray, daily: np.ndarray, weekend: np.ndarray,
-    clock: np.ndarray, origin: np.ndarray, t: np.ndarray,
+    clock: np.ndarray, origin: np.ndarray, per_slot: np.ndarray, t: np.ndarray,
     hist: np.ndarray, total: np.ndarray, held: np.ndarray,
     run: np.ndarray, run_w: np.ndarray, run_n: np.ndarray,
     mu: np.ndarray, cov: np.ndarray, prec: np.ndarray, related: np.ndarray,
@@ -955,7 +1024,8 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                     blocks = _blocks(period[r, ch])
                     hour = ph * blocks // period[r, ch]
                     offset[ch] = weekend_offset[r, hour, ch]
-                    young[ch] = weekend_n[r, hour, ch] < WEEKEND_DAYS * period[r, ch] // blocks
+                    young[ch] = weekend_n[r, hour, ch] < (
+                        WEEKEND_DAYS * period[r, ch] * per_slot[r]) // blocks
                     if young[ch]:  # a young offset learns whether or not the family holds
                         lim = CLIP * spread[r, ch]
                         step = x[ch] - profile[r, ph, ch] - offset[ch]
@@ -963,9 +1033,10 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                         weekend_offset[r, hour, ch] += min(max(step, -lim), lim) / weekend_n[
                             r, hour, ch]
                 dev[ch] = x[ch] - profile[r, ph, ch] - offset[ch]
-                if abs(x[ch] - recent[r, ph, ch]) < abs(dev[ch]):
-                    dev[ch] = x[ch] - recent[r, ph, ch]
-                recent[r, ph, ch] = x[ch]
+                if daily[r, ch] != SLOTS:
+                    if abs(x[ch] - recent[r, ph, ch]) < abs(dev[ch]):
+                        dev[ch] = x[ch] - recent[r, ph, ch]
+                    recent[r, ph, ch] = x[ch]
             elif m == TREND:
                 dev[ch] = x[ch] - (base[r, ch] + slope[r, ch])
             else:
@@ -1064,7 +1135,7 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                         # plus its offset (learnt while young, above): a drifting level is
                         # followed through the weekend, and the weekend is not learnt as one
                         step = x[ch] - profile[r, ph, ch] - offset[ch]
-                        profile[r, ph, ch] += min(1.0, rate * period[r, ch]) * min(
+                        profile[r, ph, ch] += min(1.0, rate * period[r, ch]) / per_slot[r] * min(
                             max(step, -lim), lim)
                     elif mode[r, ch] == TREND and d == d:
                         e = min(max(d, -CLIP * spread[r, ch]), CLIP * spread[r, ch])

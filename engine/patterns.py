@@ -55,14 +55,13 @@ def weekend(ts: np.ndarray, has_calendar: np.ndarray) -> np.ndarray:
     return out
 
 
-def clock(ts: np.ndarray, has_calendar: np.ndarray) -> np.ndarray:
-    """Seconds into the UTC day of each timestamp; NaN where it has no calendar.
+def calendar_times(ts: np.ndarray, has_calendar: np.ndarray) -> np.ndarray:
+    """Each timestamp that is a time (epoch seconds UTC); NaN where it has no calendar.
 
-    >>> clock(np.array([86400.0 + 90.0, 5.0]), np.array([True, False]))
-    array([90., nan])
+    >>> calendar_times(np.array([86490.0, 5.0]), np.array([True, False]))
+    array([86490.,    nan])
     """
-    ok = has_calendar & np.isfinite(ts)
-    out: np.ndarray = np.where(ok, np.where(ok, ts, 0.0) % 86400.0, np.nan)
+    out: np.ndarray = np.where(has_calendar, ts, np.nan)
     return out
 
 

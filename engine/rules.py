@@ -86,7 +86,7 @@ class ScoreContext:
     deviation: bool = False  # the deviation family applies (evidence.deviation; a univariate
     # source judges only a clearly periodic channel)
     weekend: np.ndarray | None = None  # each event on a Saturday or Sunday (UTC; None: none)
-    clock: np.ndarray | None = None  # each event's seconds into the UTC day (NaN, None: none)
+    times: np.ndarray | None = None  # each event's time, epoch seconds (NaN, None: none)
     score: np.ndarray = field(init=False)
     extreme: np.ndarray = field(init=False)
     suppressed: np.ndarray = field(init=False)
@@ -95,6 +95,9 @@ class ScoreContext:
     family_channel: np.ndarray = field(init=False)
     confirm_p: np.ndarray = field(init=False)  # deviation's p where it only confirms, else NaN
     escalated: np.ndarray = field(init=False)  # not suppressed inside an open episode (Suppression)
+    # [n, C] each channel judged against a local trend as its event was scored (a look may end
+    # it within the batch: read after the batch, the events before the look were judged by it)
+    trending: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         n = self.rows.size
@@ -106,6 +109,7 @@ class ScoreContext:
         self.family_channel = np.full((n, 2), -1, dtype=np.int64)
         self.confirm_p = np.full(n, np.nan)
         self.escalated = np.zeros(n, dtype=bool)
+        self.trending = np.zeros(self.values.shape, dtype=bool)
 
     @property
     def channels(self) -> int:
@@ -174,26 +178,34 @@ class CalibratedEvidence:
         confirm = st.ev_confirm[ctx.rows] == 1  # per event: a late look may end it (below)
         weekend = (np.zeros(n, dtype=np.bool_) if ctx.weekend is None
                    else np.ascontiguousarray(ctx.weekend, dtype=np.bool_))
-        clock = (np.full(n, np.nan) if ctx.clock is None
-                 else np.ascontiguousarray(ctx.clock, dtype=np.float64))
+        times = np.full(n, np.nan) if ctx.times is None else ctx.times
+        clock = np.ascontiguousarray(times % evidence.DAY, dtype=np.float64)
+        late, day = self._late_looks(ctx), self._day_looks(ctx, times)
         begin = 0
-        for look in [*self._late_looks(ctx), None]:
+        for look in [*sorted(set(late) | set(day)), None]:
             end = n if look is None else look
             part = slice(begin, end)
+            ctx.trending[part] = st.ev_mode[ctx.rows[part]] == evidence.TREND
             evidence.score_events(
                 ctx.rows[part], values[part], pattern_stat[part],
                 ctx.deviation, ctx.relation, ctx.pattern_prior,
                 st.ev_base, st.ev_slope, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_mode,
                 st.ev_period, st.ev_profile, st.ev_recent, st.ev_weekend,
                 st.ev_weekend_n, st.ev_daily,
-                weekend[part], clock[part], st.ev_origin, st.ev_t, st.ev_hist,
+                weekend[part], clock[part], st.ev_origin, st.ev_per_slot, st.ev_t, st.ev_hist,
                 st.ev_total, st.ev_held, st.ev_run, st.ev_run_w, st.ev_run_n, mu, cov, prec,
                 related, last, reps, stuck, ev.rate, ev.ridge, ev.refresh,
                 float(ev.tail_memory), ev.hold, ev.hold_max, ev.sustained, evidence.WIDTH,
                 ctx.family_p[part], stat[part], ctx.family_channel[part])
-            if look is not None:  # the event before it completed its source's late values
-                judged = evidence.late_start(st, ctx.rows[look - 1 : look], ev,
-                                             ctx.channels < ev.deviation_channels)
+            periodic_only = ctx.channels < ev.deviation_channels
+            # the event before it completed its source's late values; the event at it begins
+            # its source's fourth day (``_day_looks``)
+            judged = np.concatenate([
+                evidence.late_start(st, ctx.rows[look - 1 : look], ev, periodic_only)
+                if look in late else np.zeros(0, np.int64),
+                evidence.day_start(st, ctx.rows[look : look + 1], ev, periodic_only)
+                if look in day else np.zeros(0, np.int64)])
+            if judged.size:
                 st.ep_level[judged] = 0.0  # its carried episode ends: the family judges now
                 confirm[look:] &= ~np.isin(ctx.rows[look:], judged)
             begin = end
@@ -203,6 +215,33 @@ class CalibratedEvidence:
         families = 1 + int(ctx.deviation) + int(ctx.relation)
         combined = evidence.combine(ctx.family_p, families)
         ctx.score = probability_score(combined)
+
+    @staticmethod
+    def _day_looks(ctx: ScoreContext, times: np.ndarray) -> list[int]:
+        """Keep one event per slot of the first MIN_PERIODS whole days of each source that
+        has a look at a day to make (``ev_days``, ``evidence.day_start``: the first event in a
+        slot, in arrival order); returns, ascending, the index of each such source's first
+        event after them, where the batch is cut for the look."""
+        st = ctx.state
+        if "ev_day0" not in st.arrays:
+            return []
+        day0 = st.ev_day0[ctx.rows]
+        waiting = np.flatnonzero((day0 >= 0) & np.isfinite(times))
+        if not waiting.size:
+            return []
+        slots = st.ev_days.shape[1] // evidence.MIN_PERIODS
+        at = evidence.day_slots(times[waiting], slots) - day0[waiting] * slots
+        rows = ctx.rows[waiting]
+        early = (at >= 0) & (at < st.ev_days.shape[1])
+        first = np.unique(np.stack([rows[early], at[early]]), axis=1, return_index=True)[1]
+        keep = waiting[early][first]
+        empty = np.isnan(st.ev_days[rows[early][first], at[early][first]])  # [k, C]
+        st.ev_days[rows[early][first], at[early][first]] = np.where(
+            empty, ctx.values[keep], st.ev_days[rows[early][first], at[early][first]])
+        late = at >= st.ev_days.shape[1]
+        _, ends = np.unique(rows[late], return_index=True)  # each source's first
+        cuts: list[int] = np.sort(waiting[late][ends]).tolist()
+        return cuts
 
     @staticmethod
     def _late_looks(ctx: ScoreContext) -> list[int]:
@@ -312,7 +351,7 @@ class ExtremeValue:
                 judged |= (related == 1) & (
                     related.sum(axis=1, keepdims=True) >= evidence.MIN_RELATED)
             if ctx.deviation:
-                judged |= st.ev_mode[ctx.rows] == evidence.TREND
+                judged |= ctx.trending
             ctx.extreme = (broke & ~judged).any(axis=1) | (
                 (broke & judged).any(axis=1) & (ctx.score >= self.floor))
         ctx.score = np.where(ctx.extreme, 1.0, ctx.score)

@@ -23,7 +23,10 @@ one daily profile every weekend was a sustained change (``evidence.weekend``).
 ``--corpus single-gaps`` gives the weekly files as a feed delivers them: OUTAGES gaps of 10
 minutes to 6 hours after the third day (never inside the incident), and every timestamp off
 its 5-minute mark by up to JITTER seconds; a daily profile counted in events slipped against
-the day at each gap (the profile's phase is read from the clock now).
+the day at each gap (the profile's phase is read from the clock now). ``--corpus
+single-minutely`` gives the weekly cycle at 1-minute sampling, two weeks (a day is 1,440
+events, beyond ``evidence.period_max``: only the look at a day, ``evidence.day_start``, finds
+it), the incident planted between days 7 and 13, after the first weekend.
 
 The corpus was built to measure rules.EpisodeCarry (docs/evaluation.md section 9): before it,
 a single channel's shift alerted at its start and its new codes were learnt within 20-50
@@ -42,11 +45,14 @@ from neurogate.evaluation.labelled import Incident, LabelledStream
 
 KINDS = ("shift", "spike", "variance")
 CONDITIONS = ("white", "ar", "counts", "trend")
-ALONE = ("daily", "weekly", "gaps")  # conditions only asked for by name, not in the pooled corpus
+# conditions only asked for by name, not in the pooled corpus
+ALONE = ("daily", "weekly", "gaps", "minutely")
 ROWS = 1400
 DAY = 288  # rows of the daily condition's period (a day at 5-minute sampling)
 DAILY_ROWS = 10 * DAY
 WEEKLY_ROWS = 28 * DAY
+MINUTE_DAY = 1440  # rows of a day of the minutely condition
+MINUTELY_ROWS = 14 * MINUTE_DAY
 MONDAY = 1_704_067_200.0  # 2024-01-01T00:00:00Z, where the weekly condition starts
 OUTAGES = 4  # gaps in the feed of the gaps condition, each GAP_ROWS long
 GAP_ROWS = (2, 72)  # 10 minutes to 6 hours at 5-minute sampling
@@ -85,11 +91,12 @@ def generate(settings: SingleSettings | None = None) -> list[LabelledStream]:
 def _noise(condition: str, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """A normal series of ``condition`` and its noise's standard deviation."""
     if condition in ALONE:
-        rows = DAILY_ROWS if condition == "daily" else WEEKLY_ROWS
+        rows = {"daily": DAILY_ROWS, "minutely": MINUTELY_ROWS}.get(condition, WEEKLY_ROWS)
+        day = MINUTE_DAY if condition == "minutely" else DAY
         phase = rng.uniform(0.0, 2.0 * np.pi)
-        wave = 3.0 * np.sin(2.0 * np.pi * np.arange(rows) / DAY + phase)
+        wave = 3.0 * np.sin(2.0 * np.pi * np.arange(rows) / day + phase)
         if condition != "daily":  # days 5 and 6 of each week (from a Monday): a weekend
-            weekend = (np.arange(rows) // DAY) % 7 >= 5
+            weekend = (np.arange(rows) // day) % 7 >= 5
             wave = np.where(weekend, 0.6 * wave - 1.5, wave)
         return wave + rng.normal(0.0, 1.0, rows), 1.0
     if condition == "white":
@@ -109,8 +116,8 @@ def _file(k: int, condition: str, kind: str, rng: np.random.Generator) -> Labell
     x, sd = _noise(condition, rng)
     daily = condition in ALONE
     weekly = (10 * DAY, 26 * DAY)
-    low, high = {"daily": (1000, 2600), "weekly": weekly, "gaps": weekly}.get(condition,
-                                                                             (450, 1000))
+    low, high = {"daily": (1000, 2600), "weekly": weekly, "gaps": weekly,
+                 "minutely": (7 * MINUTE_DAY, 13 * MINUTE_DAY)}.get(condition, (450, 1000))
     start = int(rng.integers(low, high - LENGTH))
     length = 1 if kind == "spike" else LENGTH
     seg = slice(start, start + length)
@@ -124,8 +131,9 @@ def _file(k: int, condition: str, kind: str, rng: np.random.Generator) -> Labell
         x = np.maximum(np.round(x), 0.0)
     labels = np.zeros(x.size, dtype=np.int8)
     labels[seg] = 1
-    step = 300.0 if daily else STEP
-    t0 = MONDAY if condition in ("weekly", "gaps") else T0
+    step = 300.0 if daily and condition != "minutely" else STEP
+    calendar = condition in ("weekly", "gaps", "minutely")
+    t0 = MONDAY if calendar else T0
     ts = t0 + step * np.arange(x.size)
     if condition == "gaps":
         ts += rng.uniform(-JITTER, JITTER, x.size)
@@ -134,7 +142,7 @@ def _file(k: int, condition: str, kind: str, rng: np.random.Generator) -> Labell
         start = int(np.flatnonzero(labels)[0])
     incident = Incident(kind, 0, start, start + length - 1)
     return LabelledStream(f"single-{k:02d}-{condition}-{kind}", ts, x[:, None], labels,
-                          (incident,), NORMAL_START, has_calendar=condition in ("weekly", "gaps"))
+                          (incident,), NORMAL_START, has_calendar=calendar)
 
 
 def _outages(rows: int, incident: slice, rng: np.random.Generator) -> np.ndarray:

@@ -21,10 +21,12 @@ from neurogate.engine.evidence import (
     DEVIATION,
     LONG,
     MIN_HISTORY,
+    NO_DAY_LOOK,
     NONE,
     PATTERNS,
     RELATION,
     SEASONAL,
+    SLOTS,
     TAIL_EVENTS,
     TREND,
     _blocks,
@@ -518,11 +520,11 @@ def test_channels_that_share_a_daily_cycle_are_judged_by_it_after_the_late_look(
 MONDAY = 1_704_067_200.0  # 2024-01-01, a Monday (UTC)
 
 
-def weekly(seed: int, days: int = 21) -> tuple[np.ndarray, np.ndarray]:
-    """Timestamps (5-minute steps from a Monday) and values of a daily cycle whose weekends
-    are lower and weaker (level -1.5, amplitude 0.6x), under white noise."""
+def weekly(seed: int, days: int = 21, step: float = 300.0) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamps (``step`` seconds apart from a Monday) and values of a daily cycle whose
+    weekends are lower and weaker (level -1.5, amplitude 0.6x), under white noise."""
     rng = np.random.default_rng(seed)
-    t = MONDAY + 300.0 * np.arange(288 * days)
+    t = MONDAY + step * np.arange(round(86400 / step) * days)
     on_weekend = ((t // 86400 + 3) % 7) >= 5
     wave = 3 * np.sin(2 * np.pi * ((t % 86400) / 86400 + rng.uniform(0, 1)))
     return t, (10 + np.where(on_weekend, 0.6 * wave, wave) - 1.5 * on_weekend
@@ -608,6 +610,74 @@ def test_a_restarted_detector_keeps_a_daily_profile_on_the_clock(split: int) -> 
     """The clock's origin lives in the saved state: restarted before the look (none yet) or
     after a gap, the scores go on as if the detector had not stopped."""
     assert_a_restart_continues(fed_with_gaps(4), split)
+
+
+def every_minute(seed: int, days: int = 10) -> list[Event]:
+    """``weekly(seed)`` at 1-minute sampling (a day of 1,440 events, beyond ``period_max``)
+    with a 4-sd level shift for 3 hours on day 8 (a Tuesday)."""
+    t, x = weekly(seed, days, 60.0)
+    x[8 * 1440 + 600 : 8 * 1440 + 780] += 4.0
+    return [Event("m", float(a), (float(b),)) for a, b in zip(t, x, strict=True)]
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_a_daily_cycle_sampled_every_minute_gets_a_daily_profile_after_three_days(
+        seed: int) -> None:
+    """No warm-up or late look shows a day of 1,440 events; the look at a day does, after
+    three whole days (``day_start``): the source is judged against a profile of 288 slots of
+    5 minutes, each learning a day's share over its 5 events, and a 3-hour shift within the
+    day's range ranks above the normal events after the look (below them without it: the
+    local trend or baseline followed it)."""
+    events = every_minute(seed)
+    labels = np.zeros(len(events))
+    labels[8 * 1440 + 600 : 8 * 1440 + 780] = 1
+    after = slice(5 * 1440, None)
+    aucs = {}
+    for look in (True, False):
+        det = Detector(config(**{"evidence.late_period": look}))
+        out = det.process_many(events)
+        (bank,) = det.banks.values()
+        st = bank.state
+        if look:
+            assert st.ev_mode[0].tolist() == [SEASONAL] and int(st.ev_period[0, 0]) == 288
+            assert int(st.ev_daily[0, 0]) == SLOTS and float(st.ev_per_slot[0]) == 5.0
+            assert int(st.ev_origin[0]) == 0 and int(st.ev_day0[0]) == NO_DAY_LOOK
+        det.close()
+        aucs[look] = roc_auc_score(labels[after], out.score[after])
+    assert aucs[True] > 0.95 and aucs[False] < 0.9
+
+
+def test_scores_do_not_depend_on_how_events_are_batched_across_the_looks() -> None:
+    """Both looks cut the batch where they happen, and a record of a channel judged against a
+    local trend before the look is gated as it was when scored (it was read after the batch,
+    when the look had ended the trend: a record on day 0 then scored 1.0 in one batch)."""
+    events = every_minute(4, days=6)
+    whole = Detector(config()).process_many(events)
+    det = Detector(config())
+    parts = [det.process_many(events[i : i + 997]) for i in range(0, len(events), 997)]
+    np.testing.assert_array_equal(np.concatenate([p.score for p in parts]), whole.score)
+
+
+def test_a_day_look_fills_a_gap_and_gives_up_on_a_day_mostly_missing() -> None:
+    """An empty slot of the three days (a gap in the feed) is interpolated; with more than a
+    third of them empty the source is not looked at (and never is)."""
+    events = every_minute(5, days=6)
+    for hours, looked in ((3, True), (30, False)):
+        fed = [e for e in events if not 1.5 * 86400 <= e.ts - MONDAY < (1.5 * 24 + hours) * 3600]
+        det = Detector(config())
+        det.process_many(fed)
+        (bank,) = det.banks.values()
+        assert (int(bank.state.ev_daily[0, 0]) == SLOTS) == looked
+        assert int(bank.state.ev_day0[0]) == NO_DAY_LOOK
+        det.close()
+
+
+@pytest.mark.parametrize("split", [3000, 7000])  # keeping its days, after the look
+def test_a_restarted_detector_continues_a_day_look_exactly(split: int) -> None:
+    """The events kept for the look at a day and its first day's number live in the saved
+    state: restarted while keeping them or after the look, the scores go on as if the
+    detector had not stopped."""
+    assert_a_restart_continues(every_minute(4, days=6), split)
 
 
 def test_a_weekend_offset_has_blocks_of_an_hour_or_of_at_least_12_events() -> None:
