@@ -12,9 +12,16 @@ from typing import Any
 FAMILY_WORDS = {
     "patterns": "its recent pattern of values is rare",
     "relation": "{channel} strays from what the other channels predict",
-    # against its forecast: a slow baseline, a daily or other seasonal profile, or a local trend
-    "deviation": "{channel} is far from what its own history forecasts",
+    "deviation": "{channel} is far from {forecast}",
     "stuck": "{channel} repeats one value",  # relation, driven by a stuck channel's repeats
+}
+# what the deviation family judged its channel against (records' families.deviation.forecast)
+FORECAST_WORDS = {
+    "baseline": "its usual level",
+    "seasonal": "its usual value at this point of its cycle",
+    "daily": "its usual value at this time of day",
+    "trend": "its local trend",
+    "": "what its own history forecasts",  # a record written before the forecast was named
 }
 # the fixed encoder's trend bins (engine/encoder.py: cut at -trend_step, 0, +trend_step)
 TREND_WORDS = ("falling sharply", "falling slightly", "steady or rising slightly",
@@ -97,6 +104,9 @@ def summary(rec: dict[str, Any]) -> str:
     >>> summary({"flagged": True, "families": {"relation": {"p": 1e-9, "channel": "b",
     ...                                                      "stuck": True}}})
     'b repeats one value (tail probability 1e-09)'
+    >>> summary({"flagged": True, "families": {"deviation": {"p": 3e-6, "channel": "cpu",
+    ...                                                       "forecast": "daily"}}})
+    'cpu is far from its usual value at this time of day (tail probability 3e-06)'
     """
     if not rec.get("flagged"):
         return ""
@@ -108,7 +118,8 @@ def summary(rec: dict[str, Any]) -> str:
         parts = sorted((f["p"], name) for name, f in fams.items())[:1]
     return "; ".join(
         FAMILY_WORDS["stuck" if fams[name].get("stuck") else name].format(
-            channel=fams[name].get("channel", "a channel"))
+            channel=fams[name].get("channel", "a channel"),
+            forecast=FORECAST_WORDS.get(fams[name].get("forecast", ""), FORECAST_WORDS[""]))
         + f" (tail probability {p:.2g})" for p, name in parts)
 
 

@@ -27,6 +27,7 @@ from neurogate.engine.encoder import Encoder, FixedEncoder
 from neurogate.engine.events import Event, EventBatch
 from neurogate.engine.evidence import (
     FAMILIES,
+    FORECAST_NAMES,
     MIN_HISTORY,
     NFAM,
     PATTERNS,
@@ -126,6 +127,8 @@ class Result:
     # deviation and relation, the channel that drove it; empty when the score is not calibrated
     families: dict[str, float] = field(default_factory=dict)
     family_channels: dict[str, str] = field(default_factory=dict)
+    # what the deviation family's channel was judged against (evidence.FORECAST_NAMES)
+    forecast: str = ""
     stuck: bool = False  # the relation family's channel repeated one value (it drove the family)
     # flagged inside the source's open episode: the same incident got worse (rules.Suppression);
     # False on a flag that opens an episode (a new incident)
@@ -160,6 +163,8 @@ class Result:
             }
             if self.stuck and "relation" in out["families"]:
                 out["families"]["relation"]["stuck"] = True
+            if self.forecast and "deviation" in out["families"]:
+                out["families"]["deviation"]["forecast"] = self.forecast
         if self.flagged:
             out["escalation"] = self.escalation
         if self.evidence:
@@ -189,6 +194,7 @@ class BatchResult:
     model_version: str
     family_p: np.ndarray  # [n, NFAM] tail probability per evidence family (NaN = none)
     family_channel: np.ndarray  # [n, 2] channel index driving deviation, relation (-1 = none)
+    forecast: np.ndarray  # [n] what deviation's channel was judged against (-1 = none)
 
     STATUS = ("scored", "warming", "rejected")
 
@@ -226,6 +232,8 @@ class BatchResult:
             model_version=self.model_version,
             families=families,
             family_channels=channels,
+            forecast=(FORECAST_NAMES[int(self.forecast[i])]
+                      if "deviation" in families and self.forecast[i] >= 0 else ""),
             stuck=stuck,
         )
 
@@ -495,6 +503,7 @@ class Detector:
             model_version="",
             family_p=np.full((n, NFAM), np.nan),
             family_channel=np.full((n, 2), -1, dtype=np.int64),
+            forecast=np.full(n, -1, dtype=np.int64),
         )
         self._learning = learn
         try:
@@ -890,6 +899,7 @@ class Detector:
         out.flagged[target] = flagged
         out.family_p[target] = ctx.family_p
         out.family_channel[target] = ctx.family_channel
+        out.forecast[target] = ctx.forecast
         has_labels = np.asarray((counts[:, 0, 0, 1:] > 0).all(axis=1))
         if has_labels.any():
             sel = np.flatnonzero(has_labels)

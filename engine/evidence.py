@@ -106,6 +106,10 @@ CLIP = 8.0  # baselines learn a deviation as at most this many spreads (winsoris
 # TREND (univariate sources, ``evidence.trend``): a channel that trends through its warm-up,
 # judged against a local linear forecast that follows the trend (``TREND_GAIN``).
 BASELINE, SEASONAL, NONE, TREND = range(4)
+# What a deviation statistic's channel was judged against (``Result.families``): its mode, or
+# DAILY for a seasonal profile whose period is a day (``ev_daily``).
+DAILY = 4
+FORECAST_NAMES = ("baseline", "seasonal", "", "trend", "daily")
 # A local trend's level learns this share of each residual and its slope TREND_GAIN *
 # TREND_SLOPE of it (Holt's linear smoothing in error-correction form): a level shift on a
 # trend stays visible for about 1 / TREND_GAIN events, and the forecast follows a trend that

@@ -98,6 +98,9 @@ class ScoreContext:
     # [n, C] each channel judged against a local trend as its event was scored (a look may end
     # it within the batch: read after the batch, the events before the look were judged by it)
     trending: np.ndarray = field(init=False)
+    # [n] what the deviation family's channel was judged against as the event was scored
+    # (evidence.FORECAST_NAMES; -1: none)
+    forecast: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         n = self.rows.size
@@ -110,6 +113,7 @@ class ScoreContext:
         self.confirm_p = np.full(n, np.nan)
         self.escalated = np.zeros(n, dtype=bool)
         self.trending = np.zeros(self.values.shape, dtype=bool)
+        self.forecast = np.full(n, -1, dtype=np.int64)
 
     @property
     def channels(self) -> int:
@@ -197,6 +201,8 @@ class CalibratedEvidence:
                 related, last, reps, stuck, ev.rate, ev.ridge, ev.refresh,
                 float(ev.tail_memory), ev.hold, ev.hold_max, ev.sustained, evidence.WIDTH,
                 ctx.family_p[part], stat[part], ctx.family_channel[part])
+            if ctx.deviation:  # before a look below may change the forecast
+                self._forecasts(ctx, begin, end)
             periodic_only = ctx.channels < ev.deviation_channels
             # the event before it completed its source's late values; the event at it begins
             # its source's fourth day (``_day_looks``)
@@ -215,6 +221,17 @@ class CalibratedEvidence:
         families = 1 + int(ctx.deviation) + int(ctx.relation)
         combined = evidence.combine(ctx.family_p, families)
         ctx.score = probability_score(combined)
+
+    @staticmethod
+    def _forecasts(ctx: ScoreContext, begin: int, end: int) -> None:
+        """What each event's deviation channel was judged against (``ctx.forecast``) for the
+        events ``begin:end`` just scored."""
+        st = ctx.state
+        rows, ch = ctx.rows[begin:end], ctx.family_channel[begin:end, 0]
+        ok = ch >= 0
+        mode = st.ev_mode[rows[ok], ch[ok]]
+        daily = (mode == evidence.SEASONAL) & (st.ev_daily[rows[ok], ch[ok]] > 0)
+        ctx.forecast[begin + np.flatnonzero(ok)] = np.where(daily, evidence.DAILY, mode)
 
     @staticmethod
     def _day_looks(ctx: ScoreContext, times: np.ndarray) -> list[int]:

@@ -19,6 +19,7 @@ from neurogate.engine.evidence import (
     BASELINE,
     BINS,
     DEVIATION,
+    FORECAST_NAMES,
     LONG,
     MIN_HISTORY,
     NO_DAY_LOOK,
@@ -678,6 +679,28 @@ def test_a_restarted_detector_continues_a_day_look_exactly(split: int) -> None:
     state: restarted while keeping them or after the look, the scores go on as if the
     detector had not stopped."""
     assert_a_restart_continues(every_minute(4, days=6), split)
+
+
+def test_a_deviation_record_names_the_forecast_it_was_judged_against() -> None:
+    """A flagged event's deviation family says what its channel was judged against as it was
+    scored (a daily profile, a local trend), and the explanation says it in words."""
+    from neurogate.cli.results import summary
+
+    t, x = weekly(4, days=14)
+    x[10 * 288 : 10 * 288 + 50] += 4.0  # day 10, a Thursday, at the day's low (not a record)
+    trend = rising(50)
+    trend[800:950] -= 4.0  # below the trend, inside the range seen
+    for events, start, name, words in (
+            ([Event("w", float(a), (float(b),)) for a, b in zip(t, x, strict=True)],
+             10 * 288, "daily", "value is far from its usual value at this time of day"),
+            ([Event("s", T0 + 60.0 * i, (float(v),)) for i, v in enumerate(trend[:, 0])],
+             800, "trend", "value is far from its local trend")):
+        out = Detector(config()).process_many(events)
+        flagged = [r.as_dict() for r in list(out)[start : start + 20] if r.flagged]
+        assert flagged and not any(r["extreme"] for r in flagged)
+        assert {r["families"]["deviation"]["forecast"] for r in flagged} == {name}
+        assert any(words in summary(r) for r in flagged)
+        assert {FORECAST_NAMES[int(f)] for f in out.forecast[start : start + 50]} == {name}
 
 
 def test_a_weekend_offset_has_blocks_of_an_hour_or_of_at_least_12_events() -> None:
