@@ -360,7 +360,7 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
         if "ev_day0" in st.arrays:  # type: ignore[attr-defined]
             st.ev_days[r] = np.nan  # type: ignore[attr-defined]
             st.ev_day0[r] = (math.floor(st.warm_ts[r, -1] / DAY) + 1  # type: ignore[attr-defined]
-                             if day > period_max > 0 else NO_DAY_LOOK)
+                             if day >= period_max > 0 else NO_DAY_LOOK)
         _last_period(st.ev_recent[r], clipped[j], mode, per, resid[j])  # type: ignore[attr-defined]
     rmad = np.median(np.abs(resid), axis=1) * MAD_SIGMA
     spread = np.maximum(np.where(np.isfinite(rmad), rmad, 0.0), floor)
@@ -598,10 +598,12 @@ def day_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
             days[j, :, ch] = np.interp(at, at[seen], days[j, seen, ch])
     changed = late_start(st, rows, settings, periodic_only, days, slots)
     st.ev_origin[changed] = 0  # type: ignore[attr-defined]  # its profile's slots are the day's
-    daily = st.ev_daily[changed]  # type: ignore[attr-defined]
-    st.ev_daily[changed] = np.where(daily > 0, SLOTS, daily)  # type: ignore[attr-defined]
     for r in changed.tolist():  # a slot learns a day's share over its events, not at each
-        st.ev_per_slot[r] = _day(st, r, settings) / slots  # type: ignore[attr-defined]
+        per_slot = _day(st, r, settings) / slots
+        st.ev_per_slot[r] = per_slot  # type: ignore[attr-defined]
+        if per_slot > 1:
+            daily = st.ev_daily[r]  # type: ignore[attr-defined]
+            st.ev_daily[r] = np.where(daily > 0, SLOTS, daily)  # type: ignore[attr-defined]
     return changed
 
 

@@ -21,9 +21,10 @@ with real timestamps from a Monday, four weeks long, its weekends 1.5 noise sd l
 0.6x the amplitude (a business metric), the incident planted between days 10 and 26: against
 one daily profile every weekend was a sustained change (``evidence.weekend``).
 ``--corpus single-gaps`` gives the weekly files as a feed delivers them: OUTAGES gaps of 10
-minutes to 6 hours after the third day (never inside the incident), and every timestamp off
+minutes to 6 hours after the first day (never inside the incident), and every timestamp off
 its 5-minute mark by up to JITTER seconds; a daily profile counted in events slipped against
-the day at each gap (the profile's phase is read from the clock now). ``--corpus
+the day at each gap, and a gap in the first three days hid the day from the late look (the
+profile's phase is read from the clock now, and a source looks at a day by the clock too). ``--corpus
 single-minutely`` gives the weekly cycle at 1-minute sampling, two weeks (a day is 1,440
 events, beyond ``evidence.period_max``: only the look at a day, ``evidence.day_start``, finds
 it), the incident planted between days 7 and 13, after the first weekend.
@@ -146,13 +147,13 @@ def _file(k: int, condition: str, kind: str, rng: np.random.Generator) -> Labell
 
 
 def _outages(rows: int, incident: slice, rng: np.random.Generator) -> np.ndarray:
-    """Which of ``rows`` a feed with OUTAGES gaps delivers: gaps of GAP_ROWS after the third
+    """Which of ``rows`` a feed with OUTAGES gaps delivers: gaps of GAP_ROWS after the first
     day, none touching the ``incident`` or another gap."""
     keep = np.ones(rows, dtype=bool)
     placed = 0
     while placed < OUTAGES:
         length = int(rng.integers(GAP_ROWS[0], GAP_ROWS[1] + 1))
-        begin = int(rng.integers(3 * DAY, rows - length))
+        begin = int(rng.integers(DAY, rows - length))
         span = slice(begin - 1, begin + length + 1)  # a delivered row on either side
         if not keep[span].all() or begin + length >= incident.start and begin <= incident.stop:
             continue

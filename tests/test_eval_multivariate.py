@@ -243,7 +243,7 @@ def test_weekly_single_metric_files_have_lower_weaker_weekends_and_real_timestam
 
 def test_gaps_single_metric_files_are_the_weekly_ones_with_outages_and_jittered_times() -> None:
     """The gaps condition: the weekly files as a feed delivers them, OUTAGES gaps of 10 minutes
-    to 6 hours after the third day and never inside the incident, each time within JITTER
+    to 6 hours after the first day and never inside the incident, each time within JITTER
     seconds of its 5-minute mark, the incident's rows and labels where its values are."""
     files = single.generate(single.SingleSettings(files=3, seed=3, condition="gaps"))
     assert [s.name.split("-")[2:] for s in files] == [["gaps", k] for k in single.KINDS]
@@ -256,7 +256,7 @@ def test_gaps_single_metric_files_are_the_weekly_ones_with_outages_and_jittered_
         assert (missing > 0).sum() == single.OUTAGES
         low, high = single.GAP_ROWS
         assert missing[missing > 0].min() >= low and missing.max() <= high
-        assert marks[np.flatnonzero(missing)[0]] >= 3 * single.DAY - 1
+        assert marks[np.flatnonzero(missing)[0]] >= single.DAY - 1
         assert s.values.shape[0] == single.WEEKLY_ROWS - missing.sum()
         rows = np.flatnonzero(s.labels)
         assert (rows[0], rows[-1]) == (incident.start, incident.end)
