@@ -140,9 +140,9 @@ class EvidenceSettings:
     # a source keeps its values until it has seen MIN_PERIODS x period_max events (864 by
     # default, warm-up included), then looks for a period once more (engine/evidence.py
     # ``late_start``): a daily cycle at 5-minute sampling needs three days, which no default
-    # warm-up holds. A source sampled faster than a day in period_max events (1 minute, 30
-    # seconds) looks at a day once it has seen three whole days (``day_start``): one event per
-    # 5-minute slot, and a daily profile of those slots, the phase read from the clock (`eval
+    # warm-up holds. A source with a day of period_max events or more (5 minutes, 1 minute)
+    # looks at a day once it has seen three whole days (``day_start``): one event per 5-minute
+    # slot, and a daily profile of those slots, the phase read from the clock (`eval
     # multivariate --corpus single-minutely`: ROC-AUC 0.853 -> 0.996). Memory: 8 x (3
     # period_max - warmup) x channels bytes per source, and 4 x 3 period_max x channels for
     # the day (with ``weekend`` on).
@@ -152,7 +152,7 @@ class EvidenceSettings:
     # Sundays UTC; engine/evidence.py, DAY): a weekend unlike the weekdays was a sustained
     # change against one daily profile every week. 12 generated weekly series, flags in weeks
     # 2-4: 222 -> 38 (49 without the late look). Its phase is read from the clock, so a gap
-    # in the feed does not shift it (`--corpus single-gaps`: ROC-AUC 0.959 -> 0.995). Memory:
+    # in the feed does not shift it (`--corpus single-gaps`: ROC-AUC 0.952 -> 0.995). Memory:
     # 384 bytes per channel
     weekend: bool = True
     rate: float = 0.001  # learning rate of the slow baselines (about 1/rate events to adapt)

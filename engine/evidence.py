@@ -227,7 +227,7 @@ def state_specs(channels: int, smoothing: int, relation: bool, period_max: int =
     if late > 0:  # the events after the warm-up, until the late look (NaN: not kept)
         specs["ev_late"] = ((late, c), np.float64, np.nan)
     if day_look and period_max > 0:
-        # a source sampled faster than a day in period_max events: one event per slot of its
+        # a source with a day of period_max events or more: one event per slot of its
         # first MIN_PERIODS whole days, in single precision (a profile of noisy values; 3.4
         # instead of 6.8 KB per channel), NaN: none yet; and the first day's number (UTC days
         # since the epoch; NO_DAY_LOOK: none to look at, or looked already; ``day_start``)
@@ -510,9 +510,12 @@ def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
     if series is None:
         series = np.concatenate([st.warm[rows], st.ev_late[rows]], axis=1)  # type: ignore[attr-defined]
     looked = np.isfinite(series).all(axis=(1, 2))
+    # a channel judged against a period already has nothing to look for (at ``day_start``, one
+    # judged against a day: a gap before the late look had made other periods of a day)
+    done = st.ev_daily[rows] > 0 if day else st.ev_mode[rows] == SEASONAL  # type: ignore[attr-defined]
     if periodic_only:  # a univariate source whose warm-up found its period has nothing to look for
-        looked &= ~(st.ev_mode[rows] == SEASONAL).any(axis=1)  # type: ignore[attr-defined]
-    rows, series = rows[looked], series[looked]
+        looked &= ~done.any(axis=1)
+    rows, series, done = rows[looked], series[looked], done[looked]
     med, span, floor, clipped = _clip_warm(series)
     changed = []
     for j, r in enumerate(rows.tolist()):
@@ -523,7 +526,7 @@ def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
             mode, _ = _univariate(clipped[j], med[j], mode, resid, span[j] > 0, settings.confirm)
             switch = mode == SEASONAL
         else:
-            switch = (mode == SEASONAL) & (st.ev_mode[r] != SEASONAL)  # type: ignore[attr-defined]
+            switch = (mode == SEASONAL) & ~done[j]
         recent = st.ev_recent[r].copy()  # type: ignore[attr-defined]
         _last_period(recent, clipped[j], np.where(switch, SEASONAL, NONE), per, resid)
         spread = np.maximum(np.median(np.abs(resid), axis=0) * MAD_SIGMA, floor[j])
@@ -576,15 +579,19 @@ def day_slots(ts: np.ndarray, slots: int) -> np.ndarray:
 
 def day_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
               periodic_only: bool) -> np.ndarray:
-    """The look at a day of ``rows`` sampled faster than a day in ``period_max`` events (one
-    minute, 30 seconds), which no warm-up or late look can show: once they have seen
+    """The look at a day of ``rows`` whose day holds ``period_max`` events or more: at one
+    minute or 30 seconds no warm-up or late look can show it, and at 5 minutes the late look
+    reads its events in the order they came, so a gap in its first three days hid the day
+    (a source whose late look found a daily profile is left as it was). Once they have seen
     MIN_PERIODS whole UTC days, the events they kept, one per slot of ``period_max`` to a day
     (``ev_days``, each the first in its slot: a 5-minute series of the same noise), are read
     as the late look reads its events, with a day of ``period_max`` slots. A channel that
     changes (``late_start``) is judged against a daily profile of those slots, each event
     against the slot of its time (``ev_origin`` 0). A slot no event reached (a gap in the
     feed) is interpolated from its neighbours; with more than a third of them empty the source
-    is not looked at. Each source looks once. Returns the rows that changed."""
+    is not looked at. Each source looks once. Slots of several events learn a day's share
+    over them (``ev_per_slot``) and are not judged against the last period (``SLOTS``).
+    Returns the rows that changed."""
     st = state
     days = st.ev_days[rows].astype(np.float64)  # type: ignore[attr-defined]  # [r, 3 slots, C]
     st.ev_day0[rows] = NO_DAY_LOOK  # type: ignore[attr-defined]

@@ -24,10 +24,10 @@ one daily profile every weekend was a sustained change (``evidence.weekend``).
 minutes to 6 hours after the first day (never inside the incident), and every timestamp off
 its 5-minute mark by up to JITTER seconds; a daily profile counted in events slipped against
 the day at each gap, and a gap in the first three days hid the day from the late look (the
-profile's phase is read from the clock now, and a source looks at a day by the clock too). ``--corpus
-single-minutely`` gives the weekly cycle at 1-minute sampling, two weeks (a day is 1,440
-events, beyond ``evidence.period_max``: only the look at a day, ``evidence.day_start``, finds
-it), the incident planted between days 7 and 13, after the first weekend.
+profile's phase is read from the clock now, and a source looks at a day by the clock too).
+``--corpus single-minutely`` gives the weekly cycle at 1-minute sampling, two weeks (a day is
+1,440 events, beyond ``evidence.period_max``: only the look at a day, ``evidence.day_start``,
+finds it), the incident planted between days 7 and 13, after the first weekend.
 
 The corpus was built to measure rules.EpisodeCarry (docs/evaluation.md section 9): before it,
 a single channel's shift alerted at its start and its new codes were learnt within 20-50

@@ -606,6 +606,25 @@ def test_a_daily_profile_keeps_the_day_across_gaps_in_the_feed(seed: int) -> Non
     assert out.flagged[after:].sum() <= on_time.flagged[after:].sum() + 1
 
 
+@pytest.mark.parametrize("seed", [4, 5])
+def test_a_gap_before_the_late_look_does_not_hide_the_day(seed: int) -> None:
+    """The late look reads the events it kept in the order they came: a 2.5-hour gap on day 1
+    left a 5-minute daily cycle with no daily profile for good (seed 4 against a baseline,
+    seed 5 a profile of 274 events). The look at a day reads the clock, so the day is found
+    there (on day 4)."""
+    t, x = weekly(seed, days=8)
+    keep = np.ones(t.size, dtype=bool)
+    keep[288 + 100 : 288 + 130] = False
+    det = Detector(config())
+    det.process_many([Event("g", float(a), (float(b),))
+                      for a, b in zip(t[keep], x[keep], strict=True)])
+    (bank,) = det.banks.values()
+    st = bank.state
+    assert st.ev_mode[0].tolist() == [SEASONAL] and int(st.ev_daily[0, 0]) == 1
+    assert float(st.ev_per_slot[0]) == 1.0 and int(st.ev_origin[0]) == 0
+    det.close()
+
+
 @pytest.mark.parametrize("split", [600, 2500])  # before the late look, after the first gap
 def test_a_restarted_detector_keeps_a_daily_profile_on_the_clock(split: int) -> None:
     """The clock's origin lives in the saved state: restarted before the look (none yet) or
