@@ -206,7 +206,7 @@ def state_specs(channels: int, smoothing: int, relation: bool, period_max: int =
         "ev_daily": ((c,), np.int64, 0),  # 1: the channel's period is a day (``_weekends``)
         # a daily profile's phase by the clock: its slot of the day at phase 0 (-1: taken from
         # the next event with a time), and the events a slot of it has a day (``day_start``)
-        "ev_origin": ((), np.int64, -1),
+        "ev_origin": ((c,), np.int64, -1),
         "ev_per_slot": ((), np.float64, 1.0),
         "ev_base": ((c,), np.float64, 0.0),
         "ev_slope": ((c,), np.float64, 0.0),  # a local trend's slope per event (TREND)
@@ -452,8 +452,7 @@ def _weekends(state: object, r: int, channels: np.ndarray, day: int) -> None:
     weekend offset, none learnt yet (``ev_daily`` 1)."""
     st = state
     daily = channels & (st.ev_period[r] == day) & (day > 0)  # type: ignore[attr-defined]
-    if daily.any() and not st.ev_daily[r].any():  # type: ignore[attr-defined]
-        st.ev_origin[r] = -1  # type: ignore[attr-defined]  # its first daily channel
+    st.ev_origin[r, channels] = -1  # type: ignore[attr-defined]  # from the next event
     st.ev_daily[r, channels] = daily[channels]  # type: ignore[attr-defined]
     st.ev_weekend[r][:, channels] = 0.0  # type: ignore[attr-defined]
     st.ev_weekend_n[r][:, channels] = 0  # type: ignore[attr-defined]
@@ -582,7 +581,7 @@ def day_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
     """The look at a day of ``rows`` whose day holds ``period_max`` events or more: at one
     minute or 30 seconds no warm-up or late look can show it, and at 5 minutes the late look
     reads its events in the order they came, so a gap in its first three days hid the day
-    (a source whose late look found a daily profile is left as it was). Once they have seen
+    (a channel already judged against a day is left as it was). Once they have seen
     MIN_PERIODS whole UTC days, the events they kept, one per slot of ``period_max`` to a day
     (``ev_days``, each the first in its slot: a 5-minute series of the same noise), are read
     as the late look reads its events, with a day of ``period_max`` slots. A channel that
@@ -603,14 +602,17 @@ def day_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
         for ch in range(days.shape[2]):
             seen = np.isfinite(days[j, :, ch])
             days[j, :, ch] = np.interp(at, at[seen], days[j, seen, ch])
+    before = st.ev_daily[rows] > 0  # type: ignore[attr-defined]
     changed = late_start(st, rows, settings, periodic_only, days, slots)
-    st.ev_origin[changed] = 0  # type: ignore[attr-defined]  # its profile's slots are the day's
-    for r in changed.tolist():  # a slot learns a day's share over its events, not at each
+    for r in changed.tolist():
+        switched = (st.ev_daily[r] > 0) & ~before[np.flatnonzero(rows == r)[0]]  # type: ignore[attr-defined]
+        st.ev_origin[r, switched] = 0  # type: ignore[attr-defined]  # its slots are the day's
+        # a slot learns a day's share over its events, not at each (a day of 287-289 events
+        # at 5 minutes is one event a slot)
         per_slot = _day(st, r, settings) / slots
         st.ev_per_slot[r] = per_slot  # type: ignore[attr-defined]
-        if per_slot > 1:
-            daily = st.ev_daily[r]  # type: ignore[attr-defined]
-            st.ev_daily[r] = np.where(daily > 0, SLOTS, daily)  # type: ignore[attr-defined]
+        if per_slot >= 1.5:
+            st.ev_daily[r, switched] = SLOTS  # type: ignore[attr-defined]
     return changed
 
 
@@ -987,7 +989,7 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
     ``weekend`` is judged against the profile plus its block's weekend offset on a channel
     whose period is a day (``daily``; the offset learns on the first two weekend days,
     ``weekend_n``, and the profile the rest of the time). Such a channel's phase is its
-    event's slot of the day (``clock``, seconds into the UTC day; NaN: none) less the source's
+    event's slot of the day (``clock``, seconds into the UTC day; NaN: none) less its
     ``origin``, taken from its first event after the look so that the phases counted until
     then hold: a gap in the feed does not shift the profile against the day."""
     n, c = values.shape
@@ -1028,9 +1030,9 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
                 ph = t[r] % period[r, ch]
                 if daily[r, ch] > 0 and clock[i] == clock[i]:  # by the clock (docstring)
                     of_day = int(clock[i] * period[r, ch] / DAY + 0.5) % period[r, ch]
-                    if origin[r] < 0:
-                        origin[r] = (of_day - ph) % period[r, ch]
-                    ph = (of_day - origin[r]) % period[r, ch]
+                    if origin[r, ch] < 0:
+                        origin[r, ch] = (of_day - ph) % period[r, ch]
+                    ph = (of_day - origin[r, ch]) % period[r, ch]
                 phase[ch] = ph
                 offset[ch] = 0.0
                 if weekend[i] and daily[r, ch] > 0:

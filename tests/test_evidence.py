@@ -596,7 +596,7 @@ def test_a_daily_profile_keeps_the_day_across_gaps_in_the_feed(seed: int) -> Non
     out = det.process_many(fed_with_gaps(seed))
     (bank,) = det.banks.values()
     assert int(bank.state.ev_daily[0, 0]) == 1 and int(bank.state.ev_period[0, 0]) == 288
-    assert int(bank.state.ev_origin[0]) >= 0
+    assert int(bank.state.ev_origin[0, 0]) >= 0
     det.close()
     t, x = weekly(seed)
     on_time = Detector(config()).process_many(
@@ -621,7 +621,7 @@ def test_a_gap_before_the_late_look_does_not_hide_the_day(seed: int) -> None:
     (bank,) = det.banks.values()
     st = bank.state
     assert st.ev_mode[0].tolist() == [SEASONAL] and int(st.ev_daily[0, 0]) == 1
-    assert float(st.ev_per_slot[0]) == 1.0 and int(st.ev_origin[0]) == 0
+    assert float(st.ev_per_slot[0]) == 1.0 and int(st.ev_origin[0, 0]) == 0
     det.close()
 
 
@@ -661,10 +661,32 @@ def test_a_daily_cycle_sampled_every_minute_gets_a_daily_profile_after_three_day
         if look:
             assert st.ev_mode[0].tolist() == [SEASONAL] and int(st.ev_period[0, 0]) == 288
             assert int(st.ev_daily[0, 0]) == SLOTS and float(st.ev_per_slot[0]) == 5.0
-            assert int(st.ev_origin[0]) == 0 and int(st.ev_day0[0]) == NO_DAY_LOOK
+            assert int(st.ev_origin[0, 0]) == 0 and int(st.ev_day0[0]) == NO_DAY_LOOK
         det.close()
         aucs[look] = roc_auc_score(labels[after], out.score[after])
     assert aucs[True] > 0.95 and aucs[False] < 0.9
+
+
+def test_a_day_look_on_several_channels_switches_only_those_a_daily_profile_fits() -> None:
+    """Four channels at 1-minute sampling, three following one daily cycle and one noise: the
+    look at a day judges the cycle's channels it fits against daily profiles of slots, each
+    with its own clock origin; the noise keeps its baseline, and a 3-hour shift of one
+    channel is found."""
+    rng = np.random.default_rng(5)
+    n = 8 * 1440
+    cycle = np.sin(2 * np.pi * np.arange(n) / 1440)
+    x = np.stack([3 * cycle, 2 * cycle, -3 * cycle, np.zeros(n)], axis=1) + rng.normal(0, 1, (n, 4))
+    x[6 * 1440 + 300 : 6 * 1440 + 480, 1] += 4.0
+    det = Detector(config())
+    out = det.process_many([Event("m", MONDAY + 60.0 * i, tuple(map(float, row)),
+                                  fields=tuple("abcd")) for i, row in enumerate(x)])
+    (bank,) = det.banks.values()
+    st = bank.state
+    daily = st.ev_daily[0] == SLOTS
+    assert daily[[0, 2]].all() and not daily[3]
+    assert (st.ev_origin[0][daily] == 0).all() and (st.ev_origin[0][~daily] == -1).all()
+    assert out.flagged[6 * 1440 + 300 : 6 * 1440 + 480].any()
+    det.close()
 
 
 def test_scores_do_not_depend_on_how_events_are_batched_across_the_looks() -> None:
