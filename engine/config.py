@@ -8,6 +8,7 @@ import math
 import tomllib
 import types
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,25 @@ DataclassT = TypeVar("DataclassT", bound="DataclassInstance")
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range; the message says which and why."""
+
+
+def time_zone(name: str) -> zoneinfo.ZoneInfo | None:
+    """The time zone ``name`` (an IANA name); None for UTC, whose wall clock is the epoch's.
+
+    >>> time_zone("UTC") is None, str(time_zone("Asia/Tokyo"))
+    (True, 'Asia/Tokyo')
+    >>> time_zone("Mars/Olympus")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    neurogate.engine.config.ConfigError: timezone must be an IANA time zone name ... 'Mars/Olympus'
+    """
+    if name == "UTC":
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"timezone must be an IANA time zone name such as UTC or "
+                          f"Europe/Berlin, got {name!r}") from None
 
 
 # Here, not beside the encoder: reading the configuration must not load numba (engine/encoder.py),
@@ -245,6 +265,11 @@ class EngineConfig:
     alpha0: float = 0.5  # additive smoothing of the unigram
     calendar: bool = True  # condition codes on (3-hour bucket x weekend) where timestamps allow
     calendar_hours: int = 3  # width of the calendar buckets in hours (divides 24)
+    # the time zone (IANA name) whose wall clock the calendar reads: the codes' hour buckets
+    # and weekends, and a daily profile's time of day and weekend offset. A business metric
+    # follows its local day: read in UTC, Tokyo's weekend began 9 hours early, and every
+    # change of daylight saving time shifted a daily cycle by an hour against its profile
+    timezone: str = "UTC"
     top_k: int = 2  # levels combined by the mean of the k largest surprises
     extreme_margin: float = 0.05  # new-extreme rule: outside seen [min,max] +- margin*range -> 1.0
     extreme_rule: bool = True  # apply the new-extreme rule (extreme_margin)
@@ -296,6 +321,7 @@ class EngineConfig:
                 raise ConfigError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
         if not 1 <= self.calendar_hours <= 24 or 24 % self.calendar_hours:
             raise ConfigError(f"calendar_hours must divide 24, got {self.calendar_hours}")
+        time_zone(self.timezone)  # raises ConfigError for an unknown name
         if self.top_k < 1:
             raise ConfigError(f"top_k must be >= 1, got {self.top_k}")
         self._check_suppression()

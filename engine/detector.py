@@ -21,7 +21,7 @@ import numpy as np
 
 from neurogate.engine import rules, snapshot
 from neurogate.engine.bank import Bank, Prepared
-from neurogate.engine.config import EngineConfig
+from neurogate.engine.config import EngineConfig, time_zone
 from neurogate.engine.counts import CountTable, release_free_memory
 from neurogate.engine.encoder import Encoder, FixedEncoder
 from neurogate.engine.events import Event, EventBatch
@@ -44,6 +44,7 @@ from neurogate.engine.patterns import (
     calendar_bucket,
     calendar_times,
     pattern_keys,
+    wall_clock,
     weekend,
 )
 from neurogate.engine.posterior import ClassEvidence, explain, log_odds
@@ -311,6 +312,7 @@ class Detector:
         pattern keys held in memory (default: the configuration's); past it, keys whose
         counts the store holds are evicted and read back when needed again."""
         self.config = config or EngineConfig()
+        self._zone = time_zone(self.config.timezone)  # None: UTC
         self.store = store if store is not None else MemoryStore()
         self.flush_every = flush_every
         self.progress = progress
@@ -750,7 +752,7 @@ class Detector:
         replays = []
         for row, at in zip(p.done_rows, p.done_at, strict=True):
             r = bank.replay(np.array([row]))
-            bucket = self._bucket(r.ts, r.has_calendar)
+            bucket = self._bucket(wall_clock(r.ts, self._zone), r.has_calendar)
             keys = self._keys(lc, r.windows, bank.state.scope[r.rows], bucket)
             replays.append((int(at), int(row), keys, r.labels))
         post = p.post
@@ -874,7 +876,8 @@ class Detector:
                                  replays)
             return
         target = s.target
-        bucket = self._bucket(s.ts, s.has_cal)
+        local = wall_clock(s.ts, self._zone)  # the calendar reads the `timezone`'s clock
+        bucket = self._bucket(local, s.has_cal)
         keys = self._keys(lc, p.windows, bank.state.scope[s.rows], bucket)
         counts = self._count_in_order(bank, lc, keys, s.labels, s.at, replays)
         if self.label_memory is not None and self._learning:
@@ -890,7 +893,7 @@ class Detector:
         ctx = rules.run(self._rules, rules.ScoreContext(
             bank.state, s.rows, p.groups, s.values, top_k_mean(surprise[:, cols], cfg.top_k),
             float(np.log(np.median(lc.vocab[cols]))), bank.relation, bank.deviation,
-            weekend(s.ts, s.has_cal), calendar_times(s.ts, s.has_cal)))
+            weekend(local, s.has_cal), calendar_times(local, s.has_cal)))
         flagged = ctx.flagged
         out.score[target] = ctx.score
         out.extreme[target] = ctx.extreme

@@ -176,6 +176,7 @@ STUCK = -2
 STUCK_SHARE = 0.02
 MIN_RELATED = 2  # channels the relation family must judge for a source to have the family
 NO_DAY_LOOK = -2  # ``ev_day0`` of a source with no day look to make (``day_start``)
+DAY_PENDING = -1  # ...and of one to make, whose first day the next event with a time sets
 # ``ev_daily`` of a daily profile whose slots hold several events each (``day_start``): an
 # event is not judged against the last period's value at its phase, which is the previous
 # event of its slot there (a 4-sd shift at 1-minute sampling then scored as normal after its
@@ -359,7 +360,7 @@ def start(state: object, rows: np.ndarray, warm: np.ndarray, settings: EvidenceS
         _weekends(st, r, mode == SEASONAL, day)
         if "ev_day0" in st.arrays:  # type: ignore[attr-defined]
             st.ev_days[r] = np.nan  # type: ignore[attr-defined]
-            st.ev_day0[r] = (math.floor(st.warm_ts[r, -1] / DAY) + 1  # type: ignore[attr-defined]
+            st.ev_day0[r] = (DAY_PENDING  # type: ignore[attr-defined]
                              if day >= period_max > 0 else NO_DAY_LOOK)
         _last_period(st.ev_recent[r], clipped[j], mode, per, resid[j])  # type: ignore[attr-defined]
     rmad = np.median(np.abs(resid), axis=1) * MAD_SIGMA

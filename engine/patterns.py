@@ -3,6 +3,8 @@ needs (code n-grams, their contexts, the calendar-conditioned code and the strea
 
 from __future__ import annotations
 
+from datetime import datetime, tzinfo
+
 import numpy as np
 from numba import njit
 
@@ -53,6 +55,34 @@ def weekend(ts: np.ndarray, has_calendar: np.ndarray) -> np.ndarray:
     day = (np.floor(np.where(ok, ts, 0.0) / 86400.0).astype(np.int64) + 3) % 7  # 1970-01-01: Thu
     out: np.ndarray = ok & (day >= 5)
     return out
+
+
+def wall_clock(ts: np.ndarray, zone: tzinfo | None) -> np.ndarray:
+    """Each time as the seconds a wall clock in ``zone`` shows since the epoch: UTC plus the
+    zone's offset at that time, daylight saving included (``ts`` itself for None, UTC). A
+    batch within a month whose first and last times share an offset takes it for all.
+
+    >>> from zoneinfo import ZoneInfo
+    >>> march = 1_711_846_800.0  # 2024-03-31T01:00:00Z, as Berlin moves to summer time
+    >>> (wall_clock(np.array([march - 3600, march + 3600]), ZoneInfo("Europe/Berlin"))
+    ...  - np.array([march - 3600, march + 3600])).tolist()
+    [3600.0, 7200.0]
+    """
+    finite = np.isfinite(ts)
+    if zone is None or not finite.any():
+        return ts
+    first, last = float(ts[finite].min()), float(ts[finite].max())
+    offset = _utc_offset(first, zone)
+    if last - first < 28 * 86400 and _utc_offset(last, zone) == offset:
+        return ts + offset
+    out: np.ndarray = ts + np.array([_utc_offset(t, zone) if ok else 0.0
+                                     for t, ok in zip(ts.tolist(), finite.tolist(), strict=True)])
+    return out
+
+
+def _utc_offset(t: float, zone: tzinfo) -> float:
+    delta = datetime.fromtimestamp(t, zone).utcoffset()
+    return delta.total_seconds() if delta is not None else 0.0
 
 
 def calendar_times(ts: np.ndarray, has_calendar: np.ndarray) -> np.ndarray:

@@ -242,8 +242,13 @@ class CalibratedEvidence:
         st = ctx.state
         if "ev_day0" not in st.arrays:
             return []
+        timed = np.isfinite(times)
+        pending = np.flatnonzero((st.ev_day0[ctx.rows] == evidence.DAY_PENDING) & timed)
+        if pending.size:  # a source's first whole day: the next after its first scored event's
+            starts, first = np.unique(ctx.rows[pending], return_index=True)
+            st.ev_day0[starts] = np.floor(times[pending[first]] / evidence.DAY) + 1
         day0 = st.ev_day0[ctx.rows]
-        waiting = np.flatnonzero((day0 >= 0) & np.isfinite(times))
+        waiting = np.flatnonzero((day0 >= 0) & timed)
         if not waiting.size:
             return []
         slots = st.ev_days.shape[1] // evidence.MIN_PERIODS

@@ -22,7 +22,8 @@ META_NAME = "detector/state"
 # that reproduces the engine before it: such a state is read as written under that value, so
 # it resumes under it (and the refusal names the setting and the value to set).
 ADDED_SETTINGS: dict[str, Any] = {"evidence.sustained": 0.0, "evidence.late_period": False,
-                                  "evidence.trend": False, "evidence.weekend": False}
+                                  "evidence.trend": False, "evidence.weekend": False,
+                                  "timezone": "UTC"}
 
 
 def dump(config: EngineConfig, events_seen: int, banks: list[dict[str, Any]],

@@ -744,6 +744,34 @@ def test_a_deviation_record_names_the_forecast_it_was_judged_against() -> None:
         assert {FORECAST_NAMES[int(f)] for f in out.forecast[start : start + 50]} == {name}
 
 
+def test_the_calendar_reads_the_wall_clock_of_the_configured_timezone() -> None:
+    """A business metric in Tokyo follows Tokyo's day and weekend; read in UTC, its weekend
+    began 9 hours early and ended 9 hours late, and alerted every week. With ``timezone`` set
+    the codes' buckets, the daily profile and its weekend offset read Tokyo's clock. An
+    unknown name is a configuration error."""
+    from zoneinfo import ZoneInfo
+
+    from neurogate.engine.config import ConfigError
+    from neurogate.engine.patterns import wall_clock
+
+    flags = {"UTC": 0, "Asia/Tokyo": 0}
+    for seed in (4, 5, 8):
+        rng = np.random.default_rng(seed)
+        t = MONDAY + 300.0 * np.arange(288 * 21)
+        local = wall_clock(t, ZoneInfo("Asia/Tokyo"))
+        on_weekend = ((local // 86400 + 3) % 7) >= 5
+        wave = 3 * np.sin(2 * np.pi * ((local % 86400) / 86400 + rng.uniform(0, 1)))
+        x = (10 + np.where(on_weekend, 0.6 * wave, wave) - 1.5 * on_weekend
+             + rng.normal(0, 1, t.size))
+        events = [Event("w", float(a), (float(b),)) for a, b in zip(t, x, strict=True)]
+        for zone in flags:
+            flags[zone] += int(Detector(config(timezone=zone)).process_many(
+                events).flagged[4 * 288:].sum())
+    assert flags["Asia/Tokyo"] < flags["UTC"] / 5
+    with pytest.raises(ConfigError, match="IANA time zone"):
+        config(timezone="Mars/Olympus")
+
+
 def test_a_weekend_offset_has_blocks_of_an_hour_or_of_at_least_12_events() -> None:
     """At 5-minute sampling one per hour; coarser, blocks of 12 events or more (an offset
     learnt from two weekend days' events of one phase is as noisy as two events)."""

@@ -273,7 +273,8 @@ def test_wheel_installs_into_a_fresh_venv_beside_a_user_engine_package(tmp_path:
             "neurogate/engine/stores/sqlite.py"} <= set(names)
     metadata = zipfile.ZipFile(wheel).read(f"neurogate-{version}.dist-info/METADATA").decode()
     required = re.findall(r"^Requires-Dist: ([A-Za-z0-9_.-]+)[^;\n]*$", metadata, re.M)
-    assert sorted(required) == ["numba", "numpy", "orjson", "tqdm"]  # the core; the rest: extras
+    # the core; the rest: extras
+    assert sorted(required) == ["numba", "numpy", "orjson", "tqdm", "tzdata"]
     extras = set(re.findall(r"^Provides-Extra: (\S+)$", metadata, re.M))
     assert {"neuronet", "postgres", "redis", "kafka", "eval", "all"} <= extras
 
