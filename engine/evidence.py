@@ -230,8 +230,9 @@ def state_specs(channels: int, smoothing: int, relation: bool, period_max: int =
     if day_look and period_max > 0:
         # a source with a day of period_max events or more: one event per slot of its
         # first MIN_PERIODS whole days, in single precision (a profile of noisy values; 3.4
-        # instead of 6.8 KB per channel), NaN: none yet; and the first day's number (UTC days
-        # since the epoch; NO_DAY_LOOK: none to look at, or looked already; ``day_start``)
+        # instead of 6.8 KB per channel), NaN: none yet; and the first day's number (days
+        # since the epoch; DAY_PENDING: taken from the next event; NO_DAY_LOOK: none to look
+        # at, or looked already; ``day_start``)
         specs["ev_days"] = ((MIN_PERIODS * max(period_max, 1), c), np.float32, np.nan)
         specs["ev_day0"] = ((), np.int64, NO_DAY_LOOK)
     if relation and c >= 2:
@@ -566,7 +567,7 @@ def late_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
 
 
 def day_slots(ts: np.ndarray, slots: int) -> np.ndarray:
-    """Each time's slot counted from the epoch, ``slots`` to a UTC day, a time belonging to
+    """Each time's slot counted from the epoch, ``slots`` to a day, a time belonging to
     the slot it is nearest the start of (as the kernel's phase of a daily profile): its day
     is ``// slots``, its slot of the day ``% slots``.
 
@@ -583,8 +584,9 @@ def day_start(state: object, rows: np.ndarray, settings: EvidenceSettings,
     minute or 30 seconds no warm-up or late look can show it, and at 5 minutes the late look
     reads its events in the order they came, so a gap in its first three days hid the day
     (a channel already judged against a day is left as it was). Once they have seen
-    MIN_PERIODS whole UTC days, the events they kept, one per slot of ``period_max`` to a day
-    (``ev_days``, each the first in its slot: a 5-minute series of the same noise), are read
+    MIN_PERIODS whole days (of ``timezone``), the events they kept, one per slot of
+    ``period_max`` to a day (``ev_days``, each the first in its slot: a 5-minute series of
+    the same noise), are read
     as the late look reads its events, with a day of ``period_max`` slots. A channel that
     changes (``late_start``) is judged against a daily profile of those slots, each event
     against the slot of its time (``ev_origin`` 0). A slot no event reached (a gap in the
@@ -990,7 +992,7 @@ def score_events(  # noqa: C901, PLR0912, PLR0913, PLR0915  (numba kernel: flat 
     ``weekend`` is judged against the profile plus its block's weekend offset on a channel
     whose period is a day (``daily``; the offset learns on the first two weekend days,
     ``weekend_n``, and the profile the rest of the time). Such a channel's phase is its
-    event's slot of the day (``clock``, seconds into the UTC day; NaN: none) less its
+    event's slot of the day (``clock``, seconds into the day of ``timezone``; NaN: none) less its
     ``origin``, taken from its first event after the look so that the phases counted until
     then hold: a gap in the feed does not shift the profile against the day."""
     n, c = values.shape
