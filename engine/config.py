@@ -274,7 +274,8 @@ class EngineConfig:
     extreme_margin: float = 0.05  # new-extreme rule: outside seen [min,max] +- margin*range -> 1.0
     extreme_rule: bool = True  # apply the new-extreme rule (extreme_margin)
     # ...for a channel the relation family judges, only where the calibrated score is at least
-    # this (engine/rules.py ExtremeValue); 0 = always. 0.7 (a tail probability of 0.2), chosen
+    # this, and for one judged against a local trend where its forecast's score is
+    # (engine/rules.py ExtremeValue); 0 = always. 0.7 (a tail probability of 0.2), chosen
     # on dev corpora (gating every channel: 0.77 and 0.81 lost sensors incidents with the long
     # warm-up); sensors files with the default warm-up, false extremes 35 / 37 -> 21 / 26
     extreme_floor: float = 0.7
