@@ -45,7 +45,6 @@ from neurogate.engine.patterns import (
     calendar_times,
     pattern_keys,
     wall_clock,
-    weekend,
 )
 from neurogate.engine.posterior import ClassEvidence, explain, log_odds
 from neurogate.engine.scoring import stream_probabilities, top_k_mean
@@ -893,7 +892,7 @@ class Detector:
         ctx = rules.run(self._rules, rules.ScoreContext(
             bank.state, s.rows, p.groups, s.values, top_k_mean(surprise[:, cols], cfg.top_k),
             float(np.log(np.median(lc.vocab[cols]))), bank.relation, bank.deviation,
-            weekend(local, s.has_cal), calendar_times(local, s.has_cal)))
+            calendar_times(local, s.has_cal)))
         flagged = ctx.flagged
         out.score[target] = ctx.score
         out.extreme[target] = ctx.extreme

@@ -37,6 +37,7 @@ from numba import njit
 
 from neurogate.engine import evidence
 from neurogate.engine.config import EngineConfig, EvidenceSettings
+from neurogate.engine.patterns import weekend
 from neurogate.engine.scoring import rank_calibrate, squash
 from neurogate.engine.state import (
     Groups,
@@ -85,8 +86,8 @@ class ScoreContext:
     relation: bool = False  # the relation family applies (evidence.relation, 2+ channels)
     deviation: bool = False  # the deviation family applies (evidence.deviation; a univariate
     # source judges only a clearly periodic channel)
-    weekend: np.ndarray | None = None  # each event on a Saturday or Sunday (UTC; None: none)
-    times: np.ndarray | None = None  # each event's time, epoch seconds (NaN, None: none)
+    # each event's time on the wall clock of ``timezone``, epoch seconds (NaN, None: none)
+    times: np.ndarray | None = None
     score: np.ndarray = field(init=False)
     extreme: np.ndarray = field(init=False)
     suppressed: np.ndarray = field(init=False)
@@ -180,10 +181,10 @@ class CalibratedEvidence:
         values = np.ascontiguousarray(ctx.values, dtype=np.float64)
         pattern_stat = np.ascontiguousarray(ctx.pattern_stat, dtype=np.float64)
         confirm = st.ev_confirm[ctx.rows] == 1  # per event: a late look may end it (below)
-        weekend = (np.zeros(n, dtype=np.bool_) if ctx.weekend is None
-                   else np.ascontiguousarray(ctx.weekend, dtype=np.bool_))
         times = np.full(n, np.nan) if ctx.times is None else ctx.times
+        on_weekend = weekend(times, np.isfinite(times))
         clock = np.ascontiguousarray(times % evidence.DAY, dtype=np.float64)
+        periodic_only = ctx.channels < ev.deviation_channels
         late, day = self._late_looks(ctx), self._day_looks(ctx, times)
         begin = 0
         for look in [*sorted(set(late) | set(day)), None]:
@@ -196,14 +197,13 @@ class CalibratedEvidence:
                 st.ev_base, st.ev_slope, st.ev_spread, st.ev_floor, st.ev_ring, st.ev_n, st.ev_mode,
                 st.ev_period, st.ev_profile, st.ev_recent, st.ev_weekend,
                 st.ev_weekend_n, st.ev_daily,
-                weekend[part], clock[part], st.ev_origin, st.ev_per_slot, st.ev_t, st.ev_hist,
+                on_weekend[part], clock[part], st.ev_origin, st.ev_per_slot, st.ev_t, st.ev_hist,
                 st.ev_total, st.ev_held, st.ev_run, st.ev_run_w, st.ev_run_n, mu, cov, prec,
                 related, last, reps, stuck, ev.rate, ev.ridge, ev.refresh,
                 float(ev.tail_memory), ev.hold, ev.hold_max, ev.sustained, evidence.WIDTH,
                 ctx.family_p[part], stat[part], ctx.family_channel[part])
             if ctx.deviation:  # before a look below may change the forecast
                 self._forecasts(ctx, begin, end)
-            periodic_only = ctx.channels < ev.deviation_channels
             # the event before it completed its source's late values; the event at it begins
             # its source's fourth day (``_day_looks``)
             judged = np.concatenate([
