@@ -103,12 +103,13 @@ def warmup_range(warm: np.ndarray, margin: float,
 # a daily profile's weekend offsets (``ev_daily`` 0: none, ``ev_weekend``, ``ev_weekend_n``)
 # and its clock (``ev_origin`` -1: taken from the next event, where its phases now hold;
 # ``ev_per_slot`` 1: an event per phase), and the look at a day of a source sampled faster
-# (``ev_day0`` NO_DAY_LOOK: none, as before it; ``ev_days``).
+# (``ev_day0`` NO_DAY_LOOK: none, as before it; ``ev_days``), and a source's step
+# (``step``: computed from its warm-up's timestamps as it is read, ``from_state``).
 ADDED_LATER = frozenset({"ev_related", "ev_run", "ev_run_w", "ev_run_n", "ev_last", "ev_reps",
                          "ev_stuck", "ev_recent", "ev_confirm", "ep_level", "ep_n",
                          "ep_low", "sup_bits", "sup_quiet", "ev_late", "ev_slope",
                          "ev_weekend", "ev_weekend_n", "ev_daily", "ev_origin", "ev_per_slot",
-                         "ev_days", "ev_day0"})
+                         "ev_days", "ev_day0", "step"})
 
 
 class Bank:
@@ -137,6 +138,9 @@ class Bank:
             "warm_ts": ((config.warmup,), np.float64, np.nan),
             "warm_cal": ((config.warmup,), np.bool_, False),
             "warm_label": ((config.warmup,), np.int8, -1),
+            # seconds between its events, from the warm-up's timestamps (0: no clock; set when
+            # the warm-up ends, ``evidence.clock_steps``)
+            "step": ((), np.float64, 0.0),
             "score_hist": ((supp,), np.float64, 0.0),
             # Suppression's open episode: its highest alert in bits (0 = none), and the scores
             # in a row below the threshold since its last score at the threshold
@@ -182,6 +186,10 @@ class Bank:
                 bank.state.arrays[name][:size] = arrays[name]
             elif name not in ADDED_LATER:
                 raise ValueError(f"the saved detector state has no {name!r} array")
+        if "step" not in arrays:  # its warm-up's timestamps are kept: the same step as now
+            warmed = np.flatnonzero(bank.state.n_seen[:size] >= config.warmup)
+            bank.state.step[warmed] = evidence.clock_steps(bank.state.warm_ts[warmed],
+                                                           bank.state.warm_cal[warmed])
         if bank.periodic_only and "ev_confirm" not in arrays:
             # an older engine gave univariate channels slow baselines, unused
             modes = bank.state.ev_mode[:size]
@@ -296,6 +304,7 @@ class Bank:
                                               self.given_ranges.get(self.sources[r]))
             st.lo[r], st.scale[r] = low[0], width[0]
             st.ext_lo[r], st.ext_hi[r] = lo[0], hi[0]
+        st.step[rows] = evidence.clock_steps(st.warm_ts[rows], st.warm_cal[rows])
         padded = self._padded_warm(rows)
         st.hist[rows] = padded[:, -self.window :]
         evidence.start(st, rows, warm, self.config.evidence, self.relation, self.deviation,

@@ -60,8 +60,11 @@ MIN_PROBABILITY = 1e-300
 CHRONIC = 0.5
 
 
-def probability_score(p: np.ndarray) -> np.ndarray:
-    """The score of a combined tail probability: ``b / (1 + b)`` of ``b = -log2 p`` bits."""
+def probability_score(p: np.ndarray, events: np.ndarray | None = None) -> np.ndarray:
+    """The score of a combined tail probability: ``b / (1 + b)`` of ``b = -log2 p`` bits,
+    ``p`` read over ``events`` events first (``evidence.per_interval``) where given."""
+    if events is not None:
+        p = evidence.per_interval(p, events)
     out: np.ndarray = squash(-np.log2(np.maximum(p, MIN_PROBABILITY)))
     return out
 
@@ -102,6 +105,9 @@ class ScoreContext:
     # [n] what the deviation family's channel was judged against as the event was scored
     # (evidence.FORECAST_NAMES; -1: none)
     forecast: np.ndarray = field(init=False)
+    # [n] the events of its source in ``score_interval`` (``evidence.interval_events``) that a
+    # tail probability is read over before it is scored (``CalibratedEvidence``; 1: per event)
+    interval_events: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         n = self.rows.size
@@ -115,6 +121,7 @@ class ScoreContext:
         self.escalated = np.zeros(n, dtype=bool)
         self.trending = np.zeros(self.values.shape, dtype=bool)
         self.forecast = np.full(n, -1, dtype=np.int64)
+        self.interval_events = np.ones(n)
 
     @property
     def channels(self) -> int:
@@ -148,8 +155,9 @@ class PatternSurprise:
 class CalibratedEvidence:
     """The calibrated base score (engine/evidence.py): each evidence family's tail probability
     against the source's own history, combined by Bonferroni over the families a source has,
-    scored as ``s / (1 + s)`` with ``s = -log2 p``. Learns from each event unless its family
-    is in an open episode (``evidence.hold``, at most ``hold_max`` events).
+    read over the source's events in ``interval`` seconds (``score_interval``; Sidak), scored
+    as ``s / (1 + s)`` with ``s = -log2 p``. Learns from each event unless its family is in an
+    open episode (``evidence.hold``, at most ``hold_max`` events).
 
     >>> import numpy as np
     >>> from neurogate.engine.bank import Bank
@@ -163,8 +171,8 @@ class CalibratedEvidence:
     ([False, True], [False, True])
     """
 
-    def __init__(self, settings: EvidenceSettings) -> None:
-        self.settings = settings
+    def __init__(self, settings: EvidenceSettings, interval: float = 0.0) -> None:
+        self.settings, self.interval = settings, interval
 
     def apply(self, ctx: ScoreContext) -> None:
         st, ev = ctx.state, self.settings
@@ -220,7 +228,8 @@ class CalibratedEvidence:
             ctx.family_p[confirm, evidence.DEVIATION] = np.nan
         families = 1 + int(ctx.deviation) + int(ctx.relation)
         combined = evidence.combine(ctx.family_p, families)
-        ctx.score = probability_score(combined)
+        ctx.interval_events = evidence.interval_events(st.step[ctx.rows], self.interval)
+        ctx.score = probability_score(combined, ctx.interval_events)
 
     @staticmethod
     def _forecasts(ctx: ScoreContext, begin: int, end: int) -> None:
@@ -382,7 +391,8 @@ class ExtremeValue:
             if ctx.deviation:
                 families = 1 + int(ctx.deviation) + int(ctx.relation)
                 p_dev = np.nan_to_num(ctx.family_p[:, evidence.DEVIATION], nan=1.0)
-                forecast = probability_score(np.minimum(1.0, families * p_dev))
+                forecast = probability_score(np.minimum(1.0, families * p_dev),
+                                             ctx.interval_events)
                 ctx.extreme |= (broke & ctx.trending).any(axis=1) & (forecast >= self.floor)
         ctx.score = np.where(ctx.extreme, 1.0, ctx.score)
 
@@ -423,8 +433,9 @@ class EpisodeCarry:
         if not confirm.any():
             return
         st, own = ctx.state, ctx.score.copy()
-        # deviation's own score, Bonferroni over two families (NaN where it does not confirm)
-        confirmed = probability_score(np.minimum(1.0, 2.0 * ctx.confirm_p))
+        # deviation's own score, Bonferroni over two families, over the source's events in
+        # score_interval (NaN where it does not confirm)
+        confirmed = probability_score(np.minimum(1.0, 2.0 * ctx.confirm_p), ctx.interval_events)
         _carry(ctx.rows, confirm, ctx.confirm_p, confirmed, ctx.score, st.ep_level, st.ep_n,
                st.ep_low, self.threshold, self.hold, self.hold_max, self.grace,
                self.grace * evidence.LONG)
@@ -576,8 +587,8 @@ def chain(config: EngineConfig) -> list[Rule]:
     >>> [type(r).__name__ for r in chain(cfg.replace(**{"evidence.calibrate": False}))]
     ['PatternSurprise', 'Threshold']
     """
-    rules: list[Rule] = [CalibratedEvidence(config.evidence) if config.evidence.calibrate
-                         else PatternSurprise()]
+    rules: list[Rule] = [CalibratedEvidence(config.evidence, config.score_interval)
+                         if config.evidence.calibrate else PatternSurprise()]
     if config.calibration == "rank":
         rules.append(RankCalibration())
     if config.extreme_rule:

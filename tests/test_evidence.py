@@ -39,8 +39,10 @@ from neurogate.engine.evidence import (
     _step,
     _tail_without,
     _univariate,
+    clock_steps,
     combine,
     forecasts,
+    interval_events,
     tail_probability,
 )
 from neurogate.engine.rules import EpisodeCarry, ScoreContext, Suppression
@@ -667,6 +669,55 @@ def test_a_daily_cycle_sampled_every_minute_gets_a_daily_profile_after_three_day
     assert aucs[True] > 0.95 and aucs[False] < 0.9
 
 
+def test_a_metric_sampled_every_minute_alerts_about_as_often_a_day_as_every_five_minutes(
+) -> None:
+    """A tail probability per event made a 1-minute feed alert about five times as often a
+    day as the same process every 5 minutes; read over the events in ``score_interval`` (300
+    s) the two alert about as often, and a 3-hour shift is still flagged at 1 minute."""
+    flags = {"minute": 0, "per event": 0, "five minutes": 0}
+    for seed in (4, 5, 8):
+        for name, step, interval in (("minute", 60.0, 300.0), ("per event", 60.0, 0.0),
+                                     ("five minutes", 300.0, 300.0)):
+            t, x = weekly(seed, days=11, step=step)
+            shift = (t - MONDAY >= 8 * 86400 + 36000) & (t - MONDAY < 8 * 86400 + 46800)
+            x[shift] += 4.0
+            det = Detector(config(score_interval=interval))
+            out = det.process_many([Event("w", float(a), (float(b),))
+                                    for a, b in zip(t, x, strict=True)])
+            det.close()
+            assert out.flagged[shift].any()
+            after_look = (t - MONDAY >= 4 * 86400) & ~shift
+            flags[name] += int(out.flagged[after_look].sum())
+    assert flags["minute"] <= flags["five minutes"] + 3
+    assert flags["per event"] >= 3 * flags["minute"]
+
+
+def test_score_interval_reads_the_source_clock_and_leaves_a_five_minute_feed_alone() -> None:
+    """The step is the warm-up's (a jitter averages away, row numbers have none); a feed
+    within INTERVAL_TOLERANCE of one event per interval (NAB's 5-minute files drift to 294 s)
+    scores exactly as per event; an older state without the step reads it from the warm-up's
+    timestamps it kept."""
+    rng = np.random.default_rng(3)
+    t = T0 + 60.0 * np.arange(200) + rng.uniform(-20, 20, 200)
+    steps = clock_steps(np.stack([t, np.arange(200.0)]),
+                        np.stack([np.ones(200, bool), np.zeros(200, bool)]))
+    assert abs(steps[0] - 60.0) < 1.0 and steps[1] == 0.0
+    assert interval_events(np.array([60.0, 294.0, 0.0]), 300.0).tolist() == [5.0, 1.0, 1.0]
+    assert interval_events(np.array([60.0]), 0.0).tolist() == [1.0]
+    x = rng.normal(0, 1, 3000)
+    x[2000] += 6.0
+    events = [Event("f", T0 + 294.0 * i, (float(v),)) for i, v in enumerate(x)]
+    per_event = Detector(config(score_interval=0.0)).process_many(events)
+    det = Detector(config())
+    np.testing.assert_array_equal(det.process_many(events).score, per_event.score)
+    (bank,) = det.banks.values()
+    meta, arrays = bank.to_state()
+    older = {k: v for k, v in arrays.items() if k != "step"}
+    restored = Bank.from_state(bank.fields, bank.window, det.config, meta, older).state
+    assert restored.step[: restored.size].tolist() == [pytest.approx(294.0)]
+    det.close()
+
+
 def test_a_day_look_on_several_channels_switches_only_those_a_daily_profile_fits() -> None:
     """Four channels at 1-minute sampling, three following one daily cycle and one noise: the
     look at a day judges the cycle's channels it fits against daily profiles of slots, each
@@ -1231,7 +1282,7 @@ def test_a_wild_warmup_value_does_not_silence_the_source(channels: int) -> None:
     values[700, 0] += 8 * values[200:600, 0].std()  # a spike after warm-up
     s, results = score(values, config())
     assert np.isfinite(s[200:]).all()
-    assert np.median(s[300:700]) > 0.05  # scores still vary with the data
+    assert (s[300:700] > 0.01).mean() > 0.25  # scores still vary with the data (they were 0)
     assert results[700].flagged
 
 
