@@ -301,7 +301,7 @@ class EngineConfig:
     # `eval multivariate --corpus single-minutely` (the weekly cycle every minute): false flags
     # on days 4-13 244 -> 69, against 86 on those days at 5 minutes (`single-weekly`); flag
     # precision 0.151 -> 0.289, ROC-AUC 0.996 either way, incidents found 0.97 -> 0.94 (a
-    # 5.6-sd one-minute spike inside the day's range). 0 = per event; so is a source whose
+    # 5.6-sd one-minute spike that sets no record). 0 = per event; so is a source whose
     # timestamps are not times
     score_interval: float = 300.0
     # "source": each source learns its own patterns; "global": sources with the same fields

@@ -467,17 +467,24 @@ def interval_events(step: np.ndarray, interval: float) -> np.ndarray:
     return out
 
 
-def per_interval(p: np.ndarray, events: np.ndarray) -> np.ndarray:
-    """A tail probability per event read over ``events`` events (Sidak): the chance that at
-    least one of that many independent events has one as small, ``1 - (1 - p)^events``.
-    Monotone in ``p``, so a source's events keep their order.
+def interval_bits(p: np.ndarray, events: np.ndarray) -> np.ndarray:
+    """``-log2`` of a tail probability per event ``p`` read over ``events`` events (Sidak: the
+    chance that at least one of that many independent events has one as small, ``1 - (1 -
+    p)^events``), in a form that keeps a ``p`` near 1 apart: ``1 - (1 - p)^300`` rounds to 1
+    above p = 0.12, and all such events would score 0 alike (here, above p = 0.92, where
+    ``(1 - p)^300`` underflows). Monotone in ``p``.
 
-    >>> p = per_interval(np.array([1e-4, 0.5, 1.0, 1e-4]), np.array([5.0, 5.0, 5.0, 1.0]))
-    >>> p.round(5).tolist()
-    [0.0005, 0.96875, 1.0, 0.0001]
+    >>> bits = interval_bits(np.array([1e-4, 0.5, 0.99, 1.0]), np.full(4, 5.0))
+    >>> (2.0 ** -bits).round(5).tolist()
+    [0.0005, 0.96875, 1.0, 1.0]
+    >>> bool(interval_bits(np.array([0.5]), np.array([300.0]))[0] > 0)
+    True
     """
-    with np.errstate(divide="ignore"):  # p = 1: log1p(-1) = -inf, and the result is 1
-        out: np.ndarray = -np.expm1(events * np.log1p(-np.minimum(p, 1.0)))
+    with np.errstate(divide="ignore"):  # p = 1: log1p(-1) = -inf, and 0 bits
+        log_q = events * np.log1p(-np.minimum(p, 1.0))  # ln (1 - p)^events
+        # 1 - q from expm1 where q = (1 - p)^events is near 1, else log1p(-q) (no rounding)
+        out: np.ndarray = np.where(log_q > -math.log(2.0), -np.log2(-np.expm1(log_q)),
+                                   -np.log1p(-np.exp(log_q)) / math.log(2.0))
     return out
 
 

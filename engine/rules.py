@@ -62,10 +62,13 @@ CHRONIC = 0.5
 
 def probability_score(p: np.ndarray, events: np.ndarray | None = None) -> np.ndarray:
     """The score of a combined tail probability: ``b / (1 + b)`` of ``b = -log2 p`` bits,
-    ``p`` read over ``events`` events first (``evidence.per_interval``) where given."""
+    ``p`` read over ``events`` events first where there are more than one
+    (``evidence.interval_bits``)."""
+    bits = -np.log2(np.maximum(p, MIN_PROBABILITY))
     if events is not None:
-        p = evidence.per_interval(p, events)
-    out: np.ndarray = squash(-np.log2(np.maximum(p, MIN_PROBABILITY)))
+        many = events > 1.0
+        bits[many] = np.minimum(evidence.interval_bits(p[many], events[many]), bits[many])
+    out: np.ndarray = squash(bits)
     return out
 
 
