@@ -892,7 +892,8 @@ class Detector:
         ctx = rules.run(self._rules, rules.ScoreContext(
             bank.state, s.rows, p.groups, s.values, top_k_mean(surprise[:, cols], cfg.top_k),
             float(np.log(np.median(lc.vocab[cols]))), bank.relation, bank.deviation,
-            calendar_times(local, s.has_cal)))
+            calendar_times(local, s.has_cal),
+            calendar_times(s.ts - bank.state.warm_ts[s.rows, 0], s.has_cal)))
         flagged = ctx.flagged
         out.score[target] = ctx.score
         out.extreme[target] = ctx.extreme

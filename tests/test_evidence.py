@@ -45,7 +45,7 @@ from neurogate.engine.evidence import (
     interval_events,
     tail_probability,
 )
-from neurogate.engine.rules import EpisodeCarry, ScoreContext, Suppression
+from neurogate.engine.rules import EpisodeCarry, ExtremeValue, ScoreContext, Suppression
 from neurogate.engine.state import Groups, Growing
 from neurogate.evaluation import sensors
 
@@ -716,6 +716,31 @@ def test_score_interval_reads_the_source_clock_and_leaves_a_five_minute_feed_alo
     restored = Bank.from_state(bank.fields, bank.window, det.config, meta, older).state
     assert restored.step[: restored.size].tolist() == [pytest.approx(294.0)]
     det.close()
+
+
+def test_a_record_in_a_source_first_day_counts_where_the_calibrated_score_agrees() -> None:
+    """A warm-up of 200 events sees 3.3 hours of a 1-minute source's day, and a daily cycle
+    crept past its range all through the rest of its first day: there a record counts only
+    where the calibrated score is at least ``extreme_floor`` or it lies beyond FIRST_DAY_FAR
+    margins; after a day on the source's clock, or with no clock, every record counts. A 10-sd
+    spike on a 1-minute source's first day is still flagged."""
+    bank = Bank(("v",), 16, config())
+    rows = np.repeat(bank.add_source("s"), 5)
+    bank.state.ext_lo[0], bank.state.ext_hi[0] = 0.0, 10.0
+    # each a record (beyond the seen range by 5 % of it), the third by 3 such margins
+    values = np.array([[10.8], [11.5], [16.0], [16.9], [17.9]])
+    age = np.array([3600.0, 3600.0, 3600.0, 86400.0 + 60, np.nan])
+    ctx = ScoreContext(bank.state, rows, Groups.of(rows), values, pattern_stat=np.zeros(5),
+                       age=age)
+    ctx.score = np.array([0.3, 0.8, 0.3, 0.3, 0.3])
+    ExtremeValue(0.05, floor=0.7).apply(ctx)
+    assert ctx.extreme.tolist() == [False, True, True, True, True]
+    for seed in (4, 5):
+        t, x = weekly(seed, days=1, step=60.0)
+        x[900] += 10.0
+        out = Detector(config()).process_many([Event("w", float(a), (float(b),))
+                                               for a, b in zip(t, x, strict=True)])
+        assert out.flagged[900] and out.extreme[900]
 
 
 def test_a_day_look_on_several_channels_switches_only_those_a_daily_profile_fits() -> None:
