@@ -138,8 +138,8 @@ class Bank:
             "warm_ts": ((config.warmup,), np.float64, np.nan),
             "warm_cal": ((config.warmup,), np.bool_, False),
             "warm_label": ((config.warmup,), np.int8, -1),
-            # seconds between its events, from the warm-up's timestamps (0: no clock; set when
-            # the warm-up ends, ``evidence.clock_steps``)
+            # seconds between its events, from the warm-up's timestamps (0: none, or events
+            # that arrive at random; set when the warm-up ends, ``evidence.sampling_steps``)
             "step": ((), np.float64, 0.0),
             "score_hist": ((supp,), np.float64, 0.0),
             # Suppression's open episode: its highest alert in bits (0 = none), and the scores
@@ -188,8 +188,8 @@ class Bank:
                 raise ValueError(f"the saved detector state has no {name!r} array")
         if "step" not in arrays:  # its warm-up's timestamps are kept: the same step as now
             warmed = np.flatnonzero(bank.state.n_seen[:size] >= config.warmup)
-            bank.state.step[warmed] = evidence.clock_steps(bank.state.warm_ts[warmed],
-                                                           bank.state.warm_cal[warmed])
+            bank.state.step[warmed] = evidence.sampling_steps(bank.state.warm_ts[warmed],
+                                                              bank.state.warm_cal[warmed])
         if bank.periodic_only and "ev_confirm" not in arrays:
             # an older engine gave univariate channels slow baselines, unused
             modes = bank.state.ev_mode[:size]
@@ -304,7 +304,7 @@ class Bank:
                                               self.given_ranges.get(self.sources[r]))
             st.lo[r], st.scale[r] = low[0], width[0]
             st.ext_lo[r], st.ext_hi[r] = lo[0], hi[0]
-        st.step[rows] = evidence.clock_steps(st.warm_ts[rows], st.warm_cal[rows])
+        st.step[rows] = evidence.sampling_steps(st.warm_ts[rows], st.warm_cal[rows])
         padded = self._padded_warm(rows)
         st.hist[rows] = padded[:, -self.window :]
         evidence.start(st, rows, warm, self.config.evidence, self.relation, self.deviation,

@@ -302,7 +302,8 @@ class EngineConfig:
     # on days 4-13 244 -> 69, against 86 on those days at 5 minutes (`single-weekly`); flag
     # precision 0.151 -> 0.289, ROC-AUC 0.996 either way, incidents found 0.97 -> 0.94 (a
     # 5.6-sd one-minute spike that sets no record). 0 = per event; so is a source whose
-    # timestamps are not times
+    # timestamps are not times, or whose events arrive at random rather than at a step
+    # (transactions, log lines: engine/evidence.py, REGULAR_SHARE)
     score_interval: float = 300.0
     # "source": each source learns its own patterns; "global": sources with the same fields
     # share their counts

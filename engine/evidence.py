@@ -88,6 +88,11 @@ WIDTH = np.array([0.25, 0.1, 0.1])
 # a source whose `score_interval` holds at most this share more than one event is scored per
 # event (``interval_events``): NAB's 5-minute files' warm-up steps average 294-300 s
 INTERVAL_TOLERANCE = 0.05
+# ...and one whose events arrive at random, not at a step: at least this share of its warm-up's
+# steps lie within half a median step of it where a source is sampled at a rate (1-minute
+# steps jittered by up to 30 s: 0.75; 5-minute steps with gaps and 30 s: all), about 35 % for
+# exponential gaps (events of a Poisson process)
+REGULAR_SHARE = 0.7
 TAIL_EVENTS = 10  # events beyond a value needed to read its tail probability empirically
 MIN_HISTORY = 30  # events in a family's history before it is read at all (the prior before)
 SPREAD_FLOOR = 1e-3  # spread never below this share of the warm-up range (or of |median|)
@@ -458,6 +463,29 @@ def clock_steps(ts: np.ndarray, cal: np.ndarray) -> np.ndarray:
     return out
 
 
+def sampling_steps(ts: np.ndarray, cal: np.ndarray) -> np.ndarray:
+    """Each source's sampling step in seconds [r] (``clock_steps``) where its warm-up's events
+    came at a regular step, at least REGULAR_SHARE of its steps within half a median step of
+    it (a metric sampled at a rate, a gap or a jitter aside); 0 where they arrived at random
+    (transactions, log lines: exponential gaps put about 35 % there), whose tail
+    probabilities stay per event.
+
+    >>> rng = np.random.default_rng(0)
+    >>> t = 1_700_000_000.0 + np.stack([60.0 * np.arange(200) + rng.uniform(-20, 20, 200),
+    ...                                 np.cumsum(rng.exponential(60.0, 200))])
+    >>> (sampling_steps(t, np.ones((2, 200), bool)) > 0).tolist()
+    [True, False]
+    """
+    steps = np.diff(ts, axis=1)
+    if not steps.shape[1]:
+        return np.zeros(ts.shape[0])
+    with np.errstate(invalid="ignore"):  # NaN times: clock_steps gives them no step anyway
+        median = np.median(steps, axis=1, keepdims=True)
+        near = (np.abs(steps - median) <= 0.5 * median).mean(axis=1)
+    out: np.ndarray = np.where(near >= REGULAR_SHARE, clock_steps(ts, cal), 0.0)
+    return out
+
+
 def interval_events(step: np.ndarray, interval: float) -> np.ndarray:
     """Events in ``interval`` seconds of each source's clock (``step`` seconds apart, 0: no
     clock), 1 where it is not more than INTERVAL_TOLERANCE above one event or ``interval`` is
@@ -489,9 +517,10 @@ def interval_bits(p: np.ndarray, events: np.ndarray) -> np.ndarray:
 
 
 def _day(state: object, r: int, settings: EvidenceSettings) -> int:
-    """Events in a day of source ``r``'s clock (``clock_steps``, kept in ``step`` when its
-    warm-up ended), or 0 where it has none or ``evidence.weekend`` is off."""
-    step = float(state.step[r])  # type: ignore[attr-defined]
+    """Events in a day of source ``r``'s warm-up timestamps (``clock_steps``), or 0 where they
+    are not times (row numbers) or ``evidence.weekend`` is off."""
+    step = float(clock_steps(state.warm_ts[r : r + 1],  # type: ignore[attr-defined]
+                             state.warm_cal[r : r + 1])[0])  # type: ignore[attr-defined]
     if not settings.weekend or not step > 0:
         return 0
     return round(DAY / step)

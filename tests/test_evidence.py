@@ -695,8 +695,9 @@ def test_a_metric_sampled_every_minute_alerts_about_as_often_a_day_as_every_five
 def test_score_interval_reads_the_source_clock_and_leaves_a_five_minute_feed_alone() -> None:
     """The step is the warm-up's (a jitter averages away, row numbers have none); a feed
     within INTERVAL_TOLERANCE of one event per interval (NAB's 5-minute files drift to 294 s)
-    scores exactly as per event; an older state without the step reads it from the warm-up's
-    timestamps it kept."""
+    and events that arrive at random (transactions, a second apart on average) score exactly
+    as per event; an older state without the step reads it from the warm-up's timestamps it
+    kept."""
     rng = np.random.default_rng(3)
     t = T0 + 60.0 * np.arange(200) + rng.uniform(-20, 20, 200)
     steps = clock_steps(np.stack([t, np.arange(200.0)]),
@@ -706,6 +707,10 @@ def test_score_interval_reads_the_source_clock_and_leaves_a_five_minute_feed_alo
     assert interval_events(np.array([60.0]), 0.0).tolist() == [1.0]
     x = rng.normal(0, 1, 3000)
     x[2000] += 6.0
+    arrivals = T0 + np.cumsum(rng.exponential(1.0, 3000))
+    random = [Event("r", float(a), (float(v),)) for a, v in zip(arrivals, x, strict=True)]
+    np.testing.assert_array_equal(Detector(config()).process_many(random).score,
+                                  Detector(config(score_interval=0.0)).process_many(random).score)
     events = [Event("f", T0 + 294.0 * i, (float(v),)) for i, v in enumerate(x)]
     per_event = Detector(config(score_interval=0.0)).process_many(events)
     det = Detector(config())
