@@ -353,6 +353,12 @@ def _summary(args: argparse.Namespace, det: Any, stats: Counter[str], seen: int,
     print(f"encoder     {det.model_version()}", file=err)
     status = det.status()
     _forecasts(status)
+    interval = det.config.score_interval
+    for fields, (faster, total) in status["interval"].items():
+        if faster:
+            print(f"interval    [{fields}] {faster:,} of {total:,} sources sampled faster than "
+                  f"every {interval:g} s: their tail probabilities are read per {interval:g} s "
+                  "(score_interval)", file=err)
     for fields, encoder in status["encoders"].items():
         for line in encoder["training"]:
             print(f"  [{fields}] {line}", file=err)

@@ -203,6 +203,12 @@ class Bank:
         modes = self.state.ev_mode[: self.state.size]
         return int((modes == mode).any(axis=1).sum())
 
+    def read_per_interval(self) -> int:
+        """Sources sampled faster than ``score_interval`` whose tail probabilities are read
+        over the events in it (``evidence.interval_events``)."""
+        steps = self.state.step[: self.state.size]
+        return int((evidence.interval_events(steps, self.config.score_interval) > 1.0).sum())
+
     def add_source(self, source: str) -> int:
         """Register a new source; returns its row."""
         row = int(self.state.add(1)[0])

@@ -655,8 +655,8 @@ class Detector:
     def status(self) -> dict[str, Any]:
         """Sources, patterns held and encoder state, for logs and the CLI summary; per field
         set, how many of its sources have a channel judged against a seasonal profile (found
-        at the warm-up or by the late look for a period), how many against a local trend, and
-        how many sources it has."""
+        at the warm-up or by the late look for a period), how many against a local trend, how
+        many are read per ``score_interval`` (sampled faster), and how many sources it has."""
         return {
             "events": self.events_seen,
             "sources": len(self._sources),
@@ -666,6 +666,8 @@ class Detector:
             "periodic": {",".join(f): [bank.judged_sources(SEASONAL), len(bank.sources)]
                          for f, bank in self.banks.items()},
             "trending": {",".join(f): [bank.judged_sources(TREND), len(bank.sources)]
+                         for f, bank in self.banks.items()},
+            "interval": {",".join(f): [bank.read_per_interval(), len(bank.sources)]
                          for f, bank in self.banks.items()},
             "train_seconds": round(self.timings["train_seconds"], 2),
             "train_wait_seconds": round(self.timings["train_wait_seconds"], 2),

@@ -124,6 +124,24 @@ def test_run_writes_flagged_events_as_jsonl(cli: Cli, tmp_path: Path, series: Pa
     assert (tmp_path / "p.db").is_file() and not (tmp_path / "neurogate.db").exists()
 
 
+def test_the_summary_says_which_sources_are_read_per_score_interval(cli: Cli,
+                                                                    tmp_path: Path) -> None:
+    """A source sampled every minute has its tail probabilities read per 5 minutes, and the
+    summary says so; at 5-minute steps, or with ``score_interval = 0``, it says nothing."""
+    values = [round(math.sin(i * 1.7), 4) for i in range(400)]
+    lines = ["timestamp,value"] + [f"{T0 + 60 * i},{v}" for i, v in enumerate(values)]
+    (tmp_path / "minute.csv").write_text("\n".join(lines) + "\n")
+    write_csv(tmp_path / "five.csv", values)
+    fast = ("--store", "memory://", "--set", "neuronet.enabled=false", "-q")
+    res = cli("run", "minute.csv", *fast)
+    assert res.code == 0, res.err
+    assert ("interval    [value] 1 of 1 sources sampled faster than every 300 s: their tail "
+            "probabilities are read per 300 s (score_interval)") in res.err
+    for args in (("five.csv",), ("minute.csv", "--set", "score_interval=0")):
+        res = cli("run", *args, *fast)
+        assert res.code == 0 and "interval" not in res.err, res.err
+
+
 def test_the_summary_says_which_sources_have_a_seasonal_profile(cli: Cli, tmp_path: Path) -> None:
     """A daily cycle at 5-minute sampling is found by the late look for a period (after 864
     events; a default warm-up shows periods up to 66): the summary says so. Before the look,
