@@ -26,7 +26,7 @@ from neurogate.evaluation import tune_cli
 
 # evaluation/sensors.py's VARIANTS and evaluation/single.py's CONDITIONS, named here so the
 # command line starts without numpy
-SENSOR_VARIANTS = ("logged", "setpoint", "units", "polled")
+SENSOR_VARIANTS = ("logged", "setpoint", "units", "polled", "timed")
 SINGLE_CONDITIONS = ("white", "ar", "counts", "trend", "daily", "weekly", "gaps",
                      "minutely")
 
@@ -120,8 +120,8 @@ def _register_multivariate(es: argparse._SubParsersAction) -> None:  # type: ign
                              "single", *(f"single-{c}" for c in SINGLE_CONDITIONS), "daily"),
                     help="factor: sources whose channels follow one factor (default); sensors: "
                     "30 short noisy 8-sensor files, one long incident each; sensors-logged, "
-                    "-setpoint, -units, -polled: the same files as a plant's export may have "
-                    "them (evaluation/sensors.py); single: 36 single-metric files (noise, "
+                    "-setpoint, -units, -polled, -timed: the same files as a plant's export "
+                    "may have them (evaluation/sensors.py); single: 36 single-metric files (noise, "
                     "AR(1), counts, a trend) with a shift, a spike or a variance burst; "
                     "single-white, -ar, -counts, -trend: files of one of them; single-daily: "
                     "a daily cycle at 5-minute sampling, ten days; single-weekly: the same with "

@@ -22,7 +22,10 @@ real plant's export may have them, each chosen to show one fault a robustness st
 * ``units``: current in microamperes and pressure in units 1e4 times larger (the channels'
   variances 1e12 and 1e-8 times their own);
 * ``polled``: the temperature read every 60 rows and the thermocouple every 300, held in
-  between (as merged logger exports have them).
+  between (as merged logger exports have them);
+* ``timed``: the rows' timestamps read as times, one second apart (the plain files' are
+  marked as row numbers), as the outside benchmark's are: a source sampled every second is
+  read per ``score_interval`` (300 events), not per event.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ NORMAL_START = 400
 T0 = 1_583_748_000.0  # 2020-03-09T10:00:00Z
 STEP = 1.0
 LOGGED = ("pressure", "temperature", "thermocouple", "flow")  # stored in steps (``logged``)
-VARIANTS = ("logged", "setpoint", "units", "polled")
+VARIANTS = ("logged", "setpoint", "units", "polled", "timed")
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,13 @@ def _polled(f: LabelledStream, _: np.random.Generator) -> LabelledStream:
     return dataclasses.replace(f, values=x)
 
 
-_VARIANT = {"logged": _logged, "setpoint": _setpoint, "units": _units, "polled": _polled}
+def _timed(f: LabelledStream, _: np.random.Generator) -> LabelledStream:
+    """``f`` with its timestamps read as times (a second apart)."""
+    return dataclasses.replace(f, has_calendar=True)
+
+
+_VARIANT = {"logged": _logged, "setpoint": _setpoint, "units": _units, "polled": _polled,
+            "timed": _timed}
 
 
 def _ar(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:

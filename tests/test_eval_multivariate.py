@@ -135,9 +135,9 @@ def test_logged_sensors_files_are_the_same_files_with_four_channels_in_steps() -
 
 def test_the_other_sensors_variants_change_only_what_they_say() -> None:
     plain = sensors.generate(sensors.SensorSettings(files=4, seed=3))
-    setpoint, units, polled = (sensors.generate(sensors.SensorSettings(files=4, seed=3,
-                                                                       variant=v))
-                               for v in ("setpoint", "units", "polled"))
+    setpoint, units, polled, timed = (
+        sensors.generate(sensors.SensorSettings(files=4, seed=3, variant=v))
+        for v in ("setpoint", "units", "polled", "timed"))
     current, pressure = sensors.CHANNELS.index("current"), sensors.CHANNELS.index("pressure")
     temperature = sensors.CHANNELS.index("temperature")
     for p, s, u, q in zip(plain, setpoint, units, polled, strict=True):
@@ -149,6 +149,9 @@ def test_the_other_sensors_variants_change_only_what_they_say() -> None:
         np.testing.assert_allclose(u.values[:, pressure], p.values[:, pressure] * 1e-4)
         assert len(np.unique(q.values[:, temperature])) == -(-len(p.ts) // 60)
         assert np.array_equal(q.values[:, :temperature], p.values[:, :temperature])
+    for p, t in zip(plain, timed, strict=True):
+        assert t.has_calendar and not p.has_calendar
+        assert np.array_equal(t.values, p.values) and np.array_equal(t.ts, p.ts)
     with pytest.raises(ValueError, match="unknown sensors variant"):
         sensors.SensorSettings(variant="noisy")
     assert SENSOR_VARIANTS == sensors.VARIANTS
