@@ -107,6 +107,10 @@ def summary(rec: dict[str, Any]) -> str:
     >>> summary({"flagged": True, "families": {"deviation": {"p": 3e-6, "channel": "cpu",
     ...                                                       "forecast": "daily"}}})
     'cpu is far from its usual value at this time of day (tail probability 3e-06)'
+    >>> summary({"flagged": True, "families": {"patterns": {"p": 2e-5}}, "interval_events": 5})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    'its recent pattern of values is rare (tail probability 2e-05, per event;
+     the score reads it over its 5 events per score_interval)'
     """
     if not rec.get("flagged"):
         return ""
@@ -116,11 +120,13 @@ def summary(rec: dict[str, Any]) -> str:
     parts = sorted((f["p"], name) for name, f in fams.items() if f["p"] < 0.01)
     if not parts:
         parts = sorted((f["p"], name) for name, f in fams.items())[:1]
+    over = (f", per event; the score reads it over its {rec['interval_events']:g} events per "
+            "score_interval" if rec.get("interval_events") else "")
     return "; ".join(
         FAMILY_WORDS["stuck" if fams[name].get("stuck") else name].format(
             channel=fams[name].get("channel", "a channel"),
             forecast=FORECAST_WORDS.get(fams[name].get("forecast", ""), FORECAST_WORDS[""]))
-        + f" (tail probability {p:.2g})" for p, name in parts)
+        + f" (tail probability {p:.2g}{over})" for p, name in parts)
 
 
 SPACING_STEPS = 1000  # steps per source read for its spacing (its median settles well before)

@@ -129,6 +129,8 @@ class Result:
     family_channels: dict[str, str] = field(default_factory=dict)
     # what the deviation family's channel was judged against (evidence.FORECAST_NAMES)
     forecast: str = ""
+    # the source's events in ``score_interval`` its families' p was read over (1: per event)
+    interval_events: float = 1.0
     stuck: bool = False  # the relation family's channel repeated one value (it drove the family)
     # flagged inside the source's open episode: the same incident got worse (rules.Suppression);
     # False on a flag that opens an episode (a new incident)
@@ -165,6 +167,8 @@ class Result:
                 out["families"]["relation"]["stuck"] = True
             if self.forecast and "deviation" in out["families"]:
                 out["families"]["deviation"]["forecast"] = self.forecast
+            if self.interval_events > 1.0:
+                out["interval_events"] = round(self.interval_events, 2)
         if self.flagged:
             out["escalation"] = self.escalation
         if self.evidence:
@@ -195,6 +199,7 @@ class BatchResult:
     family_p: np.ndarray  # [n, NFAM] tail probability per evidence family (NaN = none)
     family_channel: np.ndarray  # [n, 2] channel index driving deviation, relation (-1 = none)
     forecast: np.ndarray  # [n] what deviation's channel was judged against (-1 = none)
+    interval_events: np.ndarray  # [n] events its families' p was read over (score_interval)
 
     STATUS = ("scored", "warming", "rejected")
 
@@ -234,6 +239,7 @@ class BatchResult:
             family_channels=channels,
             forecast=(FORECAST_NAMES[int(self.forecast[i])]
                       if "deviation" in families and self.forecast[i] >= 0 else ""),
+            interval_events=float(self.interval_events[i]) if families else 1.0,
             stuck=stuck,
         )
 
@@ -505,6 +511,7 @@ class Detector:
             family_p=np.full((n, NFAM), np.nan),
             family_channel=np.full((n, 2), -1, dtype=np.int64),
             forecast=np.full(n, -1, dtype=np.int64),
+            interval_events=np.ones(n),
         )
         self._learning = learn
         try:
@@ -905,6 +912,7 @@ class Detector:
         out.family_p[target] = ctx.family_p
         out.family_channel[target] = ctx.family_channel
         out.forecast[target] = ctx.forecast
+        out.interval_events[target] = ctx.interval_events
         has_labels = np.asarray((counts[:, 0, 0, 1:] > 0).all(axis=1))
         if has_labels.any():
             sel = np.flatnonzero(has_labels)

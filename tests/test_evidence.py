@@ -686,6 +686,10 @@ def test_a_metric_sampled_every_minute_alerts_about_as_often_a_day_as_every_five
                                     for a, b in zip(t, x, strict=True)])
             det.close()
             assert out.flagged[shift].any()
+            record = out.result(int(np.flatnonzero(out.flagged & shift)[0])).as_dict()
+            assert record.get("interval_events") == (5.0 if name == "minute" else None)
+            assert ("the score reads it over its 5 events" in summary(record)) == (
+                name == "minute" and not record["extreme"])
             after_look = (t - MONDAY >= 4 * 86400) & ~shift
             flags[name] += int(out.flagged[after_look].sum())
     assert flags["minute"] <= flags["five minutes"] + 3
