@@ -671,9 +671,10 @@ def test_a_daily_cycle_sampled_every_minute_gets_a_daily_profile_after_three_day
 
 def test_a_metric_sampled_every_minute_alerts_about_as_often_a_day_as_every_five_minutes(
 ) -> None:
-    """A tail probability per event made a 1-minute feed alert about five times as often a
-    day as the same process every 5 minutes; read over the events in ``score_interval`` (300
-    s) the two alert about as often, and a 3-hour shift is still flagged at 1 minute."""
+    """A tail probability per event made a 1-minute feed alert several times as often a day
+    as the same process every 5 minutes; read over the events in ``score_interval`` (300 s)
+    the two alert about as often, and a 3-hour shift is still flagged at 1 minute, its record
+    saying over how many events its p was read."""
     flags = {"minute": 0, "per event": 0, "five minutes": 0}
     for seed in (4, 5, 8):
         for name, step, interval in (("minute", 60.0, 300.0), ("per event", 60.0, 0.0),
