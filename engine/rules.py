@@ -375,9 +375,6 @@ class ExtremeValue:
             span = np.maximum(span, 2.0 * st.ev_floor[ctx.rows][g.order])
         broke = np.empty_like(v, dtype=bool)  # [n, C] the channels that set a record
         broke[g.order] = (v > hi + span) | (v < lo - span)
-        far = np.empty(len(v), dtype=bool)  # a record by more than FIRST_DAY_FAR margins
-        far[g.order] = ((v > hi + FIRST_DAY_FAR * span)
-                        | (v < lo - FIRST_DAY_FAR * span)).any(axis=1)
         last = g.starts + g.counts - 1
         st.ext_hi[g.rows] = np.maximum(hi[last], v[last])
         st.ext_lo[g.rows] = np.minimum(lo[last], v[last])
@@ -421,7 +418,11 @@ class ExtremeValue:
             # the demo 111 -> 110 flags, the same incidents; NAB unchanged (each file's warm-up
             # is its probation, two days or more)
             first_day = ctx.age < evidence.DAY  # NaN (no clock): False
-            ctx.extreme &= ~first_day | (ctx.score >= self.floor) | far
+            if first_day.any():
+                far = np.empty(len(v), dtype=bool)  # a record by more than FIRST_DAY_FAR margins
+                far[g.order] = ((v > hi + FIRST_DAY_FAR * span)
+                                | (v < lo - FIRST_DAY_FAR * span)).any(axis=1)
+                ctx.extreme &= ~first_day | (ctx.score >= self.floor) | far
         ctx.score = np.where(ctx.extreme, 1.0, ctx.score)
 
 
